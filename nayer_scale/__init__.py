@@ -1,0 +1,14 @@
+"""nayer-scale: data-free knowledge distillation with NAYER (Tran et al., CVPR 2024).
+
+Where things live:
+  nayer_scale.lte        label-text embedding (LTE) pool: class names, prompts, text encoders, cache
+  nayer_scale.synthesis  noisy layer, generators, synthesis augmentation
+  nayer_scale.losses     teacher BN-statistics hooks, CE / adversarial / KD losses
+  nayer_scale.memory     memory bank on sharded WebDataset tar files
+  nayer_scale.models     model zoo (CIFAR-style ResNets, WRNs, VGG)
+  nayer_scale.teacher    bring-your-own-teacher loading with early, clear errors
+  nayer_scale.trainer    the Accelerate-driven trainer (synthesize, distill, evaluate, checkpoint, fit)
+  nayer_kernels          (folder kernels/) fused kernels and their pure-PyTorch references
+"""
+
+__version__ = "0.1.0"
