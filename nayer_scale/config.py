@@ -1,0 +1,347 @@
+"""Typed configuration of a NAYER run: nested dataclasses, named presets, ``section.key=value``
+overrides, validation with messages that say what to change.
+
+Infrastructure (``run``) is kept apart from the method's hyper-parameters (``synthesis``,
+``distill``); every knob of the published code has a descriptive name here:
+
+    published flag   field
+    --------------   -----------------------------------
+    oh               synthesis.ce_loss_weight
+    bn               synthesis.bn_loss_weight
+    adv              synthesis.adv_loss_weight
+    bn_mmt           synthesis.bn_momentum
+    g_steps          synthesis.num_generator_steps
+    g_loops          synthesis.batches_per_epoch
+    gwp_loops        synthesis.warmup_batches_per_epoch
+    g_life           synthesis.generator_life_epochs
+    lr_g             synthesis.generator_lr
+    synthesis_batch  synthesis.batch_size
+    kd_steps         distill.steps_per_epoch
+    T                distill.temperature
+    warmup           run.warmup_epochs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DistillConfig",
+    "EvalConfig",
+    "LTEConfig",
+    "NayerConfig",
+    "PRESETS",
+    "RunConfig",
+    "StudentConfig",
+    "SynthesisConfig",
+    "TeacherConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "get_preset",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what to change."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class TeacherConfig:
+    """The pretrained teacher: a zoo name or ``package.module:factory``, a weights file
+    (safetensors or .pth), its input normalisation and its class names."""
+
+    arch: str = "resnet20"
+    weights: str = ""
+    class_names: str = "fashion_mnist"  # a dataset key (see nayer_scale.lte) or a .txt file, one name per line
+    mean: tuple[float, ...] = (0.2860,)
+    std: tuple[float, ...] = (0.3530,)
+    in_channels: int = 1
+    image_size: int = 28  # pixels
+
+    def validate(self) -> None:
+        _check(bool(self.arch), "teacher.arch is empty: give a zoo name (e.g. resnet20) or package.module:factory")
+        _check(len(self.mean) == len(self.std) == self.in_channels,
+               f"teacher.mean {self.mean} and teacher.std {self.std} need one value per input channel "
+               f"(teacher.in_channels={self.in_channels})")
+        _check(all(s > 0 for s in self.std), "teacher.std values must be positive")
+        _check(self.image_size >= 8, "teacher.image_size must be at least 8 pixels")
+
+
+@dataclass
+class StudentConfig:
+    """The student architecture (a zoo name or ``package.module:factory``), trained from scratch."""
+
+    arch: str = "resnet8"
+
+    def validate(self) -> None:
+        _check(bool(self.arch), "student.arch is empty")
+
+
+@dataclass
+class LTEConfig:
+    """Label-text embeddings: text encoder spec ("minilm", "minilm:/folder", "clip:<id or folder>"),
+    prompt template (key or format string with {name}/{index}) and the cache folder."""
+
+    encoder: str = "minilm"
+    template: str = "photo_of"
+    cache_dir: str = "~/.cache/nayer-scale/lte"
+
+    def validate(self) -> None:
+        _check(bool(self.encoder), "lte.encoder is empty: use minilm, minilm:/path or clip:<id or path>")
+
+
+@dataclass
+class SynthesisConfig:
+    """Generator, noisy layer and synthesis-loss hyper-parameters (NAYER Alg. 1, inner loop)."""
+
+    batch_size: int = 400  # images per synthesis batch
+    num_generator_steps: int = 30  # generator/noisy-layer updates per synthesis batch
+    batches_per_epoch: int = 2  # synthesis batches per epoch after warm-up
+    warmup_batches_per_epoch: int = 10  # synthesis batches per warm-up epoch
+    generator_lr: float = 4e-3
+    generator_betas: tuple[float, float] = (0.5, 0.999)
+    generator_width: int = 64
+    generator_life_epochs: int = 10  # the generator is re-created every this many epochs
+    noise_dim: int = 1000
+    noisy_layer_init: str = "normal"  # "normal" (published) or "kaiming_uniform"
+    noisy_layer_batchnorm: bool = True
+    ce_loss_weight: float = 0.5
+    bn_loss_weight: float = 10.0
+    adv_loss_weight: float = 1.33
+    bn_momentum: float = 0.9
+    first_bn_multiplier: float = 1.0
+    crop_padding: int = 4  # pixels
+    flip: bool = True
+
+    def validate(self) -> None:
+        for name in ("batch_size", "num_generator_steps", "batches_per_epoch", "generator_width",
+                     "generator_life_epochs", "noise_dim"):
+            _check(getattr(self, name) > 0, f"synthesis.{name} must be positive, got {getattr(self, name)}")
+        _check(self.warmup_batches_per_epoch >= 0, "synthesis.warmup_batches_per_epoch must be >= 0")
+        _check(self.generator_lr > 0, "synthesis.generator_lr must be positive")
+        _check(0.0 <= self.bn_momentum < 1.0, f"synthesis.bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        _check(self.noisy_layer_init in ("normal", "kaiming_uniform"),
+               f"synthesis.noisy_layer_init must be normal or kaiming_uniform, got {self.noisy_layer_init!r}")
+        _check(len(self.generator_betas) == 2, "synthesis.generator_betas takes two values, e.g. 0.5,0.999")
+        _check(self.crop_padding >= 0, "synthesis.crop_padding must be >= 0")
+
+
+@dataclass
+class DistillConfig:
+    """Student training on the memory bank (NAYER Alg. 1, student loop)."""
+
+    batch_size: int = 512
+    steps_per_epoch: int = 400
+    lr: float = 0.2
+    lr_min: float = 2e-4  # cosine schedule floor
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    temperature: float = 20.0
+    crop_padding: int = 4
+    flip: bool = True
+
+    def validate(self) -> None:
+        for name in ("batch_size", "steps_per_epoch", "lr", "temperature"):
+            _check(getattr(self, name) > 0, f"distill.{name} must be positive, got {getattr(self, name)}")
+        _check(0 <= self.lr_min <= self.lr, "distill.lr_min must be in [0, distill.lr]")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out real evaluation data. Only the *test* split is ever read by a distillation run."""
+
+    dataset: str = "fashion_mnist"  # "fashion_mnist" or "none"
+    root: str = ""  # folder of the dataset files; "" searches the standard places
+    batch_size: int = 1000
+    every_epochs: int = 1  # evaluate the student every this many epochs after warm-up (and at the end)
+
+    def validate(self) -> None:
+        _check(self.dataset in ("fashion_mnist", "none"),
+               f"eval.dataset must be fashion_mnist or none, got {self.dataset!r}")
+        _check(self.batch_size > 0 and self.every_epochs > 0, "eval.batch_size and eval.every_epochs must be positive")
+
+
+@dataclass
+class RunConfig:
+    """Infrastructure: run folder, schedule length, precision, resume, logging."""
+
+    run_dir: str = "runs/nayer"
+    epochs: int = 120  # total, warm-up included
+    warmup_epochs: int = 20
+    seed: int = 0
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16"
+    channels_last: bool = False
+    resume: bool = False  # continue from run_dir's latest checkpoint
+    keep_checkpoints: int = 2
+    tensorboard: bool = False
+    progress: bool = True  # tqdm bars on the main process
+    grid_per_class: int = 8  # images per class in the per-epoch sample grid
+    cpu: bool = False  # force CPU even when a GPU is present
+
+    def validate(self) -> None:
+        _check(self.epochs > 0, "run.epochs must be positive")
+        _check(0 <= self.warmup_epochs < self.epochs,
+               f"run.warmup_epochs ({self.warmup_epochs}) must be in [0, run.epochs={self.epochs})")
+        _check(self.mixed_precision in ("no", "bf16", "fp16"),
+               f"run.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        _check(self.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1")
+
+
+@dataclass
+class NayerConfig:
+    """The whole run: teacher, student, LTE, synthesis, distillation, evaluation, infrastructure."""
+
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    lte: LTEConfig = field(default_factory=LTEConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> "NayerConfig":
+        """Check every section; raises ConfigError naming the field to change."""
+        for section in dataclasses.fields(self):
+            getattr(self, section.name).validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _convert(value: str, annotation: typing.Any, key: str) -> typing.Any:
+    """Parse a command-line string into the field's declared type."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        item_type = args[0]
+        return tuple(_convert(v.strip(), item_type, key) for v in value.split(",") if v.strip())
+    if annotation is bool:
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} takes true/false, got {value!r}")
+    try:
+        return annotation(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key} takes a {annotation.__name__}, got {value!r}") from err
+
+
+def apply_overrides(config: NayerConfig, overrides: list[str]) -> NayerConfig:
+    """Apply ``section.key=value`` strings (e.g. ``synthesis.bn_loss_weight=5``) in order.
+
+    Raises:
+        ConfigError: for a malformed item, an unknown section or key, or a value of the wrong type.
+    """
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        path, value = item.split("=", 1)
+        section_name, key = path.split(".", 1)
+        if section_name not in {f.name for f in dataclasses.fields(config)}:
+            raise ConfigError(f"unknown config section {section_name!r} in {item!r}; sections: "
+                              f"{', '.join(f.name for f in dataclasses.fields(config))}")
+        section = getattr(config, section_name)
+        hints = typing.get_type_hints(type(section))
+        if key not in hints:
+            raise ConfigError(f"unknown key {path!r}; {section_name} has: {', '.join(sorted(hints))}")
+        setattr(section, key, _convert(value, hints[key], path))
+    return config
+
+
+def config_from_dict(data: dict) -> NayerConfig:
+    """Rebuild a NayerConfig from ``to_dict()`` output (e.g. the copy stored in a checkpoint)."""
+    sections = {}
+    for f in dataclasses.fields(NayerConfig):
+        cls = f.default_factory  # type: ignore[misc]
+        values = dict(data.get(f.name, {}))
+        hints = typing.get_type_hints(cls)
+        for key, value in values.items():
+            if typing.get_origin(hints.get(key)) is tuple:
+                values[key] = tuple(value)
+        sections[f.name] = cls(**values)
+    return NayerConfig(**sections)
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets: published hyper-parameters (REFERENCE.md) and the CPU demo.
+
+
+def fashion_mnist() -> NayerConfig:
+    """CPU demo: ResNet-20 teacher -> ResNet-8 student on Fashion-MNIST (28 px, 1 channel), sized to
+    finish in about a quarter of an hour on 2 CPU cores (see README for measured numbers)."""
+    cfg = NayerConfig()
+    cfg.teacher = TeacherConfig(arch="resnet20", weights="runs/teacher/fashion_mnist_resnet20.safetensors",
+                                class_names="fashion_mnist", mean=(0.2860,), std=(0.3530,), in_channels=1,
+                                image_size=28)
+    cfg.student = StudentConfig(arch="resnet8")
+    cfg.synthesis = SynthesisConfig(batch_size=200, num_generator_steps=30, batches_per_epoch=2,
+                                    warmup_batches_per_epoch=2, generator_width=32, crop_padding=2)
+    cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=50, lr=0.1, crop_padding=2)
+    cfg.run = RunConfig(run_dir="runs/fashion_mnist", epochs=20, warmup_epochs=3, mixed_precision="bf16")
+    return cfg
+
+
+def cifar10() -> NayerConfig:
+    """CIFAR-10, wrn40_2 -> wrn16_2, published NAYER hyper-parameters (E=100 -> 120 epochs)."""
+    cfg = NayerConfig()
+    cfg.teacher = TeacherConfig(arch="wrn40_2", class_names="cifar10", mean=(0.4914, 0.4822, 0.4465),
+                                std=(0.2023, 0.1994, 0.2010), in_channels=3, image_size=32)
+    cfg.student = StudentConfig(arch="wrn16_2")
+    cfg.synthesis = SynthesisConfig(batch_size=400, num_generator_steps=30)
+    cfg.distill = DistillConfig(batch_size=512, steps_per_epoch=400, lr=0.2)
+    cfg.eval = EvalConfig(dataset="none")
+    cfg.run = RunConfig(run_dir="runs/cifar10", epochs=120, warmup_epochs=20)
+    return cfg
+
+
+def cifar100() -> NayerConfig:
+    """CIFAR-100, wrn40_2 -> wrn16_2, published NAYER hyper-parameters (40 generator steps)."""
+    cfg = cifar10()
+    cfg.teacher.class_names = "cifar100"
+    cfg.teacher.mean, cfg.teacher.std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+    cfg.synthesis.num_generator_steps = 40
+    cfg.run.run_dir = "runs/cifar100"
+    return cfg
+
+
+def tiny_imagenet() -> NayerConfig:
+    """Tiny-ImageNet (64 px), resnet34 -> resnet18, published hyper-parameters (no flip)."""
+    cfg = NayerConfig()
+    cfg.teacher = TeacherConfig(arch="resnet34", class_names="tiny_imagenet", mean=(0.4802, 0.4481, 0.3975),
+                                std=(0.2302, 0.2265, 0.2262), in_channels=3, image_size=64)
+    cfg.student = StudentConfig(arch="resnet18")
+    cfg.synthesis = SynthesisConfig(batch_size=200, num_generator_steps=60, batches_per_epoch=4,
+                                    warmup_batches_per_epoch=20, flip=False)
+    cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=1000, lr=0.1, flip=False)
+    cfg.eval = EvalConfig(dataset="none")
+    cfg.run = RunConfig(run_dir="runs/tiny_imagenet", epochs=120, warmup_epochs=20)
+    return cfg
+
+
+PRESETS: dict[str, typing.Callable[[], NayerConfig]] = {
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+    "tiny_imagenet": tiny_imagenet,
+}
+
+
+def get_preset(name: str) -> NayerConfig:
+    """A fresh NayerConfig for a named preset; ConfigError lists the names for an unknown one."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,509 @@
+"""The NAYER trainer, driven by HF Accelerate: one code path for one process and for many (DDP).
+
+Algorithm 1 of NAYER (Tran et al., CVPR 2024) with the published code's details (REFERENCE.md):
+
+    for epoch in 0 .. E-1:
+        re-create the generator every ``generator_life_epochs`` epochs
+        for each synthesis batch of the epoch (``warmup_batches_per_epoch`` during warm-up):
+            re-initialise the noisy linears; a new Adam over generator + noisy layer
+            ``num_generator_steps`` updates on L_Z; keep the batch with the lowest loss
+        write the epoch's batches as one memory-bank shard per process
+        after warm-up: ``steps_per_epoch`` student steps on KD loss over the memory bank
+
+Each process synthesises its own batches (own RNG stream, generator and noisy layer) and writes its
+own shards; the student is DDP-wrapped and trains over the union of all processes' shards, with the
+same number of steps on every process. A checkpoint at the end of every epoch lets ``run.resume``
+continue exactly; the memory bank is cut back to the checkpoint's manifest on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from .augment import BatchAugment
+from .config import ConfigError, NayerConfig
+from .data import find_fashion_mnist, load_fashion_mnist
+from .losses import BNStatsHooks, adversarial_loss, kd_loss
+from .lte import get_class_names, load_or_build_lte
+from .memory import MemoryBank
+from .models import build_model
+from .synthesis import Generator, NoisyLayer
+from .teacher import build_teacher, save_model
+from .visualize import save_sample_grid
+
+__all__ = ["NayerTrainer", "resolve_class_names"]
+
+# Sections that must not change between a checkpoint and its resume (they define what was built).
+_FROZEN_SECTIONS = ("teacher", "student", "lte", "synthesis")
+
+
+def resolve_class_names(spec: str) -> list[str]:
+    """Class names from a dataset key ("fashion_mnist", "cifar10", ...) or a .txt file (one per line).
+
+    Raises:
+        FileNotFoundError: ``spec`` looks like a path (has a separator or .txt) and does not exist.
+        ValueError: unknown dataset key, or an empty / duplicated list.
+    """
+    if spec.endswith(".txt") or os.sep in spec:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"class-name file {path} does not exist")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = get_class_names(spec)
+    if not names:
+        raise ValueError(f"no class names in {spec!r}")
+    return names
+
+
+class _PhaseTimer:
+    """Wall-clock seconds per phase; synchronises CUDA at phase boundaries so times are real."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+class NayerTrainer:
+    """Data-free distillation of a teacher into a student with NAYER.
+
+    Everything that can be wrong with the input (config values, teacher file, class count, missing
+    evaluation data, an existing run folder without ``run.resume``) raises before any synthesis.
+
+    Args:
+        config: the run's NayerConfig (validated here).
+        accelerator: an existing Accelerator; by default one is built from ``config.run``.
+
+    Raises:
+        ConfigError, FileNotFoundError, nayer_scale.teacher.TeacherLoadError, ValueError.
+    """
+
+    def __init__(self, config: NayerConfig, accelerator: Accelerator | None = None) -> None:
+        self.start_time = time.perf_counter()
+        self.cfg = config.validate()
+        run = self.cfg.run
+        self.run_dir = Path(run.run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self._check_run_dir()
+        self.class_names = resolve_class_names(self.cfg.teacher.class_names)
+        self.num_classes = len(self.class_names)
+        if self.cfg.eval.dataset == "fashion_mnist":
+            find_fashion_mnist("test", self.cfg.eval.root or None)  # fail now, not after an hour
+
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=run.mixed_precision,
+            cpu=run.cpu,
+            log_with="tensorboard" if run.tensorboard else None,
+            project_dir=str(self.run_dir),
+        )
+        acc = self.accelerator
+        self.device = acc.device
+        self.rank, self.world_size = acc.process_index, acc.num_processes
+        self._seed_everything(run.seed)
+        self.timer = _PhaseTimer(self.device)
+        self._build_models()
+        self._build_synthesis()
+        self._build_student_training()
+        self.memory = MemoryBank(self.run_dir / "memory", rank=self.rank, world_size=self.world_size,
+                                 device=self.device)
+        self.test_set = self._load_eval_data()
+        self.start_epoch = 0
+        self.history: list[dict] = []
+        if run.resume and self.latest_checkpoint() is not None:
+            self.load_checkpoint(self.latest_checkpoint())
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(self.cfg.to_json())
+            if run.tensorboard:
+                acc.init_trackers("nayer", config=_flat_config(self.cfg))
+        acc.print(f"nayer-scale: {self.world_size} process(es) on {self.device}, "
+                  f"precision={run.mixed_precision}, bn-stats loss and noisy-layer init: PyTorch reference path")
+
+    # ------------------------------------------------------------------------------------------
+    # Construction
+
+    def _check_run_dir(self) -> None:
+        has_run = (self.run_dir / "memory").exists() or self.ckpt_dir.exists()
+        if has_run and not self.cfg.run.resume:
+            raise ConfigError(
+                f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true to "
+                "continue it, or choose a new run.run_dir; nothing was changed."
+            )
+
+    def _seed_everything(self, seed: int) -> None:
+        # Each process gets its own stream (own synthesis batches); DDP broadcasts the student's
+        # initial weights from process 0, so the student still starts identical everywhere.
+        process_seed = seed * 1_000_003 + self.rank
+        random.seed(process_seed)
+        np.random.seed(process_seed % 2**32)
+        torch.manual_seed(process_seed)
+        self.rng = torch.Generator(device=self.device).manual_seed(process_seed + 17)
+
+    def _build_models(self) -> None:
+        t = self.cfg.teacher
+        self.teacher = build_teacher(t.arch, t.weights or None, self.num_classes, t.in_channels,
+                                     require_weights=bool(t.weights)).to(self.device)
+        with torch.no_grad():
+            probe = torch.zeros(2, t.in_channels, t.image_size, t.image_size, device=self.device)
+            out = self.teacher(probe)
+        if out.shape != (2, self.num_classes):
+            raise ValueError(f"teacher output on {t.image_size}px input has shape {tuple(out.shape)}, "
+                             f"expected (2, {self.num_classes})")
+        self.student = build_model(self.cfg.student.arch, self.num_classes, t.in_channels).to(self.device)
+        if self.cfg.run.channels_last:
+            self.teacher.to(memory_format=torch.channels_last)
+            self.student.to(memory_format=torch.channels_last)
+        self.hooks = BNStatsHooks(self.teacher, self.cfg.synthesis.bn_momentum,
+                                  self.cfg.synthesis.first_bn_multiplier)
+
+    def _build_synthesis(self) -> None:
+        s, t = self.cfg.synthesis, self.cfg.teacher
+        with self.accelerator.main_process_first():  # the main process fills the cache first
+            cache = self.cfg.lte.cache_dir
+            self.lte = load_or_build_lte(self.class_names, self.cfg.lte.encoder, self.cfg.lte.template,
+                                         os.path.expanduser(cache) if cache else None).to(self.device)
+        self.noisy = NoisyLayer(self.lte.shape[1], s.noise_dim, self.num_classes, s.batch_size,
+                                s.noisy_layer_init, s.noisy_layer_batchnorm).to(self.device)
+        self.generator = self._new_generator()
+        self.synth_augment = BatchAugment(t.mean, t.std, s.crop_padding, s.flip).to(self.device)
+
+    def _new_generator(self) -> Generator:
+        s, t = self.cfg.synthesis, self.cfg.teacher
+        gen = Generator(s.noise_dim, t.image_size, t.in_channels, s.generator_width).to(self.device)
+        return gen.to(memory_format=torch.channels_last) if self.cfg.run.channels_last else gen
+
+    def _build_student_training(self) -> None:
+        d, run = self.cfg.distill, self.cfg.run
+        optimizer = torch.optim.SGD(self.student.parameters(), lr=d.lr, momentum=d.momentum,
+                                    weight_decay=d.weight_decay)
+        self.student, self.optimizer = self.accelerator.prepare(self.student, optimizer)
+        # One scheduler step per post-warm-up epoch (published code); stepped by hand, not prepared,
+        # because a prepared scheduler steps once per process.
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer.optimizer, T_max=max(1, run.epochs - run.warmup_epochs), eta_min=d.lr_min)
+        self.student_augment = BatchAugment(self.cfg.teacher.mean, self.cfg.teacher.std, d.crop_padding,
+                                            d.flip).to(self.device)
+
+    def _load_eval_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.cfg.eval.dataset == "none":
+            return None
+        images, labels = load_fashion_mnist("test", self.cfg.eval.root or None)
+        # Every process evaluates its own slice; the counts are summed across processes.
+        return images[self.rank :: self.world_size].to(self.device), labels[self.rank :: self.world_size].to(self.device)
+
+    # ------------------------------------------------------------------------------------------
+    # The method
+
+    def synthesis_labels(self) -> torch.Tensor:
+        """Class-ordered pseudo labels (B,): [0..K-1] repeated B // K times, then B % K random ones."""
+        b, k = self.cfg.synthesis.batch_size, self.num_classes
+        extra = torch.randint(k, (b % k,), device=self.device, generator=self.rng)
+        return torch.cat([torch.arange(k, device=self.device).repeat(b // k), extra])
+
+    def synthesize(self, warmup: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """One synthesis batch: re-init the noisy layer, optimise G and Z for g steps on L_Z.
+
+        Returns:
+            images: (B, C, H, W) float32 in [0, 1], the lowest-loss batch seen (un-augmented).
+            labels: (B,) int64 pseudo labels.
+            losses: detached float32 scalars of the last step (total, bn, ce, adv).
+        """
+        s = self.cfg.synthesis
+        labels = self.synthesis_labels()
+        embeddings = self.lte[labels]
+        self.noisy.reinitialize(self.rng)
+        params = list(self.generator.parameters()) + list(self.noisy.parameters())
+        optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
+        student = self.accelerator.unwrap_model(self.student).eval()
+        use_adv = s.adv_loss_weight > 0 and not warmup
+        best_loss = torch.full((), math.inf, device=self.device)
+        best_images = None
+        for _ in range(s.num_generator_steps):
+            with self.accelerator.autocast():
+                images = self.generator(self.noisy(embeddings))
+                augmented = self.synth_augment(images, self.rng)
+                with self.hooks.active():
+                    teacher_logits = self.teacher(augmented)
+                loss_bn = self.hooks.loss()
+                loss_ce = F.cross_entropy(teacher_logits.float(), labels)
+                loss_adv = (adversarial_loss(student(augmented), teacher_logits) if use_adv
+                            else torch.zeros((), device=self.device))
+                loss = s.bn_loss_weight * loss_bn + s.ce_loss_weight * loss_ce + s.adv_loss_weight * loss_adv
+            # Keep the best batch without a host sync (no .item() in the inner loop).
+            better = loss.detach() < best_loss
+            best_loss = torch.where(better, loss.detach(), best_loss)
+            images_f = images.detach().float()
+            best_images = images_f if best_images is None else torch.where(better, images_f, best_images)
+            # Gradients for G and Z only: the student's weights are not differentiated.
+            grads = torch.autograd.grad(loss, params)
+            for p, g in zip(params, grads):
+                p.grad = g
+            optimizer.step()
+        self.hooks.update_momentum()
+        losses = {"loss": loss.detach(), "bn": loss_bn.detach(), "ce": loss_ce.detach(), "adv": loss_adv.detach()}
+        return best_images.contiguous(), labels, losses
+
+    def distill(self) -> dict[str, torch.Tensor]:
+        """``distill.steps_per_epoch`` student steps of KD loss on batches from the memory bank."""
+        d = self.cfg.distill
+        self.student.train()
+        total = torch.zeros((), device=self.device)
+        for _ in range(d.steps_per_epoch):
+            images, _ = self.memory.sample(d.batch_size, self.rng)
+            inputs = self.student_augment(images, self.rng)
+            if self.cfg.run.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with self.accelerator.autocast():
+                with torch.no_grad():
+                    teacher_logits = self.teacher(inputs)
+                loss = kd_loss(self.student(inputs), teacher_logits, d.temperature)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            self.optimizer.step()
+            total += loss.detach()
+        self.scheduler.step()
+        return {"kd": total / d.steps_per_epoch}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> float | None:
+        """Top-1 accuracy (fraction in [0, 1]) of ``model`` on the real test split, summed over processes."""
+        if self.test_set is None:
+            return None
+        images, labels = self.test_set
+        normalize = self.student_augment.normalize
+        was_training = model.training
+        model.eval()
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for i in range(0, len(labels), self.cfg.eval.batch_size):
+            x = normalize(images[i : i + self.cfg.eval.batch_size].float() / 255.0)
+            with self.accelerator.autocast():
+                correct += (model(x).argmax(1) == labels[i : i + self.cfg.eval.batch_size]).sum()
+        model.train(was_training)
+        counts = torch.stack([correct, torch.tensor(len(labels), device=self.device)])
+        counts = self.accelerator.reduce(counts, reduction="sum")
+        return counts[0].item() / max(1, counts[1].item())
+
+    # ------------------------------------------------------------------------------------------
+    # Epochs and the whole run
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Synthesis (+ memory-bank shard) then, after warm-up, distillation and evaluation."""
+        run, s = self.cfg.run, self.cfg.synthesis
+        warmup = epoch < run.warmup_epochs
+        record: dict = {"epoch": epoch, "warmup": warmup}
+        with self.timer("synthesis"):
+            if epoch % s.generator_life_epochs == 0 and epoch > 0:
+                self.generator = self._new_generator()
+            n_batches = s.warmup_batches_per_epoch if warmup else s.batches_per_epoch
+            batches = [self.synthesize(warmup) for _ in range(n_batches)]
+        if batches:
+            with self.timer("memory_io"):
+                images = torch.cat([b[0] for b in batches])
+                labels = torch.cat([b[1] for b in batches])
+                self.memory.write(images, labels, {"epoch": epoch, "rank": self.rank})
+                self.accelerator.wait_for_everyone()
+                self.memory.refresh()
+            record.update({f"synth_{k}": v.item() for k, v in batches[-1][2].items()})
+            if self.accelerator.is_main_process:
+                save_sample_grid(batches[-1][0], batches[-1][1], self.num_classes,
+                                 self.run_dir / "samples" / f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
+        record["memory_size"] = len(self.memory)
+        if not warmup:
+            with self.timer("distillation"):
+                record.update({k: v.item() for k, v in self.distill().items()})
+            record["lr"] = self.scheduler.get_last_lr()[0]
+            last = epoch == run.epochs - 1
+            if last or (epoch - run.warmup_epochs + 1) % self.cfg.eval.every_epochs == 0:
+                with self.timer("evaluation"):
+                    record["student_top1"] = self.evaluate(self.student)
+        record["elapsed_s"] = time.perf_counter() - self.start_time
+        return record
+
+    def fit(self) -> dict:
+        """Run (or continue) all epochs; write checkpoints, metrics.jsonl, the exported student and
+        summary.json. Returns the summary dict."""
+        acc, run = self.accelerator, self.cfg.run
+        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        with self.timer("evaluation"):
+            teacher_top1 = self.evaluate(self.teacher)
+        acc.print(f"teacher top-1 on the real test split: {teacher_top1}")
+        bar = tqdm(range(self.start_epoch, run.epochs), initial=self.start_epoch, total=run.epochs,
+                   desc="NAYER", disable=not (run.progress and acc.is_local_main_process))
+        for epoch in bar:
+            record = self.run_epoch(epoch)
+            self.history.append(record)  # before the checkpoint, so that it holds this epoch's record
+            with self.timer("checkpoint"):
+                self.save_checkpoint(epoch)
+            self._log(record)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("synth_loss", "kd", "student_top1")
+                             and v is not None})
+        return self._finish(teacher_top1)
+
+    def _log(self, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if self.cfg.run.tensorboard:
+                self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))},
+                                     step=record["epoch"])
+
+    def _finish(self, teacher_top1: float | None) -> dict:
+        acc = self.accelerator
+        final = [r for r in self.history if r.get("student_top1") is not None]
+        student_top1 = self.evaluate(self.student) if not final else final[-1]["student_top1"]
+        summary = {
+            "teacher_top1": teacher_top1,
+            "student_top1": student_top1,
+            "wall_s": time.perf_counter() - self.start_time,
+            **{f"{phase}_s": sec for phase, sec in self.timer.seconds.items()},
+            "epochs": self.cfg.run.epochs,
+            "num_processes": self.world_size,
+            "device": str(self.device),
+            "memory_size": len(self.memory),
+        }
+        if acc.is_main_process:
+            t = self.cfg.teacher
+            meta = {"arch": self.cfg.student.arch, "num_classes": str(self.num_classes),
+                    "in_channels": str(t.in_channels), "image_size": str(t.image_size),
+                    "mean": json.dumps(t.mean), "std": json.dumps(t.std),
+                    "class_names": json.dumps(self.class_names), "config": self.cfg.to_json()}
+            save_model(acc.unwrap_model(self.student), self.run_dir / "student.safetensors", meta)
+            _write_json_atomic(self.run_dir / "summary.json", summary)
+        if self.cfg.run.tensorboard:
+            acc.end_training()
+        acc.wait_for_everyone()
+        return summary
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def latest_checkpoint(self) -> Path | None:
+        """The folder named in checkpoints/latest, or None when there is no complete checkpoint."""
+        pointer = self.ckpt_dir / "latest"
+        if not pointer.is_file():
+            return None
+        return self.ckpt_dir / pointer.read_text().strip()
+
+    def save_checkpoint(self, epoch: int) -> Path:
+        """Write checkpoints/epoch-XXXX atomically: every process writes its own state into a
+        temporary folder; process 0 adds the shared state, renames the folder and then updates the
+        ``latest`` pointer. A crash at any point leaves the previous checkpoint intact."""
+        acc = self.accelerator
+        name = f"epoch-{epoch:04d}"
+        tmp = self.ckpt_dir / f"{name}.tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        torch.save(self._process_state(), tmp / f"process-{self.rank:03d}.pt")
+        if acc.is_main_process:
+            torch.save({"epoch": epoch, "config": self.cfg.to_dict(), "world_size": self.world_size,
+                        "student": acc.unwrap_model(self.student).state_dict(),
+                        "optimizer": self.optimizer.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "history": self.history},
+                       tmp / "shared.pt")
+        acc.wait_for_everyone()
+        final = self.ckpt_dir / name
+        if acc.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            _write_text_atomic(self.ckpt_dir / "latest", name)
+            self._prune_checkpoints()
+        acc.wait_for_everyone()
+        return final
+
+    def _process_state(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "noisy_layer": self.noisy.state_dict(),
+            "bn_momentum": self.hooks.state_dict(),
+            "memory": self.memory.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "trainer": self.rng.get_state()},
+        }
+
+    def _prune_checkpoints(self) -> None:
+        done = sorted(p for p in self.ckpt_dir.glob("epoch-*") if p.is_dir() and not p.name.endswith(".tmp"))
+        for old in done[: -self.cfg.run.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore student, optimizer, scheduler, generator, noisy layer, BN momentum state, RNG
+        streams and the memory bank (shards written after the checkpoint are discarded).
+
+        Raises:
+            ConfigError: the checkpoint was made with another teacher / student / LTE / synthesis
+                config or another number of processes.
+            FileNotFoundError: this process's state file is missing.
+        """
+        shared = torch.load(path / "shared.pt", map_location="cpu", weights_only=False)
+        saved, now = shared["config"], self.cfg.to_dict()
+        changed = [s for s in _FROZEN_SECTIONS if saved[s] != now[s]]
+        if changed:
+            raise ConfigError(f"cannot resume {path}: config sections {changed} differ from the checkpoint's")
+        if shared["world_size"] != self.world_size:
+            raise ConfigError(f"cannot resume {path}: it was written by {shared['world_size']} processes, "
+                              f"this run has {self.world_size}")
+        own = path / f"process-{self.rank:03d}.pt"
+        if not own.is_file():
+            raise FileNotFoundError(f"checkpoint state of process {self.rank} is missing: {own}")
+        state = torch.load(own, map_location="cpu", weights_only=False)
+        self.accelerator.unwrap_model(self.student).load_state_dict(shared["student"])
+        self.optimizer.optimizer.load_state_dict(shared["optimizer"])
+        self.scheduler.load_state_dict(shared["scheduler"])
+        self.history = shared["history"]
+        if self.accelerator.is_main_process:  # drop lines of epochs after the checkpoint
+            _write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        self.generator.load_state_dict(state["generator"])
+        self.noisy.load_state_dict(state["noisy_layer"])
+        self.hooks.load_state_dict(state["bn_momentum"])
+        self.memory.load_state_dict(state["memory"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.rng.set_state(rng["trainer"])
+        self.start_epoch = shared["epoch"] + 1
+        self.accelerator.print(f"resumed from {path} (next epoch {self.start_epoch})")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    _write_text_atomic(path, json.dumps(data, indent=2))
+
+
+def _flat_config(cfg: NayerConfig) -> dict:
+    return {f"{section}.{k}": (v if isinstance(v, (int, float, str, bool)) else str(v))
+            for section, values in cfg.to_dict().items() for k, v in values.items()}

@@ -1,0 +1,39 @@
+"""Sample grids of synthetic images: one row per class."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["save_sample_grid"]
+
+
+def save_sample_grid(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | os.PathLike, per_class: int = 8
+) -> None:
+    """Write a PNG grid with row k holding up to ``per_class`` images of class k (blank if none).
+
+    Args:
+        images: (N, C, H, W) float in [0, 1], C in {1, 3}, any device.
+        labels: (N,) int class indices.
+        num_classes: number of rows K.
+        path: output .png path; written to a temporary name then renamed (never a half-written file).
+    """
+    images = images.detach().float().clamp(0, 1).cpu()
+    labels = labels.detach().cpu()
+    _, c, h, w = images.shape
+    pad = 1
+    grid = np.ones((num_classes * (h + pad) + pad, per_class * (w + pad) + pad, c), dtype=np.float32)
+    for k in range(num_classes):
+        picks = images[labels == k][:per_class]
+        for j, img in enumerate(picks):
+            y, x = pad + k * (h + pad), pad + j * (w + pad)
+            grid[y : y + h, x : x + w] = img.permute(1, 2, 0).numpy()
+    pixels = (grid * 255).round().astype(np.uint8)
+    image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+    tmp = f"{path}.tmp.png"
+    image.save(tmp)
+    os.replace(tmp, path)
