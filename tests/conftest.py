@@ -1,0 +1,77 @@
+"""Shared fixtures: a tiny fake Fashion-MNIST *test* split, a random-weight teacher file and a tiny
+NAYER config that runs in seconds on CPU. No network: the text encoder is the locally installed
+all-MiniLM-L6-v2 package."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from nayer_scale.config import get_preset  # noqa: E402
+
+
+def write_idx_split(folder: Path, split: str, n: int, seed: int = 0) -> None:
+    """Write gzipped IDX files of ``n`` random 28x28 images and labels (Fashion-MNIST layout)."""
+    rng = np.random.default_rng(seed)
+    prefix = "t10k" if split == "test" else "train"
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(b"\0" * 16 + images.tobytes())
+    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"\0" * 8 + labels.tobytes())
+
+
+@pytest.fixture(scope="session")
+def fake_test_split(tmp_path_factory) -> Path:
+    """A folder holding ONLY a 120-image fake test split (no training files at all)."""
+    folder = tmp_path_factory.mktemp("fmnist")
+    write_idx_split(folder, "test", 120)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory) -> Path:
+    """A random-weight resnet8 teacher (1 channel, 10 classes) saved as safetensors."""
+    from nayer_scale.models import build_model
+    from nayer_scale.teacher import save_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet8", num_classes=10, in_channels=1)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lte_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lte")
+
+
+def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, **changes):
+    """The fashion_mnist preset shrunk to a few seconds of CPU time."""
+    cfg = get_preset("fashion_mnist")
+    cfg.teacher.arch, cfg.teacher.weights = "resnet8", str(teacher)
+    cfg.student.arch = "resnet8"
+    cfg.lte.cache_dir = str(lte_cache)
+    s = cfg.synthesis
+    s.batch_size, s.num_generator_steps, s.batches_per_epoch, s.warmup_batches_per_epoch = 24, 2, 1, 1
+    s.generator_width, s.noise_dim, s.generator_life_epochs = 8, 32, 2
+    cfg.distill.batch_size, cfg.distill.steps_per_epoch = 16, 2
+    cfg.eval.root = str(eval_root)
+    cfg.run.run_dir, cfg.run.epochs, cfg.run.warmup_epochs = str(run_dir), 3, 1
+    cfg.run.mixed_precision, cfg.run.progress = "no", False
+    for key, value in changes.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return cfg

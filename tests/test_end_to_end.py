@@ -1,0 +1,104 @@
+"""A tiny NAYER run end to end on CPU, exact resume after a crash, the errors raised before any
+work, and the guarantee that distillation never reads the training split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_config
+from nayer_scale.config import ConfigError
+from nayer_scale.data import fashion_mnist
+from nayer_scale.teacher import TeacherLoadError, build_teacher
+from nayer_scale.trainer import NayerTrainer
+
+
+@pytest.fixture
+def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
+    def make(name="run", **changes):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    return make
+
+
+def test_tiny_run_writes_everything_and_never_reads_training_data(make_cfg, monkeypatch):
+    opened = []
+    real_read = fashion_mnist._read_idx
+    monkeypatch.setattr(fashion_mnist, "_read_idx", lambda path, offset: opened.append(str(path)) or real_read(path, offset))
+    cfg = make_cfg()
+    summary = NayerTrainer(cfg).fit()
+    run_dir = cfg.run.run_dir
+    assert opened and all("t10k" in p for p in opened), opened  # test split only
+    for key in ("teacher_top1", "student_top1", "wall_s", "synthesis_s", "distillation_s", "evaluation_s"):
+        assert key in summary
+    assert 0.0 <= summary["student_top1"] <= 1.0
+    assert json.loads(open(f"{run_dir}/summary.json").read())["student_top1"] == summary["student_top1"]
+    lines = [json.loads(x) for x in open(f"{run_dir}/metrics.jsonl")]
+    assert [r["epoch"] for r in lines] == [0, 1, 2]
+    assert lines[0]["warmup"] and "kd" not in lines[0] and "kd" in lines[2]
+    for epoch in range(3):
+        assert Path(run_dir, "samples", f"epoch-{epoch:04d}.png").is_file()
+    # one shard per epoch, 24 images each
+    assert summary["memory_size"] == 3 * 24
+    # the exported student loads as a model of its own
+    student = build_teacher("resnet8", f"{run_dir}/student.safetensors", num_classes=10, in_channels=1)
+    assert student(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_resume_after_crash_mid_epoch_is_exact(make_cfg, monkeypatch):
+    reference = NayerTrainer(make_cfg("straight")).fit()
+    straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
+
+    cfg = make_cfg("crashed")
+    calls = {"n": 0}
+    real_distill = NayerTrainer.distill
+
+    def crashing_distill(self):
+        calls["n"] += 1
+        if calls["n"] == 2:  # epoch 2: its memory shard is already written, its checkpoint is not
+            raise KeyboardInterrupt("simulated kill")
+        return real_distill(self)
+
+    monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
+    with pytest.raises(KeyboardInterrupt):
+        NayerTrainer(cfg).fit()
+    monkeypatch.setattr(NayerTrainer, "distill", real_distill)
+    shards = sorted(p.name for p in (Path(cfg.run.run_dir) / "memory").glob("*.tar"))
+    assert len(shards) == 3  # the un-checkpointed epoch-2 shard is on disk before resume
+
+    with pytest.raises(ConfigError, match="resume"):
+        NayerTrainer(cfg)  # an existing run is never silently overwritten
+    cfg.run.resume = True
+    resumed = NayerTrainer(cfg)
+    assert resumed.start_epoch == 2 and len(resumed.memory) == 2 * 24  # epoch-2 shard discarded
+    summary = resumed.fit()
+    assert summary["memory_size"] == reference["memory_size"]
+    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
+    for key, value in straight.items():
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
+    assert [r["epoch"] for r in lines] == [0, 1, 2]
+
+
+def test_errors_before_any_work(make_cfg, tmp_path):
+    cfg = make_cfg("missing", teacher__weights=str(tmp_path / "nope.safetensors"))
+    with pytest.raises(TeacherLoadError, match="does not exist"):
+        NayerTrainer(cfg)
+    assert not (tmp_path / "missing" / "memory").exists()
+
+    cfg = make_cfg("classes", teacher__class_names="cifar100")
+    with pytest.raises(TeacherLoadError, match="100"):
+        NayerTrainer(cfg)
+
+    cfg = make_cfg("noeval", eval__root=str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST"):
+        NayerTrainer(cfg)
+
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\n")
+    cfg = make_cfg("names", teacher__class_names=str(names))
+    with pytest.raises(TeacherLoadError):
+        NayerTrainer(cfg)  # 2 class names for a 10-way teacher
