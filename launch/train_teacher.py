@@ -22,8 +22,7 @@ import torch.nn.functional as F  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
 from nayer_scale.augment import BatchAugment  # noqa: E402
-from nayer_scale.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_fashion_mnist  # noqa: E402
-from nayer_scale.lte import get_class_names  # noqa: E402
+from nayer_scale.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_fashion_mnist  # noqa: E402
 from nayer_scale.models import build_model  # noqa: E402
 from nayer_scale.teacher import read_metadata, save_model  # noqa: E402
 
@@ -79,7 +78,7 @@ def train(args) -> float:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     meta = {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
             "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),
-            "class_names": json.dumps(get_class_names("fashion_mnist")), "test_top1": f"{top1:.4f}",
+            "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
             "train_settings": json.dumps(settings)}
     tmp = args.out + ".tmp"
     save_model(model, tmp, meta)

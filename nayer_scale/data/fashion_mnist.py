@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "find_fashion_mnist", "load_fashion_mnist"]
+__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "find_fashion_mnist", "load_fashion_mnist"]
 
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 _FILES = {
