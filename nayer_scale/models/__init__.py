@@ -1,5 +1,17 @@
-"""Model zoo: CIFAR-style ResNet-8/20/32/56 and ResNet-18/34, WRN-16-1/16-2/40-1/40-2, VGG-11-BN,
-for any number of input channels and classes. ``build_model(name, num_classes, in_channels)``."""
+"""Model zoo of CIFAR-style classifiers for any number of input channels and classes.
+
+``build_model(name, num_classes, in_channels=3)`` builds one of ``list_models()``:
+
+- ``resnet8``, ``resnet20``, ``resnet32``, ``resnet56``: He et al., CVPR 2016 (CIFAR ResNets, 16/32/64 channels);
+- ``resnet18``, ``resnet34``: the CIFAR ResNet-18/34 of DAFL / CMI / Fast-Datafree / NAYER (64-512 channels);
+- ``wrn16_1``, ``wrn16_2``, ``wrn40_1``, ``wrn40_2``: Zagoruyko & Komodakis, BMVC 2016 (dropout 0);
+- ``vgg11_bn``: Simonyan & Zisserman, ICLR 2015, configuration A with BatchNorm.
+
+Every model maps float (N, C, H, W) input, H, W >= 8, to (N, num_classes) logits, or to
+``(logits, features)`` with ``forward(x, return_features=True)``, features (N, F) being the pooled
+penultimate activations; ``get_classifier(model)`` returns its final nn.Linear. Module names follow the
+published Fast-Datafree / NAYER code, so their CIFAR checkpoints load unchanged.
+"""
 
 from . import resnet_cifar, vgg, wrn  # noqa: F401  (registration)
 from .registry import build_model, get_classifier, list_models, register_model
