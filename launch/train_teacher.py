@@ -1,7 +1,7 @@
 """Train a teacher on the real Fashion-MNIST training set: the ONLY code in this project that reads
 training images. Data-free distillation (launch/fashion_mnist.py) never does.
 
-    python launch/train_teacher.py                     # resnet20, 6 epochs -> runs/teacher/...
+    python launch/train_teacher.py                     # resnet20, 8 epochs -> runs/teacher/...
     python launch/train_teacher.py --epochs 10 --force
 
 The result is cached: a file whose stored training settings match is reused.
@@ -30,7 +30,7 @@ from nayer_scale.teacher import read_metadata, save_model  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet20")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)

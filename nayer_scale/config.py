@@ -291,7 +291,8 @@ def fashion_mnist() -> NayerConfig:
     cfg.synthesis = SynthesisConfig(batch_size=200, num_generator_steps=30, batches_per_epoch=2,
                                     warmup_batches_per_epoch=2, generator_width=32, crop_padding=2)
     cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=50, lr=0.1, crop_padding=2)
-    cfg.run = RunConfig(run_dir="runs/fashion_mnist", epochs=20, warmup_epochs=3, mixed_precision="bf16")
+    cfg.run = RunConfig(run_dir="runs/fashion_mnist", epochs=20, warmup_epochs=3, mixed_precision="bf16",
+                        channels_last=True)
     return cfg
 
 
