@@ -135,6 +135,8 @@ class NayerTrainer:
         self.history: list[dict] = []
         if run.resume and self.latest_checkpoint() is not None:
             self.load_checkpoint(self.latest_checkpoint())
+        elif run.resume:  # stopped before its first checkpoint: start over, dropping its shards
+            self.memory.load_state_dict({"manifests": {}})
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(self.cfg.to_json())

@@ -102,3 +102,27 @@ def test_errors_before_any_work(make_cfg, tmp_path):
     cfg = make_cfg("names", teacher__class_names=str(names))
     with pytest.raises(TeacherLoadError):
         NayerTrainer(cfg)  # 2 class names for a 10-way teacher
+
+
+def test_resume_before_first_checkpoint_starts_over(make_cfg, monkeypatch):
+    reference = NayerTrainer(make_cfg("straight")).fit()
+    straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
+    cfg = make_cfg("early")
+    real_save = NayerTrainer.save_checkpoint
+
+    def crash(self, epoch):
+        raise KeyboardInterrupt("killed before the first checkpoint")
+
+    monkeypatch.setattr(NayerTrainer, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        NayerTrainer(cfg).fit()
+    monkeypatch.setattr(NayerTrainer, "save_checkpoint", real_save)
+    assert len(list((Path(cfg.run.run_dir) / "memory").glob("*.tar"))) == 1
+    cfg.run.resume = True
+    trainer = NayerTrainer(cfg)
+    assert trainer.start_epoch == 0 and len(trainer.memory) == 0  # the orphan shard is dropped
+    summary = trainer.fit()
+    assert summary["memory_size"] == reference["memory_size"]
+    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
+    for key, value in straight.items():
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
