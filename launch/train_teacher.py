@@ -74,7 +74,7 @@ def train(args) -> float:
             sched.step()
         top1 = evaluate(model, augment, test_x.to(acc.device), test_y.to(acc.device), acc)
         acc.print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, test top-1 {top1:.4f}, "
-                  f"{time.perf_counter() - start:.0f} s")
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     meta = {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
             "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),

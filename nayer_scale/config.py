@@ -291,8 +291,9 @@ def fashion_mnist() -> NayerConfig:
     cfg.synthesis = SynthesisConfig(batch_size=200, num_generator_steps=30, batches_per_epoch=2,
                                     warmup_batches_per_epoch=2, generator_width=32, crop_padding=2)
     cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=50, lr=0.1, crop_padding=2)
+    # resume=True: running the same command again continues a stopped run, or reports a finished one.
     cfg.run = RunConfig(run_dir="runs/fashion_mnist", epochs=20, warmup_epochs=3, mixed_precision="bf16",
-                        channels_last=True)
+                        channels_last=True, resume=True)
     return cfg
 
 

@@ -108,12 +108,6 @@ class NayerTrainer:
         run = self.cfg.run
         self.run_dir = Path(run.run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self._check_run_dir()
-        self.class_names = resolve_class_names(self.cfg.teacher.class_names)
-        self.num_classes = len(self.class_names)
-        if self.cfg.eval.dataset == "fashion_mnist":
-            find_fashion_mnist("test", self.cfg.eval.root or None)  # fail now, not after an hour
-
         self.accelerator = accelerator or Accelerator(
             mixed_precision=run.mixed_precision,
             cpu=run.cpu,
@@ -121,6 +115,12 @@ class NayerTrainer:
             project_dir=str(self.run_dir),
         )
         acc = self.accelerator
+        self._check_run_dir()
+        acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
+        self.class_names = resolve_class_names(self.cfg.teacher.class_names)
+        self.num_classes = len(self.class_names)
+        if self.cfg.eval.dataset == "fashion_mnist":
+            find_fashion_mnist("test", self.cfg.eval.root or None)  # fail now, not after an hour
         self.device = acc.device
         self.rank, self.world_size = acc.process_index, acc.num_processes
         self._seed_everything(run.seed)
@@ -349,6 +349,10 @@ class NayerTrainer:
         """Run (or continue) all epochs; write checkpoints, metrics.jsonl, the exported student and
         summary.json. Returns the summary dict."""
         acc, run = self.accelerator, self.cfg.run
+        summary_path = self.run_dir / "summary.json"
+        if self.start_epoch >= run.epochs and summary_path.is_file():
+            acc.print(f"{self.run_dir} is complete: returning its summary unchanged")
+            return json.loads(summary_path.read_text())
         (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
         with self.timer("evaluation"):
             teacher_top1 = self.evaluate(self.teacher)
@@ -426,7 +430,8 @@ class NayerTrainer:
             torch.save({"epoch": epoch, "config": self.cfg.to_dict(), "world_size": self.world_size,
                         "student": acc.unwrap_model(self.student).state_dict(),
                         "optimizer": self.optimizer.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "history": self.history},
+                        "scheduler": self.scheduler.state_dict(), "history": self.history,
+                        "time": {"wall_s": time.perf_counter() - self.start_time, "phases": dict(self.timer.seconds)}},
                        tmp / "shared.pt")
         acc.wait_for_everyone()
         final = self.ckpt_dir / name
@@ -479,6 +484,9 @@ class NayerTrainer:
         self.optimizer.optimizer.load_state_dict(shared["optimizer"])
         self.scheduler.load_state_dict(shared["scheduler"])
         self.history = shared["history"]
+        # Time accounting continues across sessions: wall_s and phase seconds include earlier ones.
+        self.start_time -= shared["time"]["wall_s"]
+        self.timer.seconds = dict(shared["time"]["phases"])
         if self.accelerator.is_main_process:  # drop lines of epochs after the checkpoint
             _write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         self.generator.load_state_dict(state["generator"])

@@ -70,7 +70,7 @@ def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, 
     cfg.distill.batch_size, cfg.distill.steps_per_epoch = 16, 2
     cfg.eval.root = str(eval_root)
     cfg.run.run_dir, cfg.run.epochs, cfg.run.warmup_epochs = str(run_dir), 3, 1
-    cfg.run.mixed_precision, cfg.run.progress = "no", False
+    cfg.run.mixed_precision, cfg.run.progress, cfg.run.resume = "no", False, False
     for key, value in changes.items():
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)

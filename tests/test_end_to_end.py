@@ -81,6 +81,13 @@ def test_resume_after_crash_mid_epoch_is_exact(make_cfg, monkeypatch):
         torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
     lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
     assert [r["epoch"] for r in lines] == [0, 1, 2]
+    # time accounting spans both sessions: the phases of epochs 0-1 are counted once, not lost
+    phases = sum(v for k, v in summary.items() if k.endswith("_s") and k != "wall_s")
+    assert phases <= summary["wall_s"] and summary["synthesis_s"] > 0
+    # running the same command on a finished run reports it and changes nothing
+    assert NayerTrainer(cfg).fit() == summary
+    torch.testing.assert_close(load_file(f"{cfg.run.run_dir}/student.safetensors")["conv1.weight"],
+                               after["conv1.weight"], rtol=0, atol=0)
 
 
 def test_errors_before_any_work(make_cfg, tmp_path):

@@ -1,0 +1,66 @@
+"""Record a finished run's summary as a benchmark result with its provenance.
+
+    python benchmarks/record_run.py runs/fashion_mnist --name fashion_mnist_cpu \
+        --command "accelerate launch launch/fashion_mnist.py"
+
+Writes benchmarks/results/<name>.json: the run's summary.json and config.json, the per-epoch
+student top-1 from metrics.jsonl, the device (CPU model and core count, or GPU name), library
+versions and the git commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("--name", required=True)
+    p.add_argument("--command", required=True, help="the command that produced the run")
+    args = p.parse_args()
+    run = Path(args.run_dir)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    record = {
+        "name": args.name,
+        "command": args.command,
+        "commit": commit,
+        "device": device_name(),
+        "versions": {pkg: version(pkg) for pkg in ("torch", "accelerate", "webdataset", "sentence-transformers")},
+        "python": platform.python_version(),
+        "summary": json.loads((run / "summary.json").read_text()),
+        "student_top1_by_epoch": {
+            r["epoch"]: r["student_top1"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if r.get("student_top1") is not None
+        },
+        "config": json.loads((run / "config.json").read_text()),
+    }
+    out = Path(__file__).parent / "results" / f"{args.name}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
