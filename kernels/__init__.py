@@ -1,11 +1,59 @@
 """Kernels of nayer-scale (import name ``nayer_kernels``; the folder is ``kernels/``).
 
-Each op has a pure-PyTorch reference here, which is also the CPU path:
-  bn_stats_loss_reference        BN-statistics loss of one teacher BatchNorm layer (+ momentum)
-  reinit_noisy_linears_reference batched re-initialisation of all noisy linears
+Each op has a pure-PyTorch reference here, which is also the CPU path and the test oracle, and a
+Triton implementation for CUDA:
+  bn_stats_loss_reference / bn_stats_loss_triton
+      BN-statistics loss of one teacher BatchNorm layer (+ momentum)
+  reinit_noisy_linears_reference / reinit_noisy_linears_triton
+      batched re-initialisation of all noisy linears
+Dispatch (``dispatch.py``): select_backend (env var NAYER_KERNELS), bn_stats_loss,
+reinit_noisy_linears, noisy_seed.
+
+Importing this package never imports triton: the Triton names are loaded on first access, so it works
+on machines without triton or a GPU (``bn_stats_loss_triton`` etc. then raise ImportError).
 """
 
 from .bn_stats import bn_stats_loss_reference, update_ema
+from .dispatch import (
+    BACKEND_ENV_VAR,
+    BACKENDS,
+    bn_stats_loss,
+    noisy_seed,
+    reinit_noisy_linears,
+    select_backend,
+    triton_available,
+)
 from .noisy_init import NOISY_INITS, reinit_noisy_linears_reference
 
-__all__ = ["NOISY_INITS", "bn_stats_loss_reference", "reinit_noisy_linears_reference", "update_ema"]
+# name -> submodule, imported lazily (PEP 562) because importing them imports triton.
+_LAZY = {
+    "BNStatsLossFunction": "bn_stats_triton",
+    "bn_stats_loss_triton": "bn_stats_triton",
+    "reinit_noisy_linears_triton": "noisy_init_triton",
+}
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_ENV_VAR",
+    "BNStatsLossFunction",
+    "NOISY_INITS",
+    "bn_stats_loss",
+    "bn_stats_loss_reference",
+    "bn_stats_loss_triton",
+    "noisy_seed",
+    "reinit_noisy_linears",
+    "reinit_noisy_linears_reference",
+    "reinit_noisy_linears_triton",
+    "select_backend",
+    "triton_available",
+    "update_ema",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

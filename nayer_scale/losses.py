@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nayer_kernels import bn_stats_loss_reference, update_ema
+from nayer_kernels import bn_stats_loss, update_ema
 
 __all__ = ["BNStatsHooks", "adversarial_loss", "kd_loss"]
 
@@ -34,17 +34,21 @@ class BNStatsHooks:
         teacher: the frozen teacher; must contain at least one nn.BatchNorm2d.
         momentum: ``bn_mmt``; 0 disables the EMA blend.
         first_bn_multiplier: weight of the first BN layer's term (DeepInversion uses 10).
+        backend: "reference" (PyTorch, the CPU path) or "triton" (fused kernel), as chosen once per
+            run by ``nayer_kernels.select_backend``.
 
     Raises:
         ValueError: if the teacher has no BatchNorm2d layer.
     """
 
-    def __init__(self, teacher: nn.Module, momentum: float = 0.9, first_bn_multiplier: float = 1.0):
+    def __init__(self, teacher: nn.Module, momentum: float = 0.9, first_bn_multiplier: float = 1.0,
+                 backend: str = "reference"):
         self.layers = [m for m in teacher.modules() if isinstance(m, nn.BatchNorm2d)]
         if not self.layers:
             raise ValueError("the teacher has no BatchNorm2d layer: the BN-statistics loss needs one")
         self.momentum = float(momentum)
         self.first_bn_multiplier = float(first_bn_multiplier)
+        self.backend = backend
         self.ema: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         self._losses: list[torch.Tensor | None] = [None] * len(self.layers)
         self._stats: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
@@ -58,13 +62,14 @@ class BNStatsHooks:
             if not self._enabled:
                 return
             ema = self.ema[index]
-            loss, mean, var = bn_stats_loss_reference(
+            loss, mean, var = bn_stats_loss(
                 inputs[0],
                 module.running_mean,
                 module.running_var,
                 None if ema is None else ema[0],
                 None if ema is None else ema[1],
                 self.momentum,
+                backend=self.backend,
             )
             self._losses[index] = loss
             self._stats[index] = (mean, var)

@@ -34,6 +34,8 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from nayer_kernels import noisy_seed, select_backend
+
 from .augment import BatchAugment
 from .config import ConfigError, NayerConfig
 from .data import find_fashion_mnist, load_fashion_mnist
@@ -124,6 +126,9 @@ class NayerTrainer:
         self.device = acc.device
         self.rank, self.world_size = acc.process_index, acc.num_processes
         self._seed_everything(run.seed)
+        # Chosen once per run: Triton kernels on CUDA, PyTorch references elsewhere (run.kernels or
+        # the NAYER_KERNELS environment variable force either).
+        self.kernel_backend = select_backend(run.kernels)
         self.timer = _PhaseTimer(self.device)
         self._build_models()
         self._build_synthesis()
@@ -143,7 +148,8 @@ class NayerTrainer:
             if run.tensorboard:
                 acc.init_trackers("nayer", config=_flat_config(self.cfg))
         acc.print(f"nayer-scale: {self.world_size} process(es) on {self.device}, "
-                  f"precision={run.mixed_precision}, bn-stats loss and noisy-layer init: PyTorch reference path")
+                  f"precision={run.mixed_precision}, kernels (BN-statistics loss, noisy-layer re-init): "
+                  f"{self.kernel_backend}")
 
     # ------------------------------------------------------------------------------------------
     # Construction
@@ -180,7 +186,7 @@ class NayerTrainer:
             self.teacher.to(memory_format=torch.channels_last)
             self.student.to(memory_format=torch.channels_last)
         self.hooks = BNStatsHooks(self.teacher, self.cfg.synthesis.bn_momentum,
-                                  self.cfg.synthesis.first_bn_multiplier)
+                                  self.cfg.synthesis.first_bn_multiplier, self.kernel_backend)
 
     def _build_synthesis(self) -> None:
         s, t = self.cfg.synthesis, self.cfg.teacher
@@ -189,7 +195,7 @@ class NayerTrainer:
             self.lte = load_or_build_lte(self.class_names, self.cfg.lte.encoder, self.cfg.lte.template,
                                          os.path.expanduser(cache) if cache else None).to(self.device)
         self.noisy = NoisyLayer(self.lte.shape[1], s.noise_dim, self.num_classes, s.batch_size,
-                                s.noisy_layer_init, s.noisy_layer_batchnorm).to(self.device)
+                                s.noisy_layer_init, s.noisy_layer_batchnorm, self.kernel_backend).to(self.device)
         self.generator = self._new_generator()
         self.synth_augment = BatchAugment(t.mean, t.std, s.crop_padding, s.flip).to(self.device)
 
@@ -226,8 +232,12 @@ class NayerTrainer:
         extra = torch.randint(k, (b % k,), device=self.device, generator=self.rng)
         return torch.cat([torch.arange(k, device=self.device).repeat(b // k), extra])
 
-    def synthesize(self, warmup: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def synthesize(self, epoch: int, batch_index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """One synthesis batch: re-init the noisy layer, optimise G and Z for g steps on L_Z.
+
+        The re-initialisation is seeded by (run seed, epoch, batch index, process), so it is the
+        same on every run and resume, and different on every process. The adversarial term is off
+        during warm-up.
 
         Returns:
             images: (B, C, H, W) float32 in [0, 1], the lowest-loss batch seen (un-augmented).
@@ -237,11 +247,11 @@ class NayerTrainer:
         s = self.cfg.synthesis
         labels = self.synthesis_labels()
         embeddings = self.lte[labels]
-        self.noisy.reinitialize(self.rng)
+        self.noisy.reinitialize(seed=noisy_seed(self.cfg.run.seed, epoch, batch_index, self.rank))
         params = list(self.generator.parameters()) + list(self.noisy.parameters())
         optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
         student = self.accelerator.unwrap_model(self.student).eval()
-        use_adv = s.adv_loss_weight > 0 and not warmup
+        use_adv = s.adv_loss_weight > 0 and epoch >= self.cfg.run.warmup_epochs
         best_loss = torch.full((), math.inf, device=self.device)
         best_images = None
         for _ in range(s.num_generator_steps):
@@ -321,7 +331,7 @@ class NayerTrainer:
             if epoch % s.generator_life_epochs == 0 and epoch > 0:
                 self.generator = self._new_generator()
             n_batches = s.warmup_batches_per_epoch if warmup else s.batches_per_epoch
-            batches = [self.synthesize(warmup) for _ in range(n_batches)]
+            batches = [self.synthesize(epoch, b) for b in range(n_batches)]
         if batches:
             with self.timer("memory_io"):
                 images = torch.cat([b[0] for b in batches])

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from nayer_kernels import NOISY_INITS, reinit_noisy_linears_reference
+from nayer_kernels import NOISY_INITS, reinit_noisy_linears, reinit_noisy_linears_reference
 
 __all__ = ["NoisyLayer"]
 
@@ -29,6 +29,7 @@ class NoisyLayer(nn.Module):
         batch_size: synthesis batch size B; ceil(B / K) linears are created.
         init: "normal" (N(0,1) weights, zero bias: published code) or "kaiming_uniform".
         use_batchnorm: False drops the BatchNorm1d (the paper's "NL woBN" ablation).
+        backend: "reference" (PyTorch) or "triton" (one-launch kernel) for the re-initialisation.
 
     Shapes: forward takes e (B, text_dim) float, rows ordered as consecutive copies of the
     classes, and returns (B, noise_dim) in e's dtype.
@@ -45,6 +46,7 @@ class NoisyLayer(nn.Module):
         batch_size: int,
         init: str = "normal",
         use_batchnorm: bool = True,
+        backend: str = "reference",
     ) -> None:
         super().__init__()
         if min(text_dim, noise_dim, num_classes, batch_size) <= 0:
@@ -54,16 +56,21 @@ class NoisyLayer(nn.Module):
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.init = init
+        self.backend = backend
         self.num_linears = math.ceil(batch_size / num_classes)
         self.norm = nn.BatchNorm1d(text_dim) if use_batchnorm else nn.Identity()
         # Stacked as (L, out, in), nn.Linear's layout, so one call re-initialises all of them.
         self.weight = nn.Parameter(torch.empty(self.num_linears, noise_dim, text_dim))
         self.bias = nn.Parameter(torch.empty(self.num_linears, noise_dim))
-        self.reinitialize()
+        # The first draw uses the PyTorch path whatever the backend, so that building the layer
+        # consumes the global RNG identically on every backend (the trainer re-draws before use).
+        reinit_noisy_linears_reference(self.weight, self.bias, init)
 
-    def reinitialize(self, generator: torch.Generator | None = None) -> None:
-        """Re-draw every noisy linear (weights per ``init``, zero bias); the BatchNorm1d is kept."""
-        reinit_noisy_linears_reference(self.weight, self.bias, self.init, generator)
+    def reinitialize(self, generator: torch.Generator | None = None, seed: int | None = None) -> None:
+        """Re-draw every noisy linear (weights per ``init``, zero bias) in one call; the BatchNorm1d
+        is kept. ``seed`` (e.g. ``nayer_kernels.noisy_seed(run_seed, epoch, batch, rank)``) makes the
+        draw a pure function of the seed on either backend; else ``generator`` (or the global RNG)."""
+        reinit_noisy_linears(self.weight, self.bias, self.init, self.backend, generator=generator, seed=seed)
 
     def linear_parameters(self) -> list[nn.Parameter]:
         """The re-initialised parameters (weight, bias); the optimizer state of these is reset."""

@@ -1,0 +1,370 @@
+"""Benchmark the Triton kernels against the eager PyTorch references and torch.compile(reference).
+
+GPU (results appended to benchmarks/results/kernels.csv, table in benchmarks/results/kernels.md):
+
+    python benchmarks/bench_kernels.py                        # everything (several minutes: compiles)
+    python benchmarks/bench_kernels.py --ops bn_stats --suites resnet50 --providers triton torch
+    python benchmarks/bench_kernels.py --ops noisy_init
+
+CPU check that the script works (tiny shapes, Triton interpreter + eager reference; results go to a
+temporary folder unless --results-dir is given):
+
+    python benchmarks/bench_kernels.py --smoke
+
+Ops, providers and modes (Liger-Kernel style):
+  bn_stats    BN-statistics loss of one layer, momentum 0.9 with an EMA (the NAYER setting).
+              providers: triton (fused kernels), torch (bn_stats_loss_reference, eager),
+              compile (torch.compile(bn_stats_loss_reference)); modes: forward, backward (dL/dx
+              only, graph built once), full (forward + backward).
+              Shapes (bf16, batch 256 at 224^2 for ResNet-50, batch 400 at 32^2 for WRN-40-2), in
+              NCHW and channels_last:
+                resnet50: 64x112x112 (bn1), 64x56x56, 256x56x56 (layer1), 512x28x28 (layer2),
+                          1024x14x14 (layer3), 2048x7x7 (layer4)
+                wrn40_2:  16x32x32, 32x32x32, 64x16x16, 128x8x8
+  noisy_init  re-initialisation of 40 noisy linears 512 -> 1000 (weight (40, 1000, 512), fp32):
+              providers: triton (one launch), torch (reinit_noisy_linears_reference: one normal_
+              on the stacked weight), torch_loop (the published code: nn.init per layer, 80
+              launches); mode: forward; inits normal and kaiming_uniform.
+
+Metrics: median time (triton.testing.do_bench on CUDA, time.perf_counter medians on CPU); achieved
+GB/s from the minimum traffic (bn forward reads x once, backward reads x and writes dL/dx, full does
+both; noisy_init writes the weight and bias) and its share of the device's copy bandwidth, measured
+here with a 1 GiB tensor copy; peak extra CUDA memory of one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ["op", "provider", "mode", "shape", "median_ms", "gbps", "pct_of_copy_bw", "peak_mem_mb",
+           "device", "torch", "triton", "commit"]  # fmt: skip
+
+BN_SUITES = {
+    "resnet50": [(256, 64, 112, 112), (256, 64, 56, 56), (256, 256, 56, 56), (256, 512, 28, 28),
+                 (256, 1024, 14, 14), (256, 2048, 7, 7)],
+    "wrn40_2": [(400, 16, 32, 32), (400, 32, 32, 32), (400, 64, 16, 16), (400, 128, 8, 8)],
+    "smoke": [(2, 8, 6, 6), (3, 5, 4, 4)],
+}  # fmt: skip
+NOISY_SHAPES = {"full": (40, 1000, 512), "smoke": (3, 16, 32)}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing and provenance
+# ------------------------------------------------------------------------------------------------
+
+
+def median_ms(fn, grad_to_none=None, reps: int = 5) -> float:
+    """Median wall time of fn() in ms: do_bench on CUDA, perf_counter (after one warm-up) on CPU."""
+    if torch.cuda.is_available():
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, grad_to_none=grad_to_none, return_mode="median"))
+    times = []
+    for i in range(reps + 1):
+        for t in grad_to_none or []:
+            t.grad = None
+        start = time.perf_counter()
+        fn()
+        if i:  # the first call is a warm-up
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_mem_mb(fn) -> float | None:
+    """Peak CUDA memory allocated by one fn() call above what was allocated before, in MB."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def copy_bandwidth_gbps() -> float | None:
+    """Device copy bandwidth (read + write bytes / time) of a 1 GiB tensor copy, GB/s."""
+    if not torch.cuda.is_available():
+        return None
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src))
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * 2**30 / (ms * 1e-3) / 1e9
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    interp = " (Triton interpreter)" if os.environ.get("TRITON_INTERPRET") == "1" else ""
+    return f"{cpu}, {torch.get_num_threads()} threads{interp}"
+
+
+def git_commit() -> str:
+    """HEAD commit, suffixed '+dirty' when tracked files differ from it (read-only git calls)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT).returncode != 0
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def triton_version() -> str:
+    try:
+        import triton
+
+        return triton.__version__
+    except ImportError:
+        return "none"
+
+
+# ------------------------------------------------------------------------------------------------
+# Ops
+# ------------------------------------------------------------------------------------------------
+
+
+def bn_setup(shape, dtype, channels_last: bool, provider: str, device: str):
+    """Inputs and the loss function of one BN-statistics benchmark case."""
+    from nayer_kernels import bn_stats_loss_reference
+
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(shape, device=device, dtype=dtype, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    c = shape[1]
+    buffers = [torch.randn(c, device=device), torch.rand(c, device=device) + 0.5,
+               torch.randn(c, device=device), torch.rand(c, device=device) + 0.5]  # fmt: skip
+    if provider == "triton":
+        from nayer_kernels import bn_stats_loss_triton as fn
+    elif provider == "torch":
+        fn = bn_stats_loss_reference
+    elif provider == "compile":
+        torch._dynamo.reset()  # a fresh compile per case: 20 shapes would exceed dynamo's recompile limit
+        fn = torch.compile(bn_stats_loss_reference, dynamic=False)
+    else:
+        raise ValueError(provider)
+    return x, (lambda: fn(x, *buffers, 0.9)[0])
+
+
+def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: str, device: str) -> dict:
+    x, loss_fn = bn_setup(shape, DTYPES[dtype_name], channels_last, provider, device)
+    nbytes = x.numel() * x.element_size()
+    if mode == "forward":
+        fn, traffic = loss_fn, nbytes
+    elif mode == "backward":
+        loss = loss_fn()
+        fn, traffic = (lambda: loss.backward(retain_graph=True)), 2 * nbytes
+    else:
+        fn, traffic = (lambda: loss_fn().backward()), 3 * nbytes
+    fn()  # compile / warm up outside the peak-memory measurement
+    x.grad = None
+    peak = peak_mem_mb(fn)
+    x.grad = None
+    ms = median_ms(fn, grad_to_none=[x])
+    layout = "channels_last" if channels_last else "nchw"
+    return {"shape": "x".join(map(str, shape)) + f":{dtype_name}:{layout}", "median_ms": ms,
+            "traffic": traffic, "peak_mem_mb": peak}  # fmt: skip
+
+
+def bench_noisy(shape, init: str, provider: str, device: str) -> dict:
+    from nayer_kernels import noisy_seed, reinit_noisy_linears_reference
+
+    weight = torch.empty(shape, device=device)
+    bias = torch.empty(shape[:2], device=device)
+    if provider == "triton":
+        from nayer_kernels import reinit_noisy_linears_triton
+
+        seed = noisy_seed(0, 0, 0, 0)
+        fn = lambda: reinit_noisy_linears_triton(weight, bias, init, seed)  # noqa: E731
+    elif provider == "torch":
+        fn = lambda: reinit_noisy_linears_reference(weight, bias, init)  # noqa: E731
+    elif provider == "torch_loop":  # the published code: one nn.Linear per copy, re-initialised in a loop
+        linears = [torch.nn.Linear(shape[2], shape[1], device=device) for _ in range(shape[0])]
+
+        @torch.no_grad()
+        def fn():
+            for lin in linears:
+                if init == "normal":
+                    torch.nn.init.normal_(lin.weight, 0.0, 1.0)
+                else:
+                    torch.nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5))
+                torch.nn.init.zeros_(lin.bias)
+    else:
+        raise ValueError(provider)
+    fn()
+    peak = peak_mem_mb(fn)
+    ms = median_ms(fn)
+    traffic = (weight.numel() + bias.numel()) * weight.element_size()
+    return {"shape": "x".join(map(str, shape)) + f":fp32:{init}", "median_ms": ms, "traffic": traffic,
+            "peak_mem_mb": peak}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+
+
+def append_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    if not new:
+        with path.open() as f:
+            header = next(csv.reader(f), None)
+        if header != COLUMNS:
+            raise SystemExit(f"{path} has columns {header}, expected {COLUMNS}: move it aside")
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None or value == "":
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_markdown(path: Path, rows: list[dict], meta: dict) -> None:
+    """Markdown table of this run's rows with a speedup column relative to the eager torch provider."""
+    eager = {(r["op"], r["mode"], r["shape"]): r["median_ms"] for r in rows if r["provider"] == "torch"}
+    lines = [
+        "# Kernel benchmarks",
+        "",
+        *(f"- {k}: {v}" for k, v in meta.items()),
+        "",
+        "Speedup = eager torch median / this provider's median (same op, mode and shape). GB/s from the",
+        "minimum traffic (see benchmarks/bench_kernels.py); % of copy BW relative to the copy bandwidth above.",
+        "",
+        "| op | provider | mode | shape | median ms | speedup vs torch | GB/s | % of copy BW | peak MB |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        base = eager.get((r["op"], r["mode"], r["shape"]))
+        speedup = base / r["median_ms"] if base else None
+        lines.append(
+            f"| {r['op']} | {r['provider']} | {r['mode']} | {r['shape']} | {_fmt(r['median_ms'])} | "
+            f"{_fmt(speedup, 2)} | {_fmt(r['gbps'], 1)} | {_fmt(r['pct_of_copy_bw'], 1)} | "
+            f"{_fmt(r['peak_mem_mb'], 1)} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny shapes; runs on CPU (Triton interpreter)")
+    p.add_argument("--ops", nargs="+", default=["bn_stats", "noisy_init"], choices=["bn_stats", "noisy_init"])
+    p.add_argument("--providers", nargs="+", default=None,
+                   help="subset of triton torch compile torch_loop (default: all; smoke: triton torch torch_loop)")
+    p.add_argument("--modes", nargs="+", default=["forward", "backward", "full"],
+                   choices=["forward", "backward", "full"])
+    p.add_argument("--suites", nargs="+", default=["resnet50", "wrn40_2"], choices=["resnet50", "wrn40_2"])
+    p.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"], choices=["nchw", "channels_last"])
+    p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
+    p.add_argument("--inits", nargs="+", default=["normal", "kaiming_uniform"], choices=["normal", "kaiming_uniform"])
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where kernels.csv / kernels.md go (default benchmarks/results; smoke: a temp folder)")
+    return p.parse_args(argv)  # fmt: skip
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu and not args.smoke:
+        print("bench_kernels: a CUDA GPU is needed for the real benchmark; on CPU run with --smoke.")
+        return 0
+    if not on_gpu:
+        # Interpreter mode is decided when triton is first imported: set it before any import of it.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    providers = args.providers or (["triton", "torch", "torch_loop"] if args.smoke else
+                                   ["triton", "torch", "compile", "torch_loop"])  # fmt: skip
+    device = "cuda" if on_gpu else "cpu"
+    results_dir = args.results_dir or (
+        Path(tempfile.gettempdir()) / "nayer_bench_smoke" if args.smoke else ROOT / "benchmarks" / "results"
+    )
+    copy_bw = copy_bandwidth_gbps()
+    meta = {
+        "device": device_name(),
+        "copy bandwidth (1 GiB copy)": f"{copy_bw:.0f} GB/s" if copy_bw else "n/a (CPU)",
+        "torch": torch.__version__,
+        "triton": triton_version(),
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    print("\n".join(f"{k}: {v}" for k, v in meta.items()))
+
+    cases = []  # (op, provider, mode, thunk)
+    if "bn_stats" in args.ops:
+        shapes = BN_SUITES["smoke"] if args.smoke else [s for suite in args.suites for s in BN_SUITES[suite]]
+        for shape in shapes:
+            for layout in args.layouts:
+                for provider in [p for p in providers if p in ("triton", "torch", "compile")]:
+                    for mode in args.modes:
+                        cases.append(("bn_stats", provider, mode, lambda s=shape, l=layout, p=provider, m=mode:
+                                      bench_bn(s, args.dtype, l == "channels_last", p, m, device)))  # fmt: skip
+    if "noisy_init" in args.ops:
+        shape = NOISY_SHAPES["smoke" if args.smoke else "full"]
+        for init in args.inits:
+            for provider in [p for p in providers if p in ("triton", "torch", "torch_loop")]:
+                cases.append(("noisy_init", provider, "forward",
+                              lambda i=init, p=provider: bench_noisy(shape, i, p, device)))
+
+    rows = []
+    for op, provider, mode, run in cases:
+        result = run()
+        gbps = result["traffic"] / (result["median_ms"] * 1e-3) / 1e9
+        row = {
+            "op": op, "provider": provider, "mode": mode, "shape": result["shape"],
+            "median_ms": round(result["median_ms"], 4), "gbps": round(gbps, 2),
+            "pct_of_copy_bw": round(100 * gbps / copy_bw, 1) if copy_bw else "",
+            "peak_mem_mb": "" if result["peak_mem_mb"] is None else round(result["peak_mem_mb"], 1),
+            "device": meta["device"], "torch": meta["torch"], "triton": meta["triton"], "commit": meta["commit"],
+        }  # fmt: skip
+        rows.append(row)
+        print(f"{op:10s} {provider:10s} {mode:8s} {row['shape']:32s} {row['median_ms']:10.4f} ms "
+              f"{row['gbps']:8.1f} GB/s {_fmt(row['pct_of_copy_bw'])} %")  # fmt: skip
+        if on_gpu:
+            torch.cuda.empty_cache()
+
+    append_csv(results_dir / "kernels.csv", rows)
+    write_markdown(results_dir / "kernels.md", rows, meta)
+    print(f"appended {len(rows)} rows to {results_dir / 'kernels.csv'}; table in {results_dir / 'kernels.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

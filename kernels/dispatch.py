@@ -1,0 +1,200 @@
+"""Choose between the Triton kernels and the pure-PyTorch references, once.
+
+    backend = select_backend(cfg_preference)           # "triton" or "reference"; at set-up time
+    loss, mean, var = bn_stats_loss(x, rm, rv, ema_m, ema_v, m, backend=backend)
+    reinit_noisy_linears(weight, bias, "normal", backend=backend, seed=noisy_seed(s, epoch, batch, rank))
+
+``select_backend`` honours the environment variable NAYER_KERNELS (auto | triton | reference), which
+overrides the preference given in code or config, so a run or a test can force either path without
+editing a config. "auto" picks Triton only where it can launch: a CUDA device and an importable triton.
+
+This module never imports triton itself (the Triton modules are imported on first use), so
+``import nayer_kernels`` works on any machine, with or without triton, GPU or TRITON_INTERPRET.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+from .bn_stats import bn_stats_loss_reference
+from .noisy_init import reinit_noisy_linears_reference
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_ENV_VAR",
+    "bn_stats_loss",
+    "noisy_seed",
+    "reinit_noisy_linears",
+    "select_backend",
+    "triton_available",
+]
+
+BACKENDS = ("auto", "triton", "reference")
+BACKEND_ENV_VAR = "NAYER_KERNELS"
+
+_MASK64 = (1 << 64) - 1
+
+
+def triton_available() -> bool:
+    """True when the ``triton`` package is installed (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def select_backend(preference: str = "auto") -> str:
+    """Resolve a kernel-backend preference to "triton" or "reference".
+
+    Args:
+        preference: "auto" (Triton when torch.cuda.is_available() and triton is installed, else the
+            reference), "triton" or "reference" (forced). The environment variable NAYER_KERNELS,
+            when set and non-empty, overrides it. Case-insensitive.
+
+    Returns:
+        "triton" or "reference". "triton" on a machine without CUDA is allowed (CPU tensors then need
+        TRITON_INTERPRET=1, which is how the kernel tests run); "auto" there gives "reference".
+
+    Raises:
+        ValueError: for a value other than auto/triton/reference (naming where it came from).
+        ImportError: for "triton" when the triton package is not installed.
+    """
+    env = os.environ.get(BACKEND_ENV_VAR, "").strip().lower()
+    source = f"environment variable {BACKEND_ENV_VAR}" if env else "kernel backend preference"
+    choice = env or str(preference).strip().lower()
+    if choice not in BACKENDS:
+        raise ValueError(f"{source} is {choice!r}; choose one of {BACKENDS}")
+    if choice == "auto":
+        return "triton" if torch.cuda.is_available() and triton_available() else "reference"
+    if choice == "triton" and not triton_available():
+        raise ImportError(
+            f"{source} asks for the Triton kernels but triton is not installed "
+            "(pip install 'nayer-scale[triton]', or use 'reference')"
+        )
+    return choice
+
+
+def _resolve(backend: str) -> str:
+    """"auto" -> select_backend("auto"); "triton"/"reference" as given (already resolved)."""
+    backend = str(backend).strip().lower()
+    if backend == "auto":
+        return select_backend("auto")
+    if backend not in BACKENDS:
+        raise ValueError(f"kernel backend is {backend!r}; choose one of {BACKENDS}")
+    return backend
+
+
+def bn_stats_loss(
+    x: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    ema_mean: torch.Tensor | None = None,
+    ema_var: torch.Tensor | None = None,
+    momentum: float = 0.0,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BN-statistics loss of one teacher BatchNorm layer with the chosen implementation.
+
+    L = ||var_run - var_cmp||_2 + ||mu_run - mu_cmp||_2 (DeepInversion, Yin et al. CVPR 2020, Eq. 4;
+    NAYER, Tran et al. CVPR 2024, Eq. 3), (mu_cmp, var_cmp) = (1 - m) batch + m EMA when an EMA is
+    given and m > 0, else the batch's mean and biased variance over (N, H, W).
+
+    Args:
+        x: (N, C, H, W) or (N, C) float input, any memory format.
+        running_mean, running_var: (C,) BatchNorm buffers.
+        ema_mean, ema_var: (C,) EMA of earlier batches' statistics, or None.
+        momentum: m in [0, 1).
+        backend: "triton", "reference" (as returned by ``select_backend``) or "auto" (resolved here,
+            environment variable included; resolve once outside hot loops instead).
+
+    Returns:
+        (loss, mean, var): float32 scalar differentiable w.r.t. x, and the batch's (C,) float32
+        statistics (attached to the graph for the reference, detached for Triton; detach before
+        storing them as EMA state).
+
+    Raises:
+        ValueError: bad input shapes (see the implementations) or an unknown backend.
+    """
+    if _resolve(backend) == "triton":
+        from .bn_stats_triton import bn_stats_loss_triton
+
+        return bn_stats_loss_triton(x, running_mean, running_var, ema_mean, ema_var, momentum)
+    return bn_stats_loss_reference(x, running_mean, running_var, ema_mean, ema_var, momentum)
+
+
+def reinit_noisy_linears(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    init: str = "normal",
+    backend: str = "auto",
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> None:
+    """Re-initialise L stacked noisy linears in place (NAYER, Tran et al. CVPR 2024, Sec. 3.2).
+
+    W ~ N(0, 1) ("normal", published code) or U(-1/sqrt(in), 1/sqrt(in)) ("kaiming_uniform");
+    bias = 0.
+
+    Args:
+        weight: (L, out, in) float tensor; bias: (L, out) or None.
+        init: "normal" or "kaiming_uniform".
+        backend: "triton", "reference" or "auto" (see ``bn_stats_loss``).
+        generator: reference backend: the torch.Generator to draw from. Triton backend: only used to
+            draw a seed when ``seed`` is None.
+        seed: int in [0, 2**63), e.g. ``noisy_seed(run_seed, epoch, batch, rank)``. Triton: the
+            Philox seed. Reference without a generator: seeds a fresh torch.Generator on weight's
+            device, so both backends are reproducible from the seed (with different numbers: they
+            use different generators). When seed and generator are both None, the Triton backend
+            draws a seed from torch's global CPU generator (so torch.manual_seed still controls it).
+
+    Raises:
+        ValueError: unknown init or backend, weight not 3-D, or (Triton) non-contiguous tensors.
+    """
+    if _resolve(backend) == "triton":
+        from .noisy_init_triton import reinit_noisy_linears_triton
+
+        if seed is None:
+            # A CUDA generator makes this a host-device sync: pass ``seed`` in hot loops.
+            device = generator.device if generator is not None else "cpu"
+            seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=device).item())
+        reinit_noisy_linears_triton(weight, bias, init, seed)
+        return
+    if seed is not None and generator is None:
+        generator = torch.Generator(device=weight.device).manual_seed(int(seed))
+    reinit_noisy_linears_reference(weight, bias, init, generator)
+
+
+def _splitmix64(z: int) -> int:
+    """SplitMix64 step (Steele et al., OOPSLA 2014): a bijection of 64-bit ints with full avalanche."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def noisy_seed(run_seed: int, epoch: int, batch_index: int, rank: int) -> int:
+    """Seed of the noisy-layer re-initialisation of one synthesis batch on one rank.
+
+    h = SplitMix64(SplitMix64(SplitMix64(SplitMix64(run_seed) ^ epoch) ^ batch_index) ^ rank), and
+    the seed is h >> 1 (63 bits, a non-negative int64). Each step is a bijection, so changing any
+    one field always changes h; two different tuples get the same seed only by chance, with
+    probability about 2**-63 per pair (63 rather than 31 bits: a long multi-rank run draws millions
+    of seeds, and with 31 bits the birthday bound would make some collision near-certain). Pure Python, no
+    device work; the same on every machine.
+
+    Args:
+        run_seed, epoch, batch_index, rank: non-negative ints below 2**64.
+
+    Returns:
+        int in [0, 2**63), for ``reinit_noisy_linears(..., seed=...)`` or torch.Generator.manual_seed.
+
+    Raises:
+        ValueError: for a negative or too large field.
+    """
+    h = 0
+    for name, value in (("run_seed", run_seed), ("epoch", epoch), ("batch_index", batch_index), ("rank", rank)):
+        value = int(value)
+        if not 0 <= value <= _MASK64:
+            raise ValueError(f"noisy_seed: {name} must be in [0, 2**64), got {value}")
+        h = _splitmix64(h ^ value)
+    return h >> 1
