@@ -41,13 +41,14 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from provenance import device_name, git_commit  # benchmarks/provenance.py
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["op", "provider", "mode", "shape", "median_ms", "gbps", "pct_of_copy_bw", "peak_mem_mb",
@@ -107,32 +108,6 @@ def copy_bandwidth_gbps() -> float | None:
     del src, dst
     torch.cuda.empty_cache()
     return 2 * 2**30 / (ms * 1e-3) / 1e9
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    interp = " (Triton interpreter)" if os.environ.get("TRITON_INTERPRET") == "1" else ""
-    return f"{cpu}, {torch.get_num_threads()} threads{interp}"
-
-
-def git_commit() -> str:
-    """HEAD commit, suffixed '+dirty' when tracked files differ from it (read-only git calls)."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT).returncode != 0
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def triton_version() -> str:

@@ -14,25 +14,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
-import torch
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads)"
+from provenance import device_name, git_commit  # benchmarks/provenance.py
 
 
 def main() -> None:
@@ -42,7 +27,7 @@ def main() -> None:
     p.add_argument("--command", required=True, help="the command that produced the run")
     args = p.parse_args()
     run = Path(args.run_dir)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit(os.getcwd())
     record = {
         "name": args.name,
         "command": args.command,

@@ -32,6 +32,15 @@ def write_idx_split(folder: Path, split: str, n: int, seed: int = 0) -> None:
         f.write(b"\0" * 8 + labels.tobytes())
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small convolutions run fastest on one thread, and far slower on two when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fake_test_split(tmp_path_factory) -> Path:
     """A folder holding ONLY a 120-image fake test split (no training files at all)."""

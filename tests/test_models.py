@@ -14,13 +14,7 @@ ZOO = ["resnet8", "resnet20", "resnet32", "resnet56", "resnet18", "resnet34",
 FEATURES = {"resnet18": 512, "resnet34": 512, "vgg11_bn": 512, "wrn16_2": 128, "wrn40_2": 128}  # else 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run fastest on one thread, and far slower on two when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: nn.Module) -> int:

@@ -15,7 +15,7 @@ def test_reinit_changes_linears_and_keeps_batchnorm():
     layer(torch.randn(10, 8))  # moves the BatchNorm1d running statistics
     layer.norm.weight.data.fill_(1.5)
     bn_before = {k: v.clone() for k, v in layer.norm.state_dict().items()}
-    w_before, b_before = layer.weight.detach().clone(), layer.bias.detach().clone()
+    w_before = layer.weight.detach().clone()
     layer.bias.data.fill_(3.0)
     layer.reinitialize(torch.Generator().manual_seed(1))
     assert not torch.equal(layer.weight, w_before)

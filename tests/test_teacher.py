@@ -16,13 +16,7 @@ from nayer_scale.teacher import (TeacherLoadError, build_teacher, load_state_dic
                                  resolve_architecture, save_model)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run fastest on one thread, and far slower on two when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Written to a temporary folder put on sys.path, so that import paths work however pytest imports tests.
