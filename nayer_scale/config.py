@@ -185,6 +185,7 @@ class RunConfig:
     progress: bool = True  # tqdm bars on the main process
     grid_per_class: int = 8  # images per class in the per-epoch sample grid
     cpu: bool = False  # force CPU even when a GPU is present
+    cpu_threads: int = 0  # torch threads per process on CPU; 0 = the machine's cores / processes on this node
     kernels: str = "auto"  # "auto" (Triton on CUDA, else PyTorch reference), "triton" or "reference"; env NAYER_KERNELS wins
 
     def validate(self) -> None:
@@ -194,6 +195,7 @@ class RunConfig:
         _check(self.mixed_precision in ("no", "bf16", "fp16"),
                f"run.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         _check(self.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1")
+        _check(self.cpu_threads >= 0, "run.cpu_threads must be >= 0 (0 = automatic)")
         _check(self.kernels in ("auto", "triton", "reference"),
                f"run.kernels must be auto, triton or reference, got {self.kernels!r}")
 

@@ -125,6 +125,7 @@ class NayerTrainer:
             find_fashion_mnist("test", self.cfg.eval.root or None)  # fail now, not after an hour
         self.device = acc.device
         self.rank, self.world_size = acc.process_index, acc.num_processes
+        self._set_cpu_threads()
         self._seed_everything(run.seed)
         # Chosen once per run: Triton kernels on CUDA, PyTorch references elsewhere (run.kernels or
         # the NAYER_KERNELS environment variable force either).
@@ -147,7 +148,8 @@ class NayerTrainer:
             (self.run_dir / "config.json").write_text(self.cfg.to_json())
             if run.tensorboard:
                 acc.init_trackers("nayer", config=_flat_config(self.cfg))
-        acc.print(f"nayer-scale: {self.world_size} process(es) on {self.device}, "
+        acc.print(f"nayer-scale: {self.world_size} process(es) on {self.device} "
+                  f"({torch.get_num_threads()} CPU threads each), "
                   f"precision={run.mixed_precision}, kernels (BN-statistics loss, noisy-layer re-init): "
                   f"{self.kernel_backend}")
 
@@ -161,6 +163,15 @@ class NayerTrainer:
                 f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true to "
                 "continue it, or choose a new run.run_dir; nothing was changed."
             )
+
+    def _set_cpu_threads(self) -> None:
+        # `accelerate launch` sets OMP_NUM_THREADS=1 unless told otherwise, which halves the speed of
+        # a single CPU process on a 2-core machine: share the cores among this node's processes.
+        if self.device.type != "cpu":
+            return
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", self.accelerator.num_processes))
+        threads = self.cfg.run.cpu_threads or max(1, (os.cpu_count() or 1) // max(1, local))
+        torch.set_num_threads(threads)
 
     def _seed_everything(self, seed: int) -> None:
         # Each process gets its own stream (own synthesis batches); DDP broadcasts the student's
