@@ -139,8 +139,9 @@ class NayerTrainer:
         self.test_set = self._load_eval_data()
         self.start_epoch = 0
         self.history: list[dict] = []
-        if run.resume and self.latest_checkpoint() is not None:
-            self.load_checkpoint(self.latest_checkpoint())
+        latest = self.latest_checkpoint() if run.resume else None
+        if latest is not None:
+            self.load_checkpoint(latest)
         elif run.resume:  # stopped before its first checkpoint: start over, dropping its shards
             self.memory.load_state_dict({"manifests": {}})
         if acc.is_main_process:
