@@ -19,6 +19,13 @@ Infrastructure (``run``) is kept apart from the method's hyper-parameters (``syn
     kd_steps         distill.steps_per_epoch
     T                distill.temperature
     warmup           run.warmup_epochs
+    lr_z (Fast)      synthesis.latent_lr
+    tv / l2 (DI)     synthesis.tv_loss_weight / synthesis.l2_loss_weight
+
+``synthesis.method`` picks the synthesis algorithm: "nayer" (default), or one of the two baselines of
+the paper's Table 2 that share the teacher hooks, losses, memory bank, student training and
+evaluation: "deepinversion" (Yin et al., CVPR 2020) and "fast" (Fang et al., AAAI 2022). Presets
+``<dataset>_deepinversion`` / ``<dataset>_fast`` carry their published hyper-parameters.
 """
 
 from __future__ import annotations
@@ -38,10 +45,16 @@ __all__ = [
     "StudentConfig",
     "SynthesisConfig",
     "TeacherConfig",
+    "SYNTHESIS_METHODS",
     "apply_overrides",
+    "as_deepinversion",
+    "as_fast",
     "config_from_dict",
     "get_preset",
 ]
+
+
+SYNTHESIS_METHODS = ("nayer", "deepinversion", "fast")
 
 
 class ConfigError(ValueError):
@@ -100,10 +113,14 @@ class LTEConfig:
 
 @dataclass
 class SynthesisConfig:
-    """Generator, noisy layer and synthesis-loss hyper-parameters (NAYER Alg. 1, inner loop)."""
+    """Synthesis method, generator, noisy layer and synthesis-loss hyper-parameters (NAYER Alg. 1,
+    inner loop). For "deepinversion" the "generator" fields apply to the pixels being optimised
+    (``generator_lr`` is the pixel learning rate, ``num_generator_steps`` the pixel updates per
+    batch); for "fast" they apply to the meta-learned generator fed with ``noise_dim`` random inputs."""
 
+    method: str = "nayer"  # "nayer", "deepinversion" or "fast"
     batch_size: int = 400  # images per synthesis batch
-    num_generator_steps: int = 30  # generator/noisy-layer updates per synthesis batch
+    num_generator_steps: int = 30  # generator/noisy-layer (or pixel) updates per synthesis batch
     batches_per_epoch: int = 2  # synthesis batches per epoch after warm-up
     warmup_batches_per_epoch: int = 10  # synthesis batches per warm-up epoch
     generator_lr: float = 4e-3
@@ -120,8 +137,19 @@ class SynthesisConfig:
     first_bn_multiplier: float = 1.0
     crop_padding: int = 4  # pixels
     flip: bool = True
+    # Baselines only.
+    tv_loss_weight: float = 0.0  # DeepInversion: weight of the total-variation (l2) image prior
+    l2_loss_weight: float = 0.0  # DeepInversion: weight of the l2 norm of the (normalised) pixels
+    latent_lr: float = 0.01  # Fast: learning rate of the per-batch random inputs z ("lr_z")
+    meta_learning: str = "fomaml"  # Fast: "fomaml" (published default, is_maml=1) or "reptile"
 
     def validate(self) -> None:
+        _check(self.method in SYNTHESIS_METHODS,
+               f"synthesis.method must be one of {', '.join(SYNTHESIS_METHODS)}, got {self.method!r}")
+        _check(self.meta_learning in ("fomaml", "reptile"),
+               f"synthesis.meta_learning must be fomaml or reptile, got {self.meta_learning!r}")
+        _check(self.tv_loss_weight >= 0 and self.l2_loss_weight >= 0 and self.latent_lr > 0,
+               "synthesis.tv_loss_weight and l2_loss_weight must be >= 0, synthesis.latent_lr > 0")
         for name in ("batch_size", "num_generator_steps", "batches_per_epoch", "generator_width",
                      "generator_life_epochs", "noise_dim"):
             _check(getattr(self, name) > 0, f"synthesis.{name} must be positive, got {getattr(self, name)}")
@@ -158,14 +186,14 @@ class DistillConfig:
 class EvalConfig:
     """Held-out real evaluation data. Only the *test* split is ever read by a distillation run."""
 
-    dataset: str = "fashion_mnist"  # "fashion_mnist" or "none"
+    dataset: str = "fashion_mnist"  # "fashion_mnist", "cifar10", "cifar100" or "none"
     root: str = ""  # folder of the dataset files; "" searches the standard places
     batch_size: int = 1000
     every_epochs: int = 1  # evaluate the student every this many epochs after warm-up (and at the end)
 
     def validate(self) -> None:
-        _check(self.dataset in ("fashion_mnist", "none"),
-               f"eval.dataset must be fashion_mnist or none, got {self.dataset!r}")
+        _check(self.dataset in ("fashion_mnist", "cifar10", "cifar100", "none"),
+               f"eval.dataset must be fashion_mnist, cifar10, cifar100 or none, got {self.dataset!r}")
         _check(self.batch_size > 0 and self.every_epochs > 0, "eval.batch_size and eval.every_epochs must be positive")
 
 
@@ -339,10 +367,51 @@ def tiny_imagenet() -> NayerConfig:
     return cfg
 
 
+def as_deepinversion(cfg: NayerConfig, steps: int = 2000) -> NayerConfig:
+    """Turn a NAYER preset into DeepInversion (Yin et al., CVPR 2020) on the same teacher, student
+    and student schedule: ``steps`` Adam updates (lr 0.1, betas 0.5/0.99; DataFree toolbox CIFAR
+    scripts) of the pixels of each batch, loss weights bn 10, ce 1, adv 1, image priors tv_l2 1e-4
+    and l2 1e-5 and first-BN multiplier 10 (NVlabs), no BN-statistics momentum, no warm-up, one
+    synthesis batch per epoch. ``steps`` is 2000 in the published CIFAR runs."""
+    s = cfg.synthesis
+    s.method, s.num_generator_steps, s.batches_per_epoch, s.warmup_batches_per_epoch = "deepinversion", steps, 1, 0
+    s.generator_lr, s.generator_betas = 0.1, (0.5, 0.99)
+    s.bn_loss_weight, s.ce_loss_weight, s.adv_loss_weight = 10.0, 1.0, 1.0
+    s.tv_loss_weight, s.l2_loss_weight, s.first_bn_multiplier, s.bn_momentum = 1e-4, 1e-5, 10.0, 0.0
+    cfg.run.warmup_epochs = 0
+    cfg.run.run_dir += "_deepinversion"
+    return cfg
+
+
+def as_fast(cfg: NayerConfig) -> NayerConfig:
+    """Turn a NAYER preset into Fast / FM (Fang et al., AAAI 2022) on the same teacher, student and
+    schedule: a generator fed with 256-d random noise, meta-learned across batches (FOMAML, the
+    published default), 5 steps per batch with lr_g 3e-3 and lr_z 0.01, loss weights adv 1.1, bn 10,
+    ce 0.4, BN-statistics momentum 0.9 (toolbox flags of the 5-step CIFAR-100 runs)."""
+    s = cfg.synthesis
+    s.method, s.noise_dim, s.num_generator_steps = "fast", 256, 5
+    s.generator_lr, s.latent_lr, s.meta_learning = 3e-3, 0.01, "fomaml"
+    s.adv_loss_weight, s.bn_loss_weight, s.ce_loss_weight, s.bn_momentum = 1.1, 10.0, 0.4, 0.9
+    cfg.run.run_dir += "_fast"
+    return cfg
+
+
+def fashion_mnist_deepinversion() -> NayerConfig:
+    """DeepInversion on the Fashion-MNIST CPU demo: 200 pixel steps per batch instead of the
+    published 2000, so that a run that converges fits a CPU session (see benchmarks/gpu_hours.py)."""
+    return as_deepinversion(fashion_mnist(), steps=200)
+
+
 PRESETS: dict[str, typing.Callable[[], NayerConfig]] = {
     "fashion_mnist": fashion_mnist,
+    "fashion_mnist_deepinversion": fashion_mnist_deepinversion,
+    "fashion_mnist_fast": lambda: as_fast(fashion_mnist()),
     "cifar10": cifar10,
+    "cifar10_deepinversion": lambda: as_deepinversion(cifar10()),
+    "cifar10_fast": lambda: as_fast(cifar10()),
     "cifar100": cifar100,
+    "cifar100_deepinversion": lambda: as_deepinversion(cifar100()),
+    "cifar100_fast": lambda: as_fast(cifar100()),
     "tiny_imagenet": tiny_imagenet,
 }
 

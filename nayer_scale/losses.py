@@ -21,7 +21,7 @@ from torch import nn
 
 from nayer_kernels import bn_stats_loss, update_ema
 
-__all__ = ["BNStatsHooks", "adversarial_loss", "kd_loss"]
+__all__ = ["BNStatsHooks", "adversarial_loss", "image_prior_losses", "kd_loss"]
 
 
 class BNStatsHooks:
@@ -147,3 +147,26 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     log_p_s = F.log_softmax(student_logits.float() / tau, 1)
     log_p_t = F.log_softmax(teacher_logits.float() / tau, 1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * tau * tau
+
+
+def image_prior_losses(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepInversion's image priors (Yin et al., CVPR 2020, Eq. 3; NVlabs ``get_image_prior_losses``).
+
+    tv_l2 = ||x[..., :, :-1] - x[..., :, 1:]|| + ||x[..., :-1, :] - x[..., 1:, :]||
+            + ||x[..., 1:, :-1] - x[..., :-1, 1:]|| + ||x[..., :-1, :-1] - x[..., 1:, 1:]||
+    l2    = ||x||
+    (plain Frobenius norms over the whole batch: horizontal, vertical and both diagonal
+    neighbour differences.)
+
+    Args:
+        x: (N, C, H, W) images being optimised, any float dtype (NVlabs applies it to the
+            normalised pixels).
+    Returns:
+        (tv_l2, l2): float32 scalars.
+    """
+    x = x.float()
+    tv = (torch.linalg.vector_norm(x[..., :, :-1] - x[..., :, 1:])
+          + torch.linalg.vector_norm(x[..., :-1, :] - x[..., 1:, :])
+          + torch.linalg.vector_norm(x[..., 1:, :-1] - x[..., :-1, 1:])
+          + torch.linalg.vector_norm(x[..., :-1, :-1] - x[..., 1:, 1:]))
+    return tv, torch.linalg.vector_norm(x)

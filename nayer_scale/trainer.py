@@ -19,7 +19,6 @@ continue exactly; the memory bank is cut back to the checkpoint's manifest on re
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -29,21 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from nayer_kernels import noisy_seed, select_backend
+from nayer_kernels import select_backend
 
 from .augment import BatchAugment
 from .config import ConfigError, NayerConfig
-from .data import find_fashion_mnist, load_fashion_mnist
-from .losses import BNStatsHooks, adversarial_loss, kd_loss
+from .data import find_eval_data, load_eval_data
+from .losses import BNStatsHooks, kd_loss
 from .lte import get_class_names, load_or_build_lte
 from .memory import MemoryBank
 from .models import build_model
-from .synthesis import Generator, NoisyLayer
+from .synthesis import SynthesisContext, build_synthesizer
 from .teacher import build_teacher, save_model
 from .visualize import save_sample_grid
 
@@ -87,7 +85,10 @@ class _PhaseTimer:
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+            self.add(phase, time.perf_counter() - start)
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
 
 
 class NayerTrainer:
@@ -105,7 +106,9 @@ class NayerTrainer:
     """
 
     def __init__(self, config: NayerConfig, accelerator: Accelerator | None = None) -> None:
-        self.start_time = time.perf_counter()
+        self.session_start = time.perf_counter()
+        # start_time moves back by the wall time of earlier sessions when a run is resumed.
+        self.start_time = self.session_start
         self.cfg = config.validate()
         run = self.cfg.run
         self.run_dir = Path(run.run_dir)
@@ -121,9 +124,11 @@ class NayerTrainer:
         acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
         self.class_names = resolve_class_names(self.cfg.teacher.class_names)
         self.num_classes = len(self.class_names)
-        if self.cfg.eval.dataset == "fashion_mnist":
-            find_fashion_mnist("test", self.cfg.eval.root or None)  # fail now, not after an hour
+        if self.cfg.eval.dataset != "none":
+            find_eval_data(self.cfg.eval.dataset, self.cfg.eval.root or None)  # fail now, not after an hour
         self.device = acc.device
+        self.device_kind = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
+                            else self.device.type)
         self.rank, self.world_size = acc.process_index, acc.num_processes
         self._set_cpu_threads()
         self._seed_everything(run.seed)
@@ -149,10 +154,12 @@ class NayerTrainer:
             (self.run_dir / "config.json").write_text(self.cfg.to_json())
             if run.tensorboard:
                 acc.init_trackers("nayer", config=_flat_config(self.cfg))
-        acc.print(f"nayer-scale: {self.world_size} process(es) on {self.device} "
-                  f"({torch.get_num_threads()} CPU threads each), "
+        acc.print(f"nayer-scale: {self.cfg.synthesis.method} synthesis, {self.world_size} process(es) on "
+                  f"{self.device_kind} ({torch.get_num_threads()} CPU threads each), "
                   f"precision={run.mixed_precision}, kernels (BN-statistics loss, noisy-layer re-init): "
                   f"{self.kernel_backend}")
+        # Everything above (models, LTE, data, checkpoint loading) counts as set-up time.
+        self.timer.add("setup", time.perf_counter() - self.session_start)
 
     # ------------------------------------------------------------------------------------------
     # Construction
@@ -202,19 +209,19 @@ class NayerTrainer:
 
     def _build_synthesis(self) -> None:
         s, t = self.cfg.synthesis, self.cfg.teacher
-        with self.accelerator.main_process_first():  # the main process fills the cache first
-            cache = self.cfg.lte.cache_dir
-            self.lte = load_or_build_lte(self.class_names, self.cfg.lte.encoder, self.cfg.lte.template,
-                                         os.path.expanduser(cache) if cache else None).to(self.device)
-        self.noisy = NoisyLayer(self.lte.shape[1], s.noise_dim, self.num_classes, s.batch_size,
-                                s.noisy_layer_init, s.noisy_layer_batchnorm, self.kernel_backend).to(self.device)
-        self.generator = self._new_generator()
+        self.lte = None
+        if s.method == "nayer":  # only NAYER needs the label-text embeddings (and a text encoder)
+            with self.accelerator.main_process_first():  # the main process fills the cache first
+                cache = self.cfg.lte.cache_dir
+                self.lte = load_or_build_lte(self.class_names, self.cfg.lte.encoder, self.cfg.lte.template,
+                                             os.path.expanduser(cache) if cache else None).to(self.device)
         self.synth_augment = BatchAugment(t.mean, t.std, s.crop_padding, s.flip).to(self.device)
-
-    def _new_generator(self) -> Generator:
-        s, t = self.cfg.synthesis, self.cfg.teacher
-        gen = Generator(s.noise_dim, t.image_size, t.in_channels, s.generator_width).to(self.device)
-        return gen.to(memory_format=torch.channels_last) if self.cfg.run.channels_last else gen
+        context = SynthesisContext(
+            teacher=self.teacher, hooks=self.hooks, augment=self.synth_augment, config=s,
+            autocast=self.accelerator.autocast, rng=self.rng, device=self.device,
+            image_shape=(t.in_channels, t.image_size, t.image_size), channels_last=self.cfg.run.channels_last,
+            run_seed=self.cfg.run.seed, rank=self.rank)
+        self.synthesizer = build_synthesizer(context, self.lte, t.mean, t.std, self.kernel_backend)
 
     def _build_student_training(self) -> None:
         d, run = self.cfg.distill, self.cfg.run
@@ -231,7 +238,14 @@ class NayerTrainer:
     def _load_eval_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.cfg.eval.dataset == "none":
             return None
-        images, labels = load_fashion_mnist("test", self.cfg.eval.root or None)
+        images, labels = load_eval_data(self.cfg.eval.dataset, self.cfg.eval.root or None)
+        if images.shape[1:] != (self.cfg.teacher.in_channels, self.cfg.teacher.image_size, self.cfg.teacher.image_size):
+            raise ValueError(f"eval.dataset {self.cfg.eval.dataset} has images of shape {tuple(images.shape[1:])}, "
+                             f"the teacher takes ({self.cfg.teacher.in_channels}, {self.cfg.teacher.image_size}, "
+                             f"{self.cfg.teacher.image_size})")
+        if int(labels.max()) >= self.num_classes:
+            raise ValueError(f"eval.dataset {self.cfg.eval.dataset} has label {int(labels.max())}, "
+                             f"the teacher has {self.num_classes} classes")
         # Every process evaluates its own slice; the counts are summed across processes.
         return images[self.rank :: self.world_size].to(self.device), labels[self.rank :: self.world_size].to(self.device)
 
@@ -245,51 +259,21 @@ class NayerTrainer:
         return torch.cat([torch.arange(k, device=self.device).repeat(b // k), extra])
 
     def synthesize(self, epoch: int, batch_index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """One synthesis batch: re-init the noisy layer, optimise G and Z for g steps on L_Z.
-
-        The re-initialisation is seeded by (run seed, epoch, batch index, process), so it is the
-        same on every run and resume, and different on every process. The adversarial term is off
-        during warm-up.
+        """One synthesis batch with the configured method (``synthesis.method``; see
+        ``nayer_scale.synthesis.methods``). The adversarial term is off during warm-up.
 
         Returns:
             images: (B, C, H, W) float32 in [0, 1], the lowest-loss batch seen (un-augmented).
             labels: (B,) int64 pseudo labels.
-            losses: detached float32 scalars of the last step (total, bn, ce, adv).
+            losses: detached float32 scalars of the last step (loss, bn, ce, adv).
         """
         s = self.cfg.synthesis
         labels = self.synthesis_labels()
-        embeddings = self.lte[labels]
-        self.noisy.reinitialize(seed=noisy_seed(self.cfg.run.seed, epoch, batch_index, self.rank))
-        params = list(self.generator.parameters()) + list(self.noisy.parameters())
-        optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
-        student = self.accelerator.unwrap_model(self.student).eval()
         use_adv = s.adv_loss_weight > 0 and epoch >= self.cfg.run.warmup_epochs
-        best_loss = torch.full((), math.inf, device=self.device)
-        best_images = None
-        for _ in range(s.num_generator_steps):
-            with self.accelerator.autocast():
-                images = self.generator(self.noisy(embeddings))
-                augmented = self.synth_augment(images, self.rng)
-                with self.hooks.active():
-                    teacher_logits = self.teacher(augmented)
-                loss_bn = self.hooks.loss()
-                loss_ce = F.cross_entropy(teacher_logits.float(), labels)
-                loss_adv = (adversarial_loss(student(augmented), teacher_logits) if use_adv
-                            else torch.zeros((), device=self.device))
-                loss = s.bn_loss_weight * loss_bn + s.ce_loss_weight * loss_ce + s.adv_loss_weight * loss_adv
-            # Keep the best batch without a host sync (no .item() in the inner loop).
-            better = loss.detach() < best_loss
-            best_loss = torch.where(better, loss.detach(), best_loss)
-            images_f = images.detach().float()
-            best_images = images_f if best_images is None else torch.where(better, images_f, best_images)
-            # Gradients for G and Z only: the student's weights are not differentiated.
-            grads = torch.autograd.grad(loss, params)
-            for p, g in zip(params, grads):
-                p.grad = g
-            optimizer.step()
+        student = self.accelerator.unwrap_model(self.student).eval() if use_adv else None
+        images, losses = self.synthesizer.synthesize(labels, epoch, batch_index, student)
         self.hooks.update_momentum()
-        losses = {"loss": loss.detach(), "bn": loss_bn.detach(), "ce": loss_ce.detach(), "adv": loss_adv.detach()}
-        return best_images.contiguous(), labels, losses
+        return images, labels, losses
 
     def distill(self) -> dict[str, torch.Tensor]:
         """``distill.steps_per_epoch`` student steps of KD loss on batches from the memory bank."""
@@ -340,21 +324,20 @@ class NayerTrainer:
         warmup = epoch < run.warmup_epochs
         record: dict = {"epoch": epoch, "warmup": warmup}
         with self.timer("synthesis"):
-            if epoch % s.generator_life_epochs == 0 and epoch > 0:
-                self.generator = self._new_generator()
+            self.synthesizer.start_epoch(epoch)
             n_batches = s.warmup_batches_per_epoch if warmup else s.batches_per_epoch
             batches = [self.synthesize(epoch, b) for b in range(n_batches)]
         if batches:
-            with self.timer("memory_io"):
+            with self.timer("io"):
                 images = torch.cat([b[0] for b in batches])
                 labels = torch.cat([b[1] for b in batches])
                 self.memory.write(images, labels, {"epoch": epoch, "rank": self.rank})
                 self.accelerator.wait_for_everyone()
                 self.memory.refresh()
-            record.update({f"synth_{k}": v.item() for k, v in batches[-1][2].items()})
-            if self.accelerator.is_main_process:
-                save_sample_grid(batches[-1][0], batches[-1][1], self.num_classes,
-                                 self.run_dir / "samples" / f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
+                record.update({f"synth_{k}": v.item() for k, v in batches[-1][2].items()})
+                if self.accelerator.is_main_process:
+                    save_sample_grid(batches[-1][0], batches[-1][1], self.num_classes,
+                                     self.run_dir / "samples" / f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
         record["memory_size"] = len(self.memory)
         if not warmup:
             with self.timer("distillation"):
@@ -364,8 +347,29 @@ class NayerTrainer:
             if last or (epoch - run.warmup_epochs + 1) % self.cfg.eval.every_epochs == 0:
                 with self.timer("evaluation"):
                     record["student_top1"] = self.evaluate(self.student)
-        record["elapsed_s"] = time.perf_counter() - self.start_time
+        record.update(self.time_accounting())
         return record
+
+    def time_accounting(self) -> dict:
+        """Where the run's time went so far (this and earlier sessions of a resumed run).
+
+        Returns a dict with: ``elapsed_s`` (wall-clock seconds), ``synthesis_s`` (synthesis only),
+        ``phases_s`` (seconds per phase: setup, synthesis, io (memory bank, sample grids, logs),
+        distillation, evaluation, checkpoint), ``num_devices`` (processes), ``device_kind`` (GPU
+        name or "cpu"), ``device_hours`` = wall-clock hours x devices, and ``device_hours_unit``
+        ("GPU-hours", or "CPU-hours" on CPU, where a device is one process and its share of the
+        cores). Work lost to a crash (after the last checkpoint) is in neither session's time.
+        """
+        elapsed = time.perf_counter() - self.start_time
+        return {
+            "elapsed_s": elapsed,
+            "synthesis_s": self.timer.seconds.get("synthesis", 0.0),
+            "phases_s": dict(self.timer.seconds),
+            "num_devices": self.world_size,
+            "device_kind": self.device_kind,
+            "device_hours": elapsed * self.world_size / 3600.0,
+            "device_hours_unit": "GPU-hours" if self.device.type == "cuda" else "CPU-hours",
+        }
 
     def fit(self) -> dict:
         """Run (or continue) all epochs; write checkpoints, metrics.jsonl, the exported student and
@@ -386,7 +390,8 @@ class NayerTrainer:
             self.history.append(record)  # before the checkpoint, so that it holds this epoch's record
             with self.timer("checkpoint"):
                 self.save_checkpoint(epoch)
-            self._log(record)
+            with self.timer("io"):
+                self._log(record)
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("synth_loss", "kd", "student_top1")
                              and v is not None})
         return self._finish(teacher_top1)
@@ -402,27 +407,40 @@ class NayerTrainer:
     def _finish(self, teacher_top1: float | None) -> dict:
         acc = self.accelerator
         final = [r for r in self.history if r.get("student_top1") is not None]
-        student_top1 = self.evaluate(self.student) if not final else final[-1]["student_top1"]
+        if final:
+            student_top1 = final[-1]["student_top1"]
+        else:
+            with self.timer("evaluation"):
+                student_top1 = self.evaluate(self.student)
+        with self.timer("checkpoint"):
+            if acc.is_main_process:
+                t = self.cfg.teacher
+                meta = {"arch": self.cfg.student.arch, "num_classes": str(self.num_classes),
+                        "in_channels": str(t.in_channels), "image_size": str(t.image_size),
+                        "mean": json.dumps(t.mean), "std": json.dumps(t.std),
+                        "class_names": json.dumps(self.class_names), "config": self.cfg.to_json()}
+                save_model(acc.unwrap_model(self.student), self.run_dir / "student.safetensors", meta)
+            if self.cfg.run.tensorboard:
+                acc.end_training()
+            acc.wait_for_everyone()
+        times = self.time_accounting()
         summary = {
+            "method": self.cfg.synthesis.method,
             "teacher_top1": teacher_top1,
             "student_top1": student_top1,
-            "wall_s": time.perf_counter() - self.start_time,
-            **{f"{phase}_s": sec for phase, sec in self.timer.seconds.items()},
+            "wall_s": times["elapsed_s"],
+            **{f"{phase}_s": sec for phase, sec in times["phases_s"].items()},
+            "device_hours": times["device_hours"],
+            "device_hours_unit": times["device_hours_unit"],
+            "synthesis_device_hours": times["synthesis_s"] * self.world_size / 3600.0,
             "epochs": self.cfg.run.epochs,
             "num_processes": self.world_size,
             "device": str(self.device),
+            "device_kind": self.device_kind,
             "memory_size": len(self.memory),
         }
         if acc.is_main_process:
-            t = self.cfg.teacher
-            meta = {"arch": self.cfg.student.arch, "num_classes": str(self.num_classes),
-                    "in_channels": str(t.in_channels), "image_size": str(t.image_size),
-                    "mean": json.dumps(t.mean), "std": json.dumps(t.std),
-                    "class_names": json.dumps(self.class_names), "config": self.cfg.to_json()}
-            save_model(acc.unwrap_model(self.student), self.run_dir / "student.safetensors", meta)
             _write_json_atomic(self.run_dir / "summary.json", summary)
-        if self.cfg.run.tensorboard:
-            acc.end_training()
         acc.wait_for_everyone()
         return summary
 
@@ -467,8 +485,7 @@ class NayerTrainer:
 
     def _process_state(self) -> dict:
         return {
-            "generator": self.generator.state_dict(),
-            "noisy_layer": self.noisy.state_dict(),
+            "synthesizer": self.synthesizer.state_dict(),
             "bn_momentum": self.hooks.state_dict(),
             "memory": self.memory.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
@@ -511,8 +528,7 @@ class NayerTrainer:
         self.timer.seconds = dict(shared["time"]["phases"])
         if self.accelerator.is_main_process:  # drop lines of epochs after the checkpoint
             _write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
-        self.generator.load_state_dict(state["generator"])
-        self.noisy.load_state_dict(state["noisy_layer"])
+        self.synthesizer.load_state_dict(state["synthesizer"])
         self.hooks.load_state_dict(state["bn_momentum"])
         self.memory.load_state_dict(state["memory"])
         rng = state["rng"]

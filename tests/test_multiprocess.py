@@ -36,4 +36,4 @@ def test_two_process_run(tmp_path, teacher_file, fake_test_split, lte_cache):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     # the processes synthesised different images (own RNG streams)
     assert not torch.equal(*[torch.load(run_dir / "checkpoints" / "epoch-0002" / f"process-00{r}.pt",
-                                        weights_only=False)["noisy_layer"]["weight"] for r in (0, 1)])
+                                        weights_only=False)["synthesizer"]["noisy_layer"]["weight"] for r in (0, 1)])

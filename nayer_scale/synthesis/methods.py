@@ -1,0 +1,319 @@
+"""Synthesis methods: NAYER and the two baselines of its Table 2, on one shared loss.
+
+Each method turns a batch of pseudo labels into a batch of synthetic images in [0, 1] by
+optimising
+
+    L = a_ce * CE(T(aug(x)), y) + a_bn * L_BN(T(aug(x))) + a_adv * L_adv(S(aug(x)), T(aug(x)))
+
+(``SynthesisContext.loss``; the terms are defined in ``nayer_scale.losses``) and keeps the batch
+with the lowest loss seen. They differ only in what is optimised:
+
+- ``NayerSynthesizer`` (Tran et al., CVPR 2024, Alg. 1): a generator G and a noisy layer Z fed
+  with the label-text embeddings; Z's linears are re-initialised for every batch, G lives for
+  ``generator_life_epochs`` epochs.
+- ``DeepInversionSynthesizer`` (Yin et al., CVPR 2020): the pixels themselves, from N(0, 1) noise in
+  the teacher's normalised space, for many steps, plus the total-variation and l2 image priors;
+  pixels are clipped to the valid range after every step (NVlabs ``clip``).
+- ``FastSynthesizer`` (Fang et al., AAAI 2022): a copy of a meta-learned generator fed with random
+  z, for a few steps; after each batch the meta generator moves towards the adapted copy
+  (first-order MAML, the published default, or Reptile).
+
+All three take the same pseudo labels (class-ordered, see ``NayerTrainer.synthesis_labels``; the
+DataFree toolbox draws the baselines' labels at random), the same augmentation and the same
+masked adversarial term (the toolbox's DeepInversion uses an unmasked one).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nayer_kernels import noisy_seed
+
+from ..augment import BatchAugment
+from ..config import SynthesisConfig
+from ..losses import BNStatsHooks, adversarial_loss, image_prior_losses
+from .generators import Generator
+from .noisy_layer import NoisyLayer
+
+__all__ = [
+    "DeepInversionSynthesizer",
+    "FastSynthesizer",
+    "NayerSynthesizer",
+    "SynthesisContext",
+    "Synthesizer",
+    "build_synthesizer",
+]
+
+# Reptile's meta-gradient scale in the published Fast code: grad = 67 * (theta - theta_adapted).
+REPTILE_SCALE = 67.0
+
+
+@dataclass
+class SynthesisContext:
+    """What every synthesis method shares with the trainer.
+
+    Attributes:
+        teacher: frozen teacher in eval mode, with ``hooks`` attached.
+        hooks: BN-statistics hooks of the teacher.
+        augment: differentiable synthesis augmentation ([0, 1] images in, normalised images out).
+        config: the run's synthesis section.
+        autocast: a callable returning the mixed-precision context (``Accelerator.autocast``).
+        rng: the process's torch.Generator on ``device`` (checkpointed with the run).
+        device: where everything lives.
+        image_shape: (C, H, W) of the teacher's input.
+        channels_last: build generators in channels_last memory format.
+        run_seed, rank: seed the per-batch noisy-layer re-initialisation.
+    """
+
+    teacher: nn.Module
+    hooks: BNStatsHooks
+    augment: BatchAugment
+    config: SynthesisConfig
+    autocast: Callable[[], AbstractContextManager]
+    rng: torch.Generator
+    device: torch.device
+    image_shape: tuple[int, int, int]
+    channels_last: bool = False
+    run_seed: int = 0
+    rank: int = 0
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor,
+             student: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The shared synthesis loss on one augmented view of ``images``.
+
+        Args:
+            images: (B, C, H, W) in [0, 1], differentiable.
+            labels: (B,) int64 pseudo labels.
+            student: the student in eval mode, or None to leave out the adversarial term.
+        Returns:
+            loss: float32 scalar a_ce*CE + a_bn*L_BN + a_adv*L_adv; parts: the detached terms.
+        """
+        s = self.config
+        augmented = self.augment(images, self.rng)
+        with self.hooks.active():
+            teacher_logits = self.teacher(augmented)
+        loss_bn = self.hooks.loss()
+        loss_ce = F.cross_entropy(teacher_logits.float(), labels)
+        loss_adv = (adversarial_loss(student(augmented), teacher_logits) if student is not None
+                    else torch.zeros((), device=self.device))
+        loss = s.bn_loss_weight * loss_bn + s.ce_loss_weight * loss_ce + s.adv_loss_weight * loss_adv
+        return loss, {"bn": loss_bn.detach(), "ce": loss_ce.detach(), "adv": loss_adv.detach()}
+
+    def new_generator(self, noise_dim: int) -> Generator:
+        """A freshly initialised generator (B, noise_dim) -> (B, C, H, W) for this teacher."""
+        c, h, _ = self.image_shape
+        gen = Generator(noise_dim, h, c, self.config.generator_width).to(self.device)
+        return gen.to(memory_format=torch.channels_last) if self.channels_last else gen
+
+
+class _BestBatch:
+    """Keeps the lowest-loss batch seen, without a host sync per step."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.full((), math.inf, device=device)
+        self.images: torch.Tensor | None = None
+
+    def update(self, loss: torch.Tensor, images: torch.Tensor) -> None:
+        better = loss.detach() < self.loss
+        self.loss = torch.where(better, loss.detach(), self.loss)
+        images = images.detach().float()
+        self.images = images if self.images is None else torch.where(better, images, self.images)
+
+
+def _apply_grads(loss: torch.Tensor, params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    # Gradients for the synthesis parameters only: teacher and student weights are not differentiated.
+    grads = torch.autograd.grad(loss, params)
+    for p, g in zip(params, grads):
+        p.grad = g
+    return grads
+
+
+class Synthesizer:
+    """Interface of a synthesis method (see the module docstring).
+
+    ``synthesize(labels, epoch, batch_index, student)`` returns ``(images, losses)``: images
+    (B, C, H, W) float32 in [0, 1], the lowest-loss batch (un-augmented); losses, detached float32
+    scalars of the last step (loss, bn, ce, adv). ``state_dict`` / ``load_state_dict`` hold what a
+    checkpoint must restore for an exact resume.
+    """
+
+    def __init__(self, ctx: SynthesisContext) -> None:
+        self.ctx = ctx
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before the first batch of every epoch."""
+
+    def synthesize(self, labels: torch.Tensor, epoch: int, batch_index: int,
+                   student: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class NayerSynthesizer(Synthesizer):
+    """NAYER: x = G(Z(e_y)) with the noisy layer Z re-initialised per batch (Tran et al., CVPR 2024).
+
+    Args:
+        ctx: the shared context.
+        lte: (K, D) float32 label-text embeddings on ``ctx.device``.
+        backend: kernel backend for the noisy-layer re-initialisation.
+
+    The re-initialisation is seeded by (run seed, epoch, batch index, rank), so it is the same on
+    every run and resume and different on every process. A new Adam over G + Z for every batch.
+    """
+
+    def __init__(self, ctx: SynthesisContext, lte: torch.Tensor, backend: str = "reference") -> None:
+        super().__init__(ctx)
+        s = ctx.config
+        self.lte = lte
+        self.noisy = NoisyLayer(lte.shape[1], s.noise_dim, lte.shape[0], s.batch_size, s.noisy_layer_init,
+                                s.noisy_layer_batchnorm, backend).to(ctx.device)
+        self.generator = ctx.new_generator(s.noise_dim)
+
+    def start_epoch(self, epoch: int) -> None:
+        if epoch % self.ctx.config.generator_life_epochs == 0 and epoch > 0:
+            self.generator = self.ctx.new_generator(self.ctx.config.noise_dim)
+
+    def synthesize(self, labels, epoch, batch_index, student):
+        ctx, s = self.ctx, self.ctx.config
+        embeddings = self.lte[labels]
+        self.noisy.reinitialize(seed=noisy_seed(ctx.run_seed, epoch, batch_index, ctx.rank))
+        params = list(self.generator.parameters()) + list(self.noisy.parameters())
+        optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
+        best = _BestBatch(ctx.device)
+        for _ in range(s.num_generator_steps):
+            with ctx.autocast():
+                images = self.generator(self.noisy(embeddings))
+                loss, parts = ctx.loss(images, labels, student)
+            best.update(loss, images)
+            _apply_grads(loss, params)
+            optimizer.step()
+        return best.images.contiguous(), {"loss": loss.detach(), **parts}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.state_dict(), "noisy_layer": self.noisy.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.noisy.load_state_dict(state["noisy_layer"])
+
+
+class DeepInversionSynthesizer(Synthesizer):
+    """DeepInversion (Yin et al., CVPR 2020): optimise the pixels of each batch directly.
+
+    Pixels p start as N(0, 1) in the teacher's normalised space (drawn from ``ctx.rng``); the
+    image is x = p * std + mean. Adam (``generator_lr``, ``generator_betas``) minimises the shared
+    loss + ``tv_loss_weight`` * tv_l2(p) + ``l2_loss_weight`` * ||p|| for ``num_generator_steps``
+    steps; after each step p is clipped so that x stays in [0, 1]. Nothing persists across batches
+    except the BN-statistics momentum of the hooks (0 in the DeepInversion presets).
+    """
+
+    def __init__(self, ctx: SynthesisContext, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__(ctx)
+        self.mean = torch.tensor(mean, device=ctx.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=ctx.device).view(1, -1, 1, 1)
+
+    def synthesize(self, labels, epoch, batch_index, student):
+        ctx, s = self.ctx, self.ctx.config
+        shape = (labels.shape[0], *ctx.image_shape)
+        pixels = torch.randn(shape, device=ctx.device, generator=ctx.rng).requires_grad_()
+        low, high = -self.mean / self.std, (1 - self.mean) / self.std
+        optimizer = torch.optim.Adam([pixels], lr=s.generator_lr, betas=tuple(s.generator_betas))
+        best = _BestBatch(ctx.device)
+        for _ in range(s.num_generator_steps):
+            with ctx.autocast():
+                images = pixels * self.std + self.mean
+                loss, parts = ctx.loss(images, labels, student)
+            tv, l2 = image_prior_losses(pixels)
+            loss = loss + s.tv_loss_weight * tv + s.l2_loss_weight * l2
+            best.update(loss, images)
+            _apply_grads(loss, [pixels])
+            optimizer.step()
+            with torch.no_grad():
+                pixels.copy_(torch.maximum(torch.minimum(pixels, high), low))
+        # The first step's images are unclipped noise: clip whatever batch was kept.
+        return best.images.clamp(0, 1).contiguous(), {"loss": loss.detach(), **parts}
+
+
+class FastSynthesizer(Synthesizer):
+    """Fast / FM (Fang et al., AAAI 2022): few steps per batch from a meta-learned generator.
+
+    Per batch: copy the meta generator G into G', draw z ~ N(0, I) of shape (B, noise_dim), and
+    run ``num_generator_steps`` Adam steps (lr ``generator_lr`` for G', ``latent_lr`` for z) on the
+    shared loss of x = G'(z). Then one step of the meta optimizer (Adam, lr = generator_lr *
+    num_generator_steps, as published) on G with the meta-gradient
+      - fomaml: the sum of G''s gradients over the inner steps (published default, is_maml=1);
+      - reptile: 67 * (G - G') (the published Reptile scale).
+    """
+
+    def __init__(self, ctx: SynthesisContext) -> None:
+        super().__init__(ctx)
+        s = ctx.config
+        self.generator = ctx.new_generator(s.noise_dim)
+        self.meta_optimizer = torch.optim.Adam(self.generator.parameters(),
+                                               lr=s.generator_lr * s.num_generator_steps,
+                                               betas=tuple(s.generator_betas))
+
+    def synthesize(self, labels, epoch, batch_index, student):
+        ctx, s = self.ctx, self.ctx.config
+        fast = copy.deepcopy(self.generator)
+        fast_params = list(fast.parameters())
+        z = torch.randn(labels.shape[0], s.noise_dim, device=ctx.device, generator=ctx.rng).requires_grad_()
+        optimizer = torch.optim.Adam([{"params": fast_params}, {"params": [z], "lr": s.latent_lr}],
+                                     lr=s.generator_lr, betas=tuple(s.generator_betas))
+        meta_grads = [torch.zeros_like(p) for p in fast_params]
+        best = _BestBatch(ctx.device)
+        for _ in range(s.num_generator_steps):
+            with ctx.autocast():
+                images = fast(z)
+                loss, parts = ctx.loss(images, labels, student)
+            best.update(loss, images)
+            grads = _apply_grads(loss, fast_params + [z])
+            if s.meta_learning == "fomaml":
+                for acc, g in zip(meta_grads, grads):
+                    acc.add_(g)
+            optimizer.step()
+        with torch.no_grad():
+            for p, adapted, acc in zip(self.generator.parameters(), fast_params, meta_grads):
+                p.grad = acc if s.meta_learning == "fomaml" else REPTILE_SCALE * (p - adapted)
+        self.meta_optimizer.step()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        return best.images.contiguous(), {"loss": loss.detach(), **parts}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.state_dict(), "meta_optimizer": self.meta_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+
+
+def build_synthesizer(ctx: SynthesisContext, lte: torch.Tensor | None, mean: tuple[float, ...],
+                      std: tuple[float, ...], backend: str = "reference") -> Synthesizer:
+    """The synthesizer named by ``ctx.config.method``.
+
+    Raises:
+        ValueError: unknown method, or "nayer" without label-text embeddings.
+    """
+    method = ctx.config.method
+    if method == "nayer":
+        if lte is None:
+            raise ValueError("NAYER synthesis needs the label-text embeddings (lte)")
+        return NayerSynthesizer(ctx, lte, backend)
+    if method == "deepinversion":
+        return DeepInversionSynthesizer(ctx, mean, std)
+    if method == "fast":
+        return FastSynthesizer(ctx)
+    raise ValueError(f"unknown synthesis method {method!r}")
