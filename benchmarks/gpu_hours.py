@@ -71,6 +71,23 @@ def run_command(setting: str, method: str, epochs: int, run_dir: Path, processes
                   f"run.run_dir={run_dir}", "run.resume=true", "run.progress=false", *overrides]
 
 
+def check_setting(setting: str, runs: list[tuple[str, int]], overrides: list[str]) -> None:
+    """Fail before any run when a preset is unknown, an override is invalid, or there is no
+    evaluation set (accuracy-against-hours needs one)."""
+    sys.path.insert(0, str(ROOT))
+    from nayer_scale.config import ConfigError, apply_overrides, get_preset
+
+    for method, _ in runs:
+        try:
+            cfg = apply_overrides(get_preset(setting if method == "nayer" else f"{setting}_{method}"),
+                                  list(overrides)).validate()
+        except ConfigError as err:
+            raise SystemExit(f"--setting {setting} / {method}: {err}") from err
+        if cfg.eval.dataset == "none":
+            raise SystemExit(f"--setting {setting} has no evaluation set: pass --set eval.dataset=<name> "
+                             "--set eval.root=<folder> (top-1 against hours needs one)")
+
+
 def read_run(run_dir: Path, method: str, epochs: int) -> tuple[dict, list[dict]]:
     """(summary, rows): the run's summary.json and one CSV row per evaluation plus a final row."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -210,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = parse_runs(args.runs)
     if len(set(runs)) != len(runs):
         raise SystemExit("--runs lists the same (method, epochs) twice")
+    check_setting(args.setting, runs, args.set)
     command = "python benchmarks/gpu_hours.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     results, teacher_top1 = [], None
     for method, epochs in runs:

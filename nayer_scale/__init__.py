@@ -4,6 +4,7 @@ Where things live:
   nayer_scale.lte        label-text embedding (LTE) pool: class names, prompts, text encoders, cache
   nayer_scale.synthesis  noisy layer, generators, synthesis methods (NAYER, DeepInversion, Fast)
   nayer_scale.losses     teacher BN-statistics hooks, CE / adversarial / KD losses
+  nayer_scale.metrics    diversity of synthetic batches, convergence epoch, LTE nearest classes
   nayer_scale.memory     memory bank on sharded WebDataset tar files
   nayer_scale.models     model zoo (CIFAR-style ResNets, WRNs, VGG)
   nayer_scale.teacher    bring-your-own-teacher loading with early, clear errors

@@ -55,6 +55,7 @@ __all__ = [
 
 
 SYNTHESIS_METHODS = ("nayer", "deepinversion", "fast")
+GENERATOR_INPUTS = ("lte", "noise", "onehot", "lte_cat_noise", "lte_plus_noise")
 
 
 class ConfigError(ValueError):
@@ -100,7 +101,8 @@ class StudentConfig:
 
 @dataclass
 class LTEConfig:
-    """Label-text embeddings: text encoder spec ("minilm", "minilm:/folder", "clip:<id or folder>"),
+    """Label-text embeddings: text encoder spec ("minilm", "minilm:/folder", "clip:<id or folder>",
+    "hashed[:dim]" for the weight-free hashed bag of words),
     prompt template (key or format string with {name}/{index}) and the cache folder."""
 
     encoder: str = "minilm"
@@ -108,7 +110,7 @@ class LTEConfig:
     cache_dir: str = "~/.cache/nayer-scale/lte"
 
     def validate(self) -> None:
-        _check(bool(self.encoder), "lte.encoder is empty: use minilm, minilm:/path or clip:<id or path>")
+        _check(bool(self.encoder), "lte.encoder is empty: use minilm, minilm:/path, clip:<id or path> or hashed")
 
 
 @dataclass
@@ -130,6 +132,11 @@ class SynthesisConfig:
     noise_dim: int = 1000
     noisy_layer_init: str = "normal"  # "normal" (published) or "kaiming_uniform"
     noisy_layer_batchnorm: bool = True
+    # Ablation switches of NAYER (paper Table 4); the defaults are the method.
+    generator_input: str = "lte"  # "lte", "noise", "onehot", "lte_cat_noise" or "lte_plus_noise"
+    noise_beta: float = 1.0  # beta of "lte_plus_noise": e_y + beta * z
+    noisy_layer: str = "k_to_1"  # "k_to_1" (one linear per copy of the K classes), "one_to_one" or "none"
+    noisy_layer_reinit: bool = True  # False: the noisy linears are learned on, never re-drawn
     ce_loss_weight: float = 0.5
     bn_loss_weight: float = 10.0
     adv_loss_weight: float = 1.33
@@ -146,6 +153,11 @@ class SynthesisConfig:
     def validate(self) -> None:
         _check(self.method in SYNTHESIS_METHODS,
                f"synthesis.method must be one of {', '.join(SYNTHESIS_METHODS)}, got {self.method!r}")
+        _check(self.generator_input in GENERATOR_INPUTS,
+               f"synthesis.generator_input must be one of {', '.join(GENERATOR_INPUTS)}, got {self.generator_input!r}")
+        _check(self.noisy_layer in ("k_to_1", "one_to_one", "none"),
+               f"synthesis.noisy_layer must be k_to_1, one_to_one or none, got {self.noisy_layer!r}")
+        _check(self.noise_beta >= 0, "synthesis.noise_beta must be >= 0")
         _check(self.meta_learning in ("fomaml", "reptile"),
                f"synthesis.meta_learning must be fomaml or reptile, got {self.meta_learning!r}")
         _check(self.tv_loss_weight >= 0 and self.l2_loss_weight >= 0 and self.latent_lr > 0,

@@ -40,7 +40,8 @@ from .data import find_eval_data, load_eval_data
 from .losses import BNStatsHooks, kd_loss
 from .lte import get_class_names, load_or_build_lte
 from .memory import MemoryBank
-from .models import build_model
+from .metrics import feature_diversity, lte_nearest_classes
+from .models import build_model, get_classifier
 from .synthesis import SynthesisContext, build_synthesizer
 from .teacher import build_teacher, save_model
 from .visualize import save_sample_grid
@@ -139,9 +140,9 @@ class NayerTrainer:
         self._build_models()
         self._build_synthesis()
         self._build_student_training()
+        self.test_set = self._load_eval_data()  # checks the eval set fits the teacher before anything is written
         self.memory = MemoryBank(self.run_dir / "memory", rank=self.rank, world_size=self.world_size,
                                  device=self.device)
-        self.test_set = self._load_eval_data()
         self.start_epoch = 0
         self.history: list[dict] = []
         latest = self.latest_checkpoint() if run.resume else None
@@ -152,6 +153,9 @@ class NayerTrainer:
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(self.cfg.to_json())
+            if self.lte is not None:  # the inter-class structure of the LTE pool, next to the run
+                _write_json_atomic(self.run_dir / "lte_neighbours.json",
+                                   lte_nearest_classes(self.lte.cpu(), self.class_names, k=3))
             if run.tensorboard:
                 acc.init_trackers("nayer", config=_flat_config(self.cfg))
         acc.print(f"nayer-scale: {self.cfg.synthesis.method} synthesis, {self.world_size} process(es) on "
@@ -210,7 +214,7 @@ class NayerTrainer:
     def _build_synthesis(self) -> None:
         s, t = self.cfg.synthesis, self.cfg.teacher
         self.lte = None
-        if s.method == "nayer":  # only NAYER needs the label-text embeddings (and a text encoder)
+        if s.method == "nayer" and s.generator_input.startswith("lte"):  # only these need a text encoder
             with self.accelerator.main_process_first():  # the main process fills the cache first
                 cache = self.cfg.lte.cache_dir
                 self.lte = load_or_build_lte(self.class_names, self.cfg.lte.encoder, self.cfg.lte.template,
@@ -221,7 +225,7 @@ class NayerTrainer:
             autocast=self.accelerator.autocast, rng=self.rng, device=self.device,
             image_shape=(t.in_channels, t.image_size, t.image_size), channels_last=self.cfg.run.channels_last,
             run_seed=self.cfg.run.seed, rank=self.rank)
-        self.synthesizer = build_synthesizer(context, self.lte, t.mean, t.std, self.kernel_backend)
+        self.synthesizer = build_synthesizer(context, self.lte, self.num_classes, t.mean, t.std, self.kernel_backend)
 
     def _build_student_training(self) -> None:
         d, run = self.cfg.distill, self.cfg.run
@@ -297,6 +301,20 @@ class NayerTrainer:
         return {"kd": total / d.steps_per_epoch}
 
     @torch.no_grad()
+    def synthetic_diversity(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """``nayer_scale.metrics.feature_diversity`` of synthetic images (N, C, H, W) in [0, 1]
+        with labels (N,), on the teacher's penultimate features (the input of its classifier)."""
+        captured = []
+        handle = get_classifier(self.teacher).register_forward_pre_hook(lambda m, inputs: captured.append(inputs[0]))
+        try:
+            for i in range(0, len(labels), self.cfg.eval.batch_size):
+                with self.accelerator.autocast():
+                    self.teacher(self.student_augment.normalize(images[i : i + self.cfg.eval.batch_size]))
+        finally:
+            handle.remove()
+        return feature_diversity(torch.cat(captured).flatten(1), labels).item()
+
+    @torch.no_grad()
     def evaluate(self, model: nn.Module) -> float | None:
         """Top-1 accuracy (fraction in [0, 1]) of ``model`` on the real test split, summed over processes."""
         if self.test_set is None:
@@ -335,6 +353,11 @@ class NayerTrainer:
                 self.accelerator.wait_for_everyone()
                 self.memory.refresh()
                 record.update({f"synth_{k}": v.item() for k, v in batches[-1][2].items()})
+                record["synth_ce_min"] = min(b[2]["ce"].item() for b in batches)
+            with self.timer("evaluation"):
+                # mean over the epoch's batches: collapse shows *within* a synthesis batch
+                record["synth_diversity"] = sum(self.synthetic_diversity(b[0], b[1]) for b in batches) / len(batches)
+            with self.timer("io"):
                 if self.accelerator.is_main_process:
                     save_sample_grid(batches[-1][0], batches[-1][1], self.num_classes,
                                      self.run_dir / "samples" / f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from conftest import tiny_config
 from nayer_scale.config import ConfigError, get_preset
 from nayer_scale.losses import image_prior_losses
-from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer, NayerSynthesizer
+from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer
 from nayer_scale.trainer import NayerTrainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,3 +179,11 @@ def test_gpu_hours_benchmark_writes_its_three_files(tmp_path, teacher_file, fake
     assert "gpu_hours.py" in md  # the command that reproduces it
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_gpu_hours_refuses_a_setting_without_evaluation_set_before_any_run(tmp_path):
+    with pytest.raises(SystemExit, match="evaluation set"):
+        gpu_hours.main(["--setting", "cifar10", "--runs", "nayer:1", "--work-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="<method>:<epochs>"):
+        gpu_hours.main(["--runs", "cmi:3"])
+    assert not any(tmp_path.iterdir())

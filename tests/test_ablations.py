@@ -1,0 +1,177 @@
+"""NAYER's ablation switches (generator input, noisy layer, text encoder, template), the metrics of
+the ablation study (diversity, convergence, LTE nearest classes) and benchmarks/ablations.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from nayer_scale.config import ConfigError, SynthesisConfig
+from nayer_scale.lte import HashedBagOfWordsEncoder, build_text_encoder, load_or_build_lte
+from nayer_scale.metrics import convergence_epoch, feature_diversity, lte_nearest_classes
+from nayer_scale.trainer import NayerTrainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
+    def make(name="run", **changes):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    return make
+
+
+# (generator_input, noisy_layer) -> width of the generator's first layer (tiny config: noise_dim 32,
+# MiniLM 384-d LTE, K = 10)
+SWITCHES = [
+    ("lte", "k_to_1", 32), ("lte", "one_to_one", 32), ("lte", "none", 384), ("noise", "none", 32),
+    ("onehot", "none", 10), ("onehot", "k_to_1", 32), ("lte_cat_noise", "none", 768), ("lte_plus_noise", "none", 384),
+]
+
+
+@pytest.mark.parametrize("generator_input, noisy_layer, width", SWITCHES)
+def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width):
+    trainer = NayerTrainer(make_cfg(synthesis__generator_input=generator_input, synthesis__noisy_layer=noisy_layer))
+    synth = trainer.synthesizer
+    assert synth.generator.fc.in_features == width
+    assert (synth.noisy is None) == (noisy_layer == "none")
+    if noisy_layer == "one_to_one":
+        assert synth.noisy.num_linears == 24  # one linear per sample of the 24-image batch
+    assert (trainer.lte is None) == (generator_input in ("noise", "onehot"))  # no text encoder needed
+    images, labels, losses = trainer.synthesize(epoch=0, batch_index=0)
+    assert images.shape == (24, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_generator_inputs(make_cfg):
+    labels = torch.arange(10).repeat(2)
+    t = NayerTrainer(make_cfg("cat", synthesis__generator_input="lte_cat_noise", synthesis__noisy_layer="none"))
+    v = t.synthesizer.generator_inputs(labels)
+    assert torch.equal(v[:, :384], t.lte[labels]) and v[:, 384:].std() > 0.5  # [e_y, z]
+    t = NayerTrainer(make_cfg("sum", synthesis__generator_input="lte_plus_noise", synthesis__noise_beta=0.0,
+                              synthesis__noisy_layer="none"))
+    assert torch.equal(t.synthesizer.generator_inputs(labels), t.lte[labels])  # beta = 0: e_y alone
+    t = NayerTrainer(make_cfg("oh", synthesis__generator_input="onehot"))
+    assert torch.equal(t.synthesizer.generator_inputs(labels), torch.eye(10)[labels])
+
+
+def test_noisy_layer_reinit_switch(make_cfg):
+    for reinit in (True, False):
+        t = NayerTrainer(make_cfg(f"reinit-{reinit}", synthesis__noisy_layer_reinit=reinit))
+        t.synthesize(0, 0)
+        after_first = t.synthesizer.noisy.weight.detach().clone()
+        seen = []
+        real = t.synthesizer.generator.forward
+        t.synthesizer.generator.forward = lambda h: seen.append(t.synthesizer.noisy.weight.detach().clone()) or real(h)
+        t.synthesize(0, 1)
+        # without re-initialisation the second batch starts from where the first one ended
+        assert torch.equal(seen[0], after_first) != reinit
+
+
+def test_noisy_layer_without_batchnorm(make_cfg):
+    t = NayerTrainer(make_cfg(synthesis__noisy_layer_batchnorm=False))
+    assert isinstance(t.synthesizer.noisy.norm, torch.nn.Identity)
+    t.synthesize(0, 0)
+
+
+def test_bad_switch_values_are_refused():
+    with pytest.raises(ConfigError, match="generator_input"):
+        SynthesisConfig(generator_input="clip").validate()
+    with pytest.raises(ConfigError, match="noisy_layer"):
+        SynthesisConfig(noisy_layer="2-to-1").validate()
+
+
+def test_feature_diversity_on_known_spread():
+    torch.manual_seed(0)
+    labels = torch.arange(4).repeat(8)
+    same = torch.randn(4, 16)[labels]  # every image of a class identical
+    assert feature_diversity(same, labels).item() == pytest.approx(0.0, abs=1e-6)
+    centre = torch.randn(4, 16)[labels]
+    small = centre + 0.1 * torch.randn(32, 16)
+    large = centre + 1.0 * torch.randn(32, 16)
+    assert 0 < feature_diversity(small, labels) < feature_diversity(large, labels)
+    opposite = torch.cat([torch.ones(1, 4), -torch.ones(1, 4)])
+    assert feature_diversity(opposite, torch.zeros(2, dtype=torch.long)).item() == pytest.approx(2.0)
+    # images of different classes never count
+    assert feature_diversity(torch.randn(3, 5), torch.arange(3)).item() == 0
+
+
+def test_trainer_diversity_of_images(make_cfg):
+    t = NayerTrainer(make_cfg())
+    labels = torch.arange(10).repeat(3)
+    one = torch.rand(10, 1, 28, 28)[labels]
+    assert t.synthetic_diversity(one, labels) == pytest.approx(0.0, abs=1e-5)
+    noisy = one + 0.02 * torch.randn_like(one)
+    spread = torch.rand(30, 1, 28, 28)
+    assert t.synthetic_diversity(noisy.clamp(0, 1), labels) < t.synthetic_diversity(spread, labels)
+
+
+def test_convergence_epoch():
+    records = [{"epoch": 0, "synth_ce_min": 2.0}, {"epoch": 1, "synth_ce_min": 0.5}, {"epoch": 2, "synth_ce_min": 0.05}]
+    assert convergence_epoch(records, 0.1) == 2 and convergence_epoch(records, 1.0) == 1
+    assert convergence_epoch(records, 0.01) is None
+
+
+def test_hashed_encoder_needs_no_weights(tmp_path):
+    enc = build_text_encoder("hashed:64")
+    assert isinstance(enc, HashedBagOfWordsEncoder) and enc.dim == 64
+    prompts = ["a photo of a 3", "a photo of a 7", "a photo of a 3", "zebra"]
+    e = enc.encode(prompts)
+    assert e.shape == (4, 64) and torch.allclose(e.norm(dim=1), torch.ones(4))
+    assert torch.equal(e[0], e[2]) and not torch.equal(e[0], e[1])  # deterministic, label-specific
+    assert (e[0] @ e[1]) > 0.5 > (e[0] @ e[3])  # shared words -> similar
+    assert torch.equal(HashedBagOfWordsEncoder(64).encode(prompts), e)  # same on every call / process
+    lte = load_or_build_lte(["cat", "dog"], "hashed", "photo_index", tmp_path)
+    assert lte.shape == (2, 512)
+    with pytest.raises(ValueError, match="hashed"):
+        build_text_encoder("hashed:big")
+
+
+def test_lte_nearest_classes():
+    lte = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
+    nn = lte_nearest_classes(lte, ["a", "b", "c", "d"], k=2)
+    assert [n for n, _ in nn["a"]] == ["b", "c"] and nn["a"][0][1] == pytest.approx(0.9939, abs=1e-4)
+    assert [n for n, _ in nn["d"]][0] == "c"
+    with pytest.raises(ValueError):
+        lte_nearest_classes(lte, ["a"], k=1)
+
+
+def test_run_writes_metrics_and_lte_neighbours(make_cfg):
+    cfg = make_cfg()
+    NayerTrainer(cfg).fit()
+    run = Path(cfg.run.run_dir)
+    neighbours = json.loads((run / "lte_neighbours.json").read_text())
+    assert len(neighbours) == 10 and all(len(v) == 3 for v in neighbours.values())
+    records = [json.loads(x) for x in open(run / "metrics.jsonl")]
+    assert all(r["synth_diversity"] > 0 and r["synth_ce_min"] > 0 for r in records)
+
+
+def test_ablation_study_writes_its_tables_and_figure(tmp_path, teacher_file, fake_test_split, lte_cache):
+    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
+            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=24",
+            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
+            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
+            "distill.steps_per_epoch=2", "run.warmup_epochs=1", "run.mixed_precision=no", "run.cpu_threads=1"]
+    out = tmp_path / "res" / "abl"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "ablations.py"), "--variants", "lte", "nl_k_to_1",
+           "encoder_hashed_index", "--epochs", "2", "--launcher", "python", "--work-dir", str(tmp_path / "work"),
+           "--out", str(out)]
+    for item in tiny:
+        cmd += ["--set", item]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    md = out.with_suffix(".md").read_text()
+    assert "| LTE |" in md and "| NL K-to-1 (NAYER) |" in md and "hashed bag of words" in md
+    assert "Epochs to CE < 0.1" in md and "Nearest classes" in md and "ablations.py" in md
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert [r["variant"] for r in rows] == ["lte", "nl_k_to_1", "encoder_hashed_index"]
+    assert all(0 <= float(r["student_top1"]) <= 1 and float(r["diversity"]) >= 0 for r in rows)
+    png = (out.parent / "abl_lte.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and len(png) > 10000
