@@ -84,3 +84,33 @@ def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, 
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)
     return cfg
+
+
+def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
+    """``--set section.key=value`` arguments of the benchmark scripts that shrink a run the way
+    ``tiny_config`` does, for scripts that launch the user-facing entry point."""
+    overrides = ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8",
+                 f"lte.cache_dir={lte_cache}", f"eval.root={eval_root}", "synthesis.batch_size=24",
+                 "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1",
+                 "synthesis.warmup_batches_per_epoch=1", "synthesis.generator_width=8", "synthesis.noise_dim=32",
+                 "distill.batch_size=16", "distill.steps_per_epoch=2", "run.warmup_epochs=1",
+                 "run.mixed_precision=no", "run.cpu_threads=1"]
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def crash_on_second_distill(monkeypatch):
+    """Make ``NayerTrainer.distill`` raise KeyboardInterrupt on its second call (epoch 2 of a tiny
+    run: that epoch's shard is written, its checkpoint is not). Returns a function that undoes it."""
+    from nayer_scale.trainer import NayerTrainer
+
+    calls = {"n": 0}
+    real_distill = NayerTrainer.distill
+
+    def crashing_distill(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return real_distill(self)
+
+    monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
+    return lambda: monkeypatch.setattr(NayerTrainer, "distill", real_distill)

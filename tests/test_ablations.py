@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_set_args
 from nayer_scale.config import ConfigError, SynthesisConfig
 from nayer_scale.lte import HashedBagOfWordsEncoder, build_text_encoder, load_or_build_lte
 from nayer_scale.metrics import convergence_epoch, feature_diversity, lte_nearest_classes
@@ -154,17 +154,10 @@ def test_run_writes_metrics_and_lte_neighbours(make_cfg):
 
 
 def test_ablation_study_writes_its_tables_and_figure(tmp_path, teacher_file, fake_test_split, lte_cache):
-    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
-            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=24",
-            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
-            "distill.steps_per_epoch=2", "run.warmup_epochs=1", "run.mixed_precision=no", "run.cpu_threads=1"]
     out = tmp_path / "res" / "abl"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "ablations.py"), "--variants", "lte", "nl_k_to_1",
            "encoder_hashed_index", "--epochs", "2", "--launcher", "python", "--work-dir", str(tmp_path / "work"),
-           "--out", str(out)]
-    for item in tiny:
-        cmd += ["--set", item]
+           "--out", str(out), *tiny_set_args(teacher_file, fake_test_split, lte_cache)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     md = out.with_suffix(".md").read_text()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import crash_on_second_distill, tiny_config, tiny_set_args
 from nayer_scale.config import ConfigError, get_preset
 from nayer_scale.losses import image_prior_losses
 from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer
@@ -100,19 +100,10 @@ def test_baseline_resume_after_crash_is_exact(make_cfg, monkeypatch, method):
     NayerTrainer(make_cfg("straight", synthesis__method=method)).fit()
     straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
     cfg = make_cfg("crashed", synthesis__method=method)
-    calls = {"n": 0}
-    real_distill = NayerTrainer.distill
-
-    def crashing_distill(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real_distill(self)
-
-    monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
+    restore = crash_on_second_distill(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         NayerTrainer(cfg).fit()
-    monkeypatch.setattr(NayerTrainer, "distill", real_distill)
+    restore()
     cfg.run.resume = True
     NayerTrainer(cfg).fit()
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
@@ -159,16 +150,10 @@ def test_speedup_analysis_on_known_curves():
 
 
 def test_gpu_hours_benchmark_writes_its_three_files(tmp_path, teacher_file, fake_test_split, lte_cache):
-    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
-            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=24",
-            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
-            "distill.steps_per_epoch=2", "run.warmup_epochs=1", "run.mixed_precision=no", "run.cpu_threads=1"]
     out = tmp_path / "results" / "cmp"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_hours.py"), "--runs", "nayer:3", "deepinversion:2", "fast:2",
-           "--launcher", "python", "--work-dir", str(tmp_path / "work"), "--out", str(out)]
-    for item in tiny:
-        cmd += ["--set", item]
+           "--launcher", "python", "--work-dir", str(tmp_path / "work"), "--out", str(out),
+           *tiny_set_args(teacher_file, fake_test_split, lte_cache)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import crash_on_second_distill, tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.data import fashion_mnist
 from nayer_scale.teacher import TeacherLoadError, build_teacher
@@ -53,19 +53,11 @@ def test_resume_after_crash_mid_epoch_is_exact(make_cfg, monkeypatch):
     straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
 
     cfg = make_cfg("crashed")
-    calls = {"n": 0}
-    real_distill = NayerTrainer.distill
-
-    def crashing_distill(self):
-        calls["n"] += 1
-        if calls["n"] == 2:  # epoch 2: its memory shard is already written, its checkpoint is not
-            raise KeyboardInterrupt("simulated kill")
-        return real_distill(self)
-
-    monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
+    # killed in epoch 2: its memory shard is already written, its checkpoint is not
+    restore = crash_on_second_distill(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         NayerTrainer(cfg).fit()
-    monkeypatch.setattr(NayerTrainer, "distill", real_distill)
+    restore()
     shards = sorted(p.name for p in (Path(cfg.run.run_dir) / "memory").glob("*.tar"))
     assert len(shards) == 3  # the un-checkpointed epoch-2 shard is on disk before resume
 
