@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nayer_scale.cli import main  # noqa: E402
+from nayer_scale.cli import run_and_exit  # noqa: E402
 
 if __name__ == "__main__":
-    main("fashion_mnist")
+    run_and_exit("fashion_mnist")

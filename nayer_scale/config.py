@@ -55,6 +55,7 @@ __all__ = [
 
 
 SYNTHESIS_METHODS = ("nayer", "deepinversion", "fast")
+EVAL_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagenet", "none")
 GENERATOR_INPUTS = ("lte", "noise", "onehot", "lte_cat_noise", "lte_plus_noise")
 
 
@@ -67,10 +68,17 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_scale(scale: tuple[float, ...], name: str) -> None:
+    _check(len(scale) == 0 or (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1),
+           f"{name} takes two area fractions 0 < min <= max <= 1 (e.g. 0.08,1), or nothing; got {scale}")
+
+
 @dataclass
 class TeacherConfig:
-    """The pretrained teacher: a zoo name or ``package.module:factory``, a weights file
-    (safetensors or .pth), its input normalisation and its class names."""
+    """The pretrained teacher: a zoo name or ``package.module:factory``, its weights (a local
+    safetensors or .pth file, or a hub spec ``torchvision:resnet50.IMAGENET1K_V2`` /
+    ``hf-hub:timm/resnet50.tv_in1k``, downloaded once when the machine is online), its input
+    normalisation and its class names."""
 
     arch: str = "resnet20"
     weights: str = ""
@@ -144,6 +152,9 @@ class SynthesisConfig:
     first_bn_multiplier: float = 1.0
     crop_padding: int = 4  # pixels
     flip: bool = True
+    roll_jitter: int = 0  # pixels; random roll of up to this many pixels per axis (ImageNet: image_size // 8)
+    resized_crop_scale: tuple[float, ...] = ()  # (min, max) area of a random resized crop instead of the padded crop
+    shared_generator: bool = False  # one generator for all processes: same initial weights, gradients all-reduced
     # Baselines only.
     tv_loss_weight: float = 0.0  # DeepInversion: weight of the total-variation (l2) image prior
     l2_loss_weight: float = 0.0  # DeepInversion: weight of the l2 norm of the (normalised) pixels
@@ -172,6 +183,10 @@ class SynthesisConfig:
                f"synthesis.noisy_layer_init must be normal or kaiming_uniform, got {self.noisy_layer_init!r}")
         _check(len(self.generator_betas) == 2, "synthesis.generator_betas takes two values, e.g. 0.5,0.999")
         _check(self.crop_padding >= 0, "synthesis.crop_padding must be >= 0")
+        _check(self.roll_jitter >= 0, "synthesis.roll_jitter must be >= 0 pixels")
+        _check_scale(self.resized_crop_scale, "synthesis.resized_crop_scale")
+        _check(not self.shared_generator or self.method == "nayer",
+               "synthesis.shared_generator applies to method=nayer only")
 
 
 @dataclass
@@ -187,8 +202,10 @@ class DistillConfig:
     temperature: float = 20.0
     crop_padding: int = 4
     flip: bool = True
+    resized_crop_scale: tuple[float, ...] = ()  # (min, max) area of a random resized crop (ImageNet: 0.08, 1)
 
     def validate(self) -> None:
+        _check_scale(self.resized_crop_scale, "distill.resized_crop_scale")
         for name in ("batch_size", "steps_per_epoch", "lr", "temperature"):
             _check(getattr(self, name) > 0, f"distill.{name} must be positive, got {getattr(self, name)}")
         _check(0 <= self.lr_min <= self.lr, "distill.lr_min must be in [0, distill.lr]")
@@ -198,15 +215,23 @@ class DistillConfig:
 class EvalConfig:
     """Held-out real evaluation data. Only the *test* split is ever read by a distillation run."""
 
-    dataset: str = "fashion_mnist"  # "fashion_mnist", "cifar10", "cifar100" or "none"
-    root: str = ""  # folder of the dataset files; "" searches the standard places
+    dataset: str = "fashion_mnist"  # "fashion_mnist", "cifar10", "cifar100", "imagenet" or "none"
+    # folder of the dataset files; "" searches the standard places. imagenet: an ImageFolder of the
+    # val split (one folder per class, sorted = class index) or webdataset val shards (folder of
+    # .tar, one .tar, or a brace pattern), required.
+    root: str = ""
     batch_size: int = 1000
     every_epochs: int = 1  # evaluate the student every this many epochs after warm-up (and at the end)
+    resize: int = 0  # imagenet: shorter side before the centre crop; 0 = image_size / 0.875 (256 for 224)
+    num_workers: int = 8  # imagenet: decoding workers per process
 
     def validate(self) -> None:
-        _check(self.dataset in ("fashion_mnist", "cifar10", "cifar100", "none"),
-               f"eval.dataset must be fashion_mnist, cifar10, cifar100 or none, got {self.dataset!r}")
+        _check(self.dataset in EVAL_DATASETS,
+               f"eval.dataset must be one of {', '.join(EVAL_DATASETS)}, got {self.dataset!r}")
         _check(self.batch_size > 0 and self.every_epochs > 0, "eval.batch_size and eval.every_epochs must be positive")
+        _check(self.dataset != "imagenet" or bool(self.root),
+               "eval.dataset=imagenet needs eval.root: an ImageFolder of the val split or webdataset val shards")
+        _check(self.resize >= 0 and self.num_workers >= 0, "eval.resize and eval.num_workers must be >= 0")
 
 
 @dataclass
@@ -227,6 +252,14 @@ class RunConfig:
     cpu: bool = False  # force CPU even when a GPU is present
     cpu_threads: int = 0  # torch threads per process on CPU; 0 = the machine's cores / processes on this node
     kernels: str = "auto"  # "auto" (Triton on CUDA, else PyTorch reference), "triton" or "reference"; env NAYER_KERNELS wins
+    compile: bool = False  # torch.compile the teacher and the student (first steps pay the compile time)
+    # SIGTERM / SIGUSR1 are acted on at the next safe point: after a synthesis batch, every this many
+    # student steps, and at the end of an epoch (each check is one tiny all-reduce).
+    safe_point_every_steps: int = 50
+    # Memory-bank cache: "auto" (the training device when the whole bank fits, else host RAM, else
+    # none), "device", "cpu" or "none" (samples are read from the shard files on every step).
+    memory_cache: str = "auto"
+    memory_cache_gb: float = 0.0  # cap on the cache per process in GiB; 0 = 80% of the free memory
 
     def validate(self) -> None:
         _check(self.epochs > 0, "run.epochs must be positive")
@@ -236,6 +269,10 @@ class RunConfig:
                f"run.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         _check(self.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1")
         _check(self.cpu_threads >= 0, "run.cpu_threads must be >= 0 (0 = automatic)")
+        _check(self.safe_point_every_steps > 0, "run.safe_point_every_steps must be positive")
+        _check(self.memory_cache in ("auto", "device", "cpu", "none"),
+               f"run.memory_cache must be auto, device, cpu or none, got {self.memory_cache!r}")
+        _check(self.memory_cache_gb >= 0, "run.memory_cache_gb must be >= 0 (0 = automatic)")
         _check(self.kernels in ("auto", "triton", "reference"),
                f"run.kernels must be auto, triton or reference, got {self.kernels!r}")
 
@@ -379,6 +416,72 @@ def tiny_imagenet() -> NayerConfig:
     return cfg
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def imagenet_r50() -> NayerConfig:
+    """ImageNet (224 px, 1000 classes): torchvision ResNet-50 teacher -> ResNet-50 student, the
+    published ImageNet generator (REFERENCE.md) and E = 300 (+ 20 warm-up) epochs, bf16 and
+    channels_last. Sizes are *per process*: each process synthesises batches of 256 covering a
+    rotating slice of the 1000 classes (``nayer_scale.synthesis.labels``) and trains the student on
+    256 memory-bank images per step (global batch 256 x processes).
+
+    Published: the teacher/student pair, the generator, E, the common loss weights and the 1/8
+    roll jitter + flip of the synthesis augmentation. Not published for ImageNet, chosen here: 60
+    generator steps per batch and 0.1 student lr (the Tiny-ImageNet values), 2 batches per epoch
+    (10 in warm-up) and 500 student steps per epoch, random-resized-crop (0.08-1) + flip for the
+    student (torchvision's ImageNet train transform). The LTE encoder is the offline MiniLM (the
+    paper uses CLIP ViT-B/32: ``lte.encoder=clip:openai/clip-vit-base-patch32``). No eval set by
+    default (data-free); pass ``eval.dataset=imagenet eval.root=/path/to/val`` to report top-1.
+    """
+    cfg = NayerConfig()
+    cfg.teacher = TeacherConfig(arch="tv_resnet50", weights="torchvision:resnet50.IMAGENET1K_V1", class_names="imagenet",
+                                mean=IMAGENET_MEAN, std=IMAGENET_STD, in_channels=3, image_size=224)
+    cfg.student = StudentConfig(arch="tv_resnet50")
+    cfg.synthesis = SynthesisConfig(batch_size=256, num_generator_steps=60, batches_per_epoch=2,
+                                    warmup_batches_per_epoch=10, generator_width=64, roll_jitter=224 // 8,
+                                    crop_padding=4, flip=True)
+    cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=500, lr=0.1, resized_crop_scale=(0.08, 1.0))
+    cfg.eval = EvalConfig(dataset="none", batch_size=250)
+    # resume=True: after a preemption the same command continues the run.
+    cfg.run = RunConfig(run_dir="runs/imagenet_r50", epochs=320, warmup_epochs=20, mixed_precision="bf16",
+                        channels_last=True, grid_per_class=1, resume=True)
+    return cfg
+
+
+def imagenet_r50_r18() -> NayerConfig:
+    """``imagenet_r50`` with a torchvision ResNet-18 student."""
+    cfg = imagenet_r50()
+    cfg.student.arch, cfg.run.run_dir = "tv_resnet18", "runs/imagenet_r50_r18"
+    return cfg
+
+
+def imagenet_r50_mbv2() -> NayerConfig:
+    """``imagenet_r50`` with a torchvision MobileNetV2 student (student lr 0.05)."""
+    cfg = imagenet_r50()
+    cfg.student.arch, cfg.distill.lr, cfg.run.run_dir = "tv_mobilenet_v2", 0.05, "runs/imagenet_r50_mbv2"
+    return cfg
+
+
+def imagenet_r50_smoke() -> NayerConfig:
+    """``imagenet_r50`` shrunk to seconds on a CPU: random-weight ResNet-50 teacher and student,
+    32 px, synthesis batches of 16 (rotating class slices), 2 generator steps, 3 epochs (1 warm-up),
+    the weight-free hashed text encoder, the memory bank read straight from its shards. The code
+    path of the full preset, for tests and for checking a machine before a long run."""
+    cfg = imagenet_r50()
+    cfg.teacher.weights, cfg.teacher.image_size = "", 32
+    s = cfg.synthesis
+    s.batch_size, s.num_generator_steps, s.batches_per_epoch, s.warmup_batches_per_epoch = 16, 2, 2, 1
+    s.generator_width, s.noise_dim, s.roll_jitter = 8, 32, 32 // 8
+    cfg.lte.encoder = "hashed:64"
+    cfg.distill.batch_size, cfg.distill.steps_per_epoch = 8, 3
+    cfg.eval.batch_size = 16
+    cfg.run = RunConfig(run_dir="runs/imagenet_r50_smoke", epochs=3, warmup_epochs=1, mixed_precision="bf16",
+                        channels_last=True, grid_per_class=1, memory_cache="none", safe_point_every_steps=1,
+                        resume=True)
+    return cfg
+
+
 def as_deepinversion(cfg: NayerConfig, steps: int = 2000) -> NayerConfig:
     """Turn a NAYER preset into DeepInversion (Yin et al., CVPR 2020) on the same teacher, student
     and student schedule: ``steps`` Adam updates (lr 0.1, betas 0.5/0.99; DataFree toolbox CIFAR
@@ -425,6 +528,10 @@ PRESETS: dict[str, typing.Callable[[], NayerConfig]] = {
     "cifar100_deepinversion": lambda: as_deepinversion(cifar100()),
     "cifar100_fast": lambda: as_fast(cifar100()),
     "tiny_imagenet": tiny_imagenet,
+    "imagenet_r50": imagenet_r50,
+    "imagenet_r50_r18": imagenet_r50_r18,
+    "imagenet_r50_mbv2": imagenet_r50_mbv2,
+    "imagenet_r50_smoke": imagenet_r50_smoke,
 }
 
 

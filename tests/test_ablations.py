@@ -107,10 +107,18 @@ def test_trainer_diversity_of_images(make_cfg):
     t = NayerTrainer(make_cfg())
     labels = torch.arange(10).repeat(3)
     one = torch.rand(10, 1, 28, 28)[labels]
-    assert t.synthetic_diversity(one, labels) == pytest.approx(0.0, abs=1e-5)
+
+    def diversity(images):
+        return t.probe_synthetic(images, labels, student=False)["diversity"]
+
+    assert diversity(one) == pytest.approx(0.0, abs=1e-5)
     noisy = one + 0.02 * torch.randn_like(one)
     spread = torch.rand(30, 1, 28, 28)
-    assert t.synthetic_diversity(noisy.clamp(0, 1), labels) < t.synthetic_diversity(spread, labels)
+    assert diversity(noisy.clamp(0, 1)) < diversity(spread)
+    # with the student: agreement counts over the batch; no class twice in a batch: no diversity
+    probe = t.probe_synthetic(spread, labels, student=True)
+    assert probe["count"] == 30 and 0 <= probe["agree"] <= 30
+    assert t.probe_synthetic(spread[:10], labels[:10], student=False)["diversity"] is None
 
 
 def test_convergence_epoch():

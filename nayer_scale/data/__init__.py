@@ -8,9 +8,13 @@ import torch
 
 from .cifar import find_cifar, load_cifar
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, find_fashion_mnist, load_fashion_mnist
+from .imagenet import (IMAGE_EXTENSIONS, ImageFolderEval, ImageNetEvalInfo, check_imagenet_eval, imagenet_eval_loader,
+                       imagenet_eval_transform, resized_size)
 
 __all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "find_cifar", "find_eval_data",
-           "find_fashion_mnist", "load_cifar", "load_eval_data", "load_fashion_mnist"]
+           "find_fashion_mnist", "load_cifar", "load_eval_data", "load_fashion_mnist",
+           "IMAGE_EXTENSIONS", "ImageFolderEval", "ImageNetEvalInfo", "check_imagenet_eval", "imagenet_eval_loader",
+           "imagenet_eval_transform", "resized_size"]
 
 
 def find_eval_data(dataset: str, root: str | os.PathLike | None = None) -> None:

@@ -23,6 +23,13 @@ Readers only ever open shards listed in a manifest, so they never see a partial 
 leaves at most a ``.tmp`` file or an unlisted shard of the crashed rank, both of which that rank
 deletes when it starts again.
 
+Where the images live between write and sample (``cache``): "device" keeps the decoded uint8
+images on the training device (falls back to CPU if they stop fitting), "cpu" in host RAM, "none"
+keeps only labels and the byte offsets of each image inside its shard (found with ``tarfile`` when
+the shard is loaded) and reads the sampled images from the shard files on every step, with a
+thread pool (ImageNet: the bank outgrows any cache; put ``root`` on fast shared or node-local
+storage). All three return the same batches for the same generator state.
+
 Cache order rule (what makes resume exact): logically the cache is always ordered by
 ``(rank, index)`` of the shards, then by sample position inside the shard, whatever order the
 shards were loaded in (own write() first, then refresh(), or a rebuild in load_state_dict()).
@@ -35,7 +42,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +88,23 @@ class MemoryBank:
         device: where sample() returns batches.
         cache_on_device: keep the uint8 cache on ``device`` (falls back to CPU if it does not
             fit); if False the cache stays on CPU and only sampled batches are moved.
+        cache: "device", "cpu" or "none" (see the module docstring); overrides ``cache_on_device``.
+        read_threads: threads reading images from shard files when ``cache="none"``.
+
+    Raises:
+        ValueError: rank outside [0, world_size) or an unknown cache.
     """
 
     def __init__(self, root: str | os.PathLike, rank: int = 0, world_size: int = 1,
-                 device: torch.device | str = "cpu", cache_on_device: bool = True):
+                 device: torch.device | str = "cpu", cache_on_device: bool = True, cache: str | None = None,
+                 read_threads: int = 8):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        cache = cache or ("device" if cache_on_device else "cpu")
+        if cache not in ("device", "cpu", "none"):
+            raise ValueError(f"cache must be device, cpu or none, got {cache!r}")
+        self.cache = cache
+        self._pool = ThreadPoolExecutor(read_threads) if cache == "none" else None
         self.root = Path(root)
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
@@ -93,7 +113,7 @@ class MemoryBank:
         self._clean_own_files({e["name"] for e in own})
         self._next_index = max((e["index"] for e in own), default=-1) + 1
         self._own_entries = list(own)  # this rank's manifest, as on disk
-        self._cache_device = self.device if cache_on_device else torch.device("cpu")
+        self._cache_device = self.device if cache == "device" else torch.device("cpu")
         self._reset_cache()
 
     # ------------------------------------------------------------------------------------------
@@ -132,45 +152,67 @@ class MemoryBank:
 
     def _reset_cache(self) -> None:
         self._storage = self._cache_device
-        self._images: torch.Tensor | None = None  # (capacity, C, H, W) uint8
+        self._images: torch.Tensor | None = None  # (capacity, C, H, W) uint8; cache "none": (0, C, H, W)
         self._labels: torch.Tensor | None = None  # (capacity,) int64
+        self._locations: list[tuple[str, int, int]] = []  # cache "none": (shard path, offset, size) per row
         self._size = 0
         self._cached: dict[tuple[int, int], tuple[dict, int]] = {}  # (rank, index) -> (entry, row)
         self._maps: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _grow(self, needed: int, shape: tuple[int, ...]) -> None:
-        capacity = 0 if self._images is None else self._images.shape[0]
+        capacity = 0 if self._labels is None else self._labels.shape[0]
         if needed <= capacity:
             return
         capacity = max(needed, 2 * capacity, 256)
         try:
-            images = torch.empty((capacity, *shape), dtype=torch.uint8, device=self._storage)
+            rows = 0 if self.cache == "none" else capacity  # "none" keeps the shape only
+            images = torch.empty((rows, *shape), dtype=torch.uint8, device=self._storage)
         except torch.OutOfMemoryError:
             warnings.warn(f"memory bank of {capacity} images does not fit on {self._storage}; keeping it on CPU")
             self._storage = torch.device("cpu")
             images = torch.empty((capacity, *shape), dtype=torch.uint8)
         labels = torch.empty(capacity, dtype=torch.int64, device=self._storage)
         if self._size:
-            images[: self._size] = self._images[: self._size]
+            if self.cache != "none":
+                images[: self._size] = self._images[: self._size]
             labels[: self._size] = self._labels[: self._size]
         self._images, self._labels = images, labels
 
-    def _add(self, rank: int, entry: dict, images: torch.Tensor, labels: torch.Tensor) -> None:
-        if self._images is not None and tuple(images.shape[1:]) != tuple(self._images.shape[1:]):
-            raise ValueError(f"image shape {tuple(images.shape[1:])} differs from the bank's "
-                             f"{tuple(self._images.shape[1:])}")
-        n = images.shape[0]
-        self._grow(self._size + n, tuple(images.shape[1:]))
-        self._images[self._size : self._size + n] = images.to(self._storage)
+    def _add(self, rank: int, entry: dict, images: torch.Tensor | None, labels: torch.Tensor,
+             shape: tuple[int, ...] | None = None) -> None:
+        shape = tuple(images.shape[1:]) if images is not None else tuple(shape)
+        if self._images is not None and shape != tuple(self._images.shape[1:]):
+            raise ValueError(f"image shape {shape} differs from the bank's {tuple(self._images.shape[1:])}")
+        n = labels.shape[0]
+        self._grow(self._size + n, shape)
+        if self.cache == "none":
+            self._locations.extend(self._image_locations(rank, entry))
+        else:
+            self._images[self._size : self._size + n] = images.to(self._storage)
         self._labels[self._size : self._size + n] = labels.to(self._storage, torch.int64)
         self._cached[(rank, entry["index"])] = (entry, self._size)
         self._size += n
         self._maps.clear()
 
+    def _image_locations(self, rank: int, entry: dict) -> list[tuple[str, int, int]]:
+        """(path, byte offset, size) of every img.npy member of a shard, in sample order (reads tar
+        headers only). RuntimeError if the count differs from the manifest entry."""
+        path = self.root / entry["name"]
+        with tarfile.open(path, "r:") as tar:
+            found = [(str(path), m.offset_data, m.size) for m in tar if m.name.endswith(".img.npy")]
+        if len(found) != entry["num_samples"]:
+            raise RuntimeError(f"{path} holds {len(found)} samples, its manifest lists {entry['num_samples']}")
+        return found
+
     def _load_shard(self, rank: int, entry: dict) -> None:
         path = self.root / entry["name"]
         if not path.is_file():
             raise FileNotFoundError(f"memory-bank shard listed in manifest-r{rank:03d}.json is missing: {path}")
+        if self.cache == "none":  # labels only: images are read when sampled
+            with tarfile.open(path, "r:") as tar:
+                labels = [int(tar.extractfile(m).read()) for m in tar if m.name.endswith(".cls")]
+            self._add(rank, entry, None, torch.tensor(labels, dtype=torch.int64), shape=entry["shape"])
+            return
         images, labels = [], []
         with open(path, "rb") as f:  # webdataset's streaming tar reader; the json member is not needed
             members = tariterators.tar_file_expander([{"url": str(path), "stream": f}],
@@ -259,7 +301,7 @@ class MemoryBank:
             raise
         self._own_entries.append(entry)
         self._next_index += 1
-        self._add(self.rank, entry, images, labels_cpu)
+        self._add(self.rank, entry, images_cpu if self.cache == "none" else images, labels_cpu)
         return name
 
     def refresh(self) -> int:
@@ -300,8 +342,22 @@ class MemoryBank:
         starts, rows = self._index_map(device)
         shard = torch.searchsorted(starts, logical, right=True) - 1
         physical = (rows[shard] + logical - starts[shard]).to(self._storage)
-        images = self._images[physical].to(self.device, non_blocking=True).to(dtype) / 255
+        if self.cache == "none":
+            stored = self._read_images(physical.tolist())
+        else:
+            stored = self._images[physical]
+        images = stored.to(self.device, non_blocking=True).to(dtype) / 255
         return images, self._labels[physical].to(self.device, non_blocking=True)
+
+    def _read_images(self, rows: list[int]) -> torch.Tensor:
+        """Read and decode the images of cache rows ``rows`` from their shard files (cache "none")."""
+
+        def read(row: int) -> np.ndarray:
+            path, offset, size = self._locations[row]
+            with open(path, "rb") as f:
+                return np.load(io.BytesIO(os.pread(f.fileno(), size, offset)), allow_pickle=False)
+
+        return torch.from_numpy(np.stack(list(self._pool.map(read, rows))))
 
     def __len__(self) -> int:
         return self._size

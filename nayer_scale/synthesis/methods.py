@@ -71,6 +71,8 @@ class SynthesisContext:
         image_shape: (C, H, W) of the teacher's input.
         channels_last: build generators in channels_last memory format.
         run_seed, rank: seed the per-batch noisy-layer re-initialisation.
+        all_reduce: None, or a collective that replaces each tensor of a list by its mean over all
+            processes (``synthesis.shared_generator``: one generator shared by all processes).
     """
 
     teacher: nn.Module
@@ -84,6 +86,7 @@ class SynthesisContext:
     channels_last: bool = False
     run_seed: int = 0
     rank: int = 0
+    all_reduce: Callable[[list[torch.Tensor]], None] | None = None
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor,
              student: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -107,10 +110,18 @@ class SynthesisContext:
         loss = s.bn_loss_weight * loss_bn + s.ce_loss_weight * loss_ce + s.adv_loss_weight * loss_adv
         return loss, {"bn": loss_bn.detach(), "ce": loss_ce.detach(), "adv": loss_adv.detach()}
 
-    def new_generator(self, noise_dim: int) -> Generator:
-        """A freshly initialised generator (B, noise_dim) -> (B, C, H, W) for this teacher."""
+    def new_generator(self, noise_dim: int, shared_seed: int | None = None) -> Generator:
+        """A freshly initialised generator (B, noise_dim) -> (B, C, H, W) for this teacher; its
+        initial weights come from ``shared_seed`` (identical on every process, the global RNG left
+        untouched) when given, else from the process's global RNG."""
         c, h, _ = self.image_shape
-        gen = Generator(noise_dim, h, c, self.config.generator_width).to(self.device)
+        if shared_seed is None:
+            gen = Generator(noise_dim, h, c, self.config.generator_width)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(shared_seed)
+                gen = Generator(noise_dim, h, c, self.config.generator_width)
+        gen = gen.to(self.device)
         return gen.to(memory_format=torch.channels_last) if self.channels_last else gen
 
 
@@ -207,11 +218,15 @@ class NayerSynthesizer(Synthesizer):
             self.noisy = NoisyLayer(in_dim, s.noise_dim, rows_per_linear, s.batch_size, s.noisy_layer_init,
                                     s.noisy_layer_batchnorm, backend).to(ctx.device)
         self.generator_in = s.noise_dim if self.noisy is not None else in_dim
-        self.generator = ctx.new_generator(self.generator_in)
+        self.generator = ctx.new_generator(self.generator_in, self._shared_seed(0))
+
+    def _shared_seed(self, epoch: int) -> int | None:
+        # A shared generator starts from the same weights everywhere; its gradients are averaged.
+        return self.ctx.run_seed * 7919 + epoch if self.ctx.all_reduce is not None else None
 
     def start_epoch(self, epoch: int) -> None:
         if epoch % self.ctx.config.generator_life_epochs == 0 and epoch > 0:
-            self.generator = self.ctx.new_generator(self.generator_in)
+            self.generator = self.ctx.new_generator(self.generator_in, self._shared_seed(epoch))
 
     def generator_inputs(self, labels: torch.Tensor) -> torch.Tensor:
         """v for a batch of labels (B,): (B, in_dim) float32 (see the class docstring)."""
@@ -244,6 +259,8 @@ class NayerSynthesizer(Synthesizer):
                 loss, parts = ctx.loss(images, labels, student)
             best.update(loss, images)
             _apply_grads(loss, params)
+            if ctx.all_reduce is not None:  # shared generator: average its gradients over processes
+                ctx.all_reduce([p.grad for p in self.generator.parameters()])
             optimizer.step()
         return best.images.contiguous(), {"loss": loss.detach(), **parts}
 

@@ -1,0 +1,182 @@
+"""ImageNet throughput of one process (one GPU) under the imagenet_r50 preset, and the projected
+GPU-hours and single-node wall-clock of a full run.
+
+    python benchmarks/imagenet_throughput.py                         # GPU: bf16/fp32 x eager/compile
+    python benchmarks/imagenet_throughput.py --conditions bf16 bf16+compile --student tv_resnet18
+    python benchmarks/imagenet_throughput.py --smoke                 # CPU: checks the script works
+
+What is timed, with a random-weight teacher (throughput does not depend on the weights) and the
+preset's sizes (synthesis batch 256 at 224 px, 60 generator steps; student batch 256):
+  - synthesis: ``NayerTrainer.synthesize`` for ``--synthesis-batches`` batches (after one untimed
+    warm-up batch): synthesis images/s = final images per second (batch / seconds per batch) and
+    generator-step images/s (batch x generator steps / seconds per batch);
+  - student: ``NayerTrainer.distill`` over ``--student-steps`` steps on the memory bank (after
+    untimed warm-up steps): student images/s;
+  - peak CUDA memory of each phase (``torch.cuda.max_memory_allocated``).
+Each condition is a precision (bf16 autocast or fp32) with or without torch.compile (student and
+the teacher's KD forward). Projection for the full preset (E = 320 epochs, 20 of them warm-up):
+per-process wall = synthesis batches per process / batches per second + student steps per process
+/ steps per second (memory-bank I/O, evaluation and checkpoints left out). Sizes are per process,
+so with N GPUs of one node each does the same work: single-node wall = that, GPU-hours = N x that.
+
+Rows are appended to benchmarks/results/imagenet_throughput.csv (device, torch, commit per row) and
+the markdown table benchmarks/results/imagenet_throughput.md is rewritten from the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from provenance import device_name, git_commit  # benchmarks/provenance.py
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+COLUMNS = ["condition", "student", "image_size", "synthesis_batch", "generator_steps", "student_batch",
+           "synthesis_images_per_s", "generator_step_images_per_s", "student_images_per_s", "synthesis_peak_gb",
+           "student_peak_gb", "projected_hours_per_process", "projected_gpu_hours_8", "device", "torch", "commit",
+           "date"]
+SMOKE = ["teacher.image_size=32", "synthesis.batch_size=8", "synthesis.num_generator_steps=2",
+         "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=8", "lte.encoder=hashed:64"]
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak_reset() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gb() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+
+
+def measure(condition: str, student: str, overrides: list[str], synthesis_batches: int, student_steps: int) -> dict:
+    """One condition ("bf16", "fp32", "bf16+compile", "fp32+compile"): a trainer on a temporary run
+    folder, timed synthesis batches and student steps. Returns a CSV row."""
+    from nayer_scale.config import apply_overrides, get_preset
+    from nayer_scale.synthesis import batches_before_epoch
+    from nayer_scale.trainer import NayerTrainer
+
+    precision, _, compiled = condition.partition("+")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = apply_overrides(get_preset("imagenet_r50"), [
+            "teacher.weights=", f"student.arch={student}", "eval.dataset=none", f"run.run_dir={tmp}/run",
+            f"run.mixed_precision={'bf16' if precision == 'bf16' else 'no'}", f"run.compile={bool(compiled)}",
+            "run.resume=false", "run.progress=false", "run.memory_cache=device", f"distill.steps_per_epoch={student_steps}",
+            *overrides]).validate()
+        trainer = NayerTrainer(cfg)
+        s, d, run = cfg.synthesis, cfg.distill, cfg.run
+        epoch = run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
+        images, labels, _ = trainer.synthesize(epoch, 0)  # warm-up (and compile) batch, untimed
+        trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": 0})
+        _peak_reset()
+        _sync()
+        start = time.perf_counter()
+        for b in range(synthesis_batches):
+            images, labels, _ = trainer.synthesize(epoch, b + 1)
+        _sync()
+        synth_s = (time.perf_counter() - start) / synthesis_batches
+        synth_peak = _peak_gb()
+        trainer.memory.write(images, labels, {"epoch": epoch, "batch": 1, "rank": 0})
+        trainer.progress = trainer._new_progress(epoch)
+        trainer.distill()  # warm-up (and compile) steps, untimed
+        trainer.progress = trainer._new_progress(epoch)
+        _peak_reset()
+        _sync()
+        start = time.perf_counter()
+        trainer.distill()
+        _sync()
+        step_s = (time.perf_counter() - start) / student_steps
+        student_peak = _peak_gb()
+    batches = batches_before_epoch(run.epochs, run.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
+    steps = (run.epochs - run.warmup_epochs) * get_preset("imagenet_r50").distill.steps_per_epoch
+    hours = (batches * synth_s + steps * step_s) / 3600
+    return {"condition": condition, "student": student, "image_size": cfg.teacher.image_size,
+            "synthesis_batch": s.batch_size, "generator_steps": s.num_generator_steps, "student_batch": d.batch_size,
+            "synthesis_images_per_s": round(s.batch_size / synth_s, 2),
+            "generator_step_images_per_s": round(s.batch_size * s.num_generator_steps / synth_s, 1),
+            "student_images_per_s": round(d.batch_size / step_s, 1), "synthesis_peak_gb": round(synth_peak, 2),
+            "student_peak_gb": round(student_peak, 2), "projected_hours_per_process": round(hours, 2),
+            "projected_gpu_hours_8": round(8 * hours, 1), "device": device_name(), "torch": torch.__version__,
+            "commit": git_commit(), "date": datetime.date.today().isoformat()}
+
+
+def write_markdown(csv_path: Path, md_path: Path, command: str) -> None:
+    """The markdown table of every row of ``csv_path``."""
+    rows = list(csv.DictReader(csv_path.open()))
+    lines = ["# ImageNet throughput per process (imagenet_r50 preset)", "",
+             f"Command: `{command}`. Random-weight ResNet-50 teacher; sizes per process. Projection: the "
+             "full preset (320 epochs, 20 warm-up) on one process = hours per process = single-node "
+             "wall-clock with any number of GPUs (each does the same work); GPU-hours on 8 GPUs = 8 x that. "
+             "Memory-bank I/O, evaluation and checkpoints are not in the projection.", "",
+             "| condition | student | synth img/s | gen-step img/s | student img/s | synth peak GB | student peak GB "
+             "| h per process (= 1-node wall) | GPU-h on 8 GPUs | device | torch | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['condition']} | {r['student']} | {r['synthesis_images_per_s']} | "
+                     f"{r['generator_step_images_per_s']} | {r['student_images_per_s']} | {r['synthesis_peak_gb']} | "
+                     f"{r['student_peak_gb']} | {r['projected_hours_per_process']} | {r['projected_gpu_hours_8']} | "
+                     f"{r['device']} | {r['torch']} | {r['commit'][:12] + ('+dirty' if r['commit'].endswith('+dirty') else '')} |")
+    md_path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conditions", nargs="+", default=["bf16", "fp32", "bf16+compile", "fp32+compile"],
+                   choices=["bf16", "fp32", "bf16+compile", "fp32+compile"])
+    p.add_argument("--student", default="tv_resnet50")
+    p.add_argument("--synthesis-batches", type=int, default=3)
+    p.add_argument("--student-steps", type=int, default=20)
+    p.add_argument("--set", action="append", default=[], metavar="section.key=value", help="config override")
+    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU: checks the script, measures nothing")
+    p.add_argument("--measure-one", help=argparse.SUPPRESS)  # internal: one condition, JSON row on stdout
+    args = p.parse_args(argv)
+    if args.measure_one:
+        print(json.dumps(measure(args.measure_one, args.student, args.set, args.synthesis_batches, args.student_steps)))
+        return 0
+    if not torch.cuda.is_available() and not args.smoke:
+        print("imagenet_throughput: a CUDA GPU is needed; on CPU run with --smoke.")
+        return 2
+    overrides = list(args.set) + (SMOKE if args.smoke else [])
+    results = args.results_dir or (Path(tempfile.mkdtemp()) if args.smoke else ROOT / "benchmarks" / "results")
+    results.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = results / "imagenet_throughput.csv", results / "imagenet_throughput.md"
+    new = not csv_path.exists()
+    with csv_path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        for condition in args.conditions:
+            # one process per condition: an Accelerator's precision is fixed for the process's lifetime
+            cmd = [sys.executable, __file__, "--measure-one", condition, "--student", args.student,
+                   "--synthesis-batches", str(args.synthesis_batches), "--student-steps", str(args.student_steps)]
+            cmd += [arg for item in overrides for arg in ("--set", item)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            print({k: row[k] for k in COLUMNS[:13]}, flush=True)
+            writer.writerow(row)
+            f.flush()
+    write_markdown(csv_path, md_path, "python benchmarks/imagenet_throughput.py " + " ".join(argv or sys.argv[1:]))
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""ImageNet scale on CPU: the real entry point launch/imagenet_r50.py with its smoke preset, one and
+two processes (DDP over gloo), rotating class slices, the 224 px generator and augmentation, the
+memory bank read from its shards, SIGUSR1 to one process and SIGKILL of a whole run mid-epoch."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nayer_scale.augment import BatchAugment, random_resized_crop, random_roll
+from nayer_scale.config import get_preset
+from nayer_scale.memory import MemoryBank
+from nayer_scale.synthesis import Generator, batches_before_epoch, rotating_class_slice
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = ROOT / "launch" / "imagenet_r50.py"
+# Longer epochs than the preset's so that a signal lands inside one; the eval set is added by the
+# fixture ``val_shards``.
+LONG = ["run.epochs=4", "distill.steps_per_epoch=12", "run.cpu_threads=1", "eval.every_epochs=100",
+        "eval.num_workers=0"]
+
+
+def _write_images(n: int, size: int, seed: int):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)).save(buf, format="PNG")
+        yield i, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def val_shards(tmp_path_factory) -> Path:
+    """3 webdataset val shards of 40 random 36x40 images with labels in [0, 1000): uneven per process."""
+    import webdataset as wds
+
+    folder = tmp_path_factory.mktemp("val-wds")
+    for shard in range(3):
+        with wds.TarWriter(str(folder / f"val-{shard:06d}.tar")) as sink:
+            for i, png in _write_images(40 // 3 + (shard == 0), 36, shard):
+                sink.write({"__key__": f"s{shard}-{i:04d}", "png": png, "cls": str((7 * i + shard) % 1000).encode()})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def long_args(val_shards) -> list[str]:
+    return [*LONG, "eval.dataset=imagenet", f"eval.root={val_shards}", "eval.resize=36"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Rotating class slices
+
+
+@pytest.mark.parametrize("batch, classes, world", [(256, 1000, 8), (16, 1000, 2), (300, 1000, 3), (7, 10, 1)])
+def test_rotating_slices_cover_every_class_equally(batch, classes, world):
+    per_process = [1, 1, 3, 3, 3]  # batches per epoch: 2 warm-up epochs with 1, then 3
+    counts: Counter = Counter()
+    slots = []
+    for epoch, n in enumerate(per_process):
+        for b in range(n):
+            step_labels = []
+            for rank in range(world):
+                slot = (batches_before_epoch(epoch, 2, 1, 3) + b) * world + rank
+                slots.append(slot)
+                labels = rotating_class_slice(slot, batch, classes)
+                assert labels.shape == (batch,) and labels.dtype == torch.int64
+                step_labels.append(labels)
+                counts.update(labels.tolist())
+            if world * batch <= classes:  # the processes of one step synthesise distinct classes
+                assert len(set(torch.cat(step_labels).tolist())) == world * batch
+        # after any number of slots the counts differ by at most one
+        assert max(counts.values()) - min(counts.get(c, 0) for c in range(classes)) <= 1
+    assert sorted(slots) == list(range(len(slots)))  # every slot exactly once: no gap, no overlap
+    total = len(slots) * batch
+    if total % classes == 0:
+        assert set(counts.values()) == {total // classes}
+
+
+def test_trainer_uses_slices_below_k_and_class_copies_above(tmp_path):
+    from nayer_scale.synthesis import class_ordered_labels
+
+    g = torch.Generator().manual_seed(0)
+    labels = class_ordered_labels(25, 10, g)
+    assert labels[:20].tolist() == list(range(10)) * 2 and len(labels) == 25
+    assert rotating_class_slice(3, 4, 10).tolist() == [2, 3, 4, 5]  # slot 3 starts at 12 mod 10
+    with pytest.raises(ValueError):
+        rotating_class_slice(-1, 4, 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# 224 px generator and augmentation
+
+
+def test_imagenet_generator_architecture():
+    gen = Generator(1000, 224, 3, 64)
+    assert gen.fc.out_features == 128 * 14 * 14
+    convs = [m for m in gen.body if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(128, 128), (128, 128), (128, 64), (64, 64),
+                                                                 (64, 64), (64, 3)]
+    with torch.no_grad():
+        out = gen(torch.randn(1, 1000))
+    assert out.shape == (1, 3, 224, 224) and 0 <= out.min() and out.max() <= 1
+
+
+def test_roll_and_resized_crop():
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    rolled = random_roll(x, 3, g)
+    for i in range(2):  # each sample is a cyclic shift of itself
+        assert any(torch.equal(rolled[i], torch.roll(x[i], (dy, dx), (1, 2)))
+                   for dy in range(-3, 4) for dx in range(-3, 4))
+    # area 1 and ratio 1: the identity (up to bilinear rounding); flip mirrors it
+    same = random_resized_crop(x, (1.0, 1.0), (1.0, 1.0))
+    torch.testing.assert_close(same, x, atol=1e-4, rtol=0)
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    aug = BatchAugment((0.5,) * 3, (0.25,) * 3, roll=2, resized_crop=(0.08, 1.0))
+    out_a = aug(x, torch.Generator().manual_seed(1))
+    out_b = aug(x, torch.Generator().manual_seed(1))
+    assert torch.equal(out_a, out_b) and out_a.shape == x.shape
+    out_a.sum().backward()
+    assert x.grad.abs().sum() > 0  # differentiable: synthesis gradients reach the generator
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory bank: cache "none" reads the same batches from the shards; equal per-process sample counts
+
+
+def test_bank_without_cache_reads_the_same_batches(tmp_path):
+    writers = [MemoryBank(tmp_path, rank=r, world_size=2) for r in (0, 1)]
+    for i in range(3):  # unequal shard counts: rank 0 writes 3 shards, rank 1 one
+        writers[0].write(torch.rand(5 + i, 3, 6, 6), torch.randint(1000, (5 + i,)), {"epoch": i})
+    writers[1].write(torch.rand(4, 3, 6, 6), torch.randint(1000, (4,)), {"epoch": 0})
+    views = {}
+    for cache in ("device", "none"):
+        views[cache] = [MemoryBank(tmp_path, rank=r, world_size=2, cache=cache) for r in (0, 1)]
+        for bank in views[cache]:
+            bank.refresh()
+    for r in (0, 1):
+        a = views["device"][r].sample(32, torch.Generator().manual_seed(r))
+        b = views["none"][r].sample(32, torch.Generator().manual_seed(r))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        # every process draws the same number of samples from the union, whoever wrote more shards
+        assert len(views["none"][r]) == 22 and a[0].shape[0] == 32
+
+
+def test_memory_cache_choice(tmp_path, monkeypatch):
+    from nayer_scale.trainer import NayerTrainer
+
+    trainer = NayerTrainer.__new__(NayerTrainer)  # only the config, the device and the world size matter
+    trainer.cfg, trainer.world_size, trainer.device = get_preset("imagenet_r50"), 8, torch.device("cpu")
+    # 8 processes x 256 x (20 x 10 + 300 x 2) images of 3 x 224 x 224 bytes
+    assert trainer.projected_memory_bytes() == 8 * 256 * 800 * 3 * 224 * 224
+    assert trainer._choose_memory_cache() == "none"  # ~247 GB: read from the shards
+    trainer.cfg.run.memory_cache_gb = 1e4
+    assert trainer._choose_memory_cache() == "device"  # fits the cap (the device is the CPU here)
+    trainer.cfg.run.memory_cache = "cpu"
+    assert trainer._choose_memory_cache() == "cpu"
+
+
+# ------------------------------------------------------------------------------------------------
+# The real entry point
+
+
+def _env():
+    return dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+
+
+def _launch(run_dir: Path, processes: int, port: int, extra: list[str] = (), deepspeed: bool = False,
+            slurm_recipe: bool = False) -> subprocess.Popen:
+    accelerate = shutil.which("accelerate")
+    assert accelerate, "the accelerate command is part of the install"
+    if processes == 1:
+        head = ["--cpu", "--num_processes", "1"]
+    elif deepspeed:
+        head = ["--use_deepspeed", "--zero_stage", "2", "--num_processes", str(processes)]
+    else:
+        head = ["--multi_gpu", "--num_processes", str(processes)]
+    cmd = [accelerate, "launch", *head, "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), str(ENTRY), "preset=imagenet_r50_smoke", f"run.run_dir={run_dir}",
+           "run.mixed_precision=no", *extra]
+    env = _env()
+    if deepspeed:  # ACCELERATE_USE_CPU would turn the DeepSpeed launch into plain multi-CPU DDP
+        env.pop("ACCELERATE_USE_CPU")
+    if slurm_recipe:  # as launch/slurm/imagenet_r50.sbatch starts it on every node
+        cmd = ["bash", "-c", "trap '' USR1; exec " + " ".join(cmd)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _shard_records(run_dir: Path) -> list[tuple[int, int, int]]:
+    """(rank, epoch, synthesis batch) of every shard listed in the manifests."""
+    records = []
+    for manifest in sorted((run_dir / "memory").glob("manifest-r*.json")):
+        for entry in json.loads(manifest.read_text())["shards"]:
+            meta = entry["metadata"]
+            records.append((meta["rank"], meta["epoch"], meta["batch"]))
+    return records
+
+
+def _expected_records(cfg, processes: int) -> list[tuple[int, int, int]]:
+    s, run = cfg.synthesis, cfg.run
+    return sorted((r, e, b) for r in range(processes) for e in range(run.epochs)
+                  for b in range(s.warmup_batches_per_epoch if e < run.warmup_epochs else s.batches_per_epoch))
+
+
+def _shard_labels(run_dir: Path) -> Counter:
+    counts: Counter = Counter()
+    for shard in (run_dir / "memory").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            counts.update(int(tar.extractfile(m).read()) for m in tar if m.name.endswith(".cls"))
+    return counts
+
+
+def _assert_same_student(run_a: Path, run_b: Path):
+    a, b = load_file(run_a / "student.safetensors"), load_file(run_b / "student.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_smoke_preset_through_the_entry_point(tmp_path):
+    run_dir = tmp_path / "smoke"
+    out = _finish(_launch(run_dir, 1, 29531))
+    assert "memory-bank cache: none" in out and "held-out synthetic images" in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cfg = get_preset("imagenet_r50_smoke")
+    # no eval set (the data-free default): teacher-student agreement on held-out synthetic images
+    assert summary["teacher_top1"] is None and 0 <= summary["student_agreement"] <= 1
+    assert sorted(_shard_records(run_dir)) == _expected_records(cfg, 1)
+    # 5 synthesis batches of 16 = 80 images: classes 0..79, each once (rotating slices of 1000)
+    assert _shard_labels(run_dir) == Counter(range(80))
+    student = load_file(run_dir / "student.safetensors")
+    assert "layer4.2.conv3.weight" in student and student["fc.weight"].shape == (1000, 2048)  # torchvision keys
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1, 2] and "student_agreement" in lines[-1]
+
+
+def test_smoke_preset_evaluates_on_an_imagenet_folder(tmp_path):
+    """ImageNet val as an ImageFolder (one folder per class, 1000 classes), resize + centre crop."""
+    val = tmp_path / "val"
+    for cls, png in _write_images(1000, 30, 0):
+        (val / f"n{cls:08d}").mkdir(parents=True)
+        (val / f"n{cls:08d}" / "img.png").write_bytes(png)
+    run_dir = tmp_path / "smoke"
+    _finish(_launch(run_dir, 1, 29530, ["eval.dataset=imagenet", f"eval.root={val}", "eval.every_epochs=100",
+                                        "eval.num_workers=0", "run.epochs=2"]))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["eval_images"] == 1000 and 0 <= summary["teacher_top1"] <= 1 and 0 <= summary["student_top1"] <= 1
+    # a folder whose class count does not fit the teacher is refused before anything runs
+    (val / "extra").mkdir()
+    (val / "extra" / "img.png").write_bytes(next(_write_images(1, 30, 1))[1])
+    proc = _launch(tmp_path / "refused", 1, 29529, ["eval.dataset=imagenet", f"eval.root={val}"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "1001" in out and not (tmp_path / "refused" / "memory").exists()
+
+
+@pytest.fixture(scope="module")
+def straight_ddp(tmp_path_factory, long_args):
+    """An uninterrupted 2-process run of the smoke preset with longer epochs."""
+    run_dir = tmp_path_factory.mktemp("ddp") / "straight"
+    _finish(_launch(run_dir, 2, 29532, long_args))
+    return run_dir
+
+
+def test_two_processes_split_classes_and_train_on_the_union(straight_ddp):
+    summary = json.loads((straight_ddp / "summary.json").read_text())
+    cfg = get_preset("imagenet_r50_smoke")
+    cfg.run.epochs = 4
+    assert summary["num_processes"] == 2
+    assert sorted(_shard_records(straight_ddp)) == _expected_records(cfg, 2)
+    # 2 processes x (1 + 3 x 2) batches x 16 images = 224 slots of classes 0..223, each exactly once
+    assert _shard_labels(straight_ddp) == Counter(range(224))
+    assert summary["memory_size"] == 224  # both processes sampled from the union
+    # 3 val shards over 2 processes (2 and 1): every one of the 40 images evaluated exactly once
+    assert summary["eval_images"] == 40 and summary["student_top1"] is not None
+
+
+def _workers(proc: subprocess.Popen) -> dict[int, psutil.Process]:
+    found = {}
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            rank = child.environ().get("RANK")
+        except psutil.Error:
+            continue
+        if rank is not None and "imagenet_r50.py" in " ".join(child.cmdline()):
+            found[int(rank)] = child
+    return found
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and its workers (each worker runs in a session of its own)."""
+    processes = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in processes:
+        p.kill()
+    psutil.wait_procs(processes, timeout=60)
+    proc.communicate(timeout=60)
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before the test could interrupt it"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _latest(run_dir: Path) -> str | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    return pointer.read_text() if pointer.is_file() else None
+
+
+@pytest.mark.slow
+def test_sigusr1_to_one_process_checkpoints_all_and_resumes_exactly(tmp_path, straight_ddp, long_args):
+    run_dir = tmp_path / "preempted"
+    proc = _launch(run_dir, 2, 29533, long_args)
+    _wait_for(lambda: any(e >= 2 for _, e, _ in _shard_records(run_dir)), proc)
+    workers = _workers(proc)
+    assert set(workers) == {0, 1}
+    workers[1].send_signal(signal.SIGUSR1)  # only rank 1 is told; rank 0 must stop with it
+    out = _finish(proc)
+    assert "stop requested" in out and not (run_dir / "summary.json").exists()
+    name = _latest(run_dir)
+    ckpt = run_dir / "checkpoints" / name
+    assert {p.name for p in ckpt.iterdir()} == {"shared.pt", "process-000.pt", "process-001.pt"}
+    state = torch.load(ckpt / "shared.pt", weights_only=False)
+    assert state["epoch"] >= 2 and state["epoch"] < 3 or state["position"] is None
+    _finish(_launch(run_dir, 2, 29534, long_args))  # the same command continues the run
+    _assert_same_student(run_dir, straight_ddp)
+    assert sorted(_shard_records(run_dir)) == sorted(_shard_records(straight_ddp))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_loses_and_duplicates_no_shard(tmp_path, straight_ddp, long_args):
+    run_dir = tmp_path / "killed"
+    proc = _launch(run_dir, 2, 29535, long_args)
+    # kill once epoch 2 has shards on disk but its checkpoint does not exist yet
+    _wait_for(lambda: _latest(run_dir) == "epoch-0001" and any(e == 2 for _, e, _ in _shard_records(run_dir)), proc)
+    _kill_tree(proc)
+    uncovered = [r for r in _shard_records(run_dir) if r[1] >= 2]
+    assert uncovered, "shards written after the last checkpoint"
+    _finish(_launch(run_dir, 2, 29536, long_args))
+    records = _shard_records(run_dir)
+    assert len(records) == len(set(records))  # nothing duplicated
+    assert sorted(records) == sorted(_shard_records(straight_ddp))  # nothing lost
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["memory_size"] == 224
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1, 2, 3]
+    _assert_same_student(run_dir, straight_ddp)
+
+
+@pytest.mark.slow
+def test_sigusr1_to_every_process_under_the_slurm_recipe(tmp_path):
+    """The job script's time-limit trap signals the workers by name (``pkill -USR1 -f``); both
+    checkpoint at their next safe point, and the launcher, started under ``trap '' USR1``, exits 0."""
+    run_dir = tmp_path / "slurm"
+    proc = _launch(run_dir, 2, 29537, LONG, slurm_recipe=True)
+    _wait_for(lambda: any(e >= 1 for _, e, _ in _shard_records(run_dir)), proc)
+    # what the job script's USR1 trap runs on every node, narrowed to this test's run
+    subprocess.run(["pkill", "-USR1", "-f", "--", f"-u {ENTRY} preset=imagenet_r50_smoke run.run_dir={run_dir} "],
+                   check=True)
+    out = _finish(proc)
+    assert "stop requested (signal 10)" in out and not (run_dir / "summary.json").exists()
+    ckpt = run_dir / "checkpoints" / _latest(run_dir)
+    assert {p.name for p in ckpt.iterdir()} == {"shared.pt", "process-000.pt", "process-001.pt"}
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_run_resumes_exactly(tmp_path):
+    """The student under DeepSpeed ZeRO-2 (2 processes, gloo): the same run as DDP's shape, each
+    process checkpoints its own optimizer partition, and a stopped run resumes bit-identically."""
+    straight = tmp_path / "ds-straight"
+    out = _finish(_launch(straight, 2, 29538, LONG, deepspeed=True))
+    assert "student DeepSpeed ZeRO-2" in out
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["memory_size"] == 224
+    ckpt = straight / "checkpoints" / _latest(straight)
+    states = [torch.load(ckpt / f"process-00{r}.pt", weights_only=False)["optimizer"] for r in (0, 1)]
+    assert all(s is not None for s in states)  # each process holds its own ZeRO partition
+    assert torch.load(ckpt / "shared.pt", weights_only=False)["optimizer"] is None
+
+    stopped = tmp_path / "ds-stopped"
+    proc = _launch(stopped, 2, 29539, LONG, deepspeed=True)
+    _wait_for(lambda: any(e >= 2 for _, e, _ in _shard_records(stopped)), proc)
+    _workers(proc)[0].send_signal(signal.SIGUSR1)
+    assert "stop requested" in _finish(proc) and not (stopped / "summary.json").exists()
+    _finish(_launch(stopped, 2, 29540, LONG, deepspeed=True))
+    _assert_same_student(stopped, straight)
+
+
+def test_throughput_benchmark_smoke(tmp_path):
+    """benchmarks/imagenet_throughput.py --smoke: each condition in its own process, CSV + markdown."""
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "imagenet_throughput.py"), "--smoke",
+                           "--conditions", "bf16", "fp32", "--synthesis-batches", "1", "--student-steps", "2",
+                           "--results-dir", str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "imagenet_throughput.csv").open()))
+    assert [r["condition"] for r in rows] == ["bf16", "fp32"]
+    for r in rows:
+        assert float(r["synthesis_images_per_s"]) > 0 and float(r["student_images_per_s"]) > 0
+        assert float(r["projected_gpu_hours_8"]) == pytest.approx(8 * float(r["projected_hours_per_process"]), rel=0.02)
+    assert "| bf16 | tv_resnet50 |" in (tmp_path / "imagenet_throughput.md").read_text()

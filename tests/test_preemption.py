@@ -1,0 +1,113 @@
+"""SIGTERM / SIGUSR1: every process checkpoints at the next safe point (mid-synthesis, mid-
+distillation or the end of an epoch) and fit() returns; resuming gives bit-identical results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_config
+from nayer_scale.trainer import NayerTrainer
+
+
+@pytest.fixture
+def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
+    def make(name, **changes):
+        # 2 synthesis batches and 4 student steps per epoch: safe points inside both phases
+        changes = {"synthesis__batches_per_epoch": 2, "distill__steps_per_epoch": 4,
+                   "run__safe_point_every_steps": 1, **changes}
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    return make
+
+
+@pytest.fixture(scope="module")
+def straight_students(tmp_path_factory, teacher_file, fake_test_split, lte_cache):
+    """Uninterrupted runs, keyed by the signal-free config name."""
+    cfg = tiny_config(tmp_path_factory.mktemp("straight") / "run", teacher_file, fake_test_split, lte_cache,
+                      synthesis__batches_per_epoch=2, distill__steps_per_epoch=4, run__safe_point_every_steps=1)
+    summary = NayerTrainer(cfg).fit()
+    return summary, load_file(f"{cfg.run.run_dir}/student.safetensors"), cfg
+
+
+def _signal_on_call(monkeypatch, method: str, call: int, signum: int):
+    """Send ``signum`` to this process during the ``call``-th call of NayerTrainer.<method>."""
+    real = getattr(NayerTrainer, method)
+    calls = {"n": 0}
+
+    def wrapped(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signum)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(NayerTrainer, method, wrapped)
+    return lambda: monkeypatch.setattr(NayerTrainer, method, real)
+
+
+@pytest.mark.parametrize("method, call, signum, expected", [
+    # epoch 0 (warm-up) has 1 synthesis batch, epochs 1-2 have 2: the 2nd call is epoch 1, batch 0,
+    # whose safe point follows it; the 3rd is the epoch's last batch: the next safe point is after
+    # the first student step
+    ("synthesize", 2, signal.SIGTERM, "epoch-0001-b0001-s00000000"),
+    ("synthesize", 3, signal.SIGUSR1, "epoch-0001-b0002-s00000001"),
+    ("probe_synthetic", 1, signal.SIGTERM, "epoch-0000"),  # warm-up epoch 0: its end is the next safe point
+])
+def test_signal_checkpoints_at_next_safe_point_and_resume_is_exact(make_cfg, monkeypatch, straight_students,
+                                                                   method, call, signum, expected):
+    reference, straight, _ = straight_students
+    cfg = make_cfg(f"stopped-{method}-{call}")
+    restore = _signal_on_call(monkeypatch, method, call, signum)
+    handler_before = signal.getsignal(signum)
+    result = NayerTrainer(cfg).fit()
+    restore()
+    assert signal.getsignal(signum) == handler_before  # fit restores the handlers it replaced
+    assert result["preempted"] and Path(result["checkpoint"]).name == expected
+    ckpt = Path(cfg.run.run_dir) / "checkpoints"
+    assert (ckpt / "latest").read_text() == expected
+    assert not (Path(cfg.run.run_dir) / "summary.json").exists()  # not complete
+
+    cfg.run.resume = True
+    resumed = NayerTrainer(cfg)
+    summary = resumed.fit()
+    assert summary["memory_size"] == reference["memory_size"]
+    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
+    for key, value in straight.items():
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
+    assert [r["epoch"] for r in lines] == [0, 1, 2]
+    assert summary["student_top1"] == reference["student_top1"]
+
+
+def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch, straight_students):
+    reference, straight, _ = straight_students
+    cfg = make_cfg("stopped-distill")
+    # the 2nd memory-bank sample of epoch 1 = student step 2 of epoch 1
+    from nayer_scale.memory import MemoryBank
+
+    real_sample, calls = MemoryBank.sample, {"n": 0}
+
+    def sample(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryBank, "sample", sample)
+    result = NayerTrainer(cfg).fit()
+    monkeypatch.setattr(MemoryBank, "sample", real_sample)
+    assert Path(result["checkpoint"]).name == "epoch-0001-b0002-s00000002"
+    state = torch.load(Path(result["checkpoint"]) / "shared.pt", weights_only=False)
+    assert state["position"]["distill_steps"] == 2 and state["position"]["synthesis_batches"] == 2
+    cfg.run.resume = True
+    resumed = NayerTrainer(cfg)
+    assert resumed.start_epoch == 1 and resumed.progress["distill_steps"] == 2
+    resumed.fit()
+    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
+    for key, value in straight.items():
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
