@@ -111,3 +111,32 @@ def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch,
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
     for key, value in straight.items():
         torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_shared_generator_starts_identical_and_averages_its_gradients(make_cfg):
+    """synthesis.shared_generator: every process builds the same initial generator (seeded by run
+    seed and epoch, global RNG untouched) and hands each step's generator gradients to the
+    all-reduce; without it each process's generator comes from its own RNG stream."""
+    import dataclasses
+
+    from nayer_scale.synthesis import NayerSynthesizer
+
+    trainer = NayerTrainer(make_cfg("shared"))
+    calls = []
+    generators = {}
+    for shared in (True, False):
+        for rank in (0, 1):
+            torch.manual_seed(100 + rank)  # each process's own global RNG stream
+            ctx = dataclasses.replace(trainer.synthesizer.ctx, rank=rank,
+                                      all_reduce=(lambda ts: calls.append(len(ts))) if shared else None)
+            generators[shared, rank] = NayerSynthesizer(ctx, trainer.lte, trainer.num_classes)
+    same = [torch.equal(a, b) for a, b in zip(generators[True, 0].generator.state_dict().values(),
+                                              generators[True, 1].generator.state_dict().values())]
+    differ = [torch.equal(a, b) for a, b in zip(generators[False, 0].generator.parameters(),
+                                                generators[False, 1].generator.parameters())
+              if a.dim() > 1]  # random weights; BatchNorm starts at 1 / 0 everywhere
+    assert all(same) and not any(differ)
+    labels = trainer.synthesis_labels(1, 0)
+    generators[True, 0].synthesize(labels, 1, 0, None)
+    steps, n_params = trainer.cfg.synthesis.num_generator_steps, len(list(generators[True, 0].generator.parameters()))
+    assert calls == [n_params] * steps

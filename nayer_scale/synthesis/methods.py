@@ -195,6 +195,10 @@ class NayerSynthesizer(Synthesizer):
 
     The re-initialisation is seeded by (run seed, epoch, batch index, rank), so it is the same on
     every run and resume and different on every process. A new Adam over G + Z for every batch.
+    With ``ctx.all_reduce`` (``synthesis.shared_generator``) G is one generator shared by all
+    processes: every process builds it from the same seed (run seed, epoch) and its gradients are
+    averaged over processes at every step, so it stays identical everywhere; the noisy layers and
+    their re-initialisation stay per process.
 
     Raises:
         ValueError: an LTE input without ``lte``.
