@@ -442,7 +442,7 @@ def imagenet_r50() -> NayerConfig:
                                     warmup_batches_per_epoch=10, generator_width=64, roll_jitter=224 // 8,
                                     crop_padding=4, flip=True)
     cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=500, lr=0.1, resized_crop_scale=(0.08, 1.0))
-    cfg.eval = EvalConfig(dataset="none", batch_size=250)
+    cfg.eval = EvalConfig(dataset="none", batch_size=250, every_epochs=10)  # 50,000 val images: not every epoch
     # resume=True: after a preemption the same command continues the run.
     cfg.run = RunConfig(run_dir="runs/imagenet_r50", epochs=320, warmup_epochs=20, mixed_precision="bf16",
                         channels_last=True, grid_per_class=1, resume=True)

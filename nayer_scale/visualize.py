@@ -12,25 +12,31 @@ __all__ = ["save_sample_grid"]
 
 
 def save_sample_grid(
-    images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | os.PathLike, per_class: int = 8
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | os.PathLike, per_class: int = 8,
+    max_rows: int = 100,
 ) -> None:
-    """Write a PNG grid with row k holding up to ``per_class`` images of class k (blank if none).
+    """Write a PNG grid with one row per class holding up to ``per_class`` of its images.
+
+    With at most ``max_rows`` classes every class gets a row (blank if absent, so rows line up
+    across epochs); with more (ImageNet) only the classes present in the batch get rows, the first
+    ``max_rows`` of them in class order.
 
     Args:
         images: (N, C, H, W) float in [0, 1], C in {1, 3}, any device.
         labels: (N,) int class indices.
-        num_classes: number of rows K.
+        num_classes: number of classes K.
         path: output .png path; written to a temporary name then renamed (never a half-written file).
     """
     images = images.detach().float().clamp(0, 1).cpu()
     labels = labels.detach().cpu()
     _, c, h, w = images.shape
     pad = 1
-    grid = np.ones((num_classes * (h + pad) + pad, per_class * (w + pad) + pad, c), dtype=np.float32)
-    for k in range(num_classes):
+    rows = list(range(num_classes)) if num_classes <= max_rows else labels.unique().tolist()[:max_rows]
+    grid = np.ones((len(rows) * (h + pad) + pad, per_class * (w + pad) + pad, c), dtype=np.float32)
+    for row, k in enumerate(rows):
         picks = images[labels == k][:per_class]
         for j, img in enumerate(picks):
-            y, x = pad + k * (h + pad), pad + j * (w + pad)
+            y, x = pad + row * (h + pad), pad + j * (w + pad)
             grid[y : y + h, x : x + w] = img.permute(1, 2, 0).numpy()
     pixels = (grid * 255).round().astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)

@@ -345,7 +345,9 @@ def test_sigusr1_to_one_process_checkpoints_all_and_resumes_exactly(tmp_path, st
     ckpt = run_dir / "checkpoints" / name
     assert {p.name for p in ckpt.iterdir()} == {"shared.pt", "process-000.pt", "process-001.pt"}
     state = torch.load(ckpt / "shared.pt", weights_only=False)
-    assert state["epoch"] >= 2 and state["epoch"] < 3 or state["position"] is None
+    # the signal came once epoch 2 had shards: the stop is at a safe point of epoch 2 or 3 (a mid-
+    # epoch position, or an epoch end with position None), never the end of the run
+    assert 2 <= state["epoch"] <= 3 and (state["position"] is not None or state["epoch"] < 3)
     _finish(_launch(run_dir, 2, 29534, long_args))  # the same command continues the run
     _assert_same_student(run_dir, straight_ddp)
     assert sorted(_shard_records(run_dir)) == sorted(_shard_records(straight_ddp))
@@ -426,3 +428,17 @@ def test_throughput_benchmark_smoke(tmp_path):
         assert float(r["synthesis_images_per_s"]) > 0 and float(r["student_images_per_s"]) > 0
         assert float(r["projected_gpu_hours_8"]) == pytest.approx(8 * float(r["projected_hours_per_process"]), rel=0.02)
     assert "| bf16 | tv_resnet50 |" in (tmp_path / "imagenet_throughput.md").read_text()
+
+
+def test_sample_grid_rows(tmp_path):
+    """Up to 100 classes: a row per class (blank rows kept); ImageNet: rows only for the classes
+    in the batch, so a 224 px grid of a 1000-class run is not 225,000 px tall."""
+    from PIL import Image
+
+    from nayer_scale.visualize import save_sample_grid
+
+    images = torch.rand(6, 3, 8, 8)
+    save_sample_grid(images, torch.tensor([0, 0, 2, 2, 2, 5]), 10, tmp_path / "a.png", per_class=2)
+    assert Image.open(tmp_path / "a.png").size == (2 * 9 + 1, 10 * 9 + 1)
+    save_sample_grid(images, torch.tensor([700, 3, 3, 512, 999, 700]), 1000, tmp_path / "b.png", per_class=2)
+    assert Image.open(tmp_path / "b.png").size == (2 * 9 + 1, 4 * 9 + 1)
