@@ -104,19 +104,32 @@ class _PhaseTimer:
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = {}
+        self._open: list[tuple[str, float]] = []  # phases being timed (nested: a checkpoint inside distillation)
 
     @contextmanager
     def __call__(self, phase: str):
         start = time.perf_counter()
+        self._open.append((phase, start))
         try:
             yield
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
+            self._open.pop()
             self.add(phase, time.perf_counter() - start)
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    def snapshot(self) -> dict[str, float]:
+        """Seconds per phase including the running part of the outermost open phase (what a
+        checkpoint taken at a mid-epoch safe point must carry; nested phases are inside it)."""
+        seconds = dict(self.seconds)
+        if self._open:
+            phase, start = self._open[0]
+            inner = sum(time.perf_counter() - t for _, t in self._open[1:2])  # counted by the inner phase later
+            seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start - inner
+        return seconds
 
 
 class NayerTrainer:
@@ -721,7 +734,7 @@ class NayerTrainer:
                         "world_size": self.world_size, "student": acc.unwrap_model(self.student).state_dict(),
                         "optimizer": None if self.deepspeed else self.optimizer.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict(), "history": self.history,
-                        "time": {"wall_s": time.perf_counter() - self.start_time, "phases": dict(self.timer.seconds)}},
+                        "time": {"wall_s": time.perf_counter() - self.start_time, "phases": self.timer.snapshot()}},
                        tmp / "shared.pt")
         acc.wait_for_everyone()
         final = self.ckpt_dir / name

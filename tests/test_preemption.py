@@ -82,6 +82,9 @@ def test_signal_checkpoints_at_next_safe_point_and_resume_is_exact(make_cfg, mon
     lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
     assert [r["epoch"] for r in lines] == [0, 1, 2]
     assert summary["student_top1"] == reference["student_top1"]
+    # time accounting spans both sessions, the phase that was interrupted included
+    phases = sum(summary[f"{k}_s"] for k in ("setup", "synthesis", "io", "distillation", "evaluation", "checkpoint"))
+    assert abs(phases - summary["wall_s"]) <= 0.03 * summary["wall_s"] + 0.3, (phases, summary["wall_s"])
 
 
 def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch, straight_students):
@@ -107,7 +110,9 @@ def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch,
     cfg.run.resume = True
     resumed = NayerTrainer(cfg)
     assert resumed.start_epoch == 1 and resumed.progress["distill_steps"] == 2
-    resumed.fit()
+    summary = resumed.fit()
+    phases = sum(summary[f"{k}_s"] for k in ("setup", "synthesis", "io", "distillation", "evaluation", "checkpoint"))
+    assert abs(phases - summary["wall_s"]) <= 0.03 * summary["wall_s"] + 0.3, (phases, summary["wall_s"])
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
     for key, value in straight.items():
         torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
@@ -140,3 +145,22 @@ def test_shared_generator_starts_identical_and_averages_its_gradients(make_cfg):
     generators[True, 0].synthesize(labels, 1, 0, None)
     steps, n_params = trainer.cfg.synthesis.num_generator_steps, len(list(generators[True, 0].generator.parameters()))
     assert calls == [n_params] * steps
+
+
+def test_checkpoint_inside_a_phase_carries_the_phase_time_so_far():
+    """A mid-epoch checkpoint is written inside the distillation phase: its time so far must be in
+    the checkpoint (the session then ends), without the checkpoint's own running time."""
+    import time
+
+    from nayer_scale.trainer import _PhaseTimer
+
+    timer = _PhaseTimer(torch.device("cpu"))
+    timer.add("synthesis", 1.0)
+    with timer("distillation"):
+        time.sleep(0.2)
+        with timer("checkpoint"):
+            time.sleep(0.1)
+            snap = timer.snapshot()
+    assert snap["synthesis"] == 1.0 and "checkpoint" not in snap
+    assert 0.2 <= snap["distillation"] < 0.28
+    assert timer.seconds["distillation"] >= 0.3 and timer.seconds["checkpoint"] >= 0.1  # closed phases: as before
