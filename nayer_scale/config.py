@@ -252,14 +252,16 @@ class RunConfig:
     cpu: bool = False  # force CPU even when a GPU is present
     cpu_threads: int = 0  # torch threads per process on CPU; 0 = the machine's cores / processes on this node
     kernels: str = "auto"  # "auto" (Triton on CUDA, else PyTorch reference), "triton" or "reference"; env NAYER_KERNELS wins
-    compile: bool = False  # torch.compile the teacher and the student (first steps pay the compile time)
+    compile: bool = False  # torch.compile the student and the teacher's KD forward (first steps pay the compile time)
     # SIGTERM / SIGUSR1 are acted on at the next safe point: after a synthesis batch, every this many
     # student steps, and at the end of an epoch (each check is one tiny all-reduce).
     safe_point_every_steps: int = 50
     # Memory-bank cache: "auto" (the training device when the whole bank fits, else host RAM, else
     # none), "device", "cpu" or "none" (samples are read from the shard files on every step).
     memory_cache: str = "auto"
-    memory_cache_gb: float = 0.0  # cap on the cache per process in GiB; 0 = 80% of the free memory
+    # cap on the cache per process in GiB; 0 = a quarter of the GPU's memory, or half of this
+    # process's share of the available host RAM
+    memory_cache_gb: float = 0.0
 
     def validate(self) -> None:
         _check(self.epochs > 0, "run.epochs must be positive")
