@@ -114,3 +114,9 @@ def crash_on_second_distill(monkeypatch):
 
     monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
     return lambda: monkeypatch.setattr(NayerTrainer, "distill", real_distill)
+
+
+def assert_bit_identical(actual: dict, reference: dict) -> None:
+    """Every tensor of the state dict ``reference`` equals ``actual``'s, bit for bit (exact resume)."""
+    for key, value in reference.items():
+        torch.testing.assert_close(actual[key], value, rtol=0, atol=0, msg=key)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import crash_on_second_distill, tiny_config, tiny_set_args
+from conftest import assert_bit_identical, crash_on_second_distill, tiny_config, tiny_set_args
 from nayer_scale.config import ConfigError, get_preset
 from nayer_scale.losses import image_prior_losses
 from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer
@@ -107,8 +107,7 @@ def test_baseline_resume_after_crash_is_exact(make_cfg, monkeypatch, method):
     cfg.run.resume = True
     NayerTrainer(cfg).fit()
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    for key, value in straight.items():
-        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    assert_bit_identical(after, straight)
     # a run may not be resumed with another method
     cfg.synthesis.method = "nayer"
     with pytest.raises(ConfigError, match="synthesis"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import crash_on_second_distill, tiny_config
+from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.data import fashion_mnist
 from nayer_scale.teacher import TeacherLoadError, build_teacher
@@ -69,8 +69,7 @@ def test_resume_after_crash_mid_epoch_is_exact(make_cfg, monkeypatch):
     summary = resumed.fit()
     assert summary["memory_size"] == reference["memory_size"]
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    for key, value in straight.items():
-        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    assert_bit_identical(after, straight)
     lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
     assert [r["epoch"] for r in lines] == [0, 1, 2]
     # time accounting spans both sessions: the phases of epochs 0-1 are counted once, not lost
@@ -123,5 +122,4 @@ def test_resume_before_first_checkpoint_starts_over(make_cfg, monkeypatch):
     summary = trainer.fit()
     assert summary["memory_size"] == reference["memory_size"]
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    for key, value in straight.items():
-        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    assert_bit_identical(after, straight)

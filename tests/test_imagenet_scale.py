@@ -21,6 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import assert_bit_identical
+
 from nayer_scale.augment import BatchAugment, random_resized_crop, random_roll
 from nayer_scale.config import get_preset
 from nayer_scale.memory import MemoryBank
@@ -235,8 +237,7 @@ def _shard_labels(run_dir: Path) -> Counter:
 def _assert_same_student(run_a: Path, run_b: Path):
     a, b = load_file(run_a / "student.safetensors"), load_file(run_b / "student.safetensors")
     assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert_bit_identical(b, a)
 
 
 def test_smoke_preset_through_the_entry_point(tmp_path):

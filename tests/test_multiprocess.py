@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_bit_identical
+
 pytestmark = pytest.mark.slow
 
 
@@ -32,8 +34,7 @@ def test_two_process_run(tmp_path, teacher_file, fake_test_split, lte_cache):
     assert summary["memory_size"] == 2 * 3 * 24  # every process trained on the union of both banks
     a = torch.load(run_dir / "student-process-0.pt")
     b = torch.load(run_dir / "student-process-1.pt")
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert_bit_identical(b, a)
     # the processes synthesised different images (own RNG streams)
     assert not torch.equal(*[torch.load(run_dir / "checkpoints" / "epoch-0002" / f"process-00{r}.pt",
                                         weights_only=False)["synthesizer"]["noisy_layer"]["weight"] for r in (0, 1)])

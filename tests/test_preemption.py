@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import assert_bit_identical, tiny_config
 from nayer_scale.trainer import NayerTrainer
 
 
@@ -77,8 +77,7 @@ def test_signal_checkpoints_at_next_safe_point_and_resume_is_exact(make_cfg, mon
     summary = resumed.fit()
     assert summary["memory_size"] == reference["memory_size"]
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    for key, value in straight.items():
-        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    assert_bit_identical(after, straight)
     lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
     assert [r["epoch"] for r in lines] == [0, 1, 2]
     assert summary["student_top1"] == reference["student_top1"]
@@ -114,8 +113,7 @@ def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch,
     phases = sum(summary[f"{k}_s"] for k in ("setup", "synthesis", "io", "distillation", "evaluation", "checkpoint"))
     assert abs(phases - summary["wall_s"]) <= 0.03 * summary["wall_s"] + 0.3, (phases, summary["wall_s"])
     after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    for key, value in straight.items():
-        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    assert_bit_identical(after, straight)
 
 
 def test_shared_generator_starts_identical_and_averages_its_gradients(make_cfg):
