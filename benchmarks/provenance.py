@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from nayer_scale.precision import describe_device  # noqa: E402
 
 __all__ = ["device_name", "git_commit"]
 
 
 def device_name() -> str:
-    """GPU name, or the CPU model with the visible core and torch thread counts (and the Triton
-    interpreter when TRITON_INTERPRET=1)."""
+    """GPU name, or the CPU model with its instruction set, native bf16 flags, the visible core and
+    torch thread counts (and the Triton interpreter when TRITON_INTERPRET=1)."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     interp = ", Triton interpreter" if os.environ.get("TRITON_INTERPRET") == "1" else ""
-    return f"{cpu} ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads{interp})"
+    return f"{describe_device('cpu')[:-1]}, {torch.get_num_threads()} torch threads{interp})"
 
 
 def git_commit(cwd: str | os.PathLike = ROOT) -> str:

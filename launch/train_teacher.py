@@ -1,10 +1,17 @@
 """Train a teacher on the real Fashion-MNIST training set: the ONLY code in this project that reads
 training images. Data-free distillation (launch/fashion_mnist.py) never does.
 
-    python launch/train_teacher.py                     # resnet20, 8 epochs -> runs/teacher/...
-    python launch/train_teacher.py --epochs 10 --force
+The project ships the teacher this script trains with its default settings
+(``nayer_scale/assets/fashion_mnist_resnet20.safetensors``, used by the ``fashion_mnist`` preset),
+so the demo needs no training; this script reproduces it:
 
-The result is cached: a file whose stored training settings match is reused.
+    python launch/train_teacher.py                     # resnet20, 8 epochs -> runs/teacher/...
+    python launch/train_teacher.py --out nayer_scale/assets/fashion_mnist_resnet20.safetensors --force
+    accelerate launch launch/fashion_mnist.py teacher.weights=runs/teacher/fashion_mnist_resnet20.safetensors
+
+The result is cached: a file whose stored training settings match is reused. Precision is chosen by
+the hardware (``--mixed-precision auto``, see nayer_scale.precision); the file's metadata and the
+JSON record next to it hold the settings, the precision that ran, the commit and the test top-1.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -19,12 +27,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from nayer_scale.augment import BatchAugment  # noqa: E402
 from nayer_scale.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_fashion_mnist  # noqa: E402
 from nayer_scale.models import build_model  # noqa: E402
+from nayer_scale.precision import describe_device, resolve_precision  # noqa: E402
 from nayer_scale.teacher import read_metadata, save_model  # noqa: E402
+
+# Arguments that only say where things are, not what is trained: left out of the recorded settings.
+NOT_SETTINGS = ("out", "force", "data_root")
 
 
 def parse_args(argv=None):
@@ -34,7 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16", "fp16"])
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
+                   help="auto: bf16 where the GPU / CPU runs it natively, fp16 on GPUs without bf16, else fp32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None, help="folder of the Fashion-MNIST *-ubyte.gz files")
     p.add_argument("--out", default="runs/teacher/fashion_mnist_resnet20.safetensors")
@@ -42,58 +55,94 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def training_settings(args) -> dict:
+    """What determines the trained teacher: every argument except the output / data locations."""
+    return {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+
+
+def _commit() -> str:
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def train(args) -> float:
-    acc = Accelerator(mixed_precision=args.mixed_precision)
-    torch.manual_seed(args.seed)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "force", "data_root")}
+    """Train (or reuse) the teacher; returns its test top-1 (fraction)."""
+    settings = training_settings(args)
     if not args.force and os.path.isfile(args.out):
         meta = read_metadata(args.out)
         if json.loads(meta.get("train_settings", "{}")) == settings:
-            acc.print(f"teacher cached: {args.out} (test top-1 {meta.get('test_top1')})")
+            print(f"teacher cached: {args.out} (test top-1 {meta.get('test_top1')})")
             return float(meta.get("test_top1", "nan"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(args.mixed_precision, "auto", device)
+    print(f"training {args.arch} on {device} ({torch.get_num_threads()} threads), precision "
+          f"{precision.mixed_precision}, channels_last {precision.channels_last} ({precision.reason})", flush=True)
+    torch.manual_seed(args.seed)
     train_x, train_y = load_fashion_mnist("train", args.data_root)
     test_x, test_y = load_fashion_mnist("test", args.data_root)
-    model = build_model(args.arch, num_classes=10, in_channels=1).to(acc.device)
-    steps = args.epochs * (len(train_y) // args.batch_size)
+    model = build_model(args.arch, num_classes=10, in_channels=1).to(device)
+    memory_format = torch.channels_last if precision.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    steps_per_epoch = len(train_y) // args.batch_size
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
-    augment = BatchAugment(FASHION_MNIST_MEAN, FASHION_MNIST_STD, padding=2, flip=True).to(acc.device)
-    train_x, train_y = train_x.to(acc.device), train_y.to(acc.device)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    scaler = precision.grad_scaler()
+    augment = BatchAugment(FASHION_MNIST_MEAN, FASHION_MNIST_STD, padding=2, flip=True).to(device)
+    train_x, train_y = train_x.to(device), train_y.to(device)
     start = time.perf_counter()
+    bar = tqdm(total=args.epochs * steps_per_epoch, desc="teacher", unit="step", dynamic_ncols=True)
     for epoch in range(args.epochs):
         model.train()
-        order = torch.randperm(len(train_y), device=acc.device)
-        for i in range(len(train_y) // args.batch_size):
+        order = torch.randperm(len(train_y), device=device)
+        for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            x = augment(train_x[idx].float() / 255.0)
-            with acc.autocast():
-                loss = F.cross_entropy(model(x), train_y[idx])
+            x = augment(train_x[idx].float() / 255.0).contiguous(memory_format=memory_format)
+            with precision.autocast():
+                loss = F.cross_entropy(model(x).float(), train_y[idx])
             opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
-        top1 = evaluate(model, augment, test_x.to(acc.device), test_y.to(acc.device), acc)
-        acc.print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, test top-1 {top1:.4f}, "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            bar.update()
+        top1 = evaluate(model, augment, test_x.to(device), test_y.to(device), precision, memory_format)
+        bar.set_postfix(epoch=f"{epoch + 1}/{args.epochs}", loss=f"{loss.item():.3f}", test_top1=f"{top1:.4f}")
+        bar.write(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, test top-1 {top1:.4f}, "
+                  f"{time.perf_counter() - start:.0f} s")
+    bar.close()
+    wall = time.perf_counter() - start
+    record = {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
+              "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),
+              "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
+              "train_settings": json.dumps(settings), "precision": json.dumps(precision.to_dict()),
+              "commit": _commit(), "torch": torch.__version__, "train_wall_s": f"{wall:.0f}",
+              "device": describe_device(device)}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    meta = {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
-            "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),
-            "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
-            "train_settings": json.dumps(settings)}
     tmp = args.out + ".tmp"
-    save_model(model, tmp, meta)
+    save_model(model.to(memory_format=torch.contiguous_format), tmp, record)
     os.replace(tmp, args.out)
-    acc.print(f"teacher saved: {args.out} (test top-1 {top1:.4f}, {time.perf_counter() - start:.0f} s)")
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:  # the same record, readable
+        json.dump({k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()},
+                  f, indent=2)
+        f.write("\n")
+    print(f"teacher saved: {args.out} (test top-1 {top1:.4f}, {wall:.0f} s)")
     return top1
 
 
 @torch.no_grad()
-def evaluate(model, augment, x, y, acc) -> float:
+def evaluate(model, augment, x, y, precision, memory_format=torch.contiguous_format) -> float:
+    """Top-1 (fraction) of ``model`` on uint8 images x (N, 1, 28, 28) with labels y (N,)."""
     model.eval()
     correct = 0
     for i in range(0, len(y), 1000):
-        with acc.autocast():
-            correct += (model(augment.normalize(x[i : i + 1000].float() / 255.0)).argmax(1) == y[i : i + 1000]).sum().item()
+        inputs = augment.normalize(x[i : i + 1000].float() / 255.0).contiguous(memory_format=memory_format)
+        with precision.autocast():
+            correct += (model(inputs).argmax(1) == y[i : i + 1000]).sum().item()
     return correct / len(y)
 
 

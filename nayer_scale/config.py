@@ -56,6 +56,8 @@ __all__ = [
 
 SYNTHESIS_METHODS = ("nayer", "deepinversion", "fast")
 EVAL_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagenet", "none")
+MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")  # resolved by nayer_scale.precision
+CHANNELS_LAST = ("auto", "true", "false")
 GENERATOR_INPUTS = ("lte", "noise", "onehot", "lte_cat_noise", "lte_plus_noise")
 
 
@@ -242,8 +244,10 @@ class RunConfig:
     epochs: int = 120  # total, warm-up included
     warmup_epochs: int = 20
     seed: int = 0
-    mixed_precision: str = "no"  # "no", "bf16" or "fp16"
-    channels_last: bool = False
+    # "auto" (by capability: bf16 on GPUs that have it, else fp16; bf16 on CPUs with AMX-BF16 /
+    # AVX512-BF16, else fp32), "no", "bf16" or "fp16" (see nayer_scale.precision)
+    mixed_precision: str = "auto"
+    channels_last: str = "auto"  # "auto" (on: measured faster on GPU and CPU, fp32 and bf16), "true", "false"
     resume: bool = False  # continue from run_dir's latest checkpoint
     keep_checkpoints: int = 2
     tensorboard: bool = False
@@ -267,8 +271,13 @@ class RunConfig:
         _check(self.epochs > 0, "run.epochs must be positive")
         _check(0 <= self.warmup_epochs < self.epochs,
                f"run.warmup_epochs ({self.warmup_epochs}) must be in [0, run.epochs={self.epochs})")
-        _check(self.mixed_precision in ("no", "bf16", "fp16"),
-               f"run.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        _check(self.mixed_precision in MIXED_PRECISIONS,
+               f"run.mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {self.mixed_precision!r}")
+        if isinstance(self.channels_last, bool):  # configs written before "auto" existed
+            self.channels_last = "true" if self.channels_last else "false"
+        self.channels_last = str(self.channels_last).lower()
+        _check(self.channels_last in CHANNELS_LAST,
+               f"run.channels_last must be auto, true or false, got {self.channels_last!r}")
         _check(self.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1")
         _check(self.cpu_threads >= 0, "run.cpu_threads must be >= 0 (0 = automatic)")
         _check(self.safe_point_every_steps > 0, "run.safe_point_every_steps must be positive")
@@ -376,8 +385,7 @@ def fashion_mnist() -> NayerConfig:
                                     warmup_batches_per_epoch=2, generator_width=32, crop_padding=2)
     cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=50, lr=0.1, crop_padding=2)
     # resume=True: running the same command again continues a stopped run, or reports a finished one.
-    cfg.run = RunConfig(run_dir="runs/fashion_mnist", epochs=20, warmup_epochs=3, mixed_precision="bf16",
-                        channels_last=True, resume=True)
+    cfg.run = RunConfig(run_dir="runs/fashion_mnist", epochs=20, warmup_epochs=3, resume=True)
     return cfg
 
 
@@ -423,8 +431,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def imagenet_r50() -> NayerConfig:
     """ImageNet (224 px, 1000 classes): torchvision ResNet-50 teacher -> ResNet-50 student, the
-    published ImageNet generator (REFERENCE.md) and E = 300 (+ 20 warm-up) epochs, bf16 and
-    channels_last. Sizes are *per process*: each process synthesises batches of 256 covering a
+    published ImageNet generator (REFERENCE.md) and E = 300 (+ 20 warm-up) epochs, precision by
+    capability (bf16 and channels_last on a bf16 GPU). Sizes are *per process*: each process synthesises batches of 256 covering a
     rotating slice of the 1000 classes (``nayer_scale.synthesis.labels``) and trains the student on
     256 memory-bank images per step (global batch 256 x processes).
 
@@ -446,8 +454,7 @@ def imagenet_r50() -> NayerConfig:
     cfg.distill = DistillConfig(batch_size=256, steps_per_epoch=500, lr=0.1, resized_crop_scale=(0.08, 1.0))
     cfg.eval = EvalConfig(dataset="none", batch_size=250, every_epochs=10)  # 50,000 val images: not every epoch
     # resume=True: after a preemption the same command continues the run.
-    cfg.run = RunConfig(run_dir="runs/imagenet_r50", epochs=320, warmup_epochs=20, mixed_precision="bf16",
-                        channels_last=True, grid_per_class=1, resume=True)
+    cfg.run = RunConfig(run_dir="runs/imagenet_r50", epochs=320, warmup_epochs=20, grid_per_class=1, resume=True)
     return cfg
 
 
@@ -478,9 +485,8 @@ def imagenet_r50_smoke() -> NayerConfig:
     cfg.lte.encoder = "hashed:64"
     cfg.distill.batch_size, cfg.distill.steps_per_epoch = 8, 3
     cfg.eval.batch_size = 16
-    cfg.run = RunConfig(run_dir="runs/imagenet_r50_smoke", epochs=3, warmup_epochs=1, mixed_precision="bf16",
-                        channels_last=True, grid_per_class=1, memory_cache="none", safe_point_every_steps=1,
-                        resume=True)
+    cfg.run = RunConfig(run_dir="runs/imagenet_r50_smoke", epochs=3, warmup_epochs=1, grid_per_class=1,
+                        memory_cache="none", safe_point_every_steps=1, resume=True)
     return cfg
 
 

@@ -48,6 +48,7 @@ from .lte import get_class_names, load_or_build_lte
 from .memory import MemoryBank
 from .metrics import feature_diversity, lte_nearest_classes
 from .models import build_model, get_classifier
+from .precision import resolve_precision
 from .synthesis import (SynthesisContext, batches_before_epoch, build_synthesizer, class_ordered_labels,
                         rotating_class_slice)
 from .teacher import build_teacher, save_model
@@ -89,12 +90,19 @@ def build_accelerator(run) -> Accelerator:
     Process groups use gloo when there is no GPU (what DeepSpeed on CPU needs too). Under
     ``accelerate launch --use_deepspeed`` the DeepSpeed plugin comes from the launcher; its "auto"
     micro-batch size is filled in by the trainer (there is no DataLoader to infer it from).
+
+    Autocast and loss scaling are the trainer's own (``nayer_scale.precision``): accelerate's fp16
+    needs a GPU, and synthesis needs a scaler per optimised quantity. So the Accelerator runs with
+    mixed_precision "no", except under DeepSpeed, whose engine takes the (resolved) precision from it.
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a single process has no process group
     cpu = run.cpu or not torch.cuda.is_available()
     kwargs = [InitProcessGroupKwargs(backend="gloo")] if distributed and cpu else []
     extra = {"dynamo_backend": "inductor"} if run.compile else {}  # accelerate compiles the prepared student
-    return Accelerator(mixed_precision=run.mixed_precision, cpu=run.cpu, kwargs_handlers=kwargs,
+    mixed = "no"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        mixed = resolve_precision(run.mixed_precision, run.channels_last, "cpu" if cpu else "cuda").mixed_precision
+    return Accelerator(mixed_precision=mixed, cpu=run.cpu, kwargs_handlers=kwargs,
                        log_with="tensorboard" if run.tensorboard else None, project_dir=str(run.run_dir), **extra)
 
 
@@ -169,6 +177,8 @@ class NayerTrainer:
         self.device_kind = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                             else self.device.type)
         self.rank, self.world_size = acc.process_index, acc.num_processes
+        # Chosen once per run from what the device runs fast, unless given explicitly.
+        self.precision = resolve_precision(run.mixed_precision, run.channels_last, self.device)
         self._set_cpu_threads()
         self._seed_everything(run.seed)
         # Chosen once per run: Triton kernels on CUDA, PyTorch references elsewhere (run.kernels or
@@ -181,7 +191,7 @@ class NayerTrainer:
         self.eval_source = self._load_eval_data()  # checks the eval set fits the teacher before anything is written
         self.memory_cache = self._choose_memory_cache()
         self.memory = MemoryBank(self.run_dir / "memory", rank=self.rank, world_size=self.world_size,
-                                 device=self.device, cache=self.memory_cache)
+                                 device=self.device, cache=self.memory_cache, progress=self._show_progress())
         self.start_epoch = 0
         self.history: list[dict] = []
         self.progress: dict | None = None  # position inside the current epoch (see run_epoch)
@@ -193,7 +203,8 @@ class NayerTrainer:
             self.memory.load_state_dict({"manifests": {}})
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(self.cfg.to_json())
+            _write_json_atomic(self.run_dir / "config.json",
+                               {**self.cfg.to_dict(), "resolved": {"precision": self.precision.to_dict()}})
             if self.lte is not None:  # the inter-class structure of the LTE pool, next to the run
                 _write_json_atomic(self.run_dir / "lte_neighbours.json",
                                    lte_nearest_classes(self.lte.cpu(), self.class_names, k=3))
@@ -201,7 +212,8 @@ class NayerTrainer:
                 acc.init_trackers("nayer", config=_flat_config(self.cfg))
         acc.print(f"nayer-scale: {self.cfg.synthesis.method} synthesis, {self.world_size} process(es) on "
                   f"{self.device_kind} ({torch.get_num_threads()} CPU threads each), "
-                  f"precision={run.mixed_precision}, kernels (BN-statistics loss, noisy-layer re-init): "
+                  f"precision={self.precision.mixed_precision}, channels_last={self.precision.channels_last} "
+                  f"({self.precision.reason}), kernels (BN-statistics loss, noisy-layer re-init): "
                   f"{self.kernel_backend}, student {'DeepSpeed ZeRO-2' if self.deepspeed else 'DDP'}, "
                   f"memory-bank cache: {self.memory_cache}")
         # Everything above (models, LTE, data, checkpoint loading) counts as set-up time.
@@ -209,6 +221,9 @@ class NayerTrainer:
 
     # ------------------------------------------------------------------------------------------
     # Construction
+
+    def _show_progress(self) -> bool:
+        return self.cfg.run.progress and self.accelerator.is_local_main_process
 
     def _check_run_dir(self) -> None:
         has_run = (self.run_dir / "memory").exists() or self.ckpt_dir.exists()
@@ -248,7 +263,7 @@ class NayerTrainer:
             raise ValueError(f"teacher output on {t.image_size}px input has shape {tuple(out.shape)}, "
                              f"expected (2, {self.num_classes})")
         self.student = build_model(self.cfg.student.arch, self.num_classes, t.in_channels).to(self.device)
-        if self.cfg.run.channels_last:
+        if self.precision.channels_last:
             self.teacher.to(memory_format=torch.channels_last)
             if not self.deepspeed:  # ZeRO flattens the parameters into contiguous buffers: NCHW views only
                 self.student.to(memory_format=torch.channels_last)
@@ -267,8 +282,8 @@ class NayerTrainer:
                                           resized_crop=s.resized_crop_scale or None).to(self.device)
         context = SynthesisContext(
             teacher=self.teacher, hooks=self.hooks, augment=self.synth_augment, config=s,
-            autocast=self.accelerator.autocast, rng=self.rng, device=self.device,
-            image_shape=(t.in_channels, t.image_size, t.image_size), channels_last=self.cfg.run.channels_last,
+            precision=self.precision, rng=self.rng, device=self.device,
+            image_shape=(t.in_channels, t.image_size, t.image_size),
             run_seed=self.cfg.run.seed, rank=self.rank,
             all_reduce=self._average_across_processes if s.shared_generator and self.world_size > 1 else None)
         self.synthesizer = build_synthesizer(context, self.lte, self.num_classes, t.mean, t.std, self.kernel_backend)
@@ -290,6 +305,9 @@ class NayerTrainer:
             # 1.0 too): NAYER does not clip, so say so explicitly.
             ds_config["gradient_clipping"] = 0.0
         self.student, self.optimizer = self.accelerator.prepare(self.student, optimizer)
+        # fp16: dynamic loss scaling of the student's loss (DeepSpeed's engine scales its own).
+        self.student_scaler = (self.precision.grad_scaler() if not self.deepspeed
+                               else torch.amp.GradScaler(self.device.type, enabled=False))
         # The teacher's KD forward is compiled too; synthesis keeps it eager (BN hooks change per call).
         self.teacher_kd = torch.compile(self.teacher) if run.compile else self.teacher
         self.student_augment = BatchAugment(self.cfg.teacher.mean, self.cfg.teacher.std, d.crop_padding,
@@ -322,8 +340,8 @@ class NayerTrainer:
         # Every process evaluates its own slice; the counts are summed across processes.
         images = images[self.rank :: self.world_size].to(self.device)
         labels = labels[self.rank :: self.world_size].to(self.device)
-        return lambda: ((images[i : i + e.batch_size], labels[i : i + e.batch_size])
-                        for i in range(0, len(labels), e.batch_size))
+        return lambda: [(images[i : i + e.batch_size], labels[i : i + e.batch_size])  # views: a sized list
+                        for i in range(0, len(labels), e.batch_size)]
 
     def projected_memory_bytes(self) -> int:
         """Bytes of the whole memory bank at the end of the run (uint8 images of all processes)."""
@@ -401,15 +419,16 @@ class NayerTrainer:
         for step in range(progress["distill_steps"], d.steps_per_epoch):
             images, _ = self.memory.sample(d.batch_size, self.rng)
             inputs = self.student_augment(images, self.rng)
-            if self.cfg.run.channels_last:
+            if self.precision.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with self.accelerator.autocast():
+            with self.precision.autocast():
                 with torch.no_grad():
                     teacher_logits = self.teacher_kd(inputs)
                 loss = kd_loss(self.student(inputs), teacher_logits, d.temperature)
             self.optimizer.zero_grad(set_to_none=True)
-            self.accelerator.backward(loss)
-            self.optimizer.step()
+            self.accelerator.backward(self.student_scaler.scale(loss))
+            self.student_scaler.step(self.optimizer)  # fp16: skipped when a gradient is inf/nan
+            self.student_scaler.update()
             total += loss.detach()
             if (step + 1) % every == 0 and step + 1 < d.steps_per_epoch:
                 progress["distill_steps"], progress["kd_sum"] = step + 1, total.item()
@@ -441,7 +460,7 @@ class NayerTrainer:
         try:
             for i in range(0, len(labels), self.cfg.eval.batch_size):
                 x = self.student_augment.normalize(images[i : i + self.cfg.eval.batch_size])
-                with self.accelerator.autocast():
+                with self.precision.autocast():
                     teacher_pred = self.teacher(x).argmax(1)
                     if student:
                         agree += int((model(x).argmax(1) == teacher_pred).sum())
@@ -465,12 +484,14 @@ class NayerTrainer:
         model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         total = torch.zeros((), device=self.device, dtype=torch.long)
-        for images, labels in self.eval_source():
+        batches = tqdm(self.eval_source(), desc="evaluating", unit="batch", leave=False,
+                       disable=not self._show_progress())
+        for images, labels in batches:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             x = normalize(images.float() / 255.0)
-            if self.cfg.run.channels_last:
+            if self.precision.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with self.accelerator.autocast():
+            with self.precision.autocast():
                 correct += (model(x).argmax(1) == labels).sum()
             total += len(labels)
         model.train(was_training)
@@ -618,7 +639,7 @@ class NayerTrainer:
                 teacher_top1 = self.evaluate(self.teacher)
             acc.print(f"teacher top-1 on the real test split: {teacher_top1}")
             bar = tqdm(range(self.start_epoch, run.epochs), initial=self.start_epoch, total=run.epochs,
-                       desc="NAYER", disable=not (run.progress and acc.is_local_main_process))
+                       desc="NAYER", disable=not self._show_progress())
             for epoch in bar:
                 record = self.run_epoch(epoch)
                 self.history.append(record)  # before the checkpoint, so that it holds this epoch's record
@@ -687,6 +708,7 @@ class NayerTrainer:
             "student_top1": student_top1,
             "student_agreement": agreement,
             "eval_images": getattr(self, "eval_images", 0),
+            "precision": self.precision.to_dict(),
             "wall_s": times["elapsed_s"],
             **{f"{phase}_s": sec for phase, sec in times["phases_s"].items()},
             "device_hours": times["device_hours"],
@@ -733,7 +755,8 @@ class NayerTrainer:
             torch.save({"epoch": epoch, "position": position, "config": self.cfg.to_dict(),
                         "world_size": self.world_size, "student": acc.unwrap_model(self.student).state_dict(),
                         "optimizer": None if self.deepspeed else self.optimizer.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "history": self.history,
+                        "scheduler": self.scheduler.state_dict(), "student_scaler": self.student_scaler.state_dict(),
+                        "history": self.history,
                         "time": {"wall_s": time.perf_counter() - self.start_time, "phases": self.timer.snapshot()}},
                        tmp / "shared.pt")
         acc.wait_for_everyone()
@@ -793,6 +816,8 @@ class NayerTrainer:
         self.accelerator.unwrap_model(self.student).load_state_dict(shared["student"])
         self._load_optimizer_state(shared["optimizer"] if not self.deepspeed else state["optimizer"])
         self.scheduler.load_state_dict(shared["scheduler"])
+        if shared.get("student_scaler"):  # empty for a disabled scaler (fp32 / bf16)
+            self.student_scaler.load_state_dict(shared["student_scaler"])
         self.history = shared["history"]
         # Time accounting continues across sessions: wall_s and phase seconds include earlier ones.
         self.start_time -= shared["time"]["wall_s"]

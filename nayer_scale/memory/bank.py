@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
+from tqdm.auto import tqdm
 from webdataset import tariterators
 
 FORMAT = 1
@@ -90,6 +91,7 @@ class MemoryBank:
             fit); if False the cache stays on CPU and only sampled batches are moved.
         cache: "device", "cpu" or "none" (see the module docstring); overrides ``cache_on_device``.
         read_threads: threads reading images from shard files when ``cache="none"``.
+        progress: show a progress bar while loading many shards at once (resume, refresh).
 
     Raises:
         ValueError: rank outside [0, world_size) or an unknown cache.
@@ -97,13 +99,14 @@ class MemoryBank:
 
     def __init__(self, root: str | os.PathLike, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu", cache_on_device: bool = True, cache: str | None = None,
-                 read_threads: int = 8):
+                 read_threads: int = 8, progress: bool = False):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         cache = cache or ("device" if cache_on_device else "cpu")
         if cache not in ("device", "cpu", "none"):
             raise ValueError(f"cache must be device, cpu or none, got {cache!r}")
         self.cache = cache
+        self.progress = progress
         self._pool = ThreadPoolExecutor(read_threads) if cache == "none" else None
         self.root = Path(root)
         self.rank, self.world_size = rank, world_size
@@ -315,12 +318,17 @@ class MemoryBank:
             RuntimeError: a shard's sample count differs from its manifest entry.
         """
         before = self._size
+        new = []
         for path in sorted(self.root.glob("manifest-r*.json")):
             data = json.loads(path.read_text())
-            for entry in data["shards"]:
-                if (data["rank"], entry["index"]) not in self._cached:
-                    self._load_shard(data["rank"], entry)
+            new += [(data["rank"], entry) for entry in data["shards"] if (data["rank"], entry["index"]) not in self._cached]
+        for rank, entry in self._progress(new, "loading memory-bank shards"):
+            self._load_shard(rank, entry)
         return self._size - before
+
+    def _progress(self, items: list, desc: str):
+        """``items``, behind a progress bar when there are many shards to load (a resume)."""
+        return tqdm(items, desc=desc, unit="shard", leave=False, disable=not self.progress or len(items) < 16)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -398,6 +406,6 @@ class MemoryBank:
         self._next_index = max((e["index"] for e in own), default=-1) + 1
         self._write_manifest(self._own_entries)
         self._reset_cache()
-        for rank in sorted(manifests):
-            for entry in manifests[rank]:
-                self._load_shard(rank, dict(entry))
+        shards = [(rank, dict(entry)) for rank in sorted(manifests) for entry in manifests[rank]]
+        for rank, entry in self._progress(shards, "loading memory-bank shards"):
+            self._load_shard(rank, entry)

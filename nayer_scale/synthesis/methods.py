@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +39,7 @@ from nayer_kernels import noisy_seed
 from ..augment import BatchAugment
 from ..config import SynthesisConfig
 from ..losses import BNStatsHooks, adversarial_loss, image_prior_losses
+from ..precision import Precision
 from .generators import Generator
 from .noisy_layer import NoisyLayer
 
@@ -65,11 +65,11 @@ class SynthesisContext:
         hooks: BN-statistics hooks of the teacher.
         augment: differentiable synthesis augmentation ([0, 1] images in, normalised images out).
         config: the run's synthesis section.
-        autocast: a callable returning the mixed-precision context (``Accelerator.autocast``).
+        precision: the run's resolved precision: autocast dtype, loss scaling (fp16) and whether
+            generators are built in channels_last memory format.
         rng: the process's torch.Generator on ``device`` (checkpointed with the run).
         device: where everything lives.
         image_shape: (C, H, W) of the teacher's input.
-        channels_last: build generators in channels_last memory format.
         run_seed, rank: seed the per-batch noisy-layer re-initialisation.
         all_reduce: None, or a collective that replaces each tensor of a list by its mean over all
             processes (``synthesis.shared_generator``: one generator shared by all processes).
@@ -79,11 +79,10 @@ class SynthesisContext:
     hooks: BNStatsHooks
     augment: BatchAugment
     config: SynthesisConfig
-    autocast: Callable[[], AbstractContextManager]
+    precision: Precision
     rng: torch.Generator
     device: torch.device
     image_shape: tuple[int, int, int]
-    channels_last: bool = False
     run_seed: int = 0
     rank: int = 0
     all_reduce: Callable[[list[torch.Tensor]], None] | None = None
@@ -122,7 +121,7 @@ class SynthesisContext:
                 torch.manual_seed(shared_seed)
                 gen = Generator(noise_dim, h, c, self.config.generator_width)
         gen = gen.to(self.device)
-        return gen.to(memory_format=torch.channels_last) if self.channels_last else gen
+        return gen.to(memory_format=torch.channels_last) if self.precision.channels_last else gen
 
 
 class _BestBatch:
@@ -139,14 +138,6 @@ class _BestBatch:
         self.images = images if self.images is None else torch.where(better, images, self.images)
 
 
-def _apply_grads(loss: torch.Tensor, params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    # Gradients for the synthesis parameters only: teacher and student weights are not differentiated.
-    grads = torch.autograd.grad(loss, params)
-    for p, g in zip(params, grads):
-        p.grad = g
-    return grads
-
-
 class Synthesizer:
     """Interface of a synthesis method (see the module docstring).
 
@@ -154,10 +145,28 @@ class Synthesizer:
     (B, C, H, W) float32 in [0, 1], the lowest-loss batch (un-augmented); losses, detached float32
     scalars of the last step (loss, bn, ce, adv). ``state_dict`` / ``load_state_dict`` hold what a
     checkpoint must restore for an exact resume.
+
+    ``scaler`` is the method's loss scaler (``torch.amp.GradScaler``, enabled for fp16 only). It
+    lives as long as the synthesizer, across the per-batch optimizers, so that the scale found on
+    one batch carries over to the next instead of starting high (and skipping steps) every batch.
     """
 
     def __init__(self, ctx: SynthesisContext) -> None:
         self.ctx = ctx
+        self.scaler = ctx.precision.grad_scaler()
+
+    def backward(self, loss: torch.Tensor, params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Gradients of the (scaled) loss for the synthesis parameters only, stored in ``.grad``:
+        teacher and student weights are not differentiated. Returns the gradient tensors."""
+        grads = torch.autograd.grad(self.scaler.scale(loss), params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        return grads
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Optimizer step through the scaler (fp16: unscaled first, skipped on inf/nan gradients)."""
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
     def start_epoch(self, epoch: int) -> None:
         """Called before the first batch of every epoch."""
@@ -167,10 +176,11 @@ class Synthesizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        return {}
+        return {"scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        if state.get("scaler"):  # empty for a disabled scaler (fp32 / bf16)
+            self.scaler.load_state_dict(state["scaler"])
 
 
 class NayerSynthesizer(Synthesizer):
@@ -258,21 +268,24 @@ class NayerSynthesizer(Synthesizer):
         optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
         best = _BestBatch(ctx.device)
         for _ in range(s.num_generator_steps):
-            with ctx.autocast():
+            with ctx.precision.autocast():
                 images = self.generator(self.noisy(inputs) if self.noisy is not None else inputs)
                 loss, parts = ctx.loss(images, labels, student)
             best.update(loss, images)
-            _apply_grads(loss, params)
-            if ctx.all_reduce is not None:  # shared generator: average its gradients over processes
+            self.backward(loss, params)
+            if ctx.all_reduce is not None:
+                # Shared generator: average its (scaled) gradients over processes. The fp16 scales
+                # stay equal everywhere: the inf check below sees the same averaged gradients.
                 ctx.all_reduce([p.grad for p in self.generator.parameters()])
-            optimizer.step()
+            self.step(optimizer)
         return best.images.contiguous(), {"loss": loss.detach(), **parts}
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.state_dict(),
+        return {**super().state_dict(), "generator": self.generator.state_dict(),
                 "noisy_layer": self.noisy.state_dict() if self.noisy is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.generator.load_state_dict(state["generator"])
         if self.noisy is not None:
             self.noisy.load_state_dict(state["noisy_layer"])
@@ -301,14 +314,14 @@ class DeepInversionSynthesizer(Synthesizer):
         optimizer = torch.optim.Adam([pixels], lr=s.generator_lr, betas=tuple(s.generator_betas))
         best = _BestBatch(ctx.device)
         for _ in range(s.num_generator_steps):
-            with ctx.autocast():
+            with ctx.precision.autocast():
                 images = pixels * self.std + self.mean
                 loss, parts = ctx.loss(images, labels, student)
             tv, l2 = image_prior_losses(pixels)
             loss = loss + s.tv_loss_weight * tv + s.l2_loss_weight * l2
             best.update(loss, images)
-            _apply_grads(loss, [pixels])
-            optimizer.step()
+            self.backward(loss, [pixels])
+            self.step(optimizer)
             with torch.no_grad():
                 pixels.copy_(torch.maximum(torch.minimum(pixels, high), low))
         # The first step's images are unclipped noise: clip whatever batch was kept.
@@ -344,15 +357,19 @@ class FastSynthesizer(Synthesizer):
         meta_grads = [torch.zeros_like(p) for p in fast_params]
         best = _BestBatch(ctx.device)
         for _ in range(s.num_generator_steps):
-            with ctx.autocast():
+            with ctx.precision.autocast():
                 images = fast(z)
                 loss, parts = ctx.loss(images, labels, student)
             best.update(loss, images)
-            grads = _apply_grads(loss, fast_params + [z])
+            grads = self.backward(loss, fast_params + [z])
             if s.meta_learning == "fomaml":
+                self.scaler.unscale_(optimizer)  # in place: ``grads`` are the true gradients now
+                if self.scaler.is_enabled():  # a step the scaler skips adds nothing (no host sync)
+                    finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+                    grads = [torch.where(finite, g, torch.zeros_like(g)) for g in grads]
                 for acc, g in zip(meta_grads, grads):
                     acc.add_(g)
-            optimizer.step()
+            self.step(optimizer)
         with torch.no_grad():
             for p, adapted, acc in zip(self.generator.parameters(), fast_params, meta_grads):
                 p.grad = acc if s.meta_learning == "fomaml" else REPTILE_SCALE * (p - adapted)
@@ -361,9 +378,11 @@ class FastSynthesizer(Synthesizer):
         return best.images.contiguous(), {"loss": loss.detach(), **parts}
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.state_dict(), "meta_optimizer": self.meta_optimizer.state_dict()}
+        return {**super().state_dict(), "generator": self.generator.state_dict(),
+                "meta_optimizer": self.meta_optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.generator.load_state_dict(state["generator"])
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
 
