@@ -121,6 +121,7 @@ def train(args) -> float:
               "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
               "train_settings": json.dumps(settings), "precision": json.dumps(precision.to_dict()),
               "commit": _commit(), "torch": torch.__version__, "train_wall_s": f"{wall:.0f}",
+              "threads": str(torch.get_num_threads()),
               "device": describe_device(device)}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
