@@ -3,9 +3,10 @@
     python benchmarks/record_run.py runs/fashion_mnist --name fashion_mnist_cpu \
         --command "accelerate launch launch/fashion_mnist.py"
 
-Writes benchmarks/results/<name>.json: the run's summary.json and config.json, the per-epoch
-student top-1 from metrics.jsonl, the device (CPU model and core count, or GPU name), library
-versions and the git commit.
+Writes benchmarks/results/<name>.json: the run's summary.json and config.json (with the precision
+that ran and why), the per-epoch student top-1 from metrics.jsonl, the device (CPU model, its
+instruction set and native bf16 flags and core count, or the GPU name), library versions, the git
+commit and, with ``--command-wall-s``, the wall time of the whole command (install included).
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ def main() -> None:
     p.add_argument("run_dir")
     p.add_argument("--name", required=True)
     p.add_argument("--command", required=True, help="the command that produced the run")
+    p.add_argument("--command-wall-s", type=float, default=None,
+                   help="seconds the whole command took (e.g. the README's first command from a fresh clone)")
     args = p.parse_args()
     run = Path(args.run_dir)
     commit = git_commit(os.getcwd())
     record = {
         "name": args.name,
         "command": args.command,
+        "command_wall_s": args.command_wall_s,
         "commit": commit,
         "device": device_name(),
         "versions": {pkg: version(pkg) for pkg in ("torch", "accelerate", "webdataset", "sentence-transformers")},

@@ -277,7 +277,8 @@ class NayerTrainer:
             with self.accelerator.main_process_first():  # the main process fills the cache first
                 cache = self.cfg.lte.cache_dir
                 self.lte = load_or_build_lte(self.class_names, self.cfg.lte.encoder, self.cfg.lte.template,
-                                             os.path.expanduser(cache) if cache else None).to(self.device)
+                                             os.path.expanduser(cache) if cache else None,
+                                             log=self.accelerator.print).to(self.device)
         self.synth_augment = BatchAugment(t.mean, t.std, s.crop_padding, s.flip, roll=s.roll_jitter,
                                           resized_crop=s.resized_crop_scale or None).to(self.device)
         context = SynthesisContext(

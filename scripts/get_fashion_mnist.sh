@@ -12,6 +12,7 @@ for d in "${NAYER_FASHION_MNIST:-}" /usr/share/datasets/fashion-mnist "$HOME/.ca
 done
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+  echo "Fashion-MNIST: installing the Debian package dataset-fashion-mnist (31 MB) with apt-get..."
   if $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist; then
     have_all /usr/share/datasets/fashion-mnist && { echo "Fashion-MNIST installed by apt"; exit 0; }
   fi
@@ -19,6 +20,7 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 dest="${NAYER_FASHION_MNIST:-$HOME/.cache/nayer-scale/fashion-mnist}"
 mkdir -p "$dest"
+echo "Fashion-MNIST: downloading the four files (30 MB) into $dest..."
 base="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com"
 for f in $files; do
   if [ ! -f "$dest/$f" ]; then

@@ -161,6 +161,7 @@ def test_run_writes_metrics_and_lte_neighbours(make_cfg):
     assert all(r["synth_diversity"] > 0 and r["synth_ce_min"] > 0 for r in records)
 
 
+@pytest.mark.slow
 def test_ablation_study_writes_its_tables_and_figure(tmp_path, teacher_file, fake_test_split, lte_cache):
     out = tmp_path / "res" / "abl"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "ablations.py"), "--variants", "lte", "nl_k_to_1",

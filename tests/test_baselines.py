@@ -148,6 +148,7 @@ def test_speedup_analysis_on_known_curves():
     assert "**+10.00 points**" in text  # NAYER-20 (1.0 h) vs Fast (0.9 h): 85% vs 75%
 
 
+@pytest.mark.slow
 def test_gpu_hours_benchmark_writes_its_three_files(tmp_path, teacher_file, fake_test_split, lte_cache):
     out = tmp_path / "results" / "cmp"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_hours.py"), "--runs", "nayer:3", "deepinversion:2", "fast:2",

@@ -240,6 +240,7 @@ def _assert_same_student(run_a: Path, run_b: Path):
     assert_bit_identical(b, a)
 
 
+@pytest.mark.slow
 def test_smoke_preset_through_the_entry_point(tmp_path):
     run_dir = tmp_path / "smoke"
     out = _finish(_launch(run_dir, 1, 29531))
@@ -257,6 +258,7 @@ def test_smoke_preset_through_the_entry_point(tmp_path):
     assert [r["epoch"] for r in lines] == [0, 1, 2] and "student_agreement" in lines[-1]
 
 
+@pytest.mark.slow
 def test_smoke_preset_evaluates_on_an_imagenet_folder(tmp_path):
     """ImageNet val as an ImageFolder (one folder per class, 1000 classes), resize + centre crop."""
     val = tmp_path / "val"
@@ -284,6 +286,7 @@ def straight_ddp(tmp_path_factory, long_args):
     return run_dir
 
 
+@pytest.mark.slow
 def test_two_processes_split_classes_and_train_on_the_union(straight_ddp):
     summary = json.loads((straight_ddp / "summary.json").read_text())
     cfg = get_preset("imagenet_r50_smoke")
@@ -412,6 +415,7 @@ def test_deepspeed_zero2_run_resumes_exactly(tmp_path):
     _assert_same_student(stopped, straight)
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_smoke(tmp_path):
     """benchmarks/imagenet_throughput.py --smoke: each condition in its own process, CSV + markdown."""
     import sys

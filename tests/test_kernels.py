@@ -363,6 +363,7 @@ def test_kernels_in_interpreter_subprocess():
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_kernels
 def test_end_to_end_kernels_match_references(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch, capsys):
     """The same tiny run with run.kernels=triton (interpreter on CPU) and =reference gives the same
@@ -382,7 +383,9 @@ def test_end_to_end_kernels_match_references(tmp_path, teacher_file, fake_test_s
     monkeypatch.delenv("NAYER_KERNELS", raising=False)
     records = {}
     for backend in ("reference", "triton"):
-        cfg = tiny_config(tmp_path / backend, teacher_file, fake_test_split, lte_cache)
+        # two epochs: a warm-up one and one with the adversarial term and student steps (the
+        # interpreter runs every kernel program on the CPU: each epoch costs about a minute)
+        cfg = tiny_config(tmp_path / backend, teacher_file, fake_test_split, lte_cache, run__epochs=2)
         cfg.run.kernels = backend
         trainer = NayerTrainer(cfg)
         assert trainer.kernel_backend == backend

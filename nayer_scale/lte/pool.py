@@ -19,6 +19,7 @@ import os
 import string
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -123,7 +124,8 @@ def _save_atomic(path: Path, lte: torch.Tensor, metadata: dict[str, str]) -> Non
 
 
 def load_or_build_lte(class_names: list[str], encoder: str, template: str = "photo_of",
-                      cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
+                      cache_dir: str | os.PathLike | None = None,
+                      log: Callable[[str], None] | None = None) -> torch.Tensor:
     """The label-text embedding pool of NAYER (Tran et al., CVPR 2024, Sec. 3).
 
     Args:
@@ -134,6 +136,8 @@ def load_or_build_lte(class_names: list[str], encoder: str, template: str = "pho
         template: prompt template, a key of :data:`PROMPT_TEMPLATES` or a format string (see
             :func:`build_prompts`).
         cache_dir: folder of cached pools (created if missing); ``None`` disables caching.
+        log: called with a one-line message before the encoder is loaded (seconds to minutes on the
+            first run), e.g. ``print``; nothing is said when the cache answers.
 
     Returns:
         ``(K, D)`` float32 CPU tensor, row ``k`` the L2-normalised embedding of class ``k``'s prompt.
@@ -169,6 +173,9 @@ def load_or_build_lte(class_names: list[str], encoder: str, template: str = "pho
             warnings.warn(f"cached LTE pool {path} does not match the request ({meta.get('error', 'metadata differ')}); "
                           "rebuilding it", RuntimeWarning, stacklevel=2)
 
+    if log is not None:
+        log(f"label-text embeddings: loading text encoder {encoder!r} and encoding {len(prompts)} prompts "
+            f"(once; cached{' in ' + str(path.parent) if path is not None else ': no, cache_dir is None'})")
     text_encoder = build_text_encoder(encoder)
     lte = text_encoder.encode(prompts).detach().to("cpu", torch.float32).contiguous()
     if lte.dim() != 2 or lte.shape[0] != len(class_names):
