@@ -84,7 +84,8 @@ def measure(condition: str, steps: int, smoke: bool) -> dict:
         save_model(build_model("resnet20", num_classes=10, in_channels=1), teacher)
         overrides = [f"teacher.weights={teacher}", "eval.dataset=none", f"run.run_dir={tmp}/run",
                      f"run.mixed_precision={mixed}", f"run.channels_last={layout == 'cl'}", "run.resume=false",
-                     "run.progress=false", "synthesis.num_generator_steps=1", "distill.steps_per_epoch=1"]
+                     "run.progress=false", "synthesis.num_generator_steps=1", "distill.steps_per_epoch=1",
+                     "distill.batch_size=256"]
         if smoke:
             overrides += ["synthesis.batch_size=20", "distill.batch_size=16", "lte.encoder=hashed:64"]
         cfg = apply_overrides(get_preset("fashion_mnist"), overrides).validate()

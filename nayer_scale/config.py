@@ -223,7 +223,7 @@ class EvalConfig:
     # val split (one folder per class, sorted = class index) or webdataset val shards (folder of
     # .tar, one .tar, or a brace pattern), required.
     root: str = ""
-    batch_size: int = 1000
+    batch_size: int = 250  # 2x faster than 1000 per image on a 2-core CPU (ResNet-20: 8.6 vs 15.0 s per 10k)
     every_epochs: int = 1  # evaluate the student every this many epochs after warm-up (and at the end)
     resize: int = 0  # imagenet: shorter side before the centre crop; 0 = image_size / 0.875 (256 for 224)
     num_workers: int = 8  # imagenet: decoding workers per process

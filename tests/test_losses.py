@@ -114,3 +114,32 @@ def test_kd_loss_with_temperature():
     expected = (pt * (pt.log() - ps.log())).sum(1).mean() * tau**2
     torch.testing.assert_close(kd_loss(s, t, tau), expected)
     assert kd_loss(t, t, tau).abs() < 1e-6
+
+
+@pytest.mark.parametrize("shape, channels_last", [((6, 3, 5, 4), False), ((6, 3, 5, 4), True), ((7, 5), False)])
+def test_batch_statistics_match_var_mean_and_autograd(shape, channels_last):
+    """The closed-form backward of kernels.bn_stats.batch_statistics equals autograd through
+    torch.var_mean, values and gradients, in float64 (gradcheck) and in float32."""
+    from nayer_kernels.bn_stats import batch_statistics
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64) * 3 + 2
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    dims = [0] + list(range(2, x.dim()))
+    assert torch.autograd.gradcheck(batch_statistics, (x.clone().requires_grad_(),))
+    gv, gm = torch.randn(shape[1], dtype=torch.float64), torch.randn(shape[1], dtype=torch.float64)
+    grads = []
+    for fn in (batch_statistics, lambda t: torch.var_mean(t, dim=dims, unbiased=False)):
+        xf = x.float().requires_grad_()
+        var, mean = fn(xf)
+        assert var.dtype == mean.dtype == torch.float32 and var.shape == mean.shape == (shape[1],)
+        ((var * gv.float()).sum() + (mean * gm.float()).sum()).backward()
+        grads.append((var.detach(), mean.detach(), xf.grad))
+    for ours, ref in zip(*grads):
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    half = x.to(torch.bfloat16).requires_grad_()
+    var, _ = batch_statistics(half)
+    assert var.dtype == torch.float32  # accumulated in fp32 whatever the input dtype
+    var.sum().backward()
+    assert half.grad.dtype == torch.bfloat16
