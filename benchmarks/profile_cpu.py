@@ -27,16 +27,18 @@ from provenance import device_name, git_commit  # benchmarks/provenance.py
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# operator name -> group; anything else is "other"
+# operator name -> group (exact names; a trailing * matches a prefix); anything else is "other"
 GROUPS = {
     "convolutions (forward)": ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::thnn_conv2d"),
     "convolutions (backward)": ("aten::convolution_backward",),
-    "BN-statistics loss (var_mean forward and backward)": ("aten::var_mean", "aten::var", "aten::mean"),
+    # kernels.bn_stats.batch_statistics: mean, squared deviations, closed-form backward (addcmul)
+    "BN-statistics loss (batch statistics forward and backward)": ("aten::var_mean", "aten::mean", "aten::square_",
+                                                                   "aten::addcmul"),
     "BatchNorm layers": ("aten::native_batch_norm", "aten::native_batch_norm_backward"),
     "linear layers (noisy layer, generator input, classifier)": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
     "activations": ("aten::clamp_min", "aten::threshold_backward", "aten::leaky_relu", "aten::leaky_relu_backward"),
     "upsampling": ("aten::upsample_nearest2d", "aten::upsample_nearest2d_backward"),
-    "optimizer (Adam / SGD)": ("aten::addcdiv_", "aten::addcmul_", "aten::lerp_", "aten::sqrt", "aten::_foreach"),
+    "optimizer (Adam / SGD)": ("aten::addcdiv_", "aten::addcmul_", "aten::lerp_", "aten::sqrt", "aten::_foreach*"),
 }
 
 
@@ -49,7 +51,7 @@ def grouped(prof) -> dict[str, float]:
             continue
         seconds = event.self_cpu_time_total / 1e6
         for group, ops in GROUPS.items():
-            if any(event.key.startswith(op) for op in ops):
+            if any(event.key == op or (op.endswith("*") and event.key.startswith(op[:-1])) for op in ops):
                 out[group] += seconds
                 break
         else:
