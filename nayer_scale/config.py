@@ -383,7 +383,7 @@ def fashion_mnist() -> NayerConfig:
     that the README's first command finishes within 15 minutes on 2 CPU cores without native bf16
     (fp32), student >= 88% top-1 (README "Measured results" has the measured numbers).
 
-    Chosen by measurement on a 2-core AVX2 EPYC (README), against the published CIFAR recipe: one
+    Chosen by measurement on a 2-core AVX2 EPYC (benchmarks/results/fashion_mnist_tuning.md): one
     synthesis batch of 200 per epoch (two in the one warm-up epoch), 20 generator steps each, one
     generator for the whole run (``generator_life_epochs`` = epochs; the noisy layer is still
     re-initialised for every batch), and many small student steps (720 of batch 32 per epoch).
