@@ -77,7 +77,7 @@ def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, 
     s.batch_size, s.num_generator_steps, s.batches_per_epoch, s.warmup_batches_per_epoch = 24, 2, 1, 1
     s.generator_width, s.noise_dim, s.generator_life_epochs = 8, 32, 2
     cfg.distill.batch_size, cfg.distill.steps_per_epoch = 16, 2
-    cfg.eval.root = str(eval_root)
+    cfg.eval.root, cfg.eval.every_epochs = str(eval_root), 1
     cfg.run.run_dir, cfg.run.epochs, cfg.run.warmup_epochs = str(run_dir), 3, 1
     cfg.run.mixed_precision, cfg.run.progress, cfg.run.resume = "no", False, False
     for key, value in changes.items():
@@ -90,7 +90,7 @@ def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
     """``--set section.key=value`` arguments of the benchmark scripts that shrink a run the way
     ``tiny_config`` does, for scripts that launch the user-facing entry point."""
     overrides = ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8",
-                 f"lte.cache_dir={lte_cache}", f"eval.root={eval_root}", "synthesis.batch_size=24",
+                 f"lte.cache_dir={lte_cache}", f"eval.root={eval_root}", "eval.every_epochs=1", "synthesis.batch_size=24",
                  "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1",
                  "synthesis.warmup_batches_per_epoch=1", "synthesis.generator_width=8", "synthesis.noise_dim=32",
                  "distill.batch_size=16", "distill.steps_per_epoch=2", "run.warmup_epochs=1",

@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ROOT / "launch" / "imagenet_r50.py"
 # Longer epochs than the preset's so that a signal lands inside one; the eval set is added by the
 # fixture ``val_shards``.
+# tv_resnet18 student: the same distributed code path (DDP / ZeRO-2 buckets, BN buffers, checkpoints)
+# at under half the time of ResNet-50's 25M parameters through gloo every step (53 s vs 92 s a run)
 LONG = ["run.epochs=4", "distill.steps_per_epoch=12", "run.cpu_threads=1", "eval.every_epochs=100",
-        "eval.num_workers=0"]
+        "eval.num_workers=0", "student.arch=tv_resnet18"]
 
 
 def _write_images(n: int, size: int, seed: int):
