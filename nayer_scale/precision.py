@@ -5,13 +5,14 @@
 - CUDA: ``bf16`` where ``torch.cuda.is_bf16_supported()`` (Ampere and newer), else ``fp16`` with
   loss scaling (V100, T4);
 - CPU: ``bf16`` only where the CPU computes it natively (AMX-BF16 or AVX512-BF16), else ``no``
-  (fp32). Without native bf16, CPU autocast emulates it: measured about 8x *slower* than fp32 for a
-  ResNet-20 training step on an AVX2-only AMD EPYC (``benchmarks/results/precision_cpu.md``).
+  (fp32). Without native bf16, CPU autocast emulates it: measured 10-16x *slower* than fp32 per
+  step (ResNet-20 teacher, NAYER generator, ResNet-8 student) on an AVX2-only AMD EPYC
+  (``benchmarks/results/precision_cpu.md``).
 
 ``run.channels_last=auto`` is on: NHWC was faster on CUDA, on a CPU with AMX-BF16 and, measured
 with ``benchmarks/precision_cpu.py`` (``benchmarks/results/precision_cpu.md``), also in fp32 on the
-AVX2-only EPYC (ResNet-20 teacher step 0.63 s vs 0.75-0.97 s NCHW, student step 0.32-0.35 s vs
-0.56-0.57 s, NAYER generator step 1.11-1.17 s vs 1.18-1.46 s).
+AVX2-only EPYC (ResNet-20 teacher step 0.72 s vs 1.03 s NCHW, student step 0.45 s vs 0.60 s,
+NAYER generator step 1.24 s vs 1.36 s; emulated bf16 8.7-13.4 s per step).
 
 An explicit value (``no``, ``bf16``, ``fp16``; ``true`` / ``false``) is always honoured. The
 resolved choice and the reason are printed at start-up and written to ``config.json`` and
