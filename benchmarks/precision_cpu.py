@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cpu_demo import demo_trainer  # benchmarks/cpu_demo.py
 from provenance import device_name, git_commit  # benchmarks/provenance.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,10 +56,7 @@ def _median_time(fn, steps: int) -> float:
 
 def measure(condition: str, steps: int, smoke: bool) -> dict:
     """One condition: teacher, generator and student step times (seconds). Returns a CSV row."""
-    from nayer_scale.config import apply_overrides, get_preset
     from nayer_scale.models import build_model
-    from nayer_scale.teacher import save_model
-    from nayer_scale.trainer import NayerTrainer
 
     precision, _, layout = condition.partition("+")
     mixed = "bf16" if precision == "bf16" else "no"
@@ -80,25 +78,10 @@ def measure(condition: str, steps: int, smoke: bool) -> dict:
 
     teacher_s = _median_time(teacher_step, steps)
     with tempfile.TemporaryDirectory() as tmp:
-        teacher = Path(tmp) / "teacher.safetensors"
-        save_model(build_model("resnet20", num_classes=10, in_channels=1), teacher)
-        overrides = [f"teacher.weights={teacher}", "eval.dataset=none", f"run.run_dir={tmp}/run",
-                     f"run.mixed_precision={mixed}", f"run.channels_last={layout == 'cl'}", "run.resume=false",
-                     "run.progress=false", "synthesis.num_generator_steps=1", "distill.steps_per_epoch=1",
-                     "distill.batch_size=256"]
-        if smoke:
-            overrides += ["synthesis.batch_size=20", "distill.batch_size=16", "lte.encoder=hashed:64"]
-        cfg = apply_overrides(get_preset("fashion_mnist"), overrides).validate()
-        trainer = NayerTrainer(cfg)
-        epoch = cfg.run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
-        images, labels, _ = trainer.synthesize(epoch, 0)
-        trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": 0})
+        trainer, epoch, student_step = demo_trainer(
+            tmp, [f"run.mixed_precision={mixed}", f"run.channels_last={layout == 'cl'}",
+                  "synthesis.num_generator_steps=1", "distill.steps_per_epoch=1", "distill.batch_size=256"], smoke)
         generator_s = _median_time(lambda: trainer.synthesize(epoch, 1), steps)
-
-        def student_step():
-            trainer.progress = trainer._new_progress(epoch)
-            trainer.distill()
-
         student_s = _median_time(student_step, steps)
     return {"condition": condition, "teacher_step_s": round(teacher_s, 3), "generator_step_s": round(generator_s, 3),
             "student_step_s": round(student_s, 3), "threads": torch.get_num_threads(), "device": device_name(),

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from cpu_demo import demo_trainer  # benchmarks/cpu_demo.py
 from provenance import device_name, git_commit  # benchmarks/provenance.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,31 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
     args = p.parse_args(argv)
 
-    from nayer_scale.config import apply_overrides, get_preset
-    from nayer_scale.models import build_model
-    from nayer_scale.teacher import save_model
-    from nayer_scale.trainer import NayerTrainer
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        teacher = Path(tmp) / "teacher.safetensors"
-        save_model(build_model("resnet20", num_classes=10, in_channels=1), teacher)
-        overrides = [f"teacher.weights={teacher}", "eval.dataset=none", f"run.run_dir={tmp}/run", "run.resume=false",
-                     "run.progress=false", f"synthesis.num_generator_steps={args.generator_steps}",
-                     f"distill.steps_per_epoch={args.student_steps}"]
-        if args.smoke:
-            overrides += ["synthesis.batch_size=20", "distill.batch_size=8", "lte.encoder=hashed:64"]
-        cfg = apply_overrides(get_preset("fashion_mnist"), overrides).validate()
-        trainer = NayerTrainer(cfg)
-        epoch = cfg.run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
-        for batch in range(2):  # the second one is a warm-up of the timed code path
-            images, labels, _ = trainer.synthesize(epoch, batch)
-            trainer.memory.write(images, labels, {"epoch": epoch, "batch": batch, "rank": 0})
-
-        def student_epoch():
-            trainer.progress = trainer._new_progress(epoch)
-            trainer.distill()
-
+        trainer, epoch, student_epoch = demo_trainer(
+            tmp, [f"synthesis.num_generator_steps={args.generator_steps}",
+                  f"distill.steps_per_epoch={args.student_steps}"], args.smoke)
+        cfg = trainer.cfg
+        trainer.synthesize(epoch, 1)  # warm-up of the timed code path
         student_epoch()  # warm-up
         for phase, fn, steps, batch in (
                 ("generator step", lambda: trainer.synthesize(epoch, 2), args.generator_steps, cfg.synthesis.batch_size),
