@@ -6,7 +6,7 @@ Triton implementation for CUDA:
       BN-statistics loss of one teacher BatchNorm layer (+ momentum)
   reinit_noisy_linears_reference / reinit_noisy_linears_triton
       batched re-initialisation of all noisy linears
-Dispatch (``dispatch.py``): select_backend (env var NAYER_KERNELS), bn_stats_loss,
+Dispatch (``dispatch.py``): select_backend (env var NAYER_KERNELS), resolve_backend, bn_stats_loss,
 reinit_noisy_linears, noisy_seed.
 
 Importing this package never imports triton: the Triton names are loaded on first access, so it works
@@ -20,6 +20,7 @@ from .dispatch import (
     bn_stats_loss,
     noisy_seed,
     reinit_noisy_linears,
+    resolve_backend,
     select_backend,
     triton_available,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "reinit_noisy_linears",
     "reinit_noisy_linears_reference",
     "reinit_noisy_linears_triton",
+    "resolve_backend",
     "select_backend",
     "triton_available",
     "update_ema",

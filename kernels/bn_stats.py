@@ -92,9 +92,10 @@ def bn_stats_loss_reference(
         momentum: blend factor m in [0, 1) (NAYER's ``bn_mmt``, 0.9 in the paper's runs).
 
     Returns:
-        (loss, mean, var): loss is a float32 scalar, differentiable w.r.t. x; mean and var are the
-        batch's per-channel statistics (C,) float32, still attached to the graph (detach them
-        before storing them as EMA state).
+        (loss, mean, var): loss is a float32 scalar, differentiable w.r.t. x (through the batch
+        statistics, the EMA blend included); mean and var are the batch's per-channel statistics
+        (C,) float32, returned detached, as by the Triton kernel (they are only EMA state, see
+        ``update_ema``).
 
     Raises:
         ValueError: if x has fewer than 2 dims or its channel count differs from the buffers'.
@@ -115,7 +116,7 @@ def bn_stats_loss_reference(
     loss = torch.linalg.vector_norm(running_var.float() - var_cmp) + torch.linalg.vector_norm(
         running_mean.float() - mean_cmp
     )
-    return loss, mean, var
+    return loss, mean.detach(), var.detach()
 
 
 def update_ema(

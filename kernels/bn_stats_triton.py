@@ -398,8 +398,8 @@ def bn_stats_loss_triton(
     Returns:
         (loss, mean, var): loss is a float32 scalar tensor differentiable w.r.t. x (dL/dx has x's
         dtype and layout); mean and var (C,) float32 are the batch's per-channel mean and biased
-        variance, returned *detached* (they are only used as EMA state, see ``update_ema``),
-        unlike the reference, which returns them attached to the graph.
+        variance, returned *detached* (they are only used as EMA state, see ``update_ema``), as
+        by the reference.
 
     Raises:
         ValueError: for fewer than 2 dims, an empty or non-floating input, or a channel count

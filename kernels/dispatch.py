@@ -1,6 +1,6 @@
 """Choose between the Triton kernels and the pure-PyTorch references, once.
 
-    backend = select_backend(cfg_preference)           # "triton" or "reference"; at set-up time
+    backend = select_backend(cfg_preference)           # "triton" or "reference"; once, at set-up time
     loss, mean, var = bn_stats_loss(x, rm, rv, ema_m, ema_v, m, backend=backend)
     reinit_noisy_linears(weight, bias, "normal", backend=backend, seed=noisy_seed(s, epoch, batch, rank))
 
@@ -14,6 +14,7 @@ This module never imports triton itself (the Triton modules are imported on firs
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -28,6 +29,7 @@ __all__ = [
     "bn_stats_loss",
     "noisy_seed",
     "reinit_noisy_linears",
+    "resolve_backend",
     "select_backend",
     "triton_available",
 ]
@@ -74,9 +76,25 @@ def select_backend(preference: str = "auto") -> str:
     return choice
 
 
-def _resolve(backend: str) -> str:
-    """"auto" -> select_backend("auto"); "triton"/"reference" as given (already resolved)."""
-    backend = str(backend).strip().lower()
+def resolve_backend(backend: str) -> str:
+    """Resolve a ``backend`` argument: "triton" / "reference" as given, "auto" through ``select_backend``.
+
+    Unlike ``select_backend``, an explicit "triton" or "reference" is taken as already resolved (the
+    environment variable is not consulted again). "auto" is resolved once per (value, NAYER_KERNELS)
+    pair and cached, so calling this in a hot loop costs a dict lookup, not a search for triton.
+
+    Raises:
+        ValueError / ImportError: as ``select_backend`` (an unknown value, triton missing).
+    """
+    if backend == "triton" or backend == "reference":  # the hot path: nothing to resolve
+        return backend
+    return _resolve_cached(str(backend), os.environ.get(BACKEND_ENV_VAR, ""))
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_cached(backend: str, env: str) -> str:
+    """``resolve_backend`` of anything but the two resolved names; ``env`` is only the cache key."""
+    backend = backend.strip().lower()
     if backend == "auto":
         return select_backend("auto")
     if backend not in BACKENDS:
@@ -104,18 +122,19 @@ def bn_stats_loss(
         running_mean, running_var: (C,) BatchNorm buffers.
         ema_mean, ema_var: (C,) EMA of earlier batches' statistics, or None.
         momentum: m in [0, 1).
-        backend: "triton", "reference" (as returned by ``select_backend``) or "auto" (resolved here,
-            environment variable included; resolve once outside hot loops instead).
+        backend: "triton" or "reference" (as returned by ``select_backend``, resolved once at set-up:
+            the hot path then does no work to dispatch), or "auto" (resolved through the cached
+            ``resolve_backend``, environment variable included).
 
     Returns:
-        (loss, mean, var): float32 scalar differentiable w.r.t. x, and the batch's (C,) float32
-        statistics (attached to the graph for the reference, detached for Triton; detach before
-        storing them as EMA state).
+        (loss, mean, var): float32 scalar differentiable w.r.t. x (through the batch statistics,
+        EMA blend included), and the batch's (C,) float32 statistics, detached for both backends
+        (they are EMA state, see ``update_ema``).
 
     Raises:
         ValueError: bad input shapes (see the implementations) or an unknown backend.
     """
-    if _resolve(backend) == "triton":
+    if resolve_backend(backend) == "triton":
         from .bn_stats_triton import bn_stats_loss_triton
 
         return bn_stats_loss_triton(x, running_mean, running_var, ema_mean, ema_var, momentum)
@@ -150,7 +169,7 @@ def reinit_noisy_linears(
     Raises:
         ValueError: unknown init or backend, weight not 3-D, or (Triton) non-contiguous tensors.
     """
-    if _resolve(backend) == "triton":
+    if resolve_backend(backend) == "triton":
         from .noisy_init_triton import reinit_noisy_linears_triton
 
         if seed is None:

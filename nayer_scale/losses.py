@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nayer_kernels import bn_stats_loss, update_ema
+from nayer_kernels import bn_stats_loss, resolve_backend, update_ema
 
 __all__ = ["BNStatsHooks", "adversarial_loss", "image_prior_losses", "kd_loss"]
 
@@ -35,10 +35,12 @@ class BNStatsHooks:
         momentum: ``bn_mmt``; 0 disables the EMA blend.
         first_bn_multiplier: weight of the first BN layer's term (DeepInversion uses 10).
         backend: "reference" (PyTorch, the CPU path) or "triton" (fused kernel), as chosen once per
-            run by ``nayer_kernels.select_backend``.
+            run by ``nayer_kernels.select_backend``; "auto" is resolved here, once, so the hooks
+            pass a resolved name on every BN-layer call.
 
     Raises:
-        ValueError: if the teacher has no BatchNorm2d layer.
+        ValueError: if the teacher has no BatchNorm2d layer, or an unknown backend.
+        ImportError: backend "auto" with NAYER_KERNELS=triton and triton not installed.
     """
 
     def __init__(self, teacher: nn.Module, momentum: float = 0.9, first_bn_multiplier: float = 1.0,
@@ -48,7 +50,7 @@ class BNStatsHooks:
             raise ValueError("the teacher has no BatchNorm2d layer: the BN-statistics loss needs one")
         self.momentum = float(momentum)
         self.first_bn_multiplier = float(first_bn_multiplier)
-        self.backend = backend
+        self.backend = resolve_backend(backend)
         self.ema: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         self._losses: list[torch.Tensor | None] = [None] * len(self.layers)
         self._stats: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)

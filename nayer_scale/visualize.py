@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .storage import atomic_write_bytes
 
 __all__ = ["save_sample_grid"]
 
@@ -25,7 +28,8 @@ def save_sample_grid(
         images: (N, C, H, W) float in [0, 1], C in {1, 3}, any device.
         labels: (N,) int class indices.
         num_classes: number of classes K.
-        path: output .png path; written to a temporary name then renamed (never a half-written file).
+        path: output .png path, written atomically (``nayer_scale.storage.atomic_write_bytes``: never a
+            half-written file).
     """
     images = images.detach().float().clamp(0, 1).cpu()
     labels = labels.detach().cpu()
@@ -40,6 +44,6 @@ def save_sample_grid(
             grid[y : y + h, x : x + w] = img.permute(1, 2, 0).numpy()
     pixels = (grid * 255).round().astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
-    tmp = f"{path}.tmp.png"
-    image.save(tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())

@@ -4,6 +4,7 @@ all-MiniLM-L6-v2 package."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from pathlib import Path
@@ -80,9 +81,13 @@ def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, 
     cfg.eval.root, cfg.eval.every_epochs = str(eval_root), 1
     cfg.run.run_dir, cfg.run.epochs, cfg.run.warmup_epochs = str(run_dir), 3, 1
     cfg.run.mixed_precision, cfg.run.progress, cfg.run.resume = "no", False, False
-    for key, value in changes.items():
-        section, name = key.split("__")
-        setattr(getattr(cfg, section), name, value)
+    for key, value in changes.items():  # section__key or section__sub__key
+        *path, name = key.split("__")
+        target = cfg
+        for part in path:
+            target = getattr(target, part)
+        assert name in {f.name for f in dataclasses.fields(target)}, f"no config field {key}"
+        setattr(target, name, value)
     return cfg
 
 
@@ -106,11 +111,11 @@ def crash_on_second_distill(monkeypatch):
     calls = {"n": 0}
     real_distill = NayerTrainer.distill
 
-    def crashing_distill(self):
+    def crashing_distill(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("simulated kill")
-        return real_distill(self)
+        return real_distill(self, *args, **kwargs)
 
     monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
     return lambda: monkeypatch.setattr(NayerTrainer, "distill", real_distill)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_set_args
-from nayer_scale.config import ConfigError, SynthesisConfig
+from nayer_scale.config import ConfigError, NayerMethodConfig
 from nayer_scale.lte import HashedBagOfWordsEncoder, build_text_encoder, load_or_build_lte
 from nayer_scale.metrics import convergence_epoch, feature_diversity, lte_nearest_classes
 from nayer_scale.trainer import NayerTrainer
@@ -38,7 +38,8 @@ SWITCHES = [
 
 @pytest.mark.parametrize("generator_input, noisy_layer, width", SWITCHES)
 def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width):
-    trainer = NayerTrainer(make_cfg(synthesis__generator_input=generator_input, synthesis__noisy_layer=noisy_layer))
+    trainer = NayerTrainer(make_cfg(synthesis__nayer__generator_input=generator_input,
+                                    synthesis__nayer__noisy_layer=noisy_layer))
     synth = trainer.synthesizer
     assert synth.generator.fc.in_features == width
     assert (synth.noisy is None) == (noisy_layer == "none")
@@ -52,19 +53,20 @@ def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width)
 
 def test_generator_inputs(make_cfg):
     labels = torch.arange(10).repeat(2)
-    t = NayerTrainer(make_cfg("cat", synthesis__generator_input="lte_cat_noise", synthesis__noisy_layer="none"))
+    t = NayerTrainer(make_cfg("cat", synthesis__nayer__generator_input="lte_cat_noise",
+                              synthesis__nayer__noisy_layer="none"))
     v = t.synthesizer.generator_inputs(labels)
     assert torch.equal(v[:, :384], t.lte[labels]) and v[:, 384:].std() > 0.5  # [e_y, z]
-    t = NayerTrainer(make_cfg("sum", synthesis__generator_input="lte_plus_noise", synthesis__noise_beta=0.0,
-                              synthesis__noisy_layer="none"))
+    t = NayerTrainer(make_cfg("sum", synthesis__nayer__generator_input="lte_plus_noise",
+                              synthesis__nayer__noise_beta=0.0, synthesis__nayer__noisy_layer="none"))
     assert torch.equal(t.synthesizer.generator_inputs(labels), t.lte[labels])  # beta = 0: e_y alone
-    t = NayerTrainer(make_cfg("oh", synthesis__generator_input="onehot"))
+    t = NayerTrainer(make_cfg("oh", synthesis__nayer__generator_input="onehot"))
     assert torch.equal(t.synthesizer.generator_inputs(labels), torch.eye(10)[labels])
 
 
 def test_noisy_layer_reinit_switch(make_cfg):
     for reinit in (True, False):
-        t = NayerTrainer(make_cfg(f"reinit-{reinit}", synthesis__noisy_layer_reinit=reinit))
+        t = NayerTrainer(make_cfg(f"reinit-{reinit}", synthesis__nayer__noisy_layer_reinit=reinit))
         t.synthesize(0, 0)
         after_first = t.synthesizer.noisy.weight.detach().clone()
         seen = []
@@ -76,16 +78,16 @@ def test_noisy_layer_reinit_switch(make_cfg):
 
 
 def test_noisy_layer_without_batchnorm(make_cfg):
-    t = NayerTrainer(make_cfg(synthesis__noisy_layer_batchnorm=False))
+    t = NayerTrainer(make_cfg(synthesis__nayer__noisy_layer_batchnorm=False))
     assert isinstance(t.synthesizer.noisy.norm, torch.nn.Identity)
     t.synthesize(0, 0)
 
 
 def test_bad_switch_values_are_refused():
-    with pytest.raises(ConfigError, match="generator_input"):
-        SynthesisConfig(generator_input="clip").validate()
-    with pytest.raises(ConfigError, match="noisy_layer"):
-        SynthesisConfig(noisy_layer="2-to-1").validate()
+    with pytest.raises(ConfigError, match="synthesis.nayer.generator_input must be one of lte, noise"):
+        NayerMethodConfig(generator_input="clip").validate()
+    with pytest.raises(ConfigError, match="synthesis.nayer.noisy_layer"):
+        NayerMethodConfig(noisy_layer="2-to-1").validate()
 
 
 def test_feature_diversity_on_known_spread():
@@ -109,16 +111,16 @@ def test_trainer_diversity_of_images(make_cfg):
     one = torch.rand(10, 1, 28, 28)[labels]
 
     def diversity(images):
-        return t.probe_synthetic(images, labels, student=False)["diversity"]
+        return t.probe_synthetic(images, labels, student=False)[0].item()
 
     assert diversity(one) == pytest.approx(0.0, abs=1e-5)
     noisy = one + 0.02 * torch.randn_like(one)
     spread = torch.rand(30, 1, 28, 28)
     assert diversity(noisy.clamp(0, 1)) < diversity(spread)
     # with the student: agreement counts over the batch; no class twice in a batch: no diversity
-    probe = t.probe_synthetic(spread, labels, student=True)
-    assert probe["count"] == 30 and 0 <= probe["agree"] <= 30
-    assert t.probe_synthetic(spread[:10], labels[:10], student=False)["diversity"] is None
+    _, agree, count = t.probe_synthetic(spread, labels, student=True)
+    assert count == 30 and 0 <= agree.item() <= 30
+    assert t.probe_synthetic(spread[:10], labels[:10], student=False)[0] is None
 
 
 def test_convergence_epoch():

@@ -34,11 +34,12 @@ def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
 def test_presets_carry_the_published_baseline_settings():
     di = get_preset("cifar10_deepinversion")
     s = di.synthesis
-    assert (s.method, s.num_generator_steps, s.generator_lr, s.bn_loss_weight, s.ce_loss_weight) == \
+    assert (s.method, s.num_generator_steps, s.deepinversion.pixel_lr, s.bn_loss_weight, s.ce_loss_weight) == \
         ("deepinversion", 2000, 0.1, 10.0, 1.0)
-    assert s.first_bn_multiplier == 10.0 and s.tv_loss_weight > 0 and di.run.warmup_epochs == 0
+    assert s.deepinversion.pixel_betas == (0.5, 0.99)
+    assert s.first_bn_multiplier == 10.0 and s.deepinversion.tv_loss_weight > 0 and di.run.warmup_epochs == 0
     fast = get_preset("cifar100_fast").synthesis
-    assert (fast.method, fast.num_generator_steps, fast.noise_dim, fast.latent_lr, fast.adv_loss_weight,
+    assert (fast.method, fast.num_generator_steps, fast.noise_dim, fast.fast.latent_lr, fast.adv_loss_weight,
             fast.ce_loss_weight) == ("fast", 5, 256, 0.01, 1.1, 0.4)
     # baselines share the NAYER preset's teacher, student and student schedule
     assert get_preset("fashion_mnist_fast").distill == get_preset("fashion_mnist").distill
@@ -85,7 +86,7 @@ def test_fast_meta_generator_learns_and_deepinversion_keeps_nothing(make_cfg):
     after = trainer.synthesizer.generator.state_dict()
     assert not torch.equal(before["fc.weight"], after["fc.weight"])  # one meta step moved G
     for meta in ("fomaml", "reptile"):
-        t = NayerTrainer(make_cfg(f"fast-{meta}", synthesis__method="fast", synthesis__meta_learning=meta))
+        t = NayerTrainer(make_cfg(f"fast-{meta}", synthesis__method="fast", synthesis__fast__meta_learning=meta))
         t.synthesize(0, 0)
         assert t.synthesizer.meta_optimizer.state_dict()["state"]  # the meta optimizer stepped
     di = NayerTrainer(make_cfg("di", synthesis__method="deepinversion"))

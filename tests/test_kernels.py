@@ -298,14 +298,37 @@ def test_select_backend(monkeypatch):
     assert select_backend("reference") == "reference"  # auto without triton
 
 
+def test_resolve_backend_passes_resolved_names_and_caches_auto(monkeypatch):
+    monkeypatch.delenv(dispatch.BACKEND_ENV_VAR, raising=False)
+    dispatch._resolve_cached.cache_clear()
+    calls = []
+    real_select = dispatch.select_backend
+    monkeypatch.setattr(dispatch, "select_backend", lambda preference="auto": calls.append(preference)
+                        or real_select(preference))
+    assert dispatch.resolve_backend("triton") == "triton" and dispatch.resolve_backend("reference") == "reference"
+    first = dispatch.resolve_backend("auto")
+    assert all(dispatch.resolve_backend("auto") == first for _ in range(3)) and calls == ["auto"]
+    monkeypatch.setenv(dispatch.BACKEND_ENV_VAR, "reference")  # a new environment value: resolved again
+    assert dispatch.resolve_backend("auto") == "reference" and calls == ["auto", "auto"]
+    assert dispatch.resolve_backend("Reference") == "reference"
+    with pytest.raises(ValueError, match="backend"):
+        dispatch.resolve_backend("cuda")
+    dispatch._resolve_cached.cache_clear()
+
+
 @needs_kernels
 def test_front_functions_call_the_chosen_backend(monkeypatch):
     monkeypatch.delenv(dispatch.BACKEND_ENV_VAR, raising=False)
     x, args = _bn_case((2, 3, 4, 5), torch.float32, False, True)
     x.requires_grad_(True)
+    ran = []
+    real_triton, real_reference = bn_triton.bn_stats_loss_triton, dispatch.bn_stats_loss_reference
+    monkeypatch.setattr(bn_triton, "bn_stats_loss_triton", lambda *a: ran.append("triton") or real_triton(*a))
+    monkeypatch.setattr(dispatch, "bn_stats_loss_reference", lambda *a: ran.append("reference") or real_reference(*a))
     loss_t, mean_t, _ = bn_stats_loss(x, *args, backend="triton")
     loss_r, mean_r, _ = bn_stats_loss(x, *args, backend="reference")
-    assert not mean_t.requires_grad and mean_r.requires_grad  # the two implementations ran
+    assert ran == ["triton", "reference"]
+    assert not mean_t.requires_grad and not mean_r.requires_grad  # detached for both
     torch.testing.assert_close(loss_t, loss_r, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="backend"):
         bn_stats_loss(x, *args, backend="cuda")

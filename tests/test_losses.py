@@ -57,6 +57,29 @@ def test_reference_gradient_matches_autograd_of_direct_formula():
     torch.testing.assert_close(x1.grad, x2.grad)
 
 
+def test_reference_returns_detached_statistics_and_differentiates_the_blend():
+    """The returned (mean, var) are detached (as the Triton kernel's); the loss still reaches x
+    through the batch statistics inside the EMA blend."""
+    bn = _teacher()[1]
+    ema = (torch.randn(4), torch.rand(4) + 0.5)
+    x1 = torch.randn(3, 4, 2, 5, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    loss, mean, var = bn_stats_loss_reference(x1, bn.running_mean, bn.running_var, ema[0], ema[1], 0.9)
+    assert loss.requires_grad and not mean.requires_grad and not var.requires_grad
+    torch.testing.assert_close(mean, x1.detach().mean([0, 2, 3]))
+    loss.mul(1.5).backward()
+    _direct_bn_loss(x2, bn, ema, 0.9).mul(1.5).backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_hooks_resolve_the_backend_once(monkeypatch):
+    monkeypatch.setenv("NAYER_KERNELS", "reference")
+    assert BNStatsHooks(_teacher(), backend="auto").backend == "reference"
+    assert BNStatsHooks(_teacher(), backend="reference").backend == "reference"
+    with pytest.raises(ValueError, match="backend"):
+        BNStatsHooks(_teacher(), backend="cuda")
+
+
 def test_ema_update():
     first = update_ema(None, (torch.ones(3), 2 * torch.ones(3)), 0.9)
     torch.testing.assert_close(first[0], torch.ones(3))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import assert_bit_identical
+from nayer_scale.storage import load_state
 
 pytestmark = pytest.mark.slow
 
@@ -36,5 +37,5 @@ def test_two_process_run(tmp_path, teacher_file, fake_test_split, lte_cache):
     b = torch.load(run_dir / "student-process-1.pt")
     assert_bit_identical(b, a)
     # the processes synthesised different images (own RNG streams)
-    assert not torch.equal(*[torch.load(run_dir / "checkpoints" / "epoch-0002" / f"process-00{r}.pt",
-                                        weights_only=False)["synthesizer"]["noisy_layer"]["weight"] for r in (0, 1)])
+    assert not torch.equal(*[load_state(run_dir / "checkpoints" / "epoch-0002" / f"process-00{r}")
+                             ["synthesizer"]["noisy_layer"]["weight"] for r in (0, 1)])

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
 from nayer_scale.config import ConfigError, get_preset
+from nayer_scale.storage import load_state
 from nayer_scale.precision import CpuCapability, cpu_capability, resolve_precision
 from nayer_scale.trainer import NayerTrainer
 
@@ -97,7 +98,7 @@ def fp16_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
 @pytest.mark.parametrize("method", ["nayer", "deepinversion", "fast"])
 def test_fp16_run_scales_losses_and_steps(fp16_cfg, method, one_thread):
     trainer = NayerTrainer(fp16_cfg("run", method))
-    assert trainer.student_scaler.is_enabled() and trainer.synthesizer.scaler.is_enabled()
+    assert trainer.engine.scaler.is_enabled() and trainer.synthesizer.scaler.is_enabled()
     summary = trainer.fit()
     assert summary["precision"]["mixed_precision"] == "fp16"
     records = [json.loads(x) for x in open(Path(trainer.run_dir, "metrics.jsonl"))]
@@ -106,7 +107,7 @@ def test_fp16_run_scales_losses_and_steps(fp16_cfg, method, one_thread):
     assert torch.isfinite(torch.tensor(records[-1]["kd"]))
     # each scaler took steps: its growth tracker counts the unskipped ones since the last change of
     # scale, and a skipped step halves the scale; either way its state moved
-    for scaler in (trainer.synthesizer.scaler, trainer.student_scaler):
+    for scaler in (trainer.synthesizer.scaler, trainer.engine.scaler):
         state = scaler.state_dict()
         assert state["_growth_tracker"] > 0 or state["scale"] < 65536.0, state
     config = json.loads(Path(trainer.run_dir, "config.json").read_text())
@@ -123,10 +124,10 @@ def test_fp16_resume_is_exact_and_restores_the_scalers(fp16_cfg, monkeypatch, on
     restore()
     cfg.run.resume = True
     resumed = NayerTrainer(cfg)
-    checkpoint = resumed.latest_checkpoint()
-    shared = torch.load(checkpoint / "shared.pt", weights_only=False)
-    own = torch.load(checkpoint / "process-000.pt", weights_only=False)
-    assert shared["student_scaler"] == resumed.student_scaler.state_dict() != {}
+    checkpoint = resumed.c.checkpoints.latest()
+    shared = load_state(checkpoint / "shared")
+    own = load_state(checkpoint / "process-000")
+    assert shared["student"]["scaler"] == resumed.engine.scaler.state_dict() != {}
     assert own["synthesizer"]["scaler"] == resumed.synthesizer.scaler.state_dict() != {}
     resumed.fit()
     assert_bit_identical(load_file(f"{cfg.run.run_dir}/student.safetensors"), straight)

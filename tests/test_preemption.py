@@ -104,11 +104,11 @@ def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch,
     result = NayerTrainer(cfg).fit()
     monkeypatch.setattr(MemoryBank, "sample", real_sample)
     assert Path(result["checkpoint"]).name == "epoch-0001-b0002-s00000002"
-    state = torch.load(Path(result["checkpoint"]) / "shared.pt", weights_only=False)
+    state = json.loads((Path(result["checkpoint"]) / "meta.json").read_text())
     assert state["position"]["distill_steps"] == 2 and state["position"]["synthesis_batches"] == 2
     cfg.run.resume = True
     resumed = NayerTrainer(cfg)
-    assert resumed.start_epoch == 1 and resumed.progress["distill_steps"] == 2
+    assert resumed.start_epoch == 1 and resumed.progress.distill_steps == 2
     summary = resumed.fit()
     phases = sum(summary[f"{k}_s"] for k in ("setup", "synthesis", "io", "distillation", "evaluation", "checkpoint"))
     assert abs(phases - summary["wall_s"]) <= 0.03 * summary["wall_s"] + 0.3, (phases, summary["wall_s"])
@@ -150,13 +150,13 @@ def test_checkpoint_inside_a_phase_carries_the_phase_time_so_far():
     the checkpoint (the session then ends), without the checkpoint's own running time."""
     import time
 
-    from nayer_scale.trainer import _PhaseTimer
+    from nayer_scale.training import RunClock
 
-    timer = _PhaseTimer(torch.device("cpu"))
+    timer = RunClock(torch.device("cpu"))
     timer.add("synthesis", 1.0)
-    with timer("distillation"):
+    with timer.phase("distillation"):
         time.sleep(0.2)
-        with timer("checkpoint"):
+        with timer.phase("checkpoint"):
             time.sleep(0.1)
             snap = timer.snapshot()
     assert snap["synthesis"] == 1.0 and "checkpoint" not in snap

@@ -35,3 +35,8 @@ def load_eval_data(dataset: str, root: str | os.PathLike | None = None) -> tuple
     if dataset == "fashion_mnist":
         return load_fashion_mnist("test", root)
     return load_cifar(dataset, root)
+
+
+from .eval_source import EvalSource, build_eval_source, check_eval_data, tensor_eval_source  # noqa: E402  (uses the two above)
+
+__all__ += ["EvalSource", "build_eval_source", "check_eval_data", "tensor_eval_source"]

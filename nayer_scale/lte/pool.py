@@ -17,13 +17,13 @@ import hashlib
 import json
 import os
 import string
-import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from ..storage import atomic_write_bytes
 from .encoders import build_text_encoder
 
 __all__ = ["PROMPT_TEMPLATES", "build_prompts", "lte_cache_key", "load_or_build_lte", "load_lte_file"]
@@ -111,16 +111,11 @@ def load_lte_file(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, str]
 
 
 def _save_atomic(path: Path, lte: torch.Tensor, metadata: dict[str, str]) -> None:
-    """Write to a unique temporary name in the same folder, then ``os.replace`` it into place."""
-    from safetensors.torch import save_file
+    """Write the pool file atomically and durably (``nayer_scale.storage.atomic_write_bytes``)."""
+    from safetensors.torch import save
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        save_file({_TENSOR_KEY: lte.contiguous()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, save({_TENSOR_KEY: lte.contiguous()}, metadata=metadata))
 
 
 def load_or_build_lte(class_names: list[str], encoder: str, template: str = "photo_of",
@@ -144,7 +139,7 @@ def load_or_build_lte(class_names: list[str], encoder: str, template: str = "pho
 
     If ``cache_dir/lte-{key}.safetensors`` exists and its metadata matches (encoder, template,
     class names), it is loaded and the encoder is never built. Otherwise the encoder is built,
-    the prompts embedded, and the pool saved atomically (temporary file + ``os.replace``) with
+    the prompts embedded, and the pool saved atomically (``nayer_scale.storage.atomic_write_bytes``) with
     metadata ``encoder``, ``template``, ``class_names`` (JSON), ``prompts`` (JSON), ``dim``,
     ``created_by="nayer-scale"``. An unreadable or mismatching cached file is rebuilt, with a warning.
 

@@ -14,10 +14,11 @@ files)::
                                      with members img.npy (uint8 (C,H,W)), cls (label), json (metadata)
     manifest-r{r:03d}.json           {"format": 1, "rank": r, "shards": [entry, ...]}
 
-1. The shard is written to ``shard-....tar.tmp``, flushed, fsync'ed and closed, then renamed with
-   ``os.replace`` (atomic on POSIX) to its final name.
-2. Only then is the manifest rewritten the same way (tmp file + fsync + ``os.replace``) with the new
-   entry appended.
+1. The shard is written to a temporary ``shard-....tar.<pid>.<random>.tmp``, flushed, fsync'ed and
+   closed, then renamed with ``os.replace`` (atomic on POSIX) to its final name and the folder is
+   fsync'ed (``nayer_scale.storage.atomic_path``).
+2. Only then is the manifest rewritten the same way (``atomic_write_json``) with the new entry
+   appended.
 
 Readers only ever open shards listed in a manifest, so they never see a partial shard; a crash
 leaves at most a ``.tmp`` file or an unlisted shard of the crashed rank, both of which that rank
@@ -53,30 +54,9 @@ import webdataset as wds
 from tqdm.auto import tqdm
 from webdataset import tariterators
 
+from ..storage import atomic_path, atomic_write_json
+
 FORMAT = 1
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class MemoryBank:
@@ -138,14 +118,15 @@ class MemoryBank:
         return data["shards"]
 
     def _write_manifest(self, entries: list[dict]) -> None:
-        _write_json_atomic(self._manifest_path(self.rank), {"format": FORMAT, "rank": self.rank, "shards": entries})
+        atomic_write_json(self._manifest_path(self.rank), {"format": FORMAT, "rank": self.rank, "shards": entries},
+                          indent=1)
 
     def _clean_own_files(self, keep: set[str]) -> None:
         """Delete this rank's ``.tmp`` files and shards not listed in ``keep``."""
         prefix = f"shard-r{self.rank:03d}-"
         for path in self.root.iterdir():
-            stale_tmp = path.name.endswith(".tmp") and (
-                path.name.startswith(prefix) or path.name == self._manifest_path(self.rank).name + ".tmp")
+            stale_tmp = path.name.endswith(".tmp") and (  # temporary files of nayer_scale.storage.atomic_path
+                path.name.startswith(prefix) or path.name.startswith(self._manifest_path(self.rank).name + "."))
             unlisted = path.name.startswith(prefix) and path.name.endswith(".tar") and path.name not in keep
             if stale_tmp or unlisted:
                 path.unlink(missing_ok=True)
@@ -279,22 +260,13 @@ class MemoryBank:
         images_cpu, labels_cpu = images.cpu().contiguous(), labels.cpu().to(torch.int64)
         index, name = self._next_index, self._shard_name(self.rank, self._next_index)
         final = self.root / name
-        tmp = final.with_name(name + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                with wds.TarWriter(f) as sink:
-                    for i in range(len(labels_cpu)):
-                        buf = io.BytesIO()
-                        np.save(buf, images_cpu[i].numpy(), allow_pickle=False)
-                        sink.write({"__key__": f"{self.rank:03d}-{index:06d}-{i:06d}", "img.npy": buf.getvalue(),
-                                    "cls": str(int(labels_cpu[i])).encode(), "json": meta_bytes})
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.root)
+        # Streamed into a temporary file that atomic_path fsyncs and renames, then it fsyncs the folder.
+        with atomic_path(final) as tmp, open(tmp, "wb") as f, wds.TarWriter(f) as sink:
+            for i in range(len(labels_cpu)):
+                buf = io.BytesIO()
+                np.save(buf, images_cpu[i].numpy(), allow_pickle=False)
+                sink.write({"__key__": f"{self.rank:03d}-{index:06d}-{i:06d}", "img.npy": buf.getvalue(),
+                            "cls": str(int(labels_cpu[i])).encode(), "json": meta_bytes})
         entry = {"name": name, "rank": self.rank, "index": index, "num_samples": len(labels_cpu),
                  "epoch": metadata.get("epoch"), "shape": list(images_cpu.shape[1:]), "metadata": metadata}
         try:
@@ -335,7 +307,10 @@ class MemoryBank:
         """Uniform sample with replacement from all cached images.
 
         Indices are drawn with ``torch.randint`` on ``generator``'s device (CPU if None) over the
-        logical cache order (see module docstring), so equal generator states give equal batches.
+        logical cache order (see module docstring), so equal generator states give equal batches,
+        whatever the cache. Host syncs: none when the generator and the cache share a device (the
+        usual "device" cache with the training generator, or everything on CPU); one when a CUDA
+        generator meets a host cache ("cpu", "none", or a "device" cache that fell back to CPU).
 
         Returns:
             images (B, C, H, W) of ``dtype`` in [0, 1] and labels (B,) int64, both on ``device``.
@@ -349,8 +324,17 @@ class MemoryBank:
         logical = torch.randint(self._size, (batch_size,), generator=generator, device=device)
         starts, rows = self._index_map(device)
         shard = torch.searchsorted(starts, logical, right=True) - 1
-        physical = (rows[shard] + logical - starts[shard]).to(self._storage)
-        if self.cache == "none":
+        physical = rows[shard] + logical - starts[shard]  # on the generator's device
+        if physical.device.type == "cpu":  # host -> cache device: a non-blocking copy, no sync
+            physical = physical.to(self._storage, non_blocking=True)
+        elif physical.device != self._storage:
+            # THE one device -> host sync of sample(): a CUDA generator's indices copied to a host
+            # cache to gather there ("cpu", "none", or a "device" cache that fell back to CPU).
+            # Drawing them on a CPU generator instead would remove it, but would change which images
+            # a given generator state picks (resume compares exact batches). Issue 13 (a prefetching
+            # sampler) is where this copy moves off the training step.
+            physical = physical.to(self._storage)
+        if self.cache == "none":  # physical is on the host here: tolist() does not sync
             stored = self._read_images(physical.tolist())
         else:
             stored = self._images[physical]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["batches_before_epoch", "class_ordered_labels", "rotating_class_slice"]
+__all__ = ["LabelSampler", "batches_before_epoch", "class_ordered_labels", "rotating_class_slice"]
 
 
 def batches_before_epoch(epoch: int, warmup_epochs: int, warmup_batches: int, batches: int) -> int:
@@ -48,3 +48,31 @@ def class_ordered_labels(batch_size: int, num_classes: int, generator: torch.Gen
     labels drawn from ``generator`` (on ``device``)."""
     extra = torch.randint(num_classes, (batch_size % num_classes,), device=device, generator=generator)
     return torch.cat([torch.arange(num_classes, device=device).repeat(batch_size // num_classes), extra])
+
+
+class LabelSampler:
+    """Pseudo labels of each synthesis batch of one process (the two schemes of the module docstring).
+
+    Args:
+        batch_size: B, images per synthesis batch; num_classes: K.
+        warmup_epochs, warmup_batches, batches: the synthesis schedule (batches per warm-up / later epoch).
+        rank, world_size: this process and the number of processes.
+        generator: draws the B % K random labels of the class-ordered scheme (on ``device``).
+    """
+
+    def __init__(self, batch_size: int, num_classes: int, warmup_epochs: int, warmup_batches: int, batches: int,
+                 rank: int, world_size: int, generator: torch.Generator, device: torch.device | str) -> None:
+        self.batch_size, self.num_classes = batch_size, num_classes
+        self.schedule = (warmup_epochs, warmup_batches, batches)
+        self.rank, self.world_size, self.generator, self.device = rank, world_size, generator, device
+
+    def __call__(self, epoch: int, batch_index: int) -> torch.Tensor:
+        """Labels (B,) int64 of synthesis batch ``batch_index`` of ``epoch``: class-ordered copies
+        of the K classes when B >= K, otherwise the rotating class slice of global slot (batches
+        before this one) * world_size + rank, so that across processes and steps every class is
+        synthesised equally often."""
+        if self.batch_size >= self.num_classes:
+            return class_ordered_labels(self.batch_size, self.num_classes, self.generator, self.device)
+        before = batches_before_epoch(epoch, *self.schedule)
+        slot = (before + batch_index) * self.world_size + self.rank
+        return rotating_class_slice(slot, self.batch_size, self.num_classes, self.device)

@@ -72,7 +72,7 @@ class SynthesisContext:
         image_shape: (C, H, W) of the teacher's input.
         run_seed, rank: seed the per-batch noisy-layer re-initialisation.
         all_reduce: None, or a collective that replaces each tensor of a list by its mean over all
-            processes (``synthesis.shared_generator``: one generator shared by all processes).
+            processes (``synthesis.nayer.shared_generator``: one generator shared by all processes).
     """
 
     teacher: nn.Module
@@ -187,11 +187,11 @@ class NayerSynthesizer(Synthesizer):
     """NAYER: x = G(Z(e_y)) with the noisy layer Z re-initialised per batch (Tran et al., CVPR 2024),
     and the ablations of the paper's Table 4 on the same code path.
 
-    The generator input v is chosen by ``synthesis.generator_input``:
+    The generator input v is chosen by ``synthesis.nayer.generator_input``:
         "lte": e_y, the label-text embedding (NAYER);  "onehot": the one-hot label (K-d);
         "noise": z ~ N(0, I) (noise_dim-d);  "lte_cat_noise": [e_y, z] (2D-d);
         "lte_plus_noise": e_y + beta * z (D-d);
-    with z drawn from ``ctx.rng`` once per batch and fixed during it. ``synthesis.noisy_layer`` then
+    with z drawn from ``ctx.rng`` once per batch and fixed during it. ``synthesis.nayer.noisy_layer`` then
     maps v to the generator's noise_dim input: "k_to_1" (one linear per copy of the K classes,
     NAYER), "one_to_one" (one linear per sample) or "none" (v goes straight into a generator whose
     first layer takes v's width). The noisy linears are re-drawn before every batch unless
@@ -205,7 +205,7 @@ class NayerSynthesizer(Synthesizer):
 
     The re-initialisation is seeded by (run seed, epoch, batch index, rank), so it is the same on
     every run and resume and different on every process. A new Adam over G + Z for every batch.
-    With ``ctx.all_reduce`` (``synthesis.shared_generator``) G is one generator shared by all
+    With ``ctx.all_reduce`` (``synthesis.nayer.shared_generator``) G is one generator shared by all
     processes: every process builds it from the same seed (run seed, epoch) and its gradients are
     averaged over processes at every step, so it stays identical everywhere; the noisy layers and
     their re-initialisation stay per process.
@@ -217,20 +217,20 @@ class NayerSynthesizer(Synthesizer):
     def __init__(self, ctx: SynthesisContext, lte: torch.Tensor | None, num_classes: int,
                  backend: str = "reference") -> None:
         super().__init__(ctx)
-        s = ctx.config
-        if lte is None and s.generator_input.startswith("lte"):
-            raise ValueError(f"synthesis.generator_input={s.generator_input} needs the label-text embeddings")
+        s, n = ctx.config, ctx.config.nayer
+        if lte is None and n.generator_input.startswith("lte"):
+            raise ValueError(f"synthesis.nayer.generator_input={n.generator_input} needs the label-text embeddings")
         self.lte, self.num_classes = lte, num_classes
         text_dim = lte.shape[1] if lte is not None else 0
         self.z_dim = {"noise": s.noise_dim, "lte_cat_noise": text_dim, "lte_plus_noise": text_dim}.get(
-            s.generator_input, 0)
+            n.generator_input, 0)
         in_dim = {"lte": text_dim, "onehot": num_classes, "noise": s.noise_dim, "lte_cat_noise": 2 * text_dim,
-                  "lte_plus_noise": text_dim}[s.generator_input]
+                  "lte_plus_noise": text_dim}[n.generator_input]
         self.noisy = None
-        if s.noisy_layer != "none":
-            rows_per_linear = num_classes if s.noisy_layer == "k_to_1" else 1
-            self.noisy = NoisyLayer(in_dim, s.noise_dim, rows_per_linear, s.batch_size, s.noisy_layer_init,
-                                    s.noisy_layer_batchnorm, backend).to(ctx.device)
+        if n.noisy_layer != "none":
+            rows_per_linear = num_classes if n.noisy_layer == "k_to_1" else 1
+            self.noisy = NoisyLayer(in_dim, s.noise_dim, rows_per_linear, s.batch_size, n.noisy_layer_init,
+                                    n.noisy_layer_batchnorm, backend).to(ctx.device)
         self.generator_in = s.noise_dim if self.noisy is not None else in_dim
         self.generator = ctx.new_generator(self.generator_in, self._shared_seed(0))
 
@@ -244,7 +244,7 @@ class NayerSynthesizer(Synthesizer):
 
     def generator_inputs(self, labels: torch.Tensor) -> torch.Tensor:
         """v for a batch of labels (B,): (B, in_dim) float32 (see the class docstring)."""
-        ctx, mode = self.ctx, self.ctx.config.generator_input
+        ctx, mode = self.ctx, self.ctx.config.nayer.generator_input
         z = (torch.randn(labels.shape[0], self.z_dim, device=ctx.device, generator=ctx.rng)
              if self.z_dim else None)
         if mode == "lte":
@@ -255,14 +255,14 @@ class NayerSynthesizer(Synthesizer):
             return z
         if mode == "lte_cat_noise":
             return torch.cat([self.lte[labels], z], 1)
-        return self.lte[labels] + ctx.config.noise_beta * z
+        return self.lte[labels] + ctx.config.nayer.noise_beta * z
 
     def synthesize(self, labels, epoch, batch_index, student):
         ctx, s = self.ctx, self.ctx.config
         inputs = self.generator_inputs(labels)
         params = list(self.generator.parameters())
         if self.noisy is not None:
-            if s.noisy_layer_reinit:
+            if s.nayer.noisy_layer_reinit:
                 self.noisy.reinitialize(seed=noisy_seed(ctx.run_seed, epoch, batch_index, ctx.rank))
             params += list(self.noisy.parameters())
         optimizer = torch.optim.Adam(params, lr=s.generator_lr, betas=tuple(s.generator_betas))
@@ -295,8 +295,9 @@ class DeepInversionSynthesizer(Synthesizer):
     """DeepInversion (Yin et al., CVPR 2020): optimise the pixels of each batch directly.
 
     Pixels p start as N(0, 1) in the teacher's normalised space (drawn from ``ctx.rng``); the
-    image is x = p * std + mean. Adam (``generator_lr``, ``generator_betas``) minimises the shared
-    loss + ``tv_loss_weight`` * tv_l2(p) + ``l2_loss_weight`` * ||p|| for ``num_generator_steps``
+    image is x = p * std + mean. Adam (``deepinversion.pixel_lr``, ``deepinversion.pixel_betas``)
+    minimises the shared loss + ``deepinversion.tv_loss_weight`` * tv_l2(p) +
+    ``deepinversion.l2_loss_weight`` * ||p|| for ``num_generator_steps``
     steps; after each step p is clipped so that x stays in [0, 1]. Nothing persists across batches
     except the BN-statistics momentum of the hooks (0 in the DeepInversion presets).
     """
@@ -311,14 +312,15 @@ class DeepInversionSynthesizer(Synthesizer):
         shape = (labels.shape[0], *ctx.image_shape)
         pixels = torch.randn(shape, device=ctx.device, generator=ctx.rng).requires_grad_()
         low, high = -self.mean / self.std, (1 - self.mean) / self.std
-        optimizer = torch.optim.Adam([pixels], lr=s.generator_lr, betas=tuple(s.generator_betas))
+        di = s.deepinversion
+        optimizer = torch.optim.Adam([pixels], lr=di.pixel_lr, betas=tuple(di.pixel_betas))
         best = _BestBatch(ctx.device)
         for _ in range(s.num_generator_steps):
             with ctx.precision.autocast():
                 images = pixels * self.std + self.mean
                 loss, parts = ctx.loss(images, labels, student)
             tv, l2 = image_prior_losses(pixels)
-            loss = loss + s.tv_loss_weight * tv + s.l2_loss_weight * l2
+            loss = loss + di.tv_loss_weight * tv + di.l2_loss_weight * l2
             best.update(loss, images)
             self.backward(loss, [pixels])
             self.step(optimizer)
@@ -332,7 +334,7 @@ class FastSynthesizer(Synthesizer):
     """Fast / FM (Fang et al., AAAI 2022): few steps per batch from a meta-learned generator.
 
     Per batch: copy the meta generator G into G', draw z ~ N(0, I) of shape (B, noise_dim), and
-    run ``num_generator_steps`` Adam steps (lr ``generator_lr`` for G', ``latent_lr`` for z) on the
+    run ``num_generator_steps`` Adam steps (lr ``generator_lr`` for G', ``fast.latent_lr`` for z) on the
     shared loss of x = G'(z). Then one step of the meta optimizer (Adam, lr = generator_lr *
     num_generator_steps, as published) on G with the meta-gradient
       - fomaml: the sum of G''s gradients over the inner steps (published default, is_maml=1);
@@ -352,7 +354,7 @@ class FastSynthesizer(Synthesizer):
         fast = copy.deepcopy(self.generator)
         fast_params = list(fast.parameters())
         z = torch.randn(labels.shape[0], s.noise_dim, device=ctx.device, generator=ctx.rng).requires_grad_()
-        optimizer = torch.optim.Adam([{"params": fast_params}, {"params": [z], "lr": s.latent_lr}],
+        optimizer = torch.optim.Adam([{"params": fast_params}, {"params": [z], "lr": s.fast.latent_lr}],
                                      lr=s.generator_lr, betas=tuple(s.generator_betas))
         meta_grads = [torch.zeros_like(p) for p in fast_params]
         best = _BestBatch(ctx.device)
@@ -362,7 +364,7 @@ class FastSynthesizer(Synthesizer):
                 loss, parts = ctx.loss(images, labels, student)
             best.update(loss, images)
             grads = self.backward(loss, fast_params + [z])
-            if s.meta_learning == "fomaml":
+            if s.fast.meta_learning == "fomaml":
                 self.scaler.unscale_(optimizer)  # in place: ``grads`` are the true gradients now
                 if self.scaler.is_enabled():  # a step the scaler skips adds nothing (no host sync)
                     finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
@@ -372,7 +374,7 @@ class FastSynthesizer(Synthesizer):
             self.step(optimizer)
         with torch.no_grad():
             for p, adapted, acc in zip(self.generator.parameters(), fast_params, meta_grads):
-                p.grad = acc if s.meta_learning == "fomaml" else REPTILE_SCALE * (p - adapted)
+                p.grad = acc if s.fast.meta_learning == "fomaml" else REPTILE_SCALE * (p - adapted)
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)
         return best.images.contiguous(), {"loss": loss.detach(), **parts}

@@ -1,0 +1,25 @@
+"""The trainer's components, one job each (``nayer_scale.trainer.NayerTrainer`` orchestrates them).
+
+- ``components``: builds them all from a config, in the order that fixes every random draw.
+- ``student``: the student engine (model, SGD, cosine schedule, loss scaling, KD step; DDP or
+  DeepSpeed ZeRO-2: every DeepSpeed detail lives there).
+- ``checkpoint``: the checkpoint manager over the ``Stateful`` protocol (pickle-free, atomic).
+- ``progress``: the typed in-epoch position a mid-epoch checkpoint carries.
+- ``clock``: phase accounting and device-hours. ``preemption``: SIGTERM / SIGUSR1 -> safe points.
+- ``rng``: the per-process random streams. ``logger``: metrics.jsonl / TensorBoard and the history.
+- ``setup``: the Accelerator, CPU threads, class names.
+"""
+
+from .checkpoint import CheckpointManager, Stateful, checkpoint_name
+from .clock import RunClock
+from .components import Components, build_components, check_class_names
+from .logger import MetricsLogger, to_numbers
+from .preemption import Preempted, PreemptionGuard
+from .progress import EpochProgress
+from .rng import RNGStreams
+from .setup import build_accelerator, resolve_class_names, set_cpu_threads
+from .student import StudentEngine
+
+__all__ = ["CheckpointManager", "Components", "EpochProgress", "MetricsLogger", "Preempted", "PreemptionGuard",
+           "RNGStreams", "RunClock", "Stateful", "StudentEngine", "build_accelerator", "build_components",
+           "check_class_names", "checkpoint_name", "resolve_class_names", "set_cpu_threads", "to_numbers"]

@@ -1,0 +1,66 @@
+"""Process set-up: the Accelerator, CPU threads, class names. Nothing here knows the method."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs
+
+from ..lte import get_class_names
+from ..precision import resolve_precision
+
+__all__ = ["build_accelerator", "resolve_class_names", "set_cpu_threads"]
+
+
+def resolve_class_names(spec: str) -> list[str]:
+    """Class names from a dataset key ("fashion_mnist", "cifar10", ...) or a .txt file (one per line).
+
+    Raises:
+        FileNotFoundError: ``spec`` looks like a path (has a separator or .txt) and does not exist.
+        ValueError: unknown dataset key, or an empty list.
+    """
+    if spec.endswith(".txt") or os.sep in spec:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"class-name file {path} does not exist")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = get_class_names(spec)
+    if not names:
+        raise ValueError(f"no class names in {spec!r}")
+    return names
+
+
+def build_accelerator(run) -> Accelerator:
+    """The Accelerator of a run (``run``: the RunConfig): CPU forcing, process group, trackers.
+
+    Process groups use gloo when there is no GPU (what DeepSpeed on CPU needs too). Under
+    ``accelerate launch --use_deepspeed`` the DeepSpeed plugin comes from the launcher; its "auto"
+    micro-batch size is filled in by the student engine (there is no DataLoader to infer it from).
+
+    Autocast and loss scaling are the trainer's own (``nayer_scale.precision``): accelerate's fp16
+    needs a GPU, and synthesis needs a scaler per optimised quantity. So the Accelerator runs with
+    mixed_precision "no", except under DeepSpeed, whose engine takes the (resolved) precision from it.
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a single process has no process group
+    cpu = run.cpu or not torch.cuda.is_available()
+    kwargs = [InitProcessGroupKwargs(backend="gloo")] if distributed and cpu else []
+    extra = {"dynamo_backend": "inductor"} if run.compile else {}  # accelerate compiles the prepared student
+    mixed = "no"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        mixed = resolve_precision(run.mixed_precision, run.channels_last, "cpu" if cpu else "cuda").mixed_precision
+    return Accelerator(mixed_precision=mixed, cpu=run.cpu, kwargs_handlers=kwargs,
+                       log_with="tensorboard" if run.tensorboard else None, project_dir=str(run.run_dir), **extra)
+
+
+def set_cpu_threads(device: torch.device, cpu_threads: int, num_processes: int) -> None:
+    """Share this node's cores among its processes (``cpu_threads``: 0 = automatic). ``accelerate
+    launch`` sets OMP_NUM_THREADS=1 unless told otherwise, which halves the speed of a single CPU
+    process on a 2-core machine."""
+    if device.type != "cpu":
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
+    torch.set_num_threads(cpu_threads or max(1, (os.cpu_count() or 1) // max(1, local)))
