@@ -26,37 +26,29 @@ Runs live in ``--work-dir`` and are reused when the script is run again.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import version
 from pathlib import Path
 
+import report  # benchmarks/report.py
+from common import add_common_args, command_line, precision_label, write_csv  # benchmarks/common.py
 from gpu_hours import run_command  # benchmarks/gpu_hours.py
-from provenance import ROOT, device_name, git_commit  # benchmarks/provenance.py
-
-sys.path.insert(0, str(ROOT))
-from nayer_scale.config import get_preset  # noqa: E402
-from nayer_scale.lte import load_or_build_lte  # noqa: E402
-from nayer_scale.metrics import convergence_epoch  # noqa: E402
-from nayer_scale.trainer import resolve_class_names  # noqa: E402
 
 # name -> (table, label, overrides). "nl_k_to_1" is NAYER itself (MiniLM, "a photo of a {name}").
 VARIANTS: dict[str, tuple[str, str, list[str]]] = {
-    "noise": ("table4", "Z (random noise, no noisy layer)", ["synthesis.generator_input=noise", "synthesis.noisy_layer=none"]),
-    "onehot": ("table4", "OH (one-hot label)", ["synthesis.generator_input=onehot", "synthesis.noisy_layer=none"]),
-    "lte": ("table4", "LTE", ["synthesis.generator_input=lte", "synthesis.noisy_layer=none"]),
-    "lte_cat_noise": ("table4", "concat(LTE, Z)", ["synthesis.generator_input=lte_cat_noise", "synthesis.noisy_layer=none"]),
-    "lte_plus_noise": ("table4", "LTE + 0.5 Z", ["synthesis.generator_input=lte_plus_noise", "synthesis.noise_beta=0.5",
-                                                 "synthesis.noisy_layer=none"]),
-    "nl_no_reinit": ("table4", "NL without re-initialisation", ["synthesis.noisy_layer_reinit=false"]),
-    "nl_one_to_one": ("table4", "NL 1-to-1", ["synthesis.noisy_layer=one_to_one"]),
+    "noise": ("table4", "Z (random noise, no noisy layer)", ["synthesis.nayer.generator_input=noise", "synthesis.nayer.noisy_layer=none"]),
+    "onehot": ("table4", "OH (one-hot label)", ["synthesis.nayer.generator_input=onehot", "synthesis.nayer.noisy_layer=none"]),
+    "lte": ("table4", "LTE", ["synthesis.nayer.generator_input=lte", "synthesis.nayer.noisy_layer=none"]),
+    "lte_cat_noise": ("table4", "concat(LTE, Z)", ["synthesis.nayer.generator_input=lte_cat_noise", "synthesis.nayer.noisy_layer=none"]),
+    "lte_plus_noise": ("table4", "LTE + 0.5 Z", ["synthesis.nayer.generator_input=lte_plus_noise", "synthesis.nayer.noise_beta=0.5",
+                                                 "synthesis.nayer.noisy_layer=none"]),
+    "nl_no_reinit": ("table4", "NL without re-initialisation", ["synthesis.nayer.noisy_layer_reinit=false"]),
+    "nl_one_to_one": ("table4", "NL 1-to-1", ["synthesis.nayer.noisy_layer=one_to_one"]),
     "nl_k_to_1": ("table4", "NL K-to-1 (NAYER)", []),
-    "nl_no_bn": ("table4", "NL K-to-1 without BatchNorm", ["synthesis.noisy_layer_batchnorm=false"]),
+    "nl_no_bn": ("table4", "NL K-to-1 without BatchNorm", ["synthesis.nayer.noisy_layer_batchnorm=false"]),
     "template_class_of": ("table67", "MiniLM, \"a class of a {name}\"", ["lte.template=class_of"]),
     "template_photo_index": ("table67", "MiniLM, \"a photo of a {index}\"", ["lte.template=photo_index"]),
     "encoder_hashed": ("table67", "hashed bag of words, \"a photo of a {name}\"", ["lte.encoder=hashed"]),
@@ -68,6 +60,8 @@ DEFAULT = "nl_k_to_1"
 
 def summarise(run_dir: Path, thresholds: list[float]) -> dict:
     """Numbers of one finished run: convergence epochs per threshold, min CE, diversity, top-1."""
+    from nayer_scale.metrics import convergence_epoch
+
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
     row = {f"epochs_to_ce_below_{t:g}": convergence_epoch(records, t) for t in thresholds}
@@ -75,7 +69,7 @@ def summarise(run_dir: Path, thresholds: list[float]) -> dict:
                 "final_synth_ce": records[-1]["synth_ce_min"],
                 "diversity": records[-1]["synth_diversity"],
                 "student_top1": summary["student_top1"], "teacher_top1": summary["teacher_top1"],
-                "wall_s": summary["wall_s"]})
+                "wall_s": summary["wall_s"], "precision": precision_label(summary.get("precision"))})
     return row
 
 
@@ -86,6 +80,10 @@ def lte_figure(path: Path, setting: str, lte_cache: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
+
+    from nayer_scale.config import get_preset
+    from nayer_scale.lte import load_or_build_lte
+    from nayer_scale.trainer import resolve_class_names
 
     names = resolve_class_names(get_preset(setting).teacher.class_names)
     pools = [("minilm", "photo_of"), ("minilm", "class_of"), ("minilm", "photo_index"),
@@ -108,56 +106,21 @@ def lte_figure(path: Path, setting: str, lte_cache: str) -> None:
     plt.close(fig)
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "never"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def write_tables(out: Path, setting: str, epochs: int, rows: dict[str, dict], thresholds: list[float],
-                 command: str, neighbours: dict | None) -> None:
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        fields = ["variant", "table", "label", *next(iter(rows.values())).keys()]
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for name, row in rows.items():
-            writer.writerow({"variant": name, "table": VARIANTS[name][0], "label": VARIANTS[name][1], **row})
-    conv_cols = [f"Epochs to CE < {t:g}" for t in thresholds]
-    head = ["| Variant | " + " | ".join(conv_cols) + " | Min synthesis CE | Diversity | Student top-1 (%) |",
-            "|---|" + "---|" * (len(thresholds) + 3)]
-
-    def line(name: str) -> str:
-        r = rows[name]
-        conv = " | ".join(_fmt(r[f"epochs_to_ce_below_{t:g}"]) for t in thresholds)
-        return (f"| {VARIANTS[name][1]} | {conv} | {r['min_synth_ce']:.3f} | {r['diversity']:.4f} | "
-                f"{100 * r['student_top1']:.2f} |")
-
-    t4 = [n for n in VARIANTS if n in rows and VARIANTS[n][0] == "table4"]
-    t67 = ([DEFAULT] if DEFAULT in rows else []) + [n for n in VARIANTS if n in rows and VARIANTS[n][0] == "table67"]
-    teacher = next(iter(rows.values()))["teacher_top1"]
-    md = [f"# NAYER ablations on {setting} ({epochs} epochs each)", "",
-          f"Command: `{command}`", "",
-          f"Commit {git_commit()}; device: {device_name()}; torch {version('torch')}. "
-          f"Teacher top-1 {100 * teacher:.2f}%." if teacher is not None else "", "",
-          "Epochs count from 0 and include the warm-up; \"never\" = not within the run. Diversity: mean "
-          "within-class pairwise cosine distance of teacher penultimate features within a synthesis batch, "
-          "averaged over the last epoch's batches (`nayer_scale.metrics.feature_diversity`).", ""]
-    if t4:
-        md += ["## Generator input and noisy layer (paper Table 4)", "", *head, *map(line, t4), ""]
-    if len(t67) > 1:
-        md += ["## Prompt templates and text encoders (paper Tables 6 and 7)", "", *head, *map(line, t67), "",
-               "The CLIP text encoder (`lte.encoder=clip:<folder>`) is not in this table: this machine has no "
-               "CLIP weights and no hub access.", ""]
-    if neighbours:
-        md += ["## Nearest classes in the default LTE pool (MiniLM, \"a photo of a {name}\")", "",
-               "| Class | Nearest classes (cosine similarity) |", "|---|---|"]
-        md += [f"| {c} | " + ", ".join(f"{n} ({s:.2f})" for n, s in nn) + " |" for c, nn in neighbours.items()]
-        md.append("")
-    md.append(f"Per-variant numbers: `{out.with_suffix('.csv').name}`; LTE pools: `{out.name}_lte.png`.")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+def write_tables(out: Path, setting: str, epochs: int, rows: dict[str, dict], command: str,
+                 neighbours: dict | None) -> None:
+    """``out``.csv (one row per variant, in VARIANTS order, with the setting, epochs, the default
+    pool's LTE nearest classes and the provenance columns), then ``out``.md from it
+    (benchmarks/report.py)."""
+    records = [{"variant": name, "table": VARIANTS[name][0], "label": VARIANTS[name][1], **rows[name],
+                "setting": setting, "epochs": epochs,
+                "lte_neighbours": json.dumps(neighbours) if neighbours and name == DEFAULT else ""}
+               for name in VARIANTS if name in rows]
+    csv_path = write_csv(out.with_suffix(".csv"), records, command=command)
+    report.write_report(csv_path, kind="ablations")
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run (or reuse) every --variants run, then write <out>.csv, .md and <out>_lte.png."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", default="fashion_mnist")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
@@ -165,15 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--ce-thresholds", type=float, nargs="+", default=[0.1, 1.0])
     p.add_argument("--out", default="benchmarks/results/ablations_fashion_mnist")
-    p.add_argument("--work-dir", default="runs/ablations")
-    p.add_argument("--launcher", choices=("accelerate", "python"), default="accelerate")
     p.add_argument("--jobs", type=int, default=1, help="variants run at the same time")
     p.add_argument("--lte-cache", default="~/.cache/nayer-scale/lte", help="LTE cache used for the figure")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override for every run (repeatable)")
+    add_common_args(p, "set", "launcher", "work_dir", work_dir="runs/ablations")
     args = p.parse_args(argv)
-    command = "python benchmarks/ablations.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line(argv, __file__)
     run_dirs = {name: Path(args.work_dir) / args.setting / f"{name}-e{args.epochs}" for name in args.variants}
     # With --jobs N, N runs share the machine, each with its share of the cores (the study's
     # numbers are epochs, diversity and accuracy, not seconds; wall_s in the CSV is then not comparable).
@@ -193,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     neighbours = json.loads(neighbours_file.read_text()) if neighbours_file.is_file() else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_tables(out, args.setting, args.epochs, rows, args.ce_thresholds, command, neighbours)
+    write_tables(out, args.setting, args.epochs, rows, command, neighbours)
     lte_cache = next((s.split("=", 1)[1] for s in args.set if s.startswith("lte.cache_dir=")), args.lte_cache)
     lte_figure(out.parent / f"{out.name}_lte.png", args.setting, lte_cache)
     print(out.with_suffix(".md").read_text())

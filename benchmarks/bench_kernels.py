@@ -1,6 +1,7 @@
 """Benchmark the Triton kernels against the eager PyTorch references and torch.compile(reference).
 
-GPU (results appended to benchmarks/results/kernels.csv, table in benchmarks/results/kernels.md):
+GPU (results appended to benchmarks/results/kernels.csv with the provenance columns of
+benchmarks/common.py; benchmarks/results/kernels.md rendered from it by benchmarks/report.py):
 
     python benchmarks/bench_kernels.py                        # everything (several minutes: compiles)
     python benchmarks/bench_kernels.py --ops bn_stats --suites resnet50 --providers triton torch
@@ -35,22 +36,19 @@ here with a 1 GiB tensor copy; peak extra CUDA memory of one call.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import math
 import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from provenance import device_name, git_commit  # benchmarks/provenance.py
+import report  # benchmarks/report.py
+from common import add_common_args, command_line, package_version, provenance, results_dir, write_csv  # benchmarks/
 
-ROOT = Path(__file__).resolve().parents[1]
+# Columns of a row (benchmarks/gpu_suite.py writes its kernels.csv with them); write_csv adds the rest
+# of the provenance columns.
 COLUMNS = ["op", "provider", "mode", "shape", "median_ms", "gbps", "pct_of_copy_bw", "peak_mem_mb",
            "device", "torch", "triton", "commit"]  # fmt: skip
 
@@ -111,12 +109,9 @@ def copy_bandwidth_gbps() -> float | None:
 
 
 def triton_version() -> str:
-    try:
-        import triton
-
-        return triton.__version__
-    except ImportError:
-        return "none"
+    """Installed Triton version, or "none" (read from its metadata: importing triton here would fix
+    the interpreter mode before TRITON_INTERPRET is set)."""
+    return package_version("triton") or "none"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -149,6 +144,7 @@ def bn_setup(shape, dtype, channels_last: bool, provider: str, device: str):
 
 
 def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: str, device: str) -> dict:
+    """One BN-statistics case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}."""
     x, loss_fn = bn_setup(shape, DTYPES[dtype_name], channels_last, provider, device)
     nbytes = x.numel() * x.element_size()
     if mode == "forward":
@@ -169,6 +165,7 @@ def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: s
 
 
 def bench_noisy(shape, init: str, provider: str, device: str) -> dict:
+    """One noisy-layer re-init case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}."""
     from nayer_kernels import noisy_seed, reinit_noisy_linears_reference
 
     weight = torch.empty(shape, device=device)
@@ -206,50 +203,10 @@ def bench_noisy(shape, init: str, provider: str, device: str) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def append_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    if not new:
-        with path.open() as f:
-            header = next(csv.reader(f), None)
-        if header != COLUMNS:
-            raise SystemExit(f"{path} has columns {header}, expected {COLUMNS}: move it aside")
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
 def _fmt(value, digits=3) -> str:
     if value is None or value == "":
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def write_markdown(path: Path, rows: list[dict], meta: dict) -> None:
-    """Markdown table of this run's rows with a speedup column relative to the eager torch provider."""
-    eager = {(r["op"], r["mode"], r["shape"]): r["median_ms"] for r in rows if r["provider"] == "torch"}
-    lines = [
-        "# Kernel benchmarks",
-        "",
-        *(f"- {k}: {v}" for k, v in meta.items()),
-        "",
-        "Speedup = eager torch median / this provider's median (same op, mode and shape). GB/s from the",
-        "minimum traffic (see benchmarks/bench_kernels.py); % of copy BW relative to the copy bandwidth above.",
-        "",
-        "| op | provider | mode | shape | median ms | speedup vs torch | GB/s | % of copy BW | peak MB |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        base = eager.get((r["op"], r["mode"], r["shape"]))
-        speedup = base / r["median_ms"] if base else None
-        lines.append(
-            f"| {r['op']} | {r['provider']} | {r['mode']} | {r['shape']} | {_fmt(r['median_ms'])} | "
-            f"{_fmt(speedup, 2)} | {_fmt(r['gbps'], 1)} | {_fmt(r['pct_of_copy_bw'], 1)} | "
-            f"{_fmt(r['peak_mem_mb'], 1)} |"
-        )
-    path.write_text("\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,8 +215,8 @@ def write_markdown(path: Path, rows: list[dict], meta: dict) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line: which ops, providers, modes, shapes; --smoke and --results-dir."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="tiny shapes; runs on CPU (Triton interpreter)")
     p.add_argument("--ops", nargs="+", default=["bn_stats", "noisy_init"], choices=["bn_stats", "noisy_init"])
     p.add_argument("--providers", nargs="+", default=None,
                    help="subset of triton torch compile torch_loop (default: all; smoke: triton torch torch_loop)")
@@ -269,12 +226,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"], choices=["nchw", "channels_last"])
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
     p.add_argument("--inits", nargs="+", default=["normal", "kaiming_uniform"], choices=["normal", "kaiming_uniform"])
-    p.add_argument("--results-dir", type=Path, default=None,
-                   help="where kernels.csv / kernels.md go (default benchmarks/results; smoke: a temp folder)")
+    add_common_args(p, "results_dir", "smoke", smoke_help="tiny shapes; runs on CPU (Triton interpreter)")
     return p.parse_args(argv)  # fmt: skip
 
 
 def main(argv=None) -> int:
+    """Run the selected cases; append the rows to kernels.csv and rewrite kernels.md."""
     args = parse_args(argv)
     on_gpu = torch.cuda.is_available()
     if not on_gpu and not args.smoke:
@@ -286,20 +243,9 @@ def main(argv=None) -> int:
     providers = args.providers or (["triton", "torch", "torch_loop"] if args.smoke else
                                    ["triton", "torch", "compile", "torch_loop"])  # fmt: skip
     device = "cuda" if on_gpu else "cpu"
-    results_dir = args.results_dir or (
-        Path(tempfile.gettempdir()) / "nayer_bench_smoke" if args.smoke else ROOT / "benchmarks" / "results"
-    )
     copy_bw = copy_bandwidth_gbps()
-    meta = {
-        "device": device_name(),
-        "copy bandwidth (1 GiB copy)": f"{copy_bw:.0f} GB/s" if copy_bw else "n/a (CPU)",
-        "torch": torch.__version__,
-        "triton": triton_version(),
-        "python": platform.python_version(),
-        "commit": git_commit(),
-        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    meta = {**provenance(command=command_line(argv, __file__)), "triton": triton_version(),
+            "copy_bw_gbps": round(copy_bw, 1) if copy_bw else ""}
     print("\n".join(f"{k}: {v}" for k, v in meta.items()))
 
     cases = []  # (op, provider, mode, thunk)
@@ -328,6 +274,7 @@ def main(argv=None) -> int:
             "pct_of_copy_bw": round(100 * gbps / copy_bw, 1) if copy_bw else "",
             "peak_mem_mb": "" if result["peak_mem_mb"] is None else round(result["peak_mem_mb"], 1),
             "device": meta["device"], "torch": meta["torch"], "triton": meta["triton"], "commit": meta["commit"],
+            "copy_bw_gbps": meta["copy_bw_gbps"],
         }  # fmt: skip
         rows.append(row)
         print(f"{op:10s} {provider:10s} {mode:8s} {row['shape']:32s} {row['median_ms']:10.4f} ms "
@@ -335,9 +282,9 @@ def main(argv=None) -> int:
         if on_gpu:
             torch.cuda.empty_cache()
 
-    append_csv(results_dir / "kernels.csv", rows)
-    write_markdown(results_dir / "kernels.md", rows, meta)
-    print(f"appended {len(rows)} rows to {results_dir / 'kernels.csv'}; table in {results_dir / 'kernels.md'}")
+    csv_path = write_csv(results_dir(args, "bench_kernels") / "kernels.csv", rows, append=True, fields=meta)
+    md_path = report.write_report(csv_path, kind="kernels")
+    print(f"appended {len(rows)} rows to {csv_path}; table in {md_path}")
     return 0
 
 

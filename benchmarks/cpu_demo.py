@@ -33,7 +33,6 @@ def demo_trainer(tmp: str | Path, overrides: list[str], smoke: bool = False):
     trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": 0})
 
     def student_epoch():
-        trainer.progress = trainer._new_progress(epoch)
         trainer.distill()
 
     return trainer, epoch, student_epoch

@@ -28,16 +28,15 @@ folder to measure afresh).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
-from provenance import ROOT, device_name, git_commit  # benchmarks/provenance.py
+import report  # benchmarks/report.py
+from common import ROOT, add_common_args, command_line, precision_label, write_csv  # benchmarks/common.py
 
 METHODS = ("nayer", "deepinversion", "fast")
 LABELS = {"nayer": "NAYER", "deepinversion": "DeepInversion", "fast": "Fast"}
@@ -74,7 +73,6 @@ def run_command(setting: str, method: str, epochs: int, run_dir: Path, processes
 def check_setting(setting: str, runs: list[tuple[str, int]], overrides: list[str]) -> None:
     """Fail before any run when a preset is unknown, an override is invalid, or there is no
     evaluation set (accuracy-against-hours needs one)."""
-    sys.path.insert(0, str(ROOT))
     from nayer_scale.config import ConfigError, apply_overrides, get_preset
 
     for method, _ in runs:
@@ -163,84 +161,41 @@ def analyse(results: list[tuple[str, int, list[dict]]]) -> tuple[list[dict], lis
     return table, lines
 
 
-def write_outputs(out: Path, setting: str, results, table, lines, command: str, teacher_top1) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [r for _, _, rs in results for r in rs]
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    unit = rows[-1]["unit"]
-    md = [f"# Top-1 against {unit}: {setting}", "",
-          f"Command: `{command}`", "",
-          f"Commit {git_commit()}; device: {rows[-1]['device_kind']} x {rows[-1]['num_devices']} "
-          f"({device_name()}); torch {version('torch')}, accelerate {version('accelerate')}.", "",
-          f"Teacher top-1: {100 * teacher_top1:.2f}%." if teacher_top1 is not None else "No evaluation set.", "",
-          f"| Method | Epochs | Student top-1 (%) | {unit} | Synthesis-only {unit} | Speed-up vs DeepInversion |",
-          "|---|---|---|---|---|---|"]
-    for r in table:
-        speed = f"{r['speedup_vs_di']:.2f}x" if r["speedup_vs_di"] is not None else "n/a"
-        md.append(f"| {LABELS[r['method']]} | {r['budget_epochs']} | {100 * r['top1']:.2f} | "
-                  f"{r['device_hours']:.4f} | {r['synthesis_device_hours']:.4f} | {speed} |")
-    md += ["", *[f"- {line}" for line in lines], "",
-           f"Time-to-accuracy points: `{out.with_suffix('.csv').name}`; plot: `{out.with_suffix('.png').name}`.", ""]
-    out.with_suffix(".md").write_text("\n".join(md))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colors = {"nayer": "tab:red", "deepinversion": "tab:blue", "fast": "tab:green"}
-    for m, e, rs in results:
-        curve = [r for r in rs if not r["final"]]
-        ax.plot([r["device_hours"] for r in curve], [100 * r["top1"] for r in curve], marker=".",
-                color=colors[m], alpha=0.35 + 0.65 * (e == max(ep for mm, ep, _ in results if mm == m)),
-                label=f"{LABELS[m]} ({e} epochs)")
-        final = rs[-1]
-        ax.scatter([final["device_hours"]], [100 * final["top1"]], s=60, color=colors[m], edgecolor="black", zorder=3)
-    ax.set_xscale("log")
-    ax.set_xlabel(unit + " (log scale)")
-    ax.set_ylabel("student top-1 (%)")
-    ax.set_title(f"Data-free KD on {setting}: accuracy against time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
-    plt.close(fig)
+def write_outputs(out: Path, setting: str, results: list[tuple[str, int, list[dict]]], command: str) -> None:
+    """``out``.csv (every row with its setting and the provenance columns), then ``out``.md and
+    ``out``.png from it (benchmarks/report.py)."""
+    rows = [{**r, "setting": setting} for _, _, rs in results for r in rs]
+    csv_path = write_csv(out.with_suffix(".csv"), rows, command=command)
+    report.write_report(csv_path, kind="gpu_hours")
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run (or reuse) every --runs item, then write <out>.csv, .md and .png (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", default="fashion_mnist", help="preset family: fashion_mnist, cifar10, cifar100")
     p.add_argument("--runs", nargs="+", default=["nayer:10", "nayer:20", "fast:60", "deepinversion:60"],
                    help="method:epochs items, method in nayer, deepinversion, fast")
     p.add_argument("--out", default="benchmarks/results/gpu_hours_fashion_mnist",
                    help="output path without suffix (.csv, .md and .png are written)")
-    p.add_argument("--work-dir", default="runs/gpu_hours", help="where the runs live (resumed when present)")
     p.add_argument("--processes", type=int, default=1, help="processes (GPUs) per run")
-    p.add_argument("--launcher", choices=("accelerate", "python"), default="accelerate")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override for every run (repeatable), e.g. --set teacher.weights=/ckpt.pth")
+    add_common_args(p, "set", "launcher", "work_dir", work_dir="runs/gpu_hours")
     args = p.parse_args(argv)
     runs = parse_runs(args.runs)
     if len(set(runs)) != len(runs):
         raise SystemExit("--runs lists the same (method, epochs) twice")
     check_setting(args.setting, runs, args.set)
-    command = "python benchmarks/gpu_hours.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    results, teacher_top1 = [], None
+    command = command_line(argv, __file__)
+    results = []
     for method, epochs in runs:
         run_dir = Path(args.work_dir) / args.setting / f"{method}-e{epochs}"
         cmd = run_command(args.setting, method, epochs, run_dir, args.processes, args.launcher, args.set)
         print("+", shlex.join(cmd), flush=True)
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         summary, rows = read_run(run_dir, method, epochs)
-        teacher_top1 = summary["teacher_top1"]
-        results.append((method, epochs, rows))
-    table, lines = analyse(results)
-    write_outputs(Path(args.out), args.setting, results, table, lines, command, teacher_top1)
-    print("\n".join(lines))
+        run = {"teacher_top1": summary["teacher_top1"], "precision": precision_label(summary.get("precision"))}
+        results.append((method, epochs, [{**r, **run} for r in rows]))
+    write_outputs(Path(args.out), args.setting, results, command)
+    print("\n".join(analyse(results)[1]))
     print(f"wrote {args.out}.csv, {args.out}.md and {args.out}.png")
 
 

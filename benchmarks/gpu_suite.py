@@ -82,6 +82,8 @@ import threading
 import time
 from pathlib import Path
 
+from common import device_name, git_commit, package_version  # benchmarks/common.py (no torch at import)
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 DEFAULT_CARRY = ROOT / ".gpu_carry"
@@ -144,17 +146,6 @@ def utc_now() -> str:
 def slug(text: str) -> str:
     """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
-
-
-def git_commit() -> str:
-    """HEAD of this checkout with '+dirty' when tracked files differ, or 'unknown' (no .git there)."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True).returncode
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def nvidia_smi(query: str) -> str | None:
@@ -688,22 +679,9 @@ def run_step_process(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version(dist: str) -> str | None:
-    """Installed version of a distribution (wheels installed with --target carry their metadata)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def step_env_tests(ctx: StepContext) -> None:
     """Step 1: the environment record, ``pytest -m gpu`` and the RNG comparison."""
     import torch
-
-    sys.path.insert(0, str(BENCH))
-    from provenance import device_name
 
     import nayer_kernels
 
@@ -712,7 +690,7 @@ def step_env_tests(ctx: StepContext) -> None:
            "python": platform.python_version(), "cpu_count": os.cpu_count(), "commit": ctx.commit, "date": utc_now(),
            "triton_interpret": os.environ.get("TRITON_INTERPRET"), "nayer_kernels": nayer_kernels.__file__}
     for dist in ("triton", "accelerate", "transformers", "numpy", "safetensors", "webdataset", "braceexpand"):
-        env[dist] = _version(dist)
+        env[dist] = package_version(dist)  # wheels installed with --target carry their metadata
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, capability=f"{props.major}.{props.minor}", sm_count=props.multi_processor_count,
@@ -793,14 +771,13 @@ def step_kernels(ctx: StepContext) -> None:
     extra MB) one by one; each row goes to kernels.csv and records.jsonl as soon as it is measured."""
     import torch
 
-    sys.path.insert(0, str(BENCH))
     import bench_kernels as bk
 
     on_gpu = torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
     copy_bw = bk.copy_bandwidth_gbps()
     ctx.record("copy_bandwidth", gbps=copy_bw)
-    meta = {"device": bk.device_name(), "torch": torch.__version__, "triton": bk.triton_version(), "commit": ctx.commit}
+    meta = {"device": device_name(), "torch": torch.__version__, "triton": bk.triton_version(), "commit": ctx.commit}
     path = ctx.out / "kernels.csv"
     with open(path, "w", newline="") as f:
         csv.DictWriter(f, fieldnames=bk.COLUMNS).writeheader()
@@ -995,10 +972,8 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
     synth_peak = _peak_gb()
     trainer.memory.write(out["images"], out["labels"], {"epoch": epoch, "batch": 1, "rank": 0})
     trainer.cfg.distill.steps_per_epoch = 1 if dry else 5
-    trainer.progress = trainer._new_progress(epoch)
     trainer.distill()  # untimed warm-up steps
     trainer.cfg.distill.steps_per_epoch = spec["student_steps"]
-    trainer.progress = trainer._new_progress(epoch)
     _peak_reset()
     kd = {}
     s_step = _timed(lambda i: kd.update(trainer.distill()), 1) / spec["student_steps"]
@@ -1025,7 +1000,6 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
 def worker_imagenet(spec: dict, args: argparse.Namespace) -> dict:
     """One imagenet_throughput.measure condition; the synthesis rate per generator step scaled to
     the preset's steps per batch, and the projection of the full preset redone with it."""
-    sys.path.insert(0, str(BENCH))
     import imagenet_throughput
 
     full = recipe("imagenet_r50")

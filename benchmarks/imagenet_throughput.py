@@ -19,14 +19,15 @@ per-process wall = synthesis batches per process / batches per second + student 
 / steps per second (memory-bank I/O, evaluation and checkpoints left out). Sizes are per process,
 so with N GPUs of one node each does the same work: single-node wall = that, GPU-hours = N x that.
 
-Rows are appended to benchmarks/results/imagenet_throughput.csv (device, torch, commit per row) and
-the markdown table benchmarks/results/imagenet_throughput.md is rewritten from the CSV.
+Rows are appended to benchmarks/results/imagenet_throughput.csv (with the provenance columns of
+benchmarks/common.py on every row: device, versions, commit, precision, command, time) and the
+markdown table benchmarks/results/imagenet_throughput.md is rewritten from the CSV
+(``python benchmarks/report.py benchmarks/results/imagenet_throughput.csv`` does the same).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -34,14 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from provenance import device_name, git_commit  # benchmarks/provenance.py
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import report  # benchmarks/report.py
+from common import add_common_args, command_line, device_name, git_commit, results_dir, write_csv  # benchmarks/
 
 COLUMNS = ["condition", "student", "image_size", "synthesis_batch", "generator_steps", "student_batch",
            "synthesis_images_per_s", "generator_step_images_per_s", "student_images_per_s", "synthesis_peak_gb",
@@ -93,9 +91,7 @@ def measure(condition: str, student: str, overrides: list[str], synthesis_batche
         synth_s = (time.perf_counter() - start) / synthesis_batches
         synth_peak = _peak_gb()
         trainer.memory.write(images, labels, {"epoch": epoch, "batch": 1, "rank": 0})
-        trainer.progress = trainer._new_progress(epoch)
         trainer.distill()  # warm-up (and compile) steps, untimed
-        trainer.progress = trainer._new_progress(epoch)
         _peak_reset()
         _sync()
         start = time.perf_counter()
@@ -116,35 +112,17 @@ def measure(condition: str, student: str, overrides: list[str], synthesis_batche
             "commit": git_commit(), "date": datetime.date.today().isoformat()}
 
 
-def write_markdown(csv_path: Path, md_path: Path, command: str) -> None:
-    """The markdown table of every row of ``csv_path``."""
-    rows = list(csv.DictReader(csv_path.open()))
-    lines = ["# ImageNet throughput per process (imagenet_r50 preset)", "",
-             f"Command: `{command}`. Random-weight ResNet-50 teacher; sizes per process. Projection: the "
-             "full preset (320 epochs, 20 warm-up) on one process = hours per process = single-node "
-             "wall-clock with any number of GPUs (each does the same work); GPU-hours on 8 GPUs = 8 x that. "
-             "Memory-bank I/O, evaluation and checkpoints are not in the projection.", "",
-             "| condition | student | synth img/s | gen-step img/s | student img/s | synth peak GB | student peak GB "
-             "| h per process (= 1-node wall) | GPU-h on 8 GPUs | device | torch | commit |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['condition']} | {r['student']} | {r['synthesis_images_per_s']} | "
-                     f"{r['generator_step_images_per_s']} | {r['student_images_per_s']} | {r['synthesis_peak_gb']} | "
-                     f"{r['student_peak_gb']} | {r['projected_hours_per_process']} | {r['projected_gpu_hours_8']} | "
-                     f"{r['device']} | {r['torch']} | {r['commit'][:12] + ('+dirty' if r['commit'].endswith('+dirty') else '')} |")
-    md_path.write_text("\n".join(lines) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Measure each condition in its own process; append the rows to imagenet_throughput.csv and
+    rewrite imagenet_throughput.md. Returns the exit status (2: no GPU without --smoke)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--conditions", nargs="+", default=["bf16", "fp32", "bf16+compile", "fp32+compile"],
                    choices=["bf16", "fp32", "bf16+compile", "fp32+compile"])
     p.add_argument("--student", default="tv_resnet50")
     p.add_argument("--synthesis-batches", type=int, default=3)
     p.add_argument("--student-steps", type=int, default=20)
-    p.add_argument("--set", action="append", default=[], metavar="section.key=value", help="config override")
-    p.add_argument("--results-dir", type=Path, default=None)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU: checks the script, measures nothing")
+    add_common_args(p, "set", "results_dir", "smoke",
+                    smoke_help="tiny sizes on CPU: checks the script, measures nothing")
     p.add_argument("--measure-one", help=argparse.SUPPRESS)  # internal: one condition, JSON row on stdout
     args = p.parse_args(argv)
     if args.measure_one:
@@ -154,25 +132,19 @@ def main(argv: list[str] | None = None) -> int:
         print("imagenet_throughput: a CUDA GPU is needed; on CPU run with --smoke.")
         return 2
     overrides = list(args.set) + (SMOKE if args.smoke else [])
-    results = args.results_dir or (Path(tempfile.mkdtemp()) if args.smoke else ROOT / "benchmarks" / "results")
-    results.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = results / "imagenet_throughput.csv", results / "imagenet_throughput.md"
-    new = not csv_path.exists()
-    with csv_path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        for condition in args.conditions:
-            # one process per condition: an Accelerator's precision is fixed for the process's lifetime
-            cmd = [sys.executable, __file__, "--measure-one", condition, "--student", args.student,
-                   "--synthesis-batches", str(args.synthesis_batches), "--student-steps", str(args.student_steps)]
-            cmd += [arg for item in overrides for arg in ("--set", item)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            print({k: row[k] for k in COLUMNS[:13]}, flush=True)
-            writer.writerow(row)
-            f.flush()
-    write_markdown(csv_path, md_path, "python benchmarks/imagenet_throughput.py " + " ".join(argv or sys.argv[1:]))
+    csv_path = results_dir(args, "imagenet_throughput") / "imagenet_throughput.csv"
+    command = command_line(argv, __file__)
+    for condition in args.conditions:
+        # one process per condition: an Accelerator's precision is fixed for the process's lifetime
+        cmd = [sys.executable, __file__, "--measure-one", condition, "--student", args.student,
+               "--synthesis-batches", str(args.synthesis_batches), "--student-steps", str(args.student_steps)]
+        cmd += [arg for item in overrides for arg in ("--set", item)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        print({k: row[k] for k in COLUMNS[:13]}, flush=True)
+        # appended at once: a later condition that fails keeps the finished ones
+        write_csv(csv_path, [row], append=True, precision=condition.partition("+")[0], command=command)
+    md_path = report.write_report(csv_path, kind="imagenet_throughput")
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

@@ -15,33 +15,28 @@ Timed on the Fashion-MNIST demo's shapes, with random weights (speed does not de
     through ``NayerTrainer.distill``.
 Conditions: fp32 or bf16 autocast, NCHW or channels_last (``+cl``). Medians over ``--steps`` timed
 repetitions after one untimed warm-up. Rows are appended to ``benchmarks/results/precision_cpu.csv``
-with the CPU model, its bf16 flags, torch version and commit; ``precision_cpu.md`` is rewritten.
+with the provenance columns of benchmarks/common.py (the CPU model with its bf16 flags and threads,
+library versions, commit, command, time); ``precision_cpu.md`` is rewritten from the CSV
+(benchmarks/report.py). With ``--smoke`` they go to a temporary folder unless --results-dir is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+import report  # benchmarks/report.py
+from common import add_common_args, command_line, provenance, results_dir, write_csv  # benchmarks/common.py
 from cpu_demo import demo_trainer  # benchmarks/cpu_demo.py
-from provenance import device_name, git_commit  # benchmarks/provenance.py
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CONDITIONS = ["fp32", "fp32+cl", "bf16", "bf16+cl"]
-COLUMNS = ["condition", "teacher_step_s", "generator_step_s", "student_step_s", "threads", "device", "torch",
-           "commit", "date"]
 
 
 def _median_time(fn, steps: int) -> float:
@@ -55,7 +50,8 @@ def _median_time(fn, steps: int) -> float:
 
 
 def measure(condition: str, steps: int, smoke: bool) -> dict:
-    """One condition: teacher, generator and student step times (seconds). Returns a CSV row."""
+    """One condition: teacher, generator and student step times (seconds) and the torch threads.
+    Returns a CSV row (write_csv adds the device, versions and commit)."""
     from nayer_scale.models import build_model
 
     precision, _, layout = condition.partition("+")
@@ -84,44 +80,24 @@ def measure(condition: str, steps: int, smoke: bool) -> dict:
         generator_s = _median_time(lambda: trainer.synthesize(epoch, 1), steps)
         student_s = _median_time(student_step, steps)
     return {"condition": condition, "teacher_step_s": round(teacher_s, 3), "generator_step_s": round(generator_s, 3),
-            "student_step_s": round(student_s, 3), "threads": torch.get_num_threads(), "device": device_name(),
-            "torch": torch.__version__, "commit": git_commit(), "date": datetime.date.today().isoformat()}
-
-
-def write_markdown(csv_path: Path, md_path: Path) -> None:
-    rows = list(csv.DictReader(csv_path.open()))
-    lines = ["# Precision and memory format on CPU (Fashion-MNIST demo shapes)", "",
-             "Command: `python benchmarks/precision_cpu.py`. Seconds per step, medians (random weights): ResNet-20 "
-             "teacher SGD step at batch 256; one NAYER generator step of the `fashion_mnist` preset (batch 200); one "
-             "student step (ResNet-8, batch 256). `+cl` = channels_last.", "",
-             "| condition | teacher step s | generator step s | student step s | threads | device | torch | commit | date |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['condition']} | {r['teacher_step_s']} | {r['generator_step_s']} | {r['student_step_s']} | "
-                     f"{r['threads']} | {r['device']} | {r['torch']} | {r['commit'][:12]} | {r['date']} |")
-    md_path.write_text("\n".join(lines) + "\n")
+            "student_step_s": round(student_s, 3), "threads": torch.get_num_threads()}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure each condition; append the rows to precision_cpu.csv and rewrite precision_cpu.md."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--conditions", nargs="+", default=CONDITIONS, choices=CONDITIONS)
     p.add_argument("--steps", type=int, default=3, help="timed repetitions per measurement (median)")
-    p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
+    add_common_args(p, "results_dir", "smoke")
     args = p.parse_args(argv)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = args.results_dir / "precision_cpu.csv", args.results_dir / "precision_cpu.md"
-    new = not csv_path.exists()
-    with csv_path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        for condition in args.conditions:
-            row = measure(condition, args.steps, args.smoke)
-            print(row, flush=True)
-            writer.writerow(row)
-            f.flush()
-    write_markdown(csv_path, md_path)
+    csv_path = results_dir(args, "precision_cpu") / "precision_cpu.csv"
+    command = command_line(argv, __file__)
+    for condition in args.conditions:
+        row = measure(condition, args.steps, args.smoke)
+        fields = provenance(precision=condition.partition("+")[0], command=command)
+        print({**row, "device": fields["device"]}, flush=True)
+        write_csv(csv_path, [row], append=True, fields=fields)  # at once: a later failure keeps this row
+    md_path = report.write_report(csv_path, kind="precision_cpu")
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

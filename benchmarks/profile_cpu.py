@@ -1,32 +1,29 @@
 """Where the Fashion-MNIST demo's time goes on this CPU: torch.profiler over NAYER generator steps
 and student steps of the ``fashion_mnist`` preset, grouped into the parts a user can change.
 
-    python benchmarks/profile_cpu.py                 # ~1 min on 2 cores; writes benchmarks/results/profile_cpu.md
-    python benchmarks/profile_cpu.py --smoke         # tiny sizes: checks the script
+    python benchmarks/profile_cpu.py                 # ~1 min on 2 cores; writes benchmarks/results/profile_cpu.{csv,md}
+    python benchmarks/profile_cpu.py --smoke         # tiny sizes: checks the script, prints, records nothing
 
 Random-weight teacher (speed does not depend on the weights), the preset's precision and memory
 format (``run.mixed_precision=auto``, ``run.channels_last=auto``), the preset's synthesis batch and
 student batch. The table gives each group's share of the profiled CPU time (self time of the aten
-operators, summed over the group) and the wall time per step, with the CPU model and its bf16 flags.
+operators, summed over the group) and the wall time per step, with the CPU model and its bf16 flags
+(provenance columns of benchmarks/common.py); the markdown is rendered from the CSV by
+benchmarks/report.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
+import report  # benchmarks/report.py
+from common import add_common_args, command_line, precision_label, results_dir, write_csv  # benchmarks/common.py
 from cpu_demo import demo_trainer  # benchmarks/cpu_demo.py
-from provenance import device_name, git_commit  # benchmarks/provenance.py
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # operator name -> group (exact names; a trailing * matches a prefix); anything else is "other"
 GROUPS = {
@@ -60,25 +57,21 @@ def grouped(prof) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generator-steps", type=int, default=4, help="generator steps profiled (one synthesis batch)")
-    p.add_argument("--student-steps", type=int, default=100, help="student steps profiled")
-    p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
-    args = p.parse_args(argv)
-
+def profile_steps(generator_steps: int, student_steps: int, smoke: bool) -> tuple[list[dict], str]:
+    """Profile the demo's generator and student steps. Returns (rows, precision): one row per
+    (phase, group) with the phase's batch, unprofiled ms per step and the group's share (fraction)
+    of the profiled CPU time; the precision and memory format the preset resolved to."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         trainer, epoch, student_epoch = demo_trainer(
-            tmp, [f"synthesis.num_generator_steps={args.generator_steps}",
-                  f"distill.steps_per_epoch={args.student_steps}"], args.smoke)
+            tmp, [f"synthesis.num_generator_steps={generator_steps}", f"distill.steps_per_epoch={student_steps}"],
+            smoke)
         cfg = trainer.cfg
         trainer.synthesize(epoch, 1)  # warm-up of the timed code path
         student_epoch()  # warm-up
         for phase, fn, steps, batch in (
-                ("generator step", lambda: trainer.synthesize(epoch, 2), args.generator_steps, cfg.synthesis.batch_size),
-                ("student step", student_epoch, args.student_steps, cfg.distill.batch_size)):
+                ("generator step", lambda: trainer.synthesize(epoch, 2), generator_steps, cfg.synthesis.batch_size),
+                ("student step", student_epoch, student_steps, cfg.distill.batch_size)):
             start = time.perf_counter()
             fn()
             wall = (time.perf_counter() - start) / steps
@@ -86,25 +79,26 @@ def main(argv: list[str] | None = None) -> int:
                 fn()
             groups = grouped(prof)
             total = sum(groups.values())
-            rows.append((phase, batch, wall, {g: s / total for g, s in groups.items()}))
-        precision = trainer.precision
+            rows += [{"phase": phase, "batch": batch, "ms_per_step": round(wall * 1000, 3), "group": g,
+                      "share": round(s / total, 6)} for g, s in groups.items()]
+        precision = precision_label(trainer.precision)
+    return rows, precision
 
-    lines = ["# Where the Fashion-MNIST demo's time goes on CPU", "",
-             f"Command: `python benchmarks/profile_cpu.py`; device: {device_name()}; torch {torch.__version__}; "
-             f"{torch.get_num_threads()} threads; precision {precision.mixed_precision}, channels_last "
-             f"{precision.channels_last}; commit {git_commit()[:12]}; {datetime.date.today().isoformat()}.", "",
-             "Share of the profiled CPU time (self time of aten operators) per group, one NAYER generator step of the "
-             "`fashion_mnist` preset and one student step (teacher forward + KD + SGD), random-weight teacher.", ""]
-    for phase, batch, wall, shares in rows:
-        lines += [f"## {phase} (batch {batch}): {wall * 1000:.0f} ms per step (unprofiled)", "",
-                  "| group | share |", "|---|---|"]
-        lines += [f"| {g} | {s * 100:.1f}% |" for g, s in sorted(shares.items(), key=lambda kv: -kv[1])]
-        lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if not args.smoke:
-        args.results_dir.mkdir(parents=True, exist_ok=True)
-        (args.results_dir / "profile_cpu.md").write_text(text)
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile, write profile_cpu.csv and .md (not with --smoke) and print the markdown."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generator-steps", type=int, default=4, help="generator steps profiled (one synthesis batch)")
+    p.add_argument("--student-steps", type=int, default=100, help="student steps profiled")
+    add_common_args(p, "results_dir", "smoke", smoke_help="tiny sizes: checks the script, prints, records nothing")
+    args = p.parse_args(argv)
+    rows, precision = profile_steps(args.generator_steps, args.student_steps, args.smoke)
+    command = command_line(argv, __file__)
+    with tempfile.TemporaryDirectory() as tmp:  # --smoke: the table is printed, nothing is recorded
+        folder = Path(tmp) if args.smoke else results_dir(args, "profile_cpu")
+        md_path = report.write_report(write_csv(folder / "profile_cpu.csv", rows, precision=precision,
+                                                command=command), kind="profile_cpu")
+        print(md_path.read_text())
     return 0
 
 

@@ -10,12 +10,7 @@ ResNet-8 student with no training image, evaluated on the 10,000 real test image
 Any field of nayer_scale.config can be overridden as section.key=value.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from nayer_scale.cli import run_and_exit  # noqa: E402
+from nayer_scale.cli import run_and_exit  # launch/distill.py under the demo's name (same default preset)
 
 if __name__ == "__main__":
     run_and_exit("fashion_mnist")

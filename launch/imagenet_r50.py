@@ -25,12 +25,7 @@ SIGTERM or SIGUSR1 to any process checkpoints every process at the next safe poi
 without a summary.json; the same command continues the run (resume is on by default here).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from nayer_scale.cli import run_and_exit  # noqa: E402
+from nayer_scale.cli import run_and_exit  # = launch/distill.py preset=imagenet_r50 (the SLURM script runs this file)
 
 if __name__ == "__main__":
     run_and_exit("imagenet_r50")

@@ -20,26 +20,27 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from nayer_scale.augment import BatchAugment  # noqa: E402
-from nayer_scale.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_fashion_mnist  # noqa: E402
-from nayer_scale.models import build_model  # noqa: E402
-from nayer_scale.precision import describe_device, resolve_precision  # noqa: E402
-from nayer_scale.teacher import read_metadata, save_model  # noqa: E402
+from nayer_scale.augment import BatchAugment
+from nayer_scale.data import (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_fashion_mnist,
+                              tensor_eval_source)
+from nayer_scale.evaluation import Evaluator
+from nayer_scale.models import build_model
+from nayer_scale.precision import describe_device, resolve_precision
+from nayer_scale.storage import atomic_path
+from nayer_scale.teacher import read_metadata, save_model
 
 # Arguments that only say where things are, not what is trained: left out of the recorded settings.
 NOT_SETTINGS = ("out", "force", "data_root")
 
 
 def parse_args(argv=None):
+    """The training settings (defaults = the shipped teacher's) and where things are."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet20")
     p.add_argument("--epochs", type=int, default=8)
@@ -69,6 +70,18 @@ def _commit() -> str:
         return "unknown"
 
 
+def _record(args, precision, top1: float, wall: float, device: torch.device) -> dict[str, str]:
+    """The metadata stored in the teacher file (and the JSON beside it): what the model is, its
+    test top-1, the training settings, the precision that ran, commit, torch, wall time, device."""
+    return {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
+            "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),
+            "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
+            "train_settings": json.dumps(training_settings(args)), "precision": json.dumps(precision.to_dict()),
+            "commit": _commit(), "torch": torch.__version__, "train_wall_s": f"{wall:.0f}",
+            "threads": str(torch.get_num_threads()),
+            "device": describe_device(device)}
+
+
 def train(args) -> float:
     """Train (or reuse) the teacher; returns its test top-1 (fraction)."""
     settings = training_settings(args)
@@ -93,6 +106,8 @@ def train(args) -> float:
                                                 pct_start=0.15)
     scaler = precision.grad_scaler()
     augment = BatchAugment(FASHION_MNIST_MEAN, FASHION_MNIST_STD, padding=2, flip=True).to(device)
+    # the real test split in batches of 1000 (top-1 does not depend on the batch), channels_last as trained
+    evaluate = Evaluator(tensor_eval_source(test_x, test_y, 1000, device=device), augment.normalize, precision, device)
     train_x, train_y = train_x.to(device), train_y.to(device)
     start = time.perf_counter()
     bar = tqdm(total=args.epochs * steps_per_epoch, desc="teacher", unit="step", dynamic_ncols=True)
@@ -110,41 +125,22 @@ def train(args) -> float:
             scaler.update()
             sched.step()
             bar.update()
-        top1 = evaluate(model, augment, test_x.to(device), test_y.to(device), precision, memory_format)
+        top1 = evaluate(model).top1
         bar.set_postfix(epoch=f"{epoch + 1}/{args.epochs}", loss=f"{loss.item():.3f}", test_top1=f"{top1:.4f}")
         bar.write(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, test top-1 {top1:.4f}, "
                   f"{time.perf_counter() - start:.0f} s")
     bar.close()
     wall = time.perf_counter() - start
-    record = {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
-              "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),
-              "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
-              "train_settings": json.dumps(settings), "precision": json.dumps(precision.to_dict()),
-              "commit": _commit(), "torch": torch.__version__, "train_wall_s": f"{wall:.0f}",
-              "threads": str(torch.get_num_threads()),
-              "device": describe_device(device)}
+    record = _record(args, precision, top1, wall, device)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    save_model(model.to(memory_format=torch.contiguous_format), tmp, record)
-    os.replace(tmp, args.out)
+    with atomic_path(args.out) as tmp:  # fsync'ed temporary file renamed into place
+        save_model(model.to(memory_format=torch.contiguous_format), tmp, record)
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:  # the same record, readable
         json.dump({k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()},
                   f, indent=2)
         f.write("\n")
     print(f"teacher saved: {args.out} (test top-1 {top1:.4f}, {wall:.0f} s)")
     return top1
-
-
-@torch.no_grad()
-def evaluate(model, augment, x, y, precision, memory_format=torch.contiguous_format) -> float:
-    """Top-1 (fraction) of ``model`` on uint8 images x (N, 1, 28, 28) with labels y (N,)."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(y), 1000):
-        inputs = augment.normalize(x[i : i + 1000].float() / 255.0).contiguous(memory_format=memory_format)
-        with precision.autocast():
-            correct += (model(inputs).argmax(1) == y[i : i + 1000]).sum().item()
-    return correct / len(y)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -31,11 +30,10 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from .config import ConfigError, NayerConfig, check_resume_compatible
-from .metrics import lte_nearest_classes
-from .storage import atomic_write_json, atomic_write_text
+from .storage import atomic_write_json
 from .teacher import save_model
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
-                       checkpoint_name, resolve_class_names)
+                       checkpoint_name, resolve_class_names, write_run_record)
 from .visualize import save_sample_grid
 
 __all__ = ["NayerTrainer", "Preempted", "build_accelerator", "resolve_class_names"]
@@ -78,12 +76,14 @@ class NayerTrainer:
         self.start_epoch, self.progress = 0, None  # progress: an EpochProgress inside an epoch
         self.guard = PreemptionGuard(self.device, self._reduce_sum if self.world_size > 1 else None)
         changes = self._resume() if self.cfg.run.resume else []
-        self._write_run_record(changes)
+        write_run_record(self.run_dir, self.cfg, {"precision": self.precision.to_dict()},
+                         {"start_epoch": self.start_epoch, "world_size": self.world_size,
+                          "changed_since_checkpoint": changes}, acc, self.lte, self.class_names)
         acc.print(f"nayer-scale: {self.cfg.synthesis.method} synthesis, {self.world_size} process(es) on "
                   f"{self.device_kind} ({torch.get_num_threads()} CPU threads each), precision="
                   f"{self.precision.mixed_precision}, channels_last={self.precision.channels_last} "
                   f"({self.precision.reason}), kernels (BN-statistics loss, noisy-layer re-init): "
-                  f"{self.kernel_backend}, student {self.engine.strategy}, memory-bank cache: {self.memory.cache}")
+                  f"{self.kernel_backend}, student {self.engine.name}, memory-bank cache: {self.memory.cache}")
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
 
     @property
@@ -307,12 +307,9 @@ class NayerTrainer:
 
     def _stateful(self) -> tuple[dict, dict]:
         """(shared, per-process) components of a checkpoint, in loading order."""
-        engine = self.engine
-        process_engine = type("EngineProcessState", (), {"state_dict": engine.process_state_dict,
-                                                          "load_state_dict": engine.load_process_state_dict})()
-        shared = {"student": engine, "history": self.c.logger, "clock": self.clock}
-        process = {"optimizer_partition": process_engine, "synthesizer": self.synthesizer, "bn_momentum": self.hooks,
-                   "memory": self.memory, "rng": self.c.rngs}
+        shared = {"student": self.engine, "history": self.c.logger, "clock": self.clock}
+        process = {"optimizer_partition": self.engine.process_part, "synthesizer": self.synthesizer,
+                   "bn_momentum": self.hooks, "memory": self.memory, "rng": self.c.rngs}
         return shared, process
 
     def save_checkpoint(self, epoch: int, position: EpochProgress | None = None) -> Path:
@@ -348,31 +345,3 @@ class NayerTrainer:
         self.accelerator.print(f"resumed from {path} (next epoch {self.start_epoch}{where})"
                                + (f"; changed since: {', '.join(changes)}" if changes else ""))
         return changes
-
-    def _write_run_record(self, changes: list[str]) -> None:
-        """config.json (the config, what was resolved, one entry per session), run.yaml (reproduces
-        the run with ``config=run.yaml``) and the LTE pool's nearest classes."""
-        if not self.accelerator.is_main_process:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "config.json"
-        sessions = json.loads(path.read_text()).get("sessions", []) if self.cfg.run.resume and path.is_file() else []
-        sessions.append({"started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                         "start_epoch": self.start_epoch, "world_size": self.world_size,
-                         "config": self.cfg.to_dict(), "changed_since_checkpoint": changes})
-        atomic_write_json(path, {**self.cfg.to_dict(), "resolved": {"precision": self.precision.to_dict()},
-                                 "sessions": sessions})
-        atomic_write_text(self.run_dir / "run.yaml", self.cfg.to_yaml())
-        if self.lte is not None:  # the inter-class structure of the LTE pool, next to the run
-            atomic_write_json(self.run_dir / "lte_neighbours.json",
-                              lte_nearest_classes(self.lte.cpu(), self.class_names, k=3))
-        if self.cfg.run.tensorboard:
-            self.accelerator.init_trackers("nayer", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                         for k, v in _flat(self.cfg.to_dict()).items()})
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out

@@ -22,6 +22,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _suite():
+    if str(SUITE.parent) not in sys.path:  # as `python benchmarks/gpu_suite.py` has it: `import common` works
+        sys.path.insert(0, str(SUITE.parent))
     spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -13,7 +13,7 @@
 from .checkpoint import CheckpointManager, Stateful, checkpoint_name
 from .clock import RunClock
 from .components import Components, build_components, check_class_names
-from .logger import MetricsLogger, to_numbers
+from .logger import MetricsLogger, to_numbers, write_run_record
 from .preemption import Preempted, PreemptionGuard
 from .progress import EpochProgress
 from .rng import RNGStreams
@@ -22,4 +22,5 @@ from .student import StudentEngine
 
 __all__ = ["CheckpointManager", "Components", "EpochProgress", "MetricsLogger", "Preempted", "PreemptionGuard",
            "RNGStreams", "RunClock", "Stateful", "StudentEngine", "build_accelerator", "build_components",
-           "check_class_names", "checkpoint_name", "resolve_class_names", "set_cpu_threads", "to_numbers"]
+           "check_class_names", "checkpoint_name", "resolve_class_names", "set_cpu_threads", "to_numbers",
+           "write_run_record"]

@@ -72,6 +72,16 @@ class StudentEngine:
         ds_config["gradient_clipping"] = 0.0
 
     @property
+    def name(self) -> str:
+        """"DDP" or "DeepSpeed ZeRO-2" (for logs)."""
+        return "DeepSpeed ZeRO-2" if self.strategy == "deepspeed" else "DDP"
+
+    @property
+    def process_part(self) -> "_ProcessPart":
+        """The Stateful view of this process's own state (``process_state_dict``)."""
+        return _ProcessPart(self)
+
+    @property
     def unwrapped(self) -> nn.Module:
         """The student module itself (no DDP / DeepSpeed wrapper)."""
         return self.accelerator.unwrap_model(self.model)
@@ -153,6 +163,13 @@ class StudentEngine:
         states = [None] * self.accelerator.num_processes  # ZeRO reads entry [rank] of a per-process list
         states[self.accelerator.process_index] = state
         zero.load_state_dict(states)
+
+
+class _ProcessPart:
+    """Stateful adapter: a checkpoint stores it once per process."""
+
+    def __init__(self, engine: StudentEngine) -> None:
+        self.state_dict, self.load_state_dict = engine.process_state_dict, engine.load_process_state_dict
 
 
 def _zero_state_to_plain(state: dict) -> dict:
