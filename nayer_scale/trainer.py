@@ -74,6 +74,7 @@ class NayerTrainer:
             setattr(self, name, getattr(self.c, name))
         self.num_classes, self.rng = len(self.class_names), self.c.rngs.generator
         self.start_epoch, self.progress = 0, None  # progress: an EpochProgress inside an epoch
+        self.eval_images = 0  # real images in the last evaluation, over all processes
         self.guard = PreemptionGuard(self.device, self._reduce_sum if self.world_size > 1 else None)
         changes = self._resume() if self.cfg.run.resume else []
         write_run_record(self.run_dir, self.cfg, {"precision": self.precision.to_dict()},
@@ -292,7 +293,7 @@ class NayerTrainer:
         times = self.time_accounting()
         summary = {"method": self.cfg.synthesis.method, "teacher_top1": teacher_top1, "student_top1": student_top1,
                    "student_agreement": agreement, "student_agreement_source": AGREEMENT_SOURCE,
-                   "eval_images": getattr(self, "eval_images", 0), "precision": self.precision.to_dict(),
+                   "eval_images": self.eval_images, "precision": self.precision.to_dict(),
                    "wall_s": times["elapsed_s"], **{f"{phase}_s": sec for phase, sec in times["phases_s"].items()},
                    "device_hours": times["device_hours"], "device_hours_unit": times["device_hours_unit"],
                    "synthesis_device_hours": times["synthesis_s"] * self.world_size / 3600.0,

@@ -12,12 +12,20 @@ import pytest
 from nayer_scale.cli import build_config
 from nayer_scale.config import (CHANNELS_LAST, EVAL_DATASETS, GENERATOR_INPUTS, MIXED_PRECISIONS, PRESETS,
                                 RENAMED_FIELDS, SYNTHESIS_METHODS, ConfigError, NayerConfig, SynthesisConfig,
-                                apply_overrides, check_resume_compatible, config_from_dict, get_preset, preset)
+                                DEMO_TEACHER, apply_overrides, check_resume_compatible, config_from_dict, get_preset,
+                                preset)
 
 SNAPSHOT = Path(__file__).parent / "data" / "preset_snapshot.json"
 # config v1 used generator_lr / generator_betas for DeepInversion's pixel optimiser
 DI_PIXEL_FIELDS = {"synthesis.generator_lr": "synthesis.deepinversion.pixel_lr",
                    "synthesis.generator_betas": "synthesis.deepinversion.pixel_betas"}
+
+
+def _snapshot(name: str) -> dict:
+    """The v1 config of preset ``name``; the shipped teacher's path is stored as "<DEMO_TEACHER>"
+    (it depends on where the checkout is)."""
+    text = SNAPSHOT.read_text().replace('"<DEMO_TEACHER>"', json.dumps(DEMO_TEACHER))
+    return json.loads(text)[name]
 
 
 def _flat(data: dict, prefix: str = "") -> dict:
@@ -38,7 +46,7 @@ def test_presets_validate_and_round_trip(name):
 def test_preset_values_match_the_v1_snapshot(name):
     """Every value of tests/data/preset_snapshot.json (written by config v1, flat synthesis section)
     is found at its v2 place; fields new in v2 hold their dataclass defaults."""
-    old = _flat(json.loads(SNAPSHOT.read_text())[name])
+    old = _flat(_snapshot(name))
     new = _flat(json.loads(json.dumps(get_preset(name).to_dict())))  # tuples as JSON lists, like the snapshot
     defaults = _flat(json.loads(json.dumps(NayerConfig().to_dict())))
     moved = {**RENAMED_FIELDS, **(DI_PIXEL_FIELDS if name.endswith("_deepinversion") else {})}
@@ -51,7 +59,7 @@ def test_preset_values_match_the_v1_snapshot(name):
 def test_v1_dicts_load_as_the_v2_presets(name):
     """A config stored by v1 (a checkpoint's to_dict()) loads, with DeprecationWarnings, as the v2
     preset: moved keys go to their sub-config, a v1 DeepInversion generator_lr to pixel_lr."""
-    v1 = json.loads(SNAPSHOT.read_text())[name]
+    v1 = _snapshot(name)
     with pytest.warns(DeprecationWarning, match="is deprecated"):
         assert config_from_dict(v1) == get_preset(name)
 
