@@ -180,6 +180,8 @@ def read_records(out: Path) -> list[dict]:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Temp file + rename. Not ``nayer_scale.storage``: this orchestrator runs on the GPU machine
+    before anything is installed there (the package is only on its children's PYTHONPATH)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
