@@ -307,7 +307,15 @@ def render_generic(rows: list[dict], name: str) -> str:
 # Entry points
 # ------------------------------------------------------------------------------------------------
 
+def render_quantization(rows: list[dict], name: str) -> str:
+    """benchmarks/quantization.py: the data-free quantization table (paper Table 3 shape)."""
+    from quantization import render_table
+
+    return render_table(rows, name)
+
+
 RENDERERS: dict[str, Callable[[list[dict], str], str]] = {
+    "quantization": render_quantization,
     "gpu_hours": render_gpu_hours, "ablations": render_ablations, "precision_cpu": render_precision_cpu,
     "profile_cpu": render_profile_cpu, "imagenet_throughput": render_imagenet_throughput, "kernels": render_kernels,
     "generic": render_generic,

@@ -4,19 +4,22 @@ Each op has a pure-PyTorch reference here, which is also the CPU path and the te
 Triton implementation for CUDA:
   bn_stats_loss_reference / bn_stats_loss_triton
       BN-statistics loss of one teacher BatchNorm layer (+ momentum)
+  bn_partial_sums_reference / bn_partial_sums_triton, bn_stats_loss_from_sums
+      the same loss split for global BN statistics: partial sums -> all-reduce -> finalize
   reinit_noisy_linears_reference / reinit_noisy_linears_triton
       batched re-initialisation of all noisy linears
-Dispatch (``dispatch.py``): select_backend (env var NAYER_KERNELS), resolve_backend, bn_stats_loss,
+Dispatch (``dispatch.py``): select_backend (env var NAYER_KERNELS), resolve_backend, bn_stats_loss, bn_partial_sums,
 reinit_noisy_linears, noisy_seed.
 
 Importing this package never imports triton: the Triton names are loaded on first access, so it works
 on machines without triton or a GPU (``bn_stats_loss_triton`` etc. then raise ImportError).
 """
 
-from .bn_stats import bn_stats_loss_reference, update_ema
+from .bn_stats import bn_partial_sums_reference, bn_stats_loss_from_sums, bn_stats_loss_reference, update_ema
 from .dispatch import (
     BACKEND_ENV_VAR,
     BACKENDS,
+    bn_partial_sums,
     bn_stats_loss,
     noisy_seed,
     reinit_noisy_linears,
@@ -29,6 +32,8 @@ from .noisy_init import NOISY_INITS, reinit_noisy_linears_reference
 # name -> submodule, imported lazily (PEP 562) because importing them imports triton.
 _LAZY = {
     "BNStatsLossFunction": "bn_stats_triton",
+    "BNPartialSumsFunction": "bn_stats_triton",
+    "bn_partial_sums_triton": "bn_stats_triton",
     "bn_stats_loss_triton": "bn_stats_triton",
     "reinit_noisy_linears_triton": "noisy_init_triton",
 }
@@ -36,8 +41,13 @@ _LAZY = {
 __all__ = [
     "BACKENDS",
     "BACKEND_ENV_VAR",
+    "BNPartialSumsFunction",
     "BNStatsLossFunction",
     "NOISY_INITS",
+    "bn_partial_sums",
+    "bn_partial_sums_reference",
+    "bn_partial_sums_triton",
+    "bn_stats_loss_from_sums",
     "bn_stats_loss",
     "bn_stats_loss_reference",
     "bn_stats_loss_triton",

@@ -27,6 +27,13 @@ Kernels (one file per op, Liger-Kernel style):
                             adds K back, blends with the EMA and writes mean, var,
                             mu_run - mu_cmp and var_run - var_cmp.
   _bn_backward_kernel       dL/dx in one elementwise pass (reads x, writes dx).
+Global BN statistics (``synthesis.bn_stats_scope=global``) split the same work across processes:
+  _bn_partial_stats_kernel  with GIVEN_SHIFT: K_c read from a (C,) input (the running mean, equal on
+                            every process) instead of x[0, c, 0]; the tiles are then combined into
+                            S1 = sum (x - K), S2 = sum (x - K)^2 per channel (``bn_partial_sums_triton``),
+                            all-reduced with every other layer's, and finalized in torch on (C,)
+                            vectors (``bn_stats.bn_stats_loss_from_sums``).
+  _bn_sums_backward_kernel  dL/dx = dL/dS1 + 2 dL/dS2 (x - K) in one elementwise pass.
 The two norms and their sum are three tiny torch ops on (C,) vectors.
 
 Memory formats: x is addressed as (N, C, S) with S = H * W through its strides, so contiguous NCHW,
@@ -44,7 +51,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-__all__ = ["BNStatsLossFunction", "bn_stats_loss_triton"]
+__all__ = ["BNPartialSumsFunction", "BNStatsLossFunction", "bn_partial_sums_triton", "bn_stats_loss_triton"]
 
 # Launch heuristics (module constants so that tests can shrink them to cover multi-block paths).
 TILE_ELEMENTS = 2048  # elements of x per (channel-block x spatial-block) tile and loop iteration
@@ -74,6 +81,7 @@ def _bn_partial_stats_kernel(
     num_c_blocks,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    GIVEN_SHIFT: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
     c_blk = pid % num_c_blocks
@@ -89,7 +97,11 @@ def _bn_partial_stats_kernel(
     n0 = n_blk * n_per_program
 
     # Shift K_c = x[0, c, 0]: the same for every program, so the partials combine in shifted units.
-    shift = tl.load(x_ptr + c.to(tl.int64) * stride_c, mask=c_mask, other=0.0).to(tl.float32)
+    # GIVEN_SHIFT: K is read from shift_ptr instead (the same on every process: global BN statistics).
+    if GIVEN_SHIFT:
+        shift = tl.load(shift_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
+    else:
+        shift = tl.load(x_ptr + c.to(tl.int64) * stride_c, mask=c_mask, other=0.0).to(tl.float32)
 
     acc = tl.zeros([BLOCK_C, BLOCK_S], dtype=tl.float32)
     acc_sq = tl.zeros([BLOCK_C, BLOCK_S], dtype=tl.float32)
@@ -113,8 +125,9 @@ def _bn_partial_stats_kernel(
     tl.store(pm2_ptr + row * C + c, m2, mask=c_mask)
     if c_blk == 0:
         tl.store(pcount_ptr + row, count)
-    if row == 0:
-        tl.store(shift_ptr + c, shift, mask=c_mask)
+    if not GIVEN_SHIFT:
+        if row == 0:
+            tl.store(shift_ptr + c, shift, mask=c_mask)
 
 
 @triton.jit
@@ -237,6 +250,54 @@ def _bn_backward_kernel(
         mask = tile_mask & (n < N)
         xv = tl.load(x_ptr + n.to(tl.int64) * sx_n + x_offs, mask=mask, other=0.0).to(tl.float32)
         dx = a[:, None] * (xv - mean[:, None]) + b[:, None]
+        tl.store(dx_ptr + n.to(tl.int64) * sd_n + d_offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bn_sums_backward_kernel(
+    x_ptr,
+    dx_ptr,
+    shift_ptr,
+    grad_s1_ptr,
+    grad_s2_ptr,
+    N,
+    C,
+    S,
+    sx_n,
+    sx_c,
+    sx_s,
+    sd_n,
+    sd_c,
+    sd_s,
+    n_per_program,
+    num_s_blocks,
+    num_c_blocks,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    # dx = dL/dS1_c + 2 dL/dS2_c (x - K_c): the backward of the shifted partial sums, one pass.
+    pid = tl.program_id(0)
+    c_blk = pid % num_c_blocks
+    rest = pid // num_c_blocks
+    s_blk = rest % num_s_blocks
+    n_blk = rest // num_s_blocks
+
+    c = c_blk * BLOCK_C + tl.arange(0, BLOCK_C)
+    s = s_blk * BLOCK_S + tl.arange(0, BLOCK_S)
+    c_mask = c < C
+    tile_mask = c_mask[:, None] & (s < S)[None, :]
+    shift = tl.load(shift_ptr + c, mask=c_mask, other=0.0)
+    a = tl.load(grad_s1_ptr + c, mask=c_mask, other=0.0)
+    b = 2.0 * tl.load(grad_s2_ptr + c, mask=c_mask, other=0.0)
+
+    x_offs = c[:, None].to(tl.int64) * sx_c + s[None, :].to(tl.int64) * sx_s
+    d_offs = c[:, None].to(tl.int64) * sd_c + s[None, :].to(tl.int64) * sd_s
+    n0 = n_blk * n_per_program
+    for i in range(0, n_per_program):
+        n = n0 + i
+        mask = tile_mask & (n < N)
+        xv = tl.load(x_ptr + n.to(tl.int64) * sx_n + x_offs, mask=mask, other=0.0).to(tl.float32)
+        dx = b[:, None] * (xv - shift[:, None]) + a[:, None]
         tl.store(dx_ptr + n.to(tl.int64) * sd_n + d_offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -409,3 +470,78 @@ def bn_stats_loss_triton(
     _validate(x, running_mean, running_var)
     _check_device(x)
     return BNStatsLossFunction.apply(x, running_mean, running_var, ema_mean, ema_var, float(momentum))
+
+
+class BNPartialSumsFunction(torch.autograd.Function):
+    """autograd.Function of the partial BN statistics (S1, S2) of one process's batch; use
+    ``bn_partial_sums_triton``.
+
+    forward(x, shift) -> (S1, S2): ``_bn_partial_stats_kernel`` with the given shift (per-tile
+    count, mean and M2 of x - K), then per channel S1 = sum_t count_t mean_t and
+    S2 = sum_t (M2_t + count_t mean_t^2) over the tiles (two torch reductions of the (P, C)
+    partials). backward: ``_bn_sums_backward_kernel``, dx = dL/dS1 + 2 dL/dS2 (x - K).
+    """
+
+    @staticmethod
+    def forward(ctx, x, shift):
+        x3 = _as_ncs(x)
+        n, c, s = x3.shape
+        cfg = _launch_config(x3)
+        f32 = {"device": x.device, "dtype": torch.float32}
+        shift = _vec(shift, x.device)
+        pcount = torch.empty(cfg["num_rows"], **f32)
+        pmean = torch.empty(cfg["num_rows"], c, **f32)
+        pm2 = torch.empty(cfg["num_rows"], c, **f32)
+        _bn_partial_stats_kernel[cfg["grid"]](
+            x3, shift, pcount, pmean, pm2, n, c, s, *x3.stride(),
+            cfg["n_per_program"], cfg["num_s_blocks"], cfg["num_c_blocks"],
+            BLOCK_C=cfg["BLOCK_C"], BLOCK_S=cfg["BLOCK_S"], GIVEN_SHIFT=True, num_warps=cfg["num_warps"],
+        )  # fmt: skip
+        weighted = pcount[:, None] * pmean
+        s1 = weighted.sum(0)
+        s2 = (pm2 + weighted * pmean).sum(0)
+        ctx.save_for_backward(x, shift)
+        return s1, s2
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_s1, grad_s2):
+        x, shift = ctx.saved_tensors
+        x3 = _as_ncs(x)
+        n, c, s = x3.shape
+        cfg = _launch_config(x3)
+        zeros = torch.zeros_like(shift)
+        grad_s1 = zeros if grad_s1 is None else grad_s1.float().contiguous()
+        grad_s2 = zeros if grad_s2 is None else grad_s2.float().contiguous()
+        dx3 = torch.empty_like(x3)
+        _bn_sums_backward_kernel[cfg["grid"]](
+            x3, dx3, shift, grad_s1, grad_s2, n, c, s, *x3.stride(), *dx3.stride(),
+            cfg["n_per_program"], cfg["num_s_blocks"], cfg["num_c_blocks"],
+            BLOCK_C=cfg["BLOCK_C"], BLOCK_S=cfg["BLOCK_S"], num_warps=cfg["num_warps"],
+        )  # fmt: skip
+        return dx3.view(x.shape), None
+
+
+def bn_partial_sums_triton(x: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partial BN statistics (S1, S2) of one layer input, Triton kernels (contract of
+    ``nayer_kernels.bn_stats.bn_partial_sums_reference``): the split of the fused loss for
+    ``synthesis.bn_stats_scope=global`` (partial statistics -> all-reduce -> finalize and backward).
+
+    S1_c = sum (x - K_c), S2_c = sum (x - K_c)^2 over (N, H, W), accumulated in float32 per tile
+    and combined over tiles (S2 from the tiles' centred M2, so no tile loses precision).
+
+    Args:
+        x: (N, C, H, W), (N, C, L) or (N, C); float32, bfloat16 or float16; any strided layout.
+            CUDA tensor, or CPU tensor under TRITON_INTERPRET=1.
+        shift: (C,) the shift K, the same on every process (the hooks use the running mean).
+
+    Returns:
+        (S1, S2): (C,) float32, differentiable w.r.t. x (dL/dx has x's dtype and layout).
+
+    Raises:
+        ValueError: fewer than 2 dims, an empty or non-floating input, a shift that is not (C,).
+        RuntimeError: for a CPU tensor when triton is not in interpreter mode.
+    """
+    _validate(x, shift, shift)
+    _check_device(x)
+    return BNPartialSumsFunction.apply(x, shift)

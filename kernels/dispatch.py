@@ -20,12 +20,13 @@ import os
 
 import torch
 
-from .bn_stats import bn_stats_loss_reference
+from .bn_stats import bn_partial_sums_reference, bn_stats_loss_reference
 from .noisy_init import reinit_noisy_linears_reference
 
 __all__ = [
     "BACKENDS",
     "BACKEND_ENV_VAR",
+    "bn_partial_sums",
     "bn_stats_loss",
     "noisy_seed",
     "reinit_noisy_linears",
@@ -139,6 +140,29 @@ def bn_stats_loss(
 
         return bn_stats_loss_triton(x, running_mean, running_var, ema_mean, ema_var, momentum)
     return bn_stats_loss_reference(x, running_mean, running_var, ema_mean, ema_var, momentum)
+
+
+def bn_partial_sums(x: torch.Tensor, shift: torch.Tensor, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Partial BN statistics S1 = sum (x - K), S2 = sum (x - K)^2 per channel, with the chosen
+    implementation: the first half of the BN-statistics loss split for ``synthesis.bn_stats_scope=
+    global`` (sum over processes, then ``bn_stats_loss_from_sums``).
+
+    Args:
+        x: (N, C, H, W) or (N, C) float input, any memory format; differentiable.
+        shift: (C,) K, identical on every process (the layer's running mean).
+        backend: "triton", "reference" or "auto" (see ``bn_stats_loss``).
+
+    Returns:
+        (S1, S2): (C,) float32 each, differentiable w.r.t. x; M = x.numel() / C elements each.
+
+    Raises:
+        ValueError: bad shapes or an unknown backend.
+    """
+    if resolve_backend(backend) == "triton":
+        from .bn_stats_triton import bn_partial_sums_triton
+
+        return bn_partial_sums_triton(x, shift)
+    return bn_partial_sums_reference(x, shift)
 
 
 def reinit_noisy_linears(

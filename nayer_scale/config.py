@@ -65,6 +65,7 @@ __all__ = [
     "EvalConfig",
     "FastConfig",
     "LTEConfig",
+    "MemoryConfig",
     "NayerConfig",
     "NayerMethodConfig",
     "PRESETS",
@@ -88,7 +89,7 @@ __all__ = [
 
 
 SynthesisMethod = Literal["nayer", "deepinversion", "fast"]
-EvalDataset = Literal["fashion_mnist", "cifar10", "cifar100", "imagenet", "none"]
+EvalDataset = Literal["fashion_mnist", "cifar10", "cifar100", "imagenet", "hf", "none"]
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]  # resolved by nayer_scale.precision
 ChannelsLast = Literal["auto", "true", "false"]
 GeneratorInput = Literal["lte", "noise", "onehot", "lte_cat_noise", "lte_plus_noise"]
@@ -96,7 +97,10 @@ NoisyLayerKind = Literal["k_to_1", "one_to_one", "none"]
 NoisyLayerInit = Literal["normal", "kaiming_uniform"]
 MetaLearning = Literal["fomaml", "reptile"]
 KernelChoice = Literal["auto", "triton", "reference"]
-MemoryCache = Literal["auto", "device", "cpu", "none"]
+BNStatsScope = Literal["process", "global"]  # BN statistics of each process's batch, or of all processes' union
+MemoryCache = Literal["auto", "device", "cpu", "node", "none"]
+Retirement = Literal["fifo", "reservoir"]
+ShardEncoding = Literal["raw", "png", "webp", "webp_lossy"]
 
 # The choices as tuples, for modules that check or list them (nayer_scale.precision).
 SYNTHESIS_METHODS = typing.get_args(SynthesisMethod)
@@ -245,7 +249,9 @@ class TeacherConfig(_Section):
     """The pretrained teacher: a zoo name or ``package.module:factory``, its weights (a local
     safetensors or .pth file, or a hub spec ``torchvision:resnet50.IMAGENET1K_V2`` /
     ``hf-hub:timm/resnet50.tv_in1k``, downloaded once when the machine is online), its input
-    normalisation and its class names."""
+    normalisation and its class names. ``arch=hf:<hub id or folder>`` is a transformers image
+    classifier or a nayer-scale export: fields left at their defaults are filled from the folder at
+    start-up and conflicting ones refused (``nayer_scale.hf_models.resolve_hf_teacher``)."""
 
     SECTION: ClassVar[str] = "teacher"
 
@@ -259,6 +265,9 @@ class TeacherConfig(_Section):
 
     def check_relations(self) -> None:
         _check(bool(self.arch), "teacher.arch is empty: give a zoo name (e.g. resnet20) or package.module:factory")
+        _check(self.class_names != "id2label" or self.arch.startswith("hf:"),
+               "teacher.class_names=id2label (the names in a model folder's config.json) needs teacher.arch=hf:<hub id "
+               "or folder>: set teacher.class_names to a dataset key or a .txt file")
         _check(len(self.mean) == len(self.std) == self.in_channels,
                f"teacher.mean {self.mean} and teacher.std {self.std} need one value per input channel "
                f"(teacher.in_channels={self.in_channels})")
@@ -266,14 +275,27 @@ class TeacherConfig(_Section):
 
 @dataclass
 class StudentConfig(_Section):
-    """The student architecture (a zoo name or ``package.module:factory``), trained from scratch."""
+    """The student architecture (a zoo name or ``package.module:factory``), trained from scratch;
+    or, with ``quantization`` = ``w{B}a{B}`` (data-free quantization, NAYER Table 3), a
+    fake-quantized copy of the teacher initialised from its weights (``nayer_scale.quantization``):
+    B-bit per-channel weights and B-bit per-tensor activations, the first and last layers at 8 bits
+    (``quantization_keep_ends_8bit``), BatchNorm folded first where the graph allows
+    (``quantization_fold_bn``)."""
 
     SECTION: ClassVar[str] = "student"
 
     arch: str = "resnet8"
+    quantization: str = "none"  # "none" or w{B}a{B}, B in 2..8: w8a8, w6a6, w4a8, w4a4, ...
+    quantization_keep_ends_8bit: bool = True  # first and last layer at 8 bits (ZeroQ / GDFQ convention)
+    quantization_fold_bn: bool = True  # fold Conv2d -> BatchNorm2d pairs before quantizing
 
     def check_relations(self) -> None:
+        import re
+
         _check(bool(self.arch), "student.arch is empty")
+        _check(self.quantization == "none" or re.fullmatch(r"w[2-8]a[2-8]", self.quantization) is not None,
+               f"student.quantization={self.quantization!r} is not w{{B}}a{{B}} with bit widths B in 2..8: "
+               "set it to e.g. w8a8, w6a6, w4a8 or w4a4, or to none (a float student)")
 
 
 @dataclass
@@ -356,6 +378,9 @@ class SynthesisConfig(_Section):
     adv_loss_weight: float = at_least(0.0, default=1.33)
     bn_momentum: float = in_range(0.0, 1.0, default=0.9, high_open=True)
     first_bn_multiplier: float = at_least(0.0, default=1.0)
+    # "process" (published): each process matches the teacher's BN statistics on its own synthesis
+    # batch; "global": on the union of all processes' batches (one all-reduce per generator step)
+    bn_stats_scope: BNStatsScope = "process"
     crop_padding: int = at_least(0, default=4)  # pixels
     flip: bool = True
     roll_jitter: int = at_least(0, default=0)  # pixels; random roll of up to this many per axis (ImageNet: size // 8)
@@ -393,6 +418,23 @@ class DistillConfig(_Section):
 
 
 @dataclass
+class MemoryConfig(_Section):
+    """The memory bank of synthetic images (``nayer_scale.memory``): its size bound, shard
+    encoding and the prefetching of student batches. Where its decoded images live is
+    ``run.memory_cache``."""
+
+    SECTION: ClassVar[str] = "memory"
+
+    # images kept over all processes (each keeps max_images // processes of its own); 0 = all, as
+    # published. When full, whole shards retire (paper Table 5: a bounded memory keeps the accuracy).
+    max_images: int = at_least(0, default=0)
+    retirement: Retirement = "fifo"  # "fifo": the oldest shards (the paper's buffer); "reservoir": uniform over the history
+    encoding: ShardEncoding = "raw"  # raw | png | webp (lossless); "webp_lossy" only when asked for by name
+    webp_quality: int = in_range(1, 100, default=90)  # only for encoding=webp_lossy
+    prefetch: int = at_least(0, default=2)  # student batches gathered ahead in a background thread; 0 = inline
+
+
+@dataclass
 class EvalConfig(_Section):
     """Held-out real evaluation data. Only the *test* split is ever read by a distillation run."""
 
@@ -405,12 +447,24 @@ class EvalConfig(_Section):
     root: str = ""
     batch_size: int = positive(250)  # 2x faster than 1000 per image on a 2-core CPU (ResNet-20: 8.6 vs 15.0 s per 10k)
     every_epochs: int = positive(1)  # evaluate the student every this many epochs after warm-up (and at the end)
-    resize: int = at_least(0, default=0)  # imagenet: shorter side before the centre crop; 0 = image_size / 0.875
-    num_workers: int = at_least(0, default=8)  # imagenet: decoding workers per process
+    resize: int = at_least(0, default=0)  # imagenet, hf: shorter side before the centre crop; 0 = image_size / 0.875
+    num_workers: int = at_least(0, default=8)  # imagenet, hf: decoding workers per process
+    # hf (Hugging Face ``datasets``, nayer_scale/data/hf.py): a hub id, a save_to_disk folder, a parquet /
+    # arrow file or glob, or an image folder; "" split / columns = detected (test or validation split,
+    # the Image column, the ClassLabel column).
+    hf_path: str = ""
+    hf_split: str = ""
+    hf_image_column: str = ""
+    hf_label_column: str = ""
+    hf_streaming: bool = False  # stream a hub set instead of downloading the split first
+    hf_match_class_names: bool = True  # false: the set's label i is the teacher's class i under another name
 
     def check_relations(self) -> None:
         _check(self.dataset != "imagenet" or bool(self.root),
                "eval.dataset=imagenet needs eval.root: an ImageFolder of the val split or webdataset val shards")
+        _check(self.dataset != "hf" or bool(self.hf_path),
+               "eval.dataset=hf needs eval.hf_path: a hub id (e.g. ILSVRC/imagenet-1k), a save_to_disk folder, "
+               "a parquet / arrow file or glob, or an image folder")
 
 
 @dataclass
@@ -439,8 +493,9 @@ class RunConfig(_Section):
     # SIGTERM / SIGUSR1 are acted on at the next safe point: after a synthesis batch, every this many
     # student steps, and at the end of an epoch (each check is one tiny all-reduce).
     safe_point_every_steps: int = positive(50)
-    # Memory-bank cache: "auto" (the training device when the whole bank fits, else host RAM, else
-    # none), "device", "cpu" or "none" (samples are read from the shard files on every step).
+    # Memory-bank cache: "auto" (the training device when the whole bank fits, else one copy per node
+    # in shared memory, else none), "device", "cpu" (per process), "node" (/dev/shm, one copy per
+    # node) or "none" (samples are read from the shard files on every step).
     memory_cache: MemoryCache = "auto"
     # cap on the cache per process in GiB; 0 = a quarter of the GPU's memory, or half of this
     # process's share of the available host RAM
@@ -467,6 +522,7 @@ class NayerConfig:
     lte: LTEConfig = field(default_factory=LTEConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -474,6 +530,10 @@ class NayerConfig:
         """Check every section; raises ConfigError naming the field to change."""
         for section in dataclasses.fields(self):
             getattr(self, section.name).validate()
+        _check(self.student.quantization == "none" or self.student.arch == self.teacher.arch,
+               f"student.quantization={self.student.quantization} quantizes a copy of the teacher, but "
+               f"student.arch={self.student.arch!r} differs from teacher.arch={self.teacher.arch!r}: "
+               f"set student.arch={self.teacher.arch}")
         return self
 
     def to_dict(self) -> dict:
@@ -740,7 +800,7 @@ def compose_config(default_preset: str, *, preset_name: str | None = None, confi
 RESUMABLE_FIELDS: tuple[str, ...] = (
     "eval.*", "run.resume", "run.progress", "run.tensorboard", "run.keep_checkpoints", "run.safe_point_every_steps",
     "run.grid_per_class", "run.cpu_threads", "run.memory_cache", "run.memory_cache_gb", "run.kernels",
-    "run.compile", "run.run_dir",
+    "run.compile", "run.run_dir", "memory.prefetch", "memory.encoding", "memory.webp_quality",
 )
 #: Fields that may grow (not shrink) when a run is resumed: a longer schedule extends the run.
 EXTENDABLE_FIELDS: tuple[str, ...] = ("run.epochs",)
@@ -973,6 +1033,9 @@ def imagenet_r50() -> NayerConfig:
     cfg.eval = EvalConfig(dataset="none", every_epochs=10)  # 50,000 val images: not every epoch
     # resume=True: after a preemption the same command continues the run.
     cfg.run = RunConfig(run_dir="runs/imagenet_r50", epochs=320, grid_per_class=1, resume=True)
+    # The whole history would be ~1.6M images (247 GB) with 8 processes: keep the newest 300k
+    # (45 GB, one copy per node in shared memory), as the paper's Table 5 allows.
+    cfg.memory.max_images = 300_000
     return cfg
 
 

@@ -60,6 +60,9 @@ def resolve_architecture(arch: str) -> Callable[..., nn.Module]:
     Raises:
         TeacherLoadError: unknown zoo name, an import path that does not import, or a non-callable.
     """
+    if arch.startswith("hf:"):
+        raise TeacherLoadError(f"{arch!r} is a model folder, not a factory: load it with build_teacher or "
+                               "nayer_scale.hf_models.load_model_folder")
     if ":" not in arch:
         if arch not in list_models():
             raise TeacherLoadError(f"unknown architecture {arch!r}: use a zoo name ({', '.join(list_models())}) "
@@ -242,7 +245,9 @@ def build_teacher(arch: str, weights: str | os.PathLike | None, num_classes: int
     BN-statistics loss needs the teacher's running statistics).
 
     Args:
-        arch: zoo name or ``package.module:factory`` (see :func:`resolve_architecture`).
+        arch: zoo name or ``package.module:factory`` (see :func:`resolve_architecture`), or
+            ``hf:<hub id or folder>``: a transformers image classifier or a nayer-scale export, weights
+            from the folder (:func:`nayer_scale.hf_models.build_hf_teacher`).
         weights: .safetensors / .pth file; or hub weights, ``torchvision:<arch>.<WEIGHTS>`` (e.g.
             ``torchvision:resnet50.IMAGENET1K_V2`` for ``tv_resnet50``) or ``hf-hub:<org>/<repo>[/<file>]``
             (e.g. ``hf-hub:timm/resnet50.tv_in1k``), downloaded once into the torch / Hugging Face cache;
@@ -258,6 +263,10 @@ def build_teacher(arch: str, weights: str | os.PathLike | None, num_classes: int
     Raises:
         TeacherLoadError: for each failed check, saying what to change.
     """
+    if arch.startswith("hf:"):  # a transformers model or a nayer-scale export: weights from its folder
+        from .hf_models import build_hf_teacher
+
+        return build_hf_teacher(arch, weights, num_classes, in_channels)
     if weights is None and require_weights:
         raise TeacherLoadError("teacher.weights is empty: give the teacher's weights file (.safetensors or .pth) "
                                "or hub weights (torchvision:<arch>.<WEIGHTS>, hf-hub:<org>/<repo>)")

@@ -27,9 +27,12 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from .config import ConfigError, NayerConfig, check_resume_compatible
+from .memory import SHARD_PATTERN, batch_seed
+from .quantization.student import export_student
 from .storage import atomic_write_json
 from .teacher import save_model
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
@@ -148,12 +151,18 @@ class NayerTrainer:
         d, every = self.cfg.distill, self.cfg.run.safe_point_every_steps
         progress = progress or EpochProgress.start(self.start_epoch, self.device)
         self.engine.train()
-        for step in range(progress.distill_steps, d.steps_per_epoch):
-            images, _ = self.memory.sample(d.batch_size, self.rng)
-            progress.sums["kd_sum"] += self.engine.step(images, self.rng)
-            progress.distill_steps = step + 1
-            if (step + 1) % every == 0 and step + 1 < d.steps_per_epoch:
-                self.safe_point()
+        steps = range(progress.distill_steps, d.steps_per_epoch)
+        # batch `step` is a function of (seed, rank, epoch, step): gathered ahead, the same on resume
+        seeds = [batch_seed(self.cfg.run.seed, self.rank, progress.epoch, step) for step in steps]
+        batches = self.memory.batches(d.batch_size, seeds, self.cfg.memory.prefetch)
+        try:
+            for step, (images, _) in zip(steps, batches):
+                progress.sums["kd_sum"] += self.engine.step(images, self.rng)
+                progress.distill_steps = step + 1
+                if (step + 1) % every == 0 and step + 1 < d.steps_per_epoch:
+                    self.safe_point()
+        finally:
+            batches.close()  # stops the prefetching thread (also on a preemption)
         self.engine.end_epoch(self._average)
         return {"kd": progress.sums["kd_sum"] / d.steps_per_epoch}
 
@@ -199,6 +208,9 @@ class NayerTrainer:
             # mean over the epoch's batches: collapse shows *within* a synthesis batch
             record["synth_diversity"] = p.sums["diversity_sum"] / n_batches if s.batch_size > self.num_classes else None
         record["memory_size"] = len(self.memory)
+        events = self._memory_events()
+        if events:
+            record["memory_events"] = events
         if not warmup:
             if n_batches:  # on the epoch's own synthesis batches, which the adversarial term made hard
                 counts = self._reduce_sum(torch.stack([p.sums["agree"], p.sums["agree_count"]]))
@@ -211,6 +223,14 @@ class NayerTrainer:
                     record["student_top1"] = self.evaluate(self.student)
         record.update(self.time_accounting())
         return record
+
+    def _memory_events(self) -> list[dict]:
+        """Damaged shards dropped / manifests rebuilt by any process since the last call (a
+        collective when there are several processes)."""
+        events = self.memory.pop_events()
+        if self.world_size > 1:
+            events = [e for part in gather_object([events]) for e in part]
+        return events
 
     def time_accounting(self) -> dict:
         """``RunClock.accounting``: elapsed, per-phase seconds and device-hours of the run so far."""
@@ -287,6 +307,8 @@ class NayerTrainer:
                         "in_channels": str(t.in_channels), "image_size": str(t.image_size), "mean": json.dumps(t.mean),
                         "std": json.dumps(t.std), "class_names": json.dumps(self.class_names), "config": self.cfg.to_json()}
                 save_model(self.engine.unwrapped, self.run_dir / "student.safetensors", meta)
+                if self.cfg.student.quantization != "none":  # integer weights, scales, activation ranges
+                    export_student(self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta)
             if self.cfg.run.tensorboard:
                 acc.end_training()
             acc.wait_for_everyone()
@@ -302,6 +324,7 @@ class NayerTrainer:
         if acc.is_main_process:
             atomic_write_json(self.run_dir / "summary.json", summary)
         acc.wait_for_everyone()
+        self.memory.close(remove_node_cache=acc.is_local_main_process)  # nobody samples any more
         return summary
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -318,7 +341,10 @@ class NayerTrainer:
         (``CheckpointManager.save``: atomic, every process writes its part)."""
         state = position.state_dict() if position is not None else None
         meta = {"epoch": epoch, "position": state, "config": self.cfg.to_dict()}
-        return self.c.checkpoints.save(checkpoint_name(epoch, state), meta, *self._stateful())
+        path = self.c.checkpoints.save(checkpoint_name(epoch, state), meta, *self._stateful())
+        # retired shards go once no kept checkpoint lists them (after the pruning of old checkpoints)
+        self.memory.release(self.c.checkpoints.referenced(SHARD_PATTERN))
+        return path
 
     def _resume(self) -> list[str]:
         """Continue from the latest checkpoint (or start over when the run stopped before its first:

@@ -52,7 +52,10 @@ def test_preset_values_match_the_v1_snapshot(name):
     moved = {**RENAMED_FIELDS, **(DI_PIXEL_FIELDS if name.endswith("_deepinversion") else {})}
     mapped = {moved.get(key, key): value for key, value in old.items()}
     assert {k: new[k] for k in mapped} == mapped
-    assert {k: new[k] for k in new if k not in mapped} == {k: defaults[k] for k in new if k not in mapped}
+    # fields new in v2 that a preset sets on purpose (documented in the preset's docstring)
+    chosen = {"memory.max_images"} if name.startswith("imagenet_r50") else set()
+    assert {k: new[k] for k in new if k not in set(mapped) | chosen} == {
+        k: defaults[k] for k in new if k not in set(mapped) | chosen}
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -60,8 +63,11 @@ def test_v1_dicts_load_as_the_v2_presets(name):
     """A config stored by v1 (a checkpoint's to_dict()) loads, with DeprecationWarnings, as the v2
     preset: moved keys go to their sub-config, a v1 DeepInversion generator_lr to pixel_lr."""
     v1 = _snapshot(name)
+    expected = get_preset(name)
+    if name.startswith("imagenet_r50"):  # v1 runs had no bound on the memory (and resume keeps it so)
+        expected.memory.max_images = 0
     with pytest.warns(DeprecationWarning, match="is deprecated"):
-        assert config_from_dict(v1) == get_preset(name)
+        assert config_from_dict(v1) == expected
 
 
 def test_choice_constants_come_from_the_literals():

@@ -167,12 +167,22 @@ def test_bank_without_cache_reads_the_same_batches(tmp_path):
 
 
 def test_memory_cache_choice(tmp_path, monkeypatch):
-    from nayer_scale.memory import choose_memory_cache, projected_bank_bytes
+    from collections import namedtuple
+
+    from nayer_scale.memory import cache_policy, choose_memory_cache, projected_bank_bytes
 
     cfg, cpu = get_preset("imagenet_r50"), torch.device("cpu")  # only the config, the device and the world size matter
-    # 8 processes x 256 x (20 x 10 + 300 x 2) images of 3 x 224 x 224 bytes
+    # a node with 512 GiB of available RAM and a /dev/shm of 256 GiB free, 8 processes
+    monkeypatch.setattr(cache_policy.psutil, "virtual_memory", lambda: namedtuple("vm", "available")(512 * 2**30))
+    monkeypatch.setattr(cache_policy.shutil, "disk_usage", lambda path: namedtuple("du", "free")(256 * 2**30))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    # the preset keeps the newest 300k images: 45 GB, one copy per node in shared memory
+    assert projected_bank_bytes(cfg, 8) == 300_000 * 3 * 224 * 224
+    assert choose_memory_cache(cfg, cpu, 8) == "node"
+    # unbounded: 8 processes x 256 x (20 x 10 + 300 x 2) images, ~247 GB: read from the shards
+    cfg.memory.max_images = 0
     assert projected_bank_bytes(cfg, 8) == 8 * 256 * 800 * 3 * 224 * 224
-    assert choose_memory_cache(cfg, cpu, 8) == "none"  # ~247 GB: read from the shards
+    assert choose_memory_cache(cfg, cpu, 8) == "none"
     cfg.run.memory_cache_gb = 1e4
     assert choose_memory_cache(cfg, cpu, 8) == "device"  # fits the cap (the device is the CPU here)
     cfg.run.memory_cache = "cpu"

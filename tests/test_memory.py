@@ -35,7 +35,7 @@ def test_round_trip_rounding_labels_metadata_and_manifest(tmp_path):
     assert re.fullmatch(r"shard-r\d{3}-\d{6}\.tar", bank.write(*batch(5, 1, (3, 2, 2)), {"epoch": 4})) is not None
 
     manifest = json.loads((tmp_path / "manifest-r000.json").read_text())
-    assert manifest["format"] == 1 and manifest["rank"] == 0
+    assert manifest["format"] == 2 and manifest["rank"] == 0 and manifest["next_index"] == 2
     assert [(e["name"], e["num_samples"], e["epoch"]) for e in manifest["shards"]] == [
         ("shard-r000-000000.tar", len(values), 3), ("shard-r000-000001.tar", 5, 4)]
 
@@ -43,14 +43,15 @@ def test_round_trip_rounding_labels_metadata_and_manifest(tmp_path):
         names = tar.getnames()
         assert sorted(names[:3]) == ["000-000000-000000.cls", "000-000000-000000.img.npy", "000-000000-000000.json"]
         assert len(names) == 3 * len(values)
-        assert json.loads(tar.extractfile("000-000000-000007.json").read()) == {"epoch": 3, "batch": 1, "rank": 0}
+        assert json.loads(tar.extractfile("000-000000-000007.json").read()) == {"epoch": 3, "batch": 1, "rank": 0,
+                                                                               "image_shape": [3, 2, 2]}
 
     # a fresh bank (another process) reads the shards back from disk
     reader = MemoryBank(tmp_path, rank=1, world_size=2)
     assert reader.refresh() == len(values) + 5 and len(reader) == len(values) + 5 and reader.num_shards == 2
-    assert torch.equal(reader._images[: len(values), 0, 0, 0], expected)
-    assert torch.equal(reader._labels[: len(values)], labels)
-    assert torch.equal(reader._images[: len(values)], bank._images[: len(values)])
+    assert torch.equal(reader.images_of(0, 0)[:, 0, 0, 0], expected)
+    assert torch.equal(reader.labels[: len(values)], labels)
+    assert torch.equal(reader.images_of(0, 0), bank.images_of(0, 0))
 
     x, y = reader.sample(64, gen())
     assert x.shape == (64, 3, 2, 2) and x.dtype == torch.float32 and y.dtype == torch.int64
@@ -59,7 +60,7 @@ def test_round_trip_rounding_labels_metadata_and_manifest(tmp_path):
     # half-precision inputs are quantised in float32
     half = MemoryBank(tmp_path / "half")
     half.write(torch.tensor([0.0, 1.0, 0.5]).reshape(3, 1, 1, 1).to(torch.bfloat16), torch.tensor([0, 1, 2]))
-    assert half._images[:3].flatten().tolist() == [0, 255, 128]
+    assert half.images_of(0, 0).flatten().tolist() == [0, 255, 128]
     # the uint8 path stores exactly what it is given
     u = (torch.arange(48) * 5).to(torch.uint8).reshape(1, 3, 4, 4)
     bank2 = MemoryBank(tmp_path / "u8")
@@ -124,7 +125,7 @@ def test_two_ranks_see_the_union_once(tmp_path):
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
     # every sample is present exactly once: compare multisets of labels with what was written
     written = torch.cat([batch(5, 10)[1], batch(3, 20)[1], batch(5, 11)[1], batch(3, 21)[1]])
-    assert sorted(r1._labels[: len(r1)].tolist()) == sorted(written.tolist())
+    assert sorted(r1.labels.tolist()) == sorted(written.tolist())
     assert r0.state_dict() == r1.state_dict() and set(r1.state_dict()["manifests"]) == {0, 1}
 
 
@@ -166,16 +167,19 @@ def test_resume_with_two_ranks_restores_order(tmp_path):
     assert torch.equal(x, expected[0]) and torch.equal(y, expected[1])
 
 
-def test_missing_shard_in_state_raises_and_deletes_nothing(tmp_path):
+def test_missing_shard_in_state_is_named_dropped_and_the_rest_kept(tmp_path):
     bank = MemoryBank(tmp_path)
     bank.write(*batch(3, 0))
     bank.write(*batch(3, 1))
     state = bank.state_dict()
     os.remove(tmp_path / "shard-r000-000000.tar")
     resumed = MemoryBank(tmp_path)
-    with pytest.raises(FileNotFoundError, match="shard-r000-000000.tar"):
+    with pytest.warns(RuntimeWarning, match=r"shard-r000-000000.tar: the file is missing"):
         resumed.load_state_dict(state)
-    assert (tmp_path / "shard-r000-000001.tar").exists()
+    assert (tmp_path / "shard-r000-000001.tar").exists() and len(resumed) == 3
+    assert [e["event"] for e in resumed.pop_events()] == ["damaged_shard"]
+    assert [e["name"] for e in json.loads((tmp_path / "manifest-r000.json").read_text())["shards"]] == [
+        "shard-r000-000001.tar"]
 
 
 def test_empty_bank_and_bad_inputs(tmp_path):

@@ -35,25 +35,37 @@ def tensor_eval_source(images: torch.Tensor, labels: torch.Tensor, batch_size: i
                     for i in range(0, len(labels), batch_size)]
 
 
-def check_eval_data(eval_cfg, num_classes: int) -> None:
+def check_eval_data(eval_cfg, num_classes: int, in_channels: int | None = None,
+                    class_names: list[str] | None = None) -> None:
     """Fail fast (before a teacher download or model build) when the evaluation data is missing.
+
+    ``in_channels`` and ``class_names`` (the teacher's) are used by ``eval.dataset=hf``
+    (``nayer_scale.data.hf.check_hf_eval``: grey vs colour, class names); None skips those checks.
 
     Raises:
         FileNotFoundError: the data is not there (the message says where it looked and how to get it).
-        ValueError: an ImageNet folder / shards that do not fit ``num_classes``.
+        ValueError: an ImageNet folder / shards that do not fit ``num_classes``; a ``datasets`` set with a
+            missing split or column, labels outside the teacher's classes, other class names, or grey
+            images for a colour teacher (or the reverse).
     """
-    if eval_cfg.dataset == "imagenet":
+    if eval_cfg.dataset == "hf":
+        from .hf import check_hf_eval  # datasets is an optional dependency (extra "hf")
+
+        check_hf_eval(eval_cfg, num_classes, in_channels, class_names)
+    elif eval_cfg.dataset == "imagenet":
         check_imagenet_eval(eval_cfg.root, num_classes)
     elif eval_cfg.dataset != "none":
         find_eval_data(eval_cfg.dataset, eval_cfg.root or None)
 
 
 def build_eval_source(eval_cfg, in_channels: int, image_size: int, num_classes: int, rank: int = 0,
-                      world_size: int = 1, device: torch.device | str = "cpu") -> EvalSource | None:
+                      world_size: int = 1, device: torch.device | str = "cpu",
+                      class_names: list[str] | None = None) -> EvalSource | None:
     """The evaluation source of ``eval_cfg`` (an ``EvalConfig``) for a teacher that takes
     (in_channels, image_size, image_size) inputs and has ``num_classes`` classes; None for
     ``eval.dataset=none``. Checks, before any training, that the data fits the teacher (call
-    ``check_eval_data`` first, before any expensive set-up, for its existence).
+    ``check_eval_data`` first, before any expensive set-up, for its existence). ``class_names`` (the
+    teacher's) are compared with an ``eval.dataset=hf`` set's ClassLabel names.
 
     Raises:
         FileNotFoundError: the data is not there (the message says where it looked).
@@ -62,6 +74,11 @@ def build_eval_source(eval_cfg, in_channels: int, image_size: int, num_classes: 
     e = eval_cfg
     if e.dataset == "none":
         return None
+    if e.dataset == "hf":
+        from .hf import hf_eval_loader
+
+        loader = hf_eval_loader(e, in_channels, image_size, num_classes, rank, world_size, class_names)
+        return lambda: loader
     if e.dataset == "imagenet":
         if in_channels != 3:
             raise ValueError(f"eval.dataset=imagenet gives RGB images, the teacher takes {in_channels} channels")

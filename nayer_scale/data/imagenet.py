@@ -61,22 +61,22 @@ def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-def imagenet_eval_transform(image: Image.Image, resize: int = 256, crop: int = 224) -> torch.Tensor:
+def imagenet_eval_transform(image: Image.Image, resize: int = 256, crop: int = 224, mode: str = "RGB") -> torch.Tensor:
     """Standard ImageNet evaluation preprocessing of one PIL image, without normalisation.
 
-    Converts to RGB, resizes the shorter side to ``resize`` (PIL bilinear, which antialiases when
+    Converts to ``mode`` ("RGB", or "L" for grey teachers), resizes the shorter side to ``resize`` (PIL bilinear, which antialiases when
     shrinking; sizes as torchvision ``Resize(int)``), then crops the central ``crop`` x ``crop``
     square (torchvision ``CenterCrop`` placement: ``top = int(round((h - crop) / 2.0))``, same for
     ``left``).
 
     Returns:
-        uint8 tensor (3, crop, crop), RGB, values 0..255.
+        uint8 tensor (3, crop, crop) RGB (or (1, crop, crop) for mode "L"), values 0..255.
 
     Raises:
         ValueError: ``crop`` > ``resize`` or a size < 1.
     """
     _check_sizes(resize, crop)
-    image = image.convert("RGB")
+    image = image.convert(mode)
     width, height = image.size
     new_size = resized_size(width, height, resize)
     if new_size != (width, height):
@@ -84,7 +84,8 @@ def imagenet_eval_transform(image: Image.Image, resize: int = 256, crop: int = 2
     width, height = new_size
     top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
     image = image.crop((left, top, left + crop, top + crop))
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    pixels = np.array(image, dtype=np.uint8)
+    return torch.from_numpy(pixels if pixels.ndim == 3 else pixels[..., None]).permute(2, 0, 1).contiguous()
 
 
 def _check_sizes(resize: int, crop: int) -> None:

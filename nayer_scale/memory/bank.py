@@ -1,106 +1,133 @@
-"""Sharded, crash-safe memory bank of synthetic images.
+"""Sharded, crash-safe, optionally bounded memory bank of synthetic images.
 
 In NAYER the best synthetic batch of every synthesis round goes into a memory and the student
-trains on uniform random samples from *all* memory so far. The published code kept one PNG per
-image in a folder and re-scanned (and re-decoded) that folder for every student batch. Here the
-memory is a directory ``root`` of WebDataset tar shards plus one JSON manifest per process, and
-every shard is decoded exactly once into an in-memory cache (on the training device when it fits),
-so sampling a batch is a single gather.
+trains on uniform random samples from all of it. The published code kept one PNG per image in a
+folder and re-scanned (and re-decoded) that folder for every student batch. Here the memory is a
+folder ``root`` of WebDataset tar shards (``nayer_scale.memory.shards``) plus one JSON manifest per
+process; each shard is decoded once into a cache, and student batches are gathered ahead of the
+student step (``nayer_scale.memory.sampler``).
 
 Layout and atomicity protocol (``root`` is shared by all processes; rank ``r`` writes only its own
 files)::
 
-    shard-r{r:03d}-{index:06d}.tar   one per write() call; samples ``{r:03d}-{index:06d}-{i:06d}``
-                                     with members img.npy (uint8 (C,H,W)), cls (label), json (metadata)
-    manifest-r{r:03d}.json           {"format": 1, "rank": r, "shards": [entry, ...]}
+    shard-r{r:03d}-{index:06d}.tar   one per admitted write(); see nayer_scale.memory.shards
+    manifest-r{r:03d}.json           {"format": 2, "rank": r, "next_index": n,
+                                      "shards": [entry, ...],    live, oldest first
+                                      "retired": [entry, ...]}   out of the bank, file kept while a
+                                                                 kept checkpoint lists it
 
-1. The shard is written to a temporary ``shard-....tar.<pid>.<random>.tmp``, flushed, fsync'ed and
-   closed, then renamed with ``os.replace`` (atomic on POSIX) to its final name and the folder is
-   fsync'ed (``nayer_scale.storage.atomic_path``).
-2. Only then is the manifest rewritten the same way (``atomic_write_json``) with the new entry
-   appended.
+An entry is ``{"name", "rank", "index", "num_samples", "epoch", "shape", "metadata", "bytes",
+"sha256", "encoding"[, "slot"]}``.
 
-Readers only ever open shards listed in a manifest, so they never see a partial shard; a crash
-leaves at most a ``.tmp`` file or an unlisted shard of the crashed rank, both of which that rank
-deletes when it starts again.
+1. A shard is written to a temporary file, fsync'ed and renamed into place
+   (``nayer_scale.storage.atomic_path``); only then is the manifest rewritten the same way with the
+   new entry appended and, for a bounded memory (``max_images``), the retired entries moved from
+   ``shards`` to ``retired`` in the same atomic rewrite (``nayer_scale.memory.retention``).
+2. A retired shard's file is deleted by ``release`` only when no kept checkpoint lists it, so every
+   kept checkpoint can be resumed exactly.
 
-Where the images live between write and sample (``cache``): "device" keeps the decoded uint8
-images on the training device (falls back to CPU if they stop fitting), "cpu" in host RAM, "none"
-keeps only labels and the byte offsets of each image inside its shard (found with ``tarfile`` when
-the shard is loaded) and reads the sampled images from the shard files on every step, with a
-thread pool (ImageNet: the bank outgrows any cache; put ``root`` on fast shared or node-local
-storage). All three return the same batches for the same generator state.
+Readers only open shards listed in a manifest and check each against its size and SHA-256: a crash
+leaves at most a ``.tmp`` file or an unlisted shard of the crashed rank (deleted when that rank
+starts again); a shard damaged later (truncated, bit-flipped, deleted) is named in a warning and an
+event (``pop_events``, logged to ``metrics.jsonl``), dropped from the bank, and the run goes on; a
+damaged manifest of this rank is rebuilt from its shards that verify.
 
-Cache order rule (what makes resume exact): logically the cache is always ordered by
-``(rank, index)`` of the shards, then by sample position inside the shard, whatever order the
-shards were loaded in (own write() first, then refresh(), or a rebuild in load_state_dict()).
-Physically shards are appended to a growing buffer in load order (amortised doubling, so adding a
-shard costs O(shard)); sample() draws a uniform logical index and maps it to its physical row.
+Where decoded images live (``cache``): "device" (one buffer on the training device, falling back
+to CPU if it stops fitting), "cpu" (host RAM, per process), "node" (one copy per node in shared
+memory, ``nayer_scale.memory.node_cache``), "none" (labels and byte offsets only; images read from
+the shard files for every batch). All four give the same batches for the same draws.
+
+Order rule (what makes resume exact): logically the bank is ordered by ``(rank, index)`` of its
+live shards, then by position inside the shard, whatever order the shards were loaded in; a draw
+picks logical indices.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
+import re
 import warnings
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 from tqdm.auto import tqdm
-from webdataset import tariterators
 
 from ..storage import atomic_path, atomic_write_json
+from . import retention, shards
+from .node_cache import NodeCache
+from .sampler import Prefetcher, draw_indices
+from .shards import ShardError
 
-FORMAT = 1
+FORMAT = 2
+CACHES = ("device", "cpu", "node", "none")
+SHARD_PATTERN = re.compile(r"shard-r\d{3}-\d{6}\.tar")
+
+__all__ = ["CACHES", "FORMAT", "MemoryBank", "SHARD_PATTERN"]
 
 
 class MemoryBank:
     """Memory of synthetic images shared by all processes through sharded tar files.
 
     Args:
-        root: directory of shards and manifests (created if missing).
+        root: folder of shards and manifests (created if missing).
         rank, world_size: this process and the number of processes; rank ``r`` writes only
             ``shard-r{r:03d}-*.tar`` and ``manifest-r{r:03d}.json``.
-        device: where sample() returns batches.
-        cache_on_device: keep the uint8 cache on ``device`` (falls back to CPU if it does not
-            fit); if False the cache stays on CPU and only sampled batches are moved.
-        cache: "device", "cpu" or "none" (see the module docstring); overrides ``cache_on_device``.
-        read_threads: threads reading images from shard files when ``cache="none"``.
+        device: where ``sample``/``batches`` return batches.
+        cache_on_device: shorthand for ``cache="device"`` (True) / ``"cpu"`` (False).
+        cache: "device", "cpu", "node" or "none" (module docstring); overrides ``cache_on_device``.
+        read_threads: threads reading images from shard files (``cache="none"``).
         progress: show a progress bar while loading many shards at once (resume, refresh).
+        max_images: images the whole bank keeps (0 = all); each process keeps at most
+            ``max_images // world_size`` of its own (``nayer_scale.memory.retention``).
+        retirement: "fifo" or "reservoir" (used when ``max_images`` > 0).
+        encoding: "raw", "png", "webp" (lossless) or "webp_lossy" (with ``quality``).
+        seed: run seed (reservoir draws).
+        shm_dir: folder of the node cache (default ``/dev/shm``).
 
     Raises:
-        ValueError: rank outside [0, world_size) or an unknown cache.
+        ValueError: rank outside [0, world_size), an unknown cache, retirement or encoding, or a
+            quality given to a lossless encoding.
     """
 
     def __init__(self, root: str | os.PathLike, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu", cache_on_device: bool = True, cache: str | None = None,
-                 read_threads: int = 8, progress: bool = False):
+                 read_threads: int = 8, progress: bool = False, max_images: int = 0, retirement: str = "fifo",
+                 encoding: str = "raw", quality: int | None = None, seed: int = 0,
+                 shm_dir: str | os.PathLike | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         cache = cache or ("device" if cache_on_device else "cpu")
-        if cache not in ("device", "cpu", "none"):
-            raise ValueError(f"cache must be device, cpu or none, got {cache!r}")
-        self.cache = cache
-        self.progress = progress
-        self._pool = ThreadPoolExecutor(read_threads) if cache == "none" else None
+        if cache not in CACHES:
+            raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
+        if retirement not in retention.RETIREMENTS:
+            raise ValueError(f"unknown memory.retirement {retirement!r}: use fifo or reservoir")
+        if encoding not in shards.ENCODINGS:
+            raise ValueError(f"unknown memory-bank encoding {encoding!r}: use one of {sorted(shards.ENCODINGS)}")
+        if encoding in shards.LOSSLESS and quality is not None:
+            shards.check_encoding(encoding, 1, quality)  # raises: lossy storage must be named
+        self.cache, self.progress, self.seed = cache, progress, seed
+        self.encoding, self.quality = encoding, quality
+        self.cap = max_images // world_size if max_images > 0 else 0
+        self.retirement = retirement
         self.root = Path(root)
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.root.mkdir(parents=True, exist_ok=True)
-        own = self._read_manifest(rank)
-        self._clean_own_files({e["name"] for e in own})
-        self._next_index = max((e["index"] for e in own), default=-1) + 1
-        self._own_entries = list(own)  # this rank's manifest, as on disk
-        self._cache_device = self.device if cache == "device" else torch.device("cpu")
+        self._pool = ThreadPoolExecutor(read_threads) if cache == "none" else None
+        self._node = NodeCache(self.root, shm_dir) if cache == "node" else None
+        self._events: list[dict] = []
+        self._bad: set[str] = set()  # damaged shards already reported (not retried)
+        own = self._read_own_manifest()
+        self._own, self._retired, self._next_index = own["shards"], own["retired"], own["next_index"]
+        self._clean_own_files({e["name"] for e in self._own + self._retired})
         self._reset_cache()
 
     # ------------------------------------------------------------------------------------------
-    # Files
+    # Manifests and files
 
     def _shard_name(self, rank: int, index: int) -> str:
         return f"shard-r{rank:03d}-{index:06d}.tar"
@@ -108,123 +135,213 @@ class MemoryBank:
     def _manifest_path(self, rank: int) -> Path:
         return self.root / f"manifest-r{rank:03d}.json"
 
-    def _read_manifest(self, rank: int) -> list[dict]:
+    def _read_manifest(self, rank: int) -> dict:
+        """``rank``'s manifest as {"shards", "retired", "next_index"} (format 1 upgraded in memory).
+
+        Raises:
+            ValueError: the file is not valid JSON or lacks the manifest's fields (damaged).
+            RuntimeError: an unsupported format number.
+        """
         path = self._manifest_path(rank)
         if not path.is_file():
-            return []
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT:
+            return {"shards": [], "retired": [], "next_index": 0}
+        data = json.loads(path.read_text())  # json.JSONDecodeError is a ValueError
+        if not isinstance(data, dict) or "shards" not in data:
+            raise ValueError(f"{path} is not a memory-bank manifest")
+        if data.get("format") not in (1, FORMAT):
             raise RuntimeError(f"{path}: unsupported memory-bank manifest format {data.get('format')!r}")
-        return data["shards"]
+        live, retired = data["shards"], data.get("retired", [])
+        next_index = data.get("next_index", max((e["index"] for e in live + retired), default=-1) + 1)
+        return {"shards": live, "retired": retired, "next_index": next_index}
 
-    def _write_manifest(self, entries: list[dict]) -> None:
-        atomic_write_json(self._manifest_path(self.rank), {"format": FORMAT, "rank": self.rank, "shards": entries},
-                          indent=1)
+    def _read_own_manifest(self) -> dict:
+        """This rank's manifest; a damaged one is rebuilt from this rank's shards that decode."""
+        try:
+            return self._read_manifest(self.rank)
+        except ValueError as err:
+            return self._rebuild_manifest(str(err))
+
+    def _rebuild_manifest(self, why: str) -> dict:
+        """Rebuild this rank's manifest from its shard files that decode completely (newest kept
+        up to the cap), write it, and report it."""
+        entries = []
+        for path in sorted(self.root.glob(f"shard-r{self.rank:03d}-*.tar")):
+            data = path.read_bytes()
+            try:
+                _, labels, where, meta = shards.read_shard(data, path.name, images=False)
+                if not where:
+                    continue
+                meta = dict(meta or {})
+                shape = meta.pop("image_shape", None) or shards.first_image_shape(data, where, path.name)
+                shards.read_shard(data, path.name, shape[0])  # every image decodes
+            except ShardError:
+                continue
+            entries.append({"name": path.name, "rank": self.rank, "index": int(path.stem.split("-")[-1]),
+                            "num_samples": len(labels), "epoch": meta.get("epoch"), "shape": shape,
+                            "metadata": meta, "encoding": shards.encoding_of(where[0][2]), **shards.describe(data)})
+        live, total = [], 0
+        for e in reversed(entries):  # the newest that fit, as FIFO would have kept
+            if self.cap and total + e["num_samples"] > self.cap:
+                break
+            live.insert(0, e)
+            total += e["num_samples"]
+        self._own, self._retired = live, []
+        self._next_index = max((e["index"] for e in entries), default=-1) + 1
+        self._report("manifest_rebuilt", self._manifest_path(self.rank).name,
+                     f"{why}; rebuilt from the {len(live)} shards of rank {self.rank} that decode")
+        self._write_manifest()
+        return {"shards": self._own, "retired": [], "next_index": self._next_index}
+
+    def _write_manifest(self) -> None:
+        atomic_write_json(self._manifest_path(self.rank),
+                          {"format": FORMAT, "rank": self.rank, "next_index": self._next_index,
+                           "shards": self._own, "retired": self._retired}, indent=1)
 
     def _clean_own_files(self, keep: set[str]) -> None:
-        """Delete this rank's ``.tmp`` files and shards not listed in ``keep``."""
+        """Delete this rank's ``.tmp`` files and shards listed neither as live nor as retired."""
         prefix = f"shard-r{self.rank:03d}-"
+        manifest = self._manifest_path(self.rank).name + "."
         for path in self.root.iterdir():
-            stale_tmp = path.name.endswith(".tmp") and (  # temporary files of nayer_scale.storage.atomic_path
-                path.name.startswith(prefix) or path.name.startswith(self._manifest_path(self.rank).name + "."))
-            unlisted = path.name.startswith(prefix) and path.name.endswith(".tar") and path.name not in keep
+            name = path.name
+            stale_tmp = name.endswith(".tmp") and (name.startswith(prefix) or name.startswith(manifest))
+            unlisted = name.startswith(prefix) and name.endswith(".tar") and name not in keep
             if stale_tmp or unlisted:
                 path.unlink(missing_ok=True)
+
+    def _report(self, event: str, name: str, reason: str) -> None:
+        """Warn and keep an event for ``pop_events`` (the trainer logs them to metrics.jsonl)."""
+        warnings.warn(f"memory bank: {name}: {reason}", RuntimeWarning, stacklevel=3)
+        self._events.append({"event": event, "file": name, "reason": reason, "rank": self.rank})
+
+    def pop_events(self) -> list[dict]:
+        """Damaged shards dropped and manifests rebuilt since the last call (then forgotten)."""
+        events, self._events = self._events, []
+        return events
 
     # ------------------------------------------------------------------------------------------
     # Cache
 
     def _reset_cache(self) -> None:
-        self._storage = self._cache_device
-        self._images: torch.Tensor | None = None  # (capacity, C, H, W) uint8; cache "none": (0, C, H, W)
-        self._labels: torch.Tensor | None = None  # (capacity,) int64
-        self._locations: list[tuple[str, int, int]] = []  # cache "none": (shard path, offset, size) per row
-        self._size = 0
-        self._cached: dict[tuple[int, int], tuple[dict, int]] = {}  # (rank, index) -> (entry, row)
-        self._maps: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._storage = self.device if self.cache == "device" else torch.device("cpu")
+        self._entries: dict[tuple[int, int], dict] = {}  # live shards in the cache, by (rank, index)
+        self._labels_of: dict[tuple[int, int], torch.Tensor] = {}  # (N,) int64 CPU
+        self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # "cpu"/"node": (N, C, H, W) uint8
+        self._locations: dict[tuple[int, int], list[tuple[str, int, int, str]]] = {}  # "none"
+        self._rows: dict[tuple[int, int], int] = {}  # "device": first row in the buffer
+        self._buffer: torch.Tensor | None = None  # "device": (capacity, C, H, W) uint8
+        self._free: list[tuple[int, int]] = []  # "device": (row, n) of retired shards' rows
+        self._used = 0  # "device": rows handed out
+        self._shape: tuple[int, ...] | None = None
+        self._index: dict | None = None  # logical order, rebuilt lazily
 
-    def _grow(self, needed: int, shape: tuple[int, ...]) -> None:
-        capacity = 0 if self._labels is None else self._labels.shape[0]
-        if needed <= capacity:
-            return
-        capacity = max(needed, 2 * capacity, 256)
-        try:
-            rows = 0 if self.cache == "none" else capacity  # "none" keeps the shape only
-            images = torch.empty((rows, *shape), dtype=torch.uint8, device=self._storage)
-        except torch.OutOfMemoryError:
-            warnings.warn(f"memory bank of {capacity} images does not fit on {self._storage}; keeping it on CPU")
-            self._storage = torch.device("cpu")
-            images = torch.empty((capacity, *shape), dtype=torch.uint8)
-        labels = torch.empty(capacity, dtype=torch.int64, device=self._storage)
-        if self._size:
-            if self.cache != "none":
-                images[: self._size] = self._images[: self._size]
-            labels[: self._size] = self._labels[: self._size]
-        self._images, self._labels = images, labels
-
-    def _add(self, rank: int, entry: dict, images: torch.Tensor | None, labels: torch.Tensor,
-             shape: tuple[int, ...] | None = None) -> None:
-        shape = tuple(images.shape[1:]) if images is not None else tuple(shape)
-        if self._images is not None and shape != tuple(self._images.shape[1:]):
-            raise ValueError(f"image shape {shape} differs from the bank's {tuple(self._images.shape[1:])}")
+    def _put(self, key: tuple[int, int], entry: dict, labels: torch.Tensor, images: torch.Tensor | None = None,
+             where: list | None = None) -> None:
+        """Cache a verified shard: its images (decoded; None for "none" or when the node cache has
+        them) or, for "none", the (offset, size, suffix) of each image member."""
+        shape = tuple(entry["shape"])
+        if self._shape is not None and shape != self._shape:
+            raise ValueError(f"image shape {shape} differs from the bank's {self._shape}")
+        self._shape = shape
         n = labels.shape[0]
-        self._grow(self._size + n, shape)
-        if self.cache == "none":
-            self._locations.extend(self._image_locations(rank, entry))
+        if self.cache == "device":
+            self._rows[key] = self._alloc(n, shape)
+            self._buffer[self._rows[key] : self._rows[key] + n] = images.to(self._storage)
+        elif self.cache == "cpu":
+            self._mapped[key] = images.cpu().contiguous()
+        elif self.cache == "node":
+            self._mapped[key] = self._node.get(entry, lambda: images.numpy() if images is not None else
+                                               self._decode(entry))
         else:
-            self._images[self._size : self._size + n] = images.to(self._storage)
-        self._labels[self._size : self._size + n] = labels.to(self._storage, torch.int64)
-        self._cached[(rank, entry["index"])] = (entry, self._size)
-        self._size += n
-        self._maps.clear()
+            path = str(self.root / entry["name"])
+            self._locations[key] = [(path, off, size, sfx) for off, size, sfx in where]
+        self._labels_of[key] = labels.to(torch.int64).cpu()
+        self._entries[key] = entry
+        self._index = None
 
-    def _image_locations(self, rank: int, entry: dict) -> list[tuple[str, int, int]]:
-        """(path, byte offset, size) of every img.npy member of a shard, in sample order (reads tar
-        headers only). RuntimeError if the count differs from the manifest entry."""
-        path = self.root / entry["name"]
-        with tarfile.open(path, "r:") as tar:
-            found = [(str(path), m.offset_data, m.size) for m in tar if m.name.endswith(".img.npy")]
-        if len(found) != entry["num_samples"]:
-            raise RuntimeError(f"{path} holds {len(found)} samples, its manifest lists {entry['num_samples']}")
-        return found
+    def _alloc(self, n: int, shape: tuple[int, ...]) -> int:
+        """First buffer row of ``n`` free rows: a retired shard's rows of the same size if any, else
+        the end of the buffer (grown by doubling)."""
+        for i, (row, size) in enumerate(self._free):
+            if size == n:
+                del self._free[i]
+                return row
+        capacity = 0 if self._buffer is None else self._buffer.shape[0]
+        if self._used + n > capacity:
+            capacity = max(self._used + n, 2 * capacity, 256)
+            try:
+                grown = torch.empty((capacity, *shape), dtype=torch.uint8, device=self._storage)
+            except torch.OutOfMemoryError:
+                warnings.warn(f"memory bank of {capacity} images does not fit on {self._storage}; keeping it on CPU")
+                self._storage = torch.device("cpu")
+                grown = torch.empty((capacity, *shape), dtype=torch.uint8)
+            if self._used:
+                grown[: self._used] = self._buffer[: self._used].to(self._storage)
+            self._buffer = grown
+        row, self._used = self._used, self._used + n
+        return row
 
-    def _load_shard(self, rank: int, entry: dict) -> None:
-        path = self.root / entry["name"]
-        if not path.is_file():
-            raise FileNotFoundError(f"memory-bank shard listed in manifest-r{rank:03d}.json is missing: {path}")
-        if self.cache == "none":  # labels only: images are read when sampled
-            with tarfile.open(path, "r:") as tar:
-                labels = [int(tar.extractfile(m).read()) for m in tar if m.name.endswith(".cls")]
-            self._add(rank, entry, None, torch.tensor(labels, dtype=torch.int64), shape=entry["shape"])
-            return
-        images, labels = [], []
-        with open(path, "rb") as f:  # webdataset's streaming tar reader; the json member is not needed
-            members = tariterators.tar_file_expander([{"url": str(path), "stream": f}],
-                                                     select_files=lambda name: not name.endswith(".json"))
-            for sample in tariterators.group_by_keys(members):
-                images.append(torch.from_numpy(np.load(io.BytesIO(sample["img.npy"]), allow_pickle=False)))
-                labels.append(int(sample["cls"]))
-        if len(images) != entry["num_samples"]:
-            raise RuntimeError(f"{path} holds {len(images)} samples, its manifest lists {entry['num_samples']}")
-        self._add(rank, entry, torch.stack(images), torch.tensor(labels, dtype=torch.int64))
+    def _drop(self, key: tuple[int, int]) -> None:
+        entry = self._entries.pop(key)
+        labels = self._labels_of.pop(key)
+        if key in self._rows:
+            self._free.append((self._rows.pop(key), labels.shape[0]))
+        self._mapped.pop(key, None)
+        self._locations.pop(key, None)
+        if self._node is not None:
+            self._node.drop(entry)
+        self._index = None
 
-    def _index_map(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logical start, physical row) of each cached shard, shards sorted by (rank, index)."""
-        if device not in self._maps:
-            logical, rows, total = [], [], 0
-            for key in sorted(self._cached):
-                entry, row = self._cached[key]
-                logical.append(total)
-                rows.append(row)
-                total += entry["num_samples"]
-            self._maps[device] = (torch.tensor(logical, device=device), torch.tensor(rows, device=device))
-        return self._maps[device]
+    def _load(self, rank: int, entry: dict) -> bool:
+        """Verify, decode and cache one listed shard. False (warned, event kept) when it is damaged."""
+        name = entry["name"]
+        try:
+            data = shards.verify(self.root / name, entry)
+            want = self.cache in ("device", "cpu") or (self.cache == "node" and not self._node_has(entry))
+            images, labels, where, _ = shards.read_shard(data, name, entry["shape"][0], images=want)
+            if len(labels) != entry["num_samples"]:
+                raise ShardError(name, f"holds {len(labels)} samples, the manifest lists {entry['num_samples']}")
+            if images is not None and list(images.shape[1:]) != list(entry["shape"]):
+                raise ShardError(name, f"images of shape {list(images.shape[1:])}, the manifest lists {entry['shape']}")
+        except ShardError as err:
+            self._bad.add(name)
+            self._report("damaged_shard", name, f"{err.reason}; dropped from the memory bank "
+                                                "(synthetic data can be made again), the run continues")
+            return False
+        self._put((rank, entry["index"]), entry, torch.from_numpy(labels),
+                  torch.from_numpy(images) if images is not None else None, where)
+        return True
+
+    def _decode(self, entry: dict) -> np.ndarray:
+        """The verified images of a listed shard (node cache: its file vanished since it was checked)."""
+        data = shards.verify(self.root / entry["name"], entry)
+        return shards.read_shard(data, entry["name"], entry["shape"][0])[0]
+
+    def _node_has(self, entry: dict) -> bool:
+        path = self._node._path(entry)
+        return path.is_file() and path.stat().st_size == int(np.prod([entry["num_samples"], *entry["shape"]]))
+
+    def _logical(self) -> dict:
+        """Logical order: sorted live keys, their start offsets, and the labels in that order."""
+        if self._index is None:
+            keys = sorted(self._entries)
+            sizes = [self._labels_of[k].shape[0] for k in keys]
+            starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            labels = torch.cat([self._labels_of[k] for k in keys]) if keys else torch.empty(0, dtype=torch.int64)
+            index = {"keys": keys, "starts": starts, "labels": labels, "device": {}}
+            if self.cache == "device":
+                base = torch.tensor([self._rows[k] for k in keys], dtype=torch.int64)
+                shift = torch.repeat_interleave(base - torch.from_numpy(starts[:-1]),
+                                                torch.tensor(sizes, dtype=torch.int64), output_size=int(starts[-1]))
+                index["rows"] = shift + torch.arange(int(starts[-1]))  # physical row of every logical index
+            self._index = index
+        return self._index
 
     # ------------------------------------------------------------------------------------------
-    # Public API
+    # Writing and refreshing
 
-    def write(self, images: torch.Tensor, labels: torch.Tensor, metadata: dict | None = None) -> str:
-        """Write one shard atomically, list it in this rank's manifest and add it to the cache.
+    def write(self, images: torch.Tensor, labels: torch.Tensor, metadata: dict | None = None) -> str | None:
+        """Write one shard atomically, list it in this rank's manifest and add it to the cache; with
+        ``max_images``, retire what the retention policy says in the same manifest rewrite.
 
         Args:
             images: (N, C, H, W) float (any float dtype / device) with values in [0, 1], quantised to
@@ -234,11 +351,12 @@ class MemoryBank:
                 (its ``"epoch"``, if any, is copied to the entry's ``"epoch"``).
 
         Returns:
-            The shard file name (relative to ``root``).
+            The shard file name (relative to ``root``), or None when a reservoir did not admit it.
 
         Raises:
             ValueError: wrong shapes or dtypes, N == 0, N differing between images and labels,
-                float values outside [0, 1] (or NaN), or an image shape differing from the cache's.
+                float values outside [0, 1] (or NaN), an image shape differing from the bank's,
+                an encoding that cannot store the images, or N larger than this process's cap.
         """
         if images.dim() != 4 or labels.dim() != 1 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
             raise ValueError(f"expected images (N, C, H, W) and labels (N,) with N > 0, got "
@@ -252,65 +370,136 @@ class MemoryBank:
             images = (images.float() * 255).round().clamp(0, 255).to(torch.uint8)
         elif images.dtype != torch.uint8:
             raise ValueError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
-        if self._images is not None and tuple(images.shape[1:]) != tuple(self._images.shape[1:]):
-            raise ValueError(f"image shape {tuple(images.shape[1:])} differs from the bank's "
-                             f"{tuple(self._images.shape[1:])}")
+        if self._shape is not None and tuple(images.shape[1:]) != self._shape:
+            raise ValueError(f"image shape {tuple(images.shape[1:])} differs from the bank's {self._shape}")
+        shards.check_encoding(self.encoding, images.shape[1], self.quality)
+        index, n = self._next_index, images.shape[0]
+        admitted, retire, slot = retention.admit(self._own, index, n, self.cap, self.retirement, self.seed, self.rank)
         metadata = dict(metadata or {})
-        meta_bytes = json.dumps(metadata).encode()
         images_cpu, labels_cpu = images.cpu().contiguous(), labels.cpu().to(torch.int64)
-        index, name = self._next_index, self._shard_name(self.rank, self._next_index)
-        final = self.root / name
-        # Streamed into a temporary file that atomic_path fsyncs and renames, then it fsyncs the folder.
-        with atomic_path(final) as tmp, open(tmp, "wb") as f, wds.TarWriter(f) as sink:
-            for i in range(len(labels_cpu)):
-                buf = io.BytesIO()
-                np.save(buf, images_cpu[i].numpy(), allow_pickle=False)
-                sink.write({"__key__": f"{self.rank:03d}-{index:06d}-{i:06d}", "img.npy": buf.getvalue(),
-                            "cls": str(int(labels_cpu[i])).encode(), "json": meta_bytes})
-        entry = {"name": name, "rank": self.rank, "index": index, "num_samples": len(labels_cpu),
-                 "epoch": metadata.get("epoch"), "shape": list(images_cpu.shape[1:]), "metadata": metadata}
+        name = self._shard_name(self.rank, index)
+        entry = None
+        if admitted:
+            data = shards.shard_bytes(images_cpu, labels_cpu, f"{self.rank:03d}-{index:06d}", metadata,
+                                      self.encoding, self.quality)
+            entry = {"name": name, "rank": self.rank, "index": index, "num_samples": n,
+                     "epoch": metadata.get("epoch"), "shape": list(images_cpu.shape[1:]), "metadata": metadata,
+                     "encoding": self.encoding, **shards.describe(data)}
+            if slot is not None:
+                entry["slot"] = slot
+            with atomic_path(self.root / name) as tmp:
+                tmp.write_bytes(data)
+            if self.encoding not in shards.LOSSLESS:  # cache what every reader (and a resume) will decode
+                images_cpu = torch.from_numpy(shards.read_shard(data, name, images_cpu.shape[1])[0])
+        gone = {e["name"] for e in retire}
+        before = (self._own, self._retired, self._next_index)
+        self._own = [e for e in self._own if e["name"] not in gone] + ([entry] if entry else [])
+        self._retired = self._retired + retire
+        self._next_index = index + 1
         try:
-            self._write_manifest(self._own_entries + [entry])
+            self._write_manifest()
         except BaseException:
-            final.unlink(missing_ok=True)  # never leave a complete but unlisted shard behind
+            self._own, self._retired, self._next_index = before
+            if entry:
+                (self.root / name).unlink(missing_ok=True)  # never leave a complete but unlisted shard behind
             raise
-        self._own_entries.append(entry)
-        self._next_index += 1
-        self._add(self.rank, entry, images_cpu if self.cache == "none" else images, labels_cpu)
-        return name
+        for e in retire:
+            if (self.rank, e["index"]) in self._entries:
+                self._drop((self.rank, e["index"]))
+        if entry:
+            where = shards.read_shard(data, name, images=False)[2] if self.cache == "none" else None
+            self._put((self.rank, index), entry, labels_cpu, images_cpu, where)
+        return name if entry else None
 
     def refresh(self) -> int:
-        """Load every shard listed in any rank's manifest that is not cached yet.
+        """Bring the cache to every rank's current manifest: load listed shards not cached yet and
+        drop other ranks' shards they retired. A damaged shard is warned about, reported in
+        ``pop_events`` and skipped; a manifest of another rank that does not parse is warned
+        about and that rank's cached shards are kept as they are.
 
         Returns:
-            The number of samples added to the cache.
-
-        Raises:
-            FileNotFoundError: a listed shard file is missing.
-            RuntimeError: a shard's sample count differs from its manifest entry.
+            The change in the number of cached samples.
         """
-        before = self._size
+        before = len(self)
         new = []
         for path in sorted(self.root.glob("manifest-r*.json")):
-            data = json.loads(path.read_text())
-            new += [(data["rank"], entry) for entry in data["shards"] if (data["rank"], entry["index"]) not in self._cached]
+            rank = int(path.stem.split("-r")[-1])
+            if rank == self.rank:
+                listed = self._own
+            else:
+                try:
+                    listed = self._read_manifest(rank)["shards"]
+                except ValueError as err:
+                    self._report("manifest_unreadable", path.name, f"{err}; keeping this rank's shards as cached")
+                    continue
+                names = {e["name"] for e in listed}
+                for key in [k for k in self._entries if k[0] == rank and self._entries[k]["name"] not in names]:
+                    self._drop(key)
+            new += [(rank, e) for e in listed if (rank, e["index"]) not in self._entries and e["name"] not in self._bad]
         for rank, entry in self._progress(new, "loading memory-bank shards"):
-            self._load_shard(rank, entry)
-        return self._size - before
+            self._load(rank, entry)
+        return len(self) - before
 
     def _progress(self, items: list, desc: str):
         """``items``, behind a progress bar when there are many shards to load (a resume)."""
         return tqdm(items, desc=desc, unit="shard", leave=False, disable=not self.progress or len(items) < 16)
 
+    def release(self, referenced: Iterable[str]) -> list[str]:
+        """Delete this rank's retired shard files that no kept checkpoint lists.
+
+        Args:
+            referenced: shard names listed by any kept checkpoint (``CheckpointManager.referenced``).
+
+        Returns:
+            The names deleted.
+        """
+        keep = set(referenced)
+        gone = [e for e in self._retired if e["name"] not in keep]
+        if not gone:
+            return []
+        self._retired = [e for e in self._retired if e["name"] in keep]
+        self._write_manifest()  # first unlist, then delete: a crash in between leaves unlisted files
+        for e in gone:
+            (self.root / e["name"]).unlink(missing_ok=True)
+        return [e["name"] for e in gone]
+
+    # ------------------------------------------------------------------------------------------
+    # Sampling
+
+    def _gather(self, logical: torch.Tensor, pin: bool = False) -> torch.Tensor:
+        """uint8 images (B, C, H, W) of logical indices ``logical`` (int64, on the CPU or, for the
+        "device" cache, on its device), on the cache's device (host caches: CPU, pinned if ``pin``)."""
+        index = self._logical()
+        if self.cache == "device":
+            rows = index["device"].get(self._storage)
+            if rows is None:
+                rows = index["device"][self._storage] = index["rows"].to(self._storage)
+            return self._buffer[rows[logical.to(self._storage, non_blocking=True)]]
+        flat = logical.numpy()
+        shard = np.searchsorted(index["starts"], flat, side="right") - 1
+        offsets = flat - index["starts"][shard]
+        out = torch.empty((len(flat), *self._shape), dtype=torch.uint8, pin_memory=pin)
+        keys = index["keys"]
+        if self.cache == "none":
+            def read(i: int) -> np.ndarray:
+                path, off, size, suffix = self._locations[keys[shard[i]]][offsets[i]]
+                with open(path, "rb") as f:
+                    return shards.decode_image(os.pread(f.fileno(), size, off), suffix, self._shape[0])
+            out.numpy()[:] = np.stack(list(self._pool.map(read, range(len(flat)))))
+            return out
+        order = np.argsort(shard, kind="stable")
+        bounds = np.flatnonzero(np.diff(shard[order])) + 1
+        for group in np.split(order, bounds):
+            src = self._mapped[keys[shard[group[0]]]]
+            out[torch.from_numpy(group)] = src[torch.from_numpy(offsets[group])]
+        return out
+
     def sample(self, batch_size: int, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uniform sample with replacement from all cached images.
-
-        Indices are drawn with ``torch.randint`` on ``generator``'s device (CPU if None) over the
-        logical cache order (see module docstring), so equal generator states give equal batches,
-        whatever the cache. Host syncs: none when the generator and the cache share a device (the
-        usual "device" cache with the training generator, or everything on CPU); one when a CUDA
-        generator meets a host cache ("cpu", "none", or a "device" cache that fell back to CPU).
+        """Uniform sample with replacement, drawn with ``torch.randint`` on ``generator`` (its
+        device; CPU if None) over the logical order: equal generator states give equal batches
+        whatever the cache. A CUDA generator with a host cache costs one host sync (the student
+        loop uses ``batches``, which has none).
 
         Returns:
             images (B, C, H, W) of ``dtype`` in [0, 1] and labels (B,) int64, both on ``device``.
@@ -318,78 +507,143 @@ class MemoryBank:
         Raises:
             RuntimeError: the bank is empty (call write() or refresh() first).
         """
-        if self._size == 0:
-            raise RuntimeError(f"memory bank at {self.root} is empty: write() or refresh() before sample()")
+        self._check_not_empty()
         device = generator.device if generator is not None else torch.device("cpu")
-        logical = torch.randint(self._size, (batch_size,), generator=generator, device=device)
-        starts, rows = self._index_map(device)
-        shard = torch.searchsorted(starts, logical, right=True) - 1
-        physical = rows[shard] + logical - starts[shard]  # on the generator's device
-        if physical.device.type == "cpu":  # host -> cache device: a non-blocking copy, no sync
-            physical = physical.to(self._storage, non_blocking=True)
-        elif physical.device != self._storage:
-            # THE one device -> host sync of sample(): a CUDA generator's indices copied to a host
-            # cache to gather there ("cpu", "none", or a "device" cache that fell back to CPU).
-            # Drawing them on a CPU generator instead would remove it, but would change which images
-            # a given generator state picks (resume compares exact batches). Issue 13 (a prefetching
-            # sampler) is where this copy moves off the training step.
-            physical = physical.to(self._storage)
-        if self.cache == "none":  # physical is on the host here: tolist() does not sync
-            stored = self._read_images(physical.tolist())
-        else:
-            stored = self._images[physical]
-        images = stored.to(self.device, non_blocking=True).to(dtype) / 255
-        return images, self._labels[physical].to(self.device, non_blocking=True)
+        logical = torch.randint(len(self), (batch_size,), generator=generator, device=device)
+        if self.cache == "device":
+            return self._deliver({"logical": logical, "labels": self._labels_on(logical.device)[logical]}, dtype)
+        logical = logical.cpu()
+        return self._deliver({"images": self._gather(logical), "labels": self._logical()["labels"][logical]}, dtype)
 
-    def _read_images(self, rows: list[int]) -> torch.Tensor:
-        """Read and decode the images of cache rows ``rows`` from their shard files (cache "none")."""
+    def _labels_on(self, device: torch.device) -> torch.Tensor:
+        index = self._logical()
+        key = ("labels", device)
+        if key not in index["device"]:
+            index["device"][key] = index["labels"].to(device)
+        return index["device"][key]
 
-        def read(row: int) -> np.ndarray:
-            path, offset, size = self._locations[row]
-            with open(path, "rb") as f:
-                return np.load(io.BytesIO(os.pread(f.fileno(), size, offset)), allow_pickle=False)
+    def _check_not_empty(self) -> None:
+        if len(self) == 0:
+            raise RuntimeError(f"memory bank at {self.root} is empty: write() or refresh() before sample()")
 
-        return torch.from_numpy(np.stack(list(self._pool.map(read, rows))))
+    def _stage(self, seed: int, batch_size: int) -> dict:
+        """Prefetch work for one batch (background thread): draw on the host, gather, and start the
+        copies to a CUDA device on a side stream (from pinned memory: no host sync)."""
+        logical = draw_indices(len(self), batch_size, seed)
+        labels = self._logical()["labels"][logical]
+        cuda = self.device.type == "cuda"
+        if self.cache == "device":  # gathered on the device by _deliver
+            return {"logical": logical.pin_memory(), "labels": labels.pin_memory()} if cuda else \
+                {"logical": logical, "labels": labels}
+        images = self._gather(logical, pin=cuda)
+        if not cuda:
+            return {"images": images, "labels": labels}
+        labels = labels.pin_memory()
+        stream = self._side_stream()
+        with torch.cuda.stream(stream):
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(stream)
+        return {"images": images, "labels": labels, "event": event}
+
+    def _side_stream(self):
+        if getattr(self, "_stream", None) is None:
+            self._stream = torch.cuda.Stream(device=self.device)
+        return self._stream
+
+    def _deliver(self, staged: dict, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Main-thread part of a batch: gather from a device cache, or make the current stream
+        wait (on the device, not the host) for the side stream's copies; then convert."""
+        labels = staged["labels"]
+        images = self._gather(staged["logical"]) if "logical" in staged else staged["images"]
+        event = staged.get("event")
+        if event is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(event)
+            images.record_stream(stream)
+            labels.record_stream(stream)
+        images = images.to(self.device, non_blocking=True).to(dtype) / 255
+        return images, labels.to(self.device, non_blocking=True)
+
+    def batches(self, batch_size: int, seeds: Iterable[int], prefetch: int = 2,
+                dtype: torch.dtype = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One batch per seed (``nayer_scale.memory.sampler.batch_seed``), gathered ``prefetch``
+        batches ahead in a background thread (0: inline; the batches are the same).
+
+        Yields:
+            images (B, C, H, W) of ``dtype`` in [0, 1] and labels (B,) int64 on ``device``.
+
+        Raises:
+            RuntimeError: the bank is empty.
+        """
+        self._check_not_empty()
+        self._logical()  # built before the thread starts
+        with Prefetcher(lambda s: self._stage(s, batch_size), seeds, prefetch) as batches:
+            for staged in batches:
+                yield self._deliver(staged, dtype)
+
+    # ------------------------------------------------------------------------------------------
+    # State
 
     def __len__(self) -> int:
-        return self._size
+        index = self._logical()
+        return int(index["starts"][-1])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """(len,) int64 CPU labels of the whole bank in logical order."""
+        return self._logical()["labels"]
 
     @property
     def num_shards(self) -> int:
-        """Number of shards in the cache."""
-        return len(self._cached)
+        """Number of live shards in the cache."""
+        return len(self._entries)
+
+    def images_of(self, rank: int, index: int) -> torch.Tensor:
+        """The cached uint8 images (N, C, H, W) of shard (rank, index) (tests, export)."""
+        key = (rank, index)
+        logical = self._logical()
+        k = logical["keys"].index(key)
+        start, end = int(logical["starts"][k]), int(logical["starts"][k + 1])
+        return self._gather(torch.arange(start, end)).cpu()
 
     def state_dict(self) -> dict:
-        """``{"manifests": {rank: [entry, ...]}}``: the shards in the cache, by rank and index.
-
-        This rank is always present (possibly with an empty list)."""
+        """``{"manifests": {rank: [entry, ...]}, "next_index": n}``: the live shards in the cache by
+        rank and index, and this rank's shard counter. This rank is always present."""
         manifests: dict[int, list[dict]] = {self.rank: []}
-        for rank, index in sorted(self._cached):
-            manifests.setdefault(rank, []).append(dict(self._cached[(rank, index)][0]))
-        return {"manifests": manifests}
+        for rank, index in sorted(self._entries):
+            manifests.setdefault(rank, []).append(dict(self._entries[(rank, index)]))
+        return {"manifests": manifests, "next_index": self._next_index}
 
     def load_state_dict(self, state: dict) -> None:
         """Return to a state_dict() snapshot exactly.
 
-        This rank's shards that are not in the snapshot (written after it) are deleted and its
-        manifest is rewritten to the snapshot's list; then the cache is rebuilt from the snapshot's
-        shards of all ranks, so len() and sample() behave as at snapshot time.
-
-        Raises:
-            FileNotFoundError: a shard listed in the snapshot is missing (nothing is deleted then).
+        This rank's manifest is rewritten to the snapshot's live shards; its shards written after
+        the snapshot are deleted; shards retired since are live again (their files are kept while a
+        checkpoint lists them). A listed shard that is missing or damaged is named in a warning
+        and an event, dropped, and the run continues (not exactly as before: its images are gone).
         """
-        manifests = {int(rank): list(entries) for rank, entries in state["manifests"].items()}
-        for rank, entries in manifests.items():
-            for entry in entries:
-                path = self.root / entry["name"]
-                if not path.is_file():
-                    raise FileNotFoundError(f"memory-bank shard of the checkpoint is missing: {path}")
+        manifests = {int(rank): [dict(e) for e in entries] for rank, entries in state["manifests"].items()}
         own = manifests.get(self.rank, [])
-        self._clean_own_files({e["name"] for e in own})
-        self._own_entries = [dict(e) for e in own]
-        self._next_index = max((e["index"] for e in own), default=-1) + 1
-        self._write_manifest(self._own_entries)
+        next_index = state.get("next_index", max((e["index"] for e in own), default=-1) + 1)
+        live = {e["name"] for e in own}
+        older = [e for e in self._own + self._retired if e["name"] not in live and e["index"] < next_index]
+        self._own, self._retired, self._next_index = own, older, next_index
+        self._write_manifest()
+        self._clean_own_files(live | {e["name"] for e in older})
         self._reset_cache()
-        shards = [(rank, dict(entry)) for rank in sorted(manifests) for entry in manifests[rank]]
-        for rank, entry in self._progress(shards, "loading memory-bank shards"):
-            self._load_shard(rank, entry)
+        self._bad.clear()
+        listed = [(rank, entry) for rank in sorted(manifests) for entry in manifests[rank]]
+        for rank, entry in self._progress(listed, "loading memory-bank shards"):
+            if not self._load(rank, entry) and rank == self.rank:
+                self._own = [e for e in self._own if e["name"] != entry["name"]]
+                self._write_manifest()
+
+    def close(self, remove_node_cache: bool = False) -> None:
+        """Stop the reader threads; with ``remove_node_cache`` delete the node's shared-memory copy
+        (one process per node, once the others are done with it)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        if remove_node_cache and self._node is not None:
+            self._node.remove_all()

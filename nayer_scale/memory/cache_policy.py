@@ -1,32 +1,40 @@
-"""Where the memory bank's decoded images live: the training device, host RAM, or nowhere (read
-from the shard files on every student step), chosen from the bank's projected size."""
+"""Where the memory bank's decoded images live: the training device, host RAM, one copy per node
+in shared memory, or nowhere (read from the shard files on every student step), chosen from the
+bank's projected size."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import psutil
 import torch
 
 from ..synthesis.labels import batches_before_epoch
+from .node_cache import default_shm_dir
 
 __all__ = ["choose_memory_cache", "projected_bank_bytes"]
 
 
 def projected_bank_bytes(cfg, world_size: int) -> int:
     """Bytes of the whole memory bank at the end of a run of ``cfg`` (a NayerConfig): uint8 images
-    of all ``world_size`` processes."""
+    of all ``world_size`` processes, at most ``memory.max_images`` of them."""
     s, run, t = cfg.synthesis, cfg.run, cfg.teacher
     batches = batches_before_epoch(run.epochs, run.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
-    return batches * s.batch_size * world_size * t.in_channels * t.image_size**2
+    images = batches * s.batch_size * world_size
+    if cfg.memory.max_images:
+        images = min(images, cfg.memory.max_images)
+    return images * t.in_channels * t.image_size**2
 
 
 def choose_memory_cache(cfg, device: torch.device, world_size: int) -> str:
     """``run.memory_cache``, or for "auto": the training device when the projected bank fits a
-    quarter of its memory (CUDA) or ``run.memory_cache_gb``, else host RAM when it fits half of this
-    process's share of the available RAM (or the cap), else "none" (read from the shards).
+    quarter of its memory (CUDA) or ``run.memory_cache_gb``; else, on a CPU device, the process's
+    own copy when it fits half of this process's share of the available RAM (or the cap); else one
+    copy per node in shared memory ("node") when it fits half of the free space of ``/dev/shm`` and
+    of the available RAM; else "none" (read from the shards).
 
-    Returns: "device", "cpu" or "none".
+    Returns: "device", "cpu", "node" or "none".
     """
     run = cfg.run
     if run.memory_cache != "auto":
@@ -37,6 +45,13 @@ def choose_memory_cache(cfg, device: torch.device, world_size: int) -> str:
         if need <= min(cap or 0.25 * total, free):
             return "device"
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    if need <= (cap or 0.5 * psutil.virtual_memory().available / max(1, local)):
-        return "device" if device.type == "cpu" else "cpu"
+    available = psutil.virtual_memory().available
+    if device.type == "cpu" and need <= (cap or 0.5 * available / max(1, local)):
+        return "device"
+    try:
+        shm_free = shutil.disk_usage(default_shm_dir()).free
+    except OSError:
+        shm_free = 0
+    if need <= (cap or 0.5 * min(shm_free, available)):
+        return "node"
     return "none"

@@ -136,6 +136,15 @@ class CheckpointManager:
         for key, component in process.items():
             component.load_state_dict(own_state[key])
 
+    def referenced(self, pattern: re.Pattern) -> set[str]:
+        """Every match of ``pattern`` in the process parts (``process-*.json``) of the complete
+        checkpoints kept: e.g. the memory-bank shards a resume from any of them needs."""
+        found: set[str] = set()
+        for path in self.dir.glob("epoch-*/process-*.json"):
+            if _NAME.fullmatch(path.parent.name):
+                found.update(pattern.findall(path.read_text()))
+        return found
+
     def _prune(self) -> None:
         done = sorted((p for p in self.dir.glob("epoch-*") if p.is_dir() and _NAME.fullmatch(p.name)), key=_order)
         for old in done[: -self.keep]:

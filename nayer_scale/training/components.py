@@ -22,11 +22,13 @@ from ..augment import BatchAugment
 from ..config import ConfigError, NayerConfig
 from ..data import build_eval_source, check_eval_data
 from ..evaluation import Evaluator, SyntheticProbe
+from ..hf_models import is_hf_arch, resolve_hf_teacher
 from ..losses import BNStatsHooks
 from ..lte import load_or_build_lte
 from ..memory import MemoryBank, choose_memory_cache
 from ..models import build_model
 from ..precision import Precision, resolve_precision
+from ..quantization.student import quantized_student
 from ..synthesis import LabelSampler, SynthesisContext, Synthesizer, build_synthesizer
 from ..teacher import build_teacher, read_metadata
 from .checkpoint import CheckpointManager
@@ -77,6 +79,24 @@ def check_class_names(weights: str, class_names: list[str], spec: str) -> None:
                           "Set teacher.class_names to the recorded names (a dataset key or a .txt file).")
 
 
+def check_memory_config(cfg: NayerConfig, world_size: int) -> None:
+    """Refuse memory-bank settings that cannot work, before any work.
+
+    Raises:
+        ConfigError: ``memory.max_images`` gives a process less than one synthesis batch, or a
+            png/webp encoding for images that do not have 1 or 3 channels.
+    """
+    m, s = cfg.memory, cfg.synthesis
+    if m.max_images and m.max_images // world_size < s.batch_size:
+        raise ConfigError(f"memory.max_images={m.max_images} leaves each of {world_size} process(es) "
+                          f"{m.max_images // world_size} images, less than one synthesis batch "
+                          f"(synthesis.batch_size={s.batch_size}): set memory.max_images >= {s.batch_size * world_size} "
+                          "or 0 (unbounded)")
+    if m.encoding != "raw" and cfg.teacher.in_channels not in (1, 3):
+        raise ConfigError(f"memory.encoding={m.encoding} stores 1- or 3-channel images, the teacher takes "
+                          f"{cfg.teacher.in_channels}: set memory.encoding=raw")
+
+
 def _build_teacher(cfg: NayerConfig, acc: Accelerator, num_classes: int, backend: str) -> tuple[nn.Module, BNStatsHooks]:
     t = cfg.teacher
     with acc.main_process_first():  # a hub download happens once, the others read the cache
@@ -87,7 +107,8 @@ def _build_teacher(cfg: NayerConfig, acc: Accelerator, num_classes: int, backend
     if out.shape != (2, num_classes):
         raise ValueError(f"teacher output on {t.image_size}px input has shape {tuple(out.shape)}, "
                          f"expected (2, {num_classes})")
-    return teacher, BNStatsHooks(teacher, cfg.synthesis.bn_momentum, cfg.synthesis.first_bn_multiplier, backend)
+    return teacher, BNStatsHooks(teacher, cfg.synthesis.bn_momentum, cfg.synthesis.first_bn_multiplier, backend,
+                                 scope=cfg.synthesis.bn_stats_scope)  # "global": one all-reduce per generator step
 
 
 def _build_synthesizer(cfg: NayerConfig, acc: Accelerator, teacher, hooks, class_names, precision, rng, backend,
@@ -118,32 +139,41 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
         ConfigError, FileNotFoundError, nayer_scale.teacher.TeacherLoadError, ValueError.
     """
     run, t, device = cfg.run, cfg.teacher, acc.device
-    class_names = resolve_class_names(t.class_names)
+    if is_hf_arch(t.arch):  # hf:<hub id or folder>: fills cfg.teacher (and eval.resize) from the model folder
+        class_names = resolve_hf_teacher(cfg)
+    else:
+        class_names = resolve_class_names(t.class_names)
     check_class_names(t.weights, class_names, t.class_names)
     num_classes = len(class_names)
-    check_eval_data(cfg.eval, num_classes)  # fail now, not after a teacher download
+    check_eval_data(cfg.eval, num_classes, t.in_channels, class_names)  # fail now, not after a teacher download
+    check_memory_config(cfg, acc.num_processes)
     precision = resolve_precision(run.mixed_precision, run.channels_last, device)  # by capability, once per run
     set_cpu_threads(device, run.cpu_threads, acc.num_processes)
     rngs = RNGStreams(run.seed, acc.process_index, device)
     backend = select_backend(run.kernels)  # Triton on CUDA, else the PyTorch reference (or as forced)
     # The order below fixes which random draws initialise which model: keep it.
     teacher, hooks = _build_teacher(cfg, acc, num_classes, backend)
-    student = build_model(cfg.student.arch, num_classes, t.in_channels).to(device)
+    # student.quantization=w{B}a{B}: a fake-quantized copy of the teacher (no random draw), else a fresh model
+    student = (quantized_student(cfg.student, teacher) if cfg.student.quantization != "none"
+               else build_model(cfg.student.arch, num_classes, t.in_channels)).to(device)
     if precision.channels_last:
         teacher.to(memory_format=torch.channels_last)
     lte, synthesizer = _build_synthesizer(cfg, acc, teacher, hooks, class_names, precision, rngs.generator,
                                           backend, average)
     engine = StudentEngine(student, teacher, cfg, acc, precision)
     eval_source = build_eval_source(cfg.eval, t.in_channels, t.image_size, num_classes, acc.process_index,
-                                    acc.num_processes, device)  # checks the data fits before anything is written
+                                    acc.num_processes, device, class_names)  # checks the data fits before anything is written
     s = cfg.synthesis
     labels = LabelSampler(s.batch_size, num_classes, run.warmup_epochs, s.warmup_batches_per_epoch,
                           s.batches_per_epoch, acc.process_index, acc.num_processes, rngs.generator, device)
     show = run.progress and acc.is_local_main_process
     reduce_sum = lambda x: acc.reduce(x, reduction="sum")  # noqa: E731
     run_dir = Path(run.run_dir)
+    m = cfg.memory
     memory = MemoryBank(run_dir / "memory", rank=acc.process_index, world_size=acc.num_processes, device=device,
-                        cache=choose_memory_cache(cfg, device, acc.num_processes), progress=show)
+                        cache=choose_memory_cache(cfg, device, acc.num_processes), progress=show,
+                        max_images=m.max_images, retirement=m.retirement, encoding=m.encoding,
+                        quality=m.webp_quality if m.encoding == "webp_lossy" else None, seed=run.seed)
     return Components(
         accelerator=acc, precision=precision, kernel_backend=backend, class_names=class_names, rngs=rngs,
         clock=RunClock(device, start), teacher=teacher, hooks=hooks, lte=lte, synthesizer=synthesizer,

@@ -1,0 +1,225 @@
+"""Is the memory bank ever the bottleneck? Student-step data wait, read throughput and node memory
+for each cache mode, 1 and 2 processes, 32 px and 224 px banks; bytes and decode rate per encoding.
+
+    python benchmarks/memory_bank.py                      # the committed measurement (~10 min on 2 cores)
+    python benchmarks/memory_bank.py --smoke              # tiny sizes: checks the script
+    python benchmarks/memory_bank.py --compute sleep:0.08 --sizes 224:8000
+
+For every (image size, cache mode, processes) the script builds a bank of ``N`` images (written
+once, raw encoding, shards of 256 images, in ``--work-dir``), then each process runs ``--steps``
+student steps: it takes the next batch from ``MemoryBank.batches`` (prefetch ``--prefetch``
+batches ahead) and "computes" for the step time. ``data_wait_frac`` is the time spent waiting for
+batches over the total step time. The compute step is either emulated (``sleep:SECONDS``: a GPU
+step leaves the host CPU free; 0.08 s for 256 images at 224 px stands for a ResNet-50 step on an
+H100 in bf16) or real (``fashion_mnist``: the preset's KD step of a ResNet-8 student on a ResNet-20
+teacher on this CPU, which competes with the reader threads for the cores). Read throughput is
+measured separately, without compute, as images/s and MB/s of a tight ``batches`` loop. Node memory
+is the sum of the processes' proportional set size (PSS: a page shared by k processes counts 1/k),
+next to the bank's own size, so "one copy per node" reads as node_mem / bank ~ 1 (plus each
+process's fixed footprint, measured as the same processes before they cache the bank).
+
+The encoding table stores real Fashion-MNIST test images (28 px grey, padded to 32; and the same
+upsampled to 224 px RGB, a smooth-image proxy) and uniform noise (incompressible, the worst case)
+with every encoding and reports bytes per image and decoded images/s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+import torch.multiprocessing as mp
+
+import report  # benchmarks/report.py
+from common import add_common_args, command_line, provenance, results_dir, write_csv  # benchmarks/common.py
+from nayer_scale.memory import MemoryBank, batch_seed, shards
+from nayer_scale.memory.node_cache import NodeCache
+
+SHARD = 256
+
+
+def build_bank(root: Path, n: int, size: int, channels: int) -> None:
+    """Write ``n`` random uint8 images in shards of 256 (reused when already there)."""
+    if (root / "manifest-r000.json").is_file():
+        return
+    bank = MemoryBank(root, cache="none")
+    g = torch.Generator().manual_seed(0)
+    for start in range(0, n, SHARD):
+        k = min(SHARD, n - start)
+        bank.write(torch.randint(0, 256, (k, channels, size, size), generator=g, dtype=torch.uint8),
+                   torch.randint(0, 10, (k,), generator=g))
+    bank.close()
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of process ``pid`` in bytes (USS + shared pages / sharers)."""
+    return psutil.Process(pid).memory_full_info().pss
+
+
+def make_compute(spec: str, batch: int, size: int):
+    """A callable images -> None that takes one student step's time (see module docstring)."""
+    if spec.startswith("sleep:"):
+        seconds = float(spec.split(":", 1)[1])
+        return lambda images: time.sleep(seconds)
+    if spec != "fashion_mnist":
+        raise SystemExit(f"--compute must be sleep:SECONDS or fashion_mnist, got {spec}")
+    from nayer_scale.losses import kd_loss
+    from nayer_scale.models import build_model
+
+    teacher, student = build_model("resnet20", 10, 1).eval(), build_model("resnet8", 10, 1)
+    opt = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+
+    def step(images: torch.Tensor) -> None:
+        x = images[:, :1, :28, :28]
+        with torch.no_grad():
+            t = teacher(x)
+        loss = kd_loss(student(x), t, 20.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict) -> None:
+    """One process: load the bank in ``cache``, measure throughput and data wait, record PSS."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    os.environ["NAYER_SHM_DIR"] = args["shm"]
+    before = pss_bytes(os.getpid())
+    bank = MemoryBank(root, rank=rank, world_size=world, cache=cache, read_threads=args["read_threads"])
+    bank.refresh()
+    batch, steps = args["batch"], args["steps"]
+    seeds = [batch_seed(0, rank, 0, s) for s in range(steps)]
+    start = time.perf_counter()
+    for _ in bank.batches(batch, seeds[: max(4, steps // 2)], args["prefetch"]):
+        pass
+    read_s = time.perf_counter() - start
+    n_read = max(4, steps // 2) * batch
+    compute = make_compute(args["compute"], batch, args["size"])
+    wait = total = 0.0
+    it = iter(bank.batches(batch, seeds, args["prefetch"]))
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        images, _ = next(it)
+        t1 = time.perf_counter()
+        compute(images)
+        t2 = time.perf_counter()
+        wait, total = wait + (t1 - t0), total + (t2 - t0)
+    out[rank] = {"wait": wait, "total": total, "read_s": read_s, "n_read": n_read, "pss": pss_bytes(os.getpid()),
+                 "pss_before": before, "len": len(bank)}
+    if world > 1:
+        time.sleep(1.0)  # all processes hold their caches while the others measure PSS
+    bank.close()
+
+
+def measure(root: Path, cache: str, world: int, args: dict) -> dict:
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(worker, args=(world, str(root), cache, args, out), nprocs=world)  # fresh processes, also for 1
+        return dict(out)
+
+
+def encoding_rows(smoke: bool) -> list[dict]:
+    """Bytes per image and decode images/s (one core) of each encoding on real and noise images."""
+    from nayer_scale.data import fashion_mnist
+
+    torch.set_num_threads(1)
+    try:
+        real = fashion_mnist.load_fashion_mnist("test")[0][: 64 if smoke else 512]
+    except Exception as err:  # noqa: BLE001 - benchmark: report what is missing and go on
+        print(f"Fashion-MNIST not found ({err}); encoding table on noise only", file=sys.stderr)
+        real = None
+    sets = {}
+    if real is not None:
+        grey = torch.nn.functional.pad(real, (2, 2, 2, 2))  # (N, 1, 32, 32) uint8
+        sets["fashion_mnist_32px_grey"] = grey.numpy()
+        big = torch.nn.functional.interpolate(grey.float(), size=224, mode="bilinear").round().clamp(0, 255)
+        sets["fashion_mnist_224px_rgb_upsampled"] = big.to(torch.uint8).expand(-1, 3, -1, -1).numpy()[:64]
+    g = np.random.default_rng(0)
+    sets["noise_32px_rgb"] = g.integers(0, 256, (256, 3, 32, 32), dtype=np.uint8)
+    sets["noise_224px_rgb"] = g.integers(0, 256, (32 if smoke else 64, 3, 224, 224), dtype=np.uint8)
+    rows = []
+    for name, images in sets.items():
+        channels = images.shape[1]
+        for encoding in ("raw", "png", "webp"):
+            blobs = [shards.encode_image(im, encoding) for im in images]
+            suffix = shards.ENCODINGS[encoding]
+            start = time.perf_counter()
+            for blob in blobs:
+                shards.decode_image(blob, suffix, channels)
+            seconds = time.perf_counter() - start
+            rows.append({"table": "encoding", "images": name, "encoding": encoding,
+                         "bytes_per_image": round(sum(map(len, blobs)) / len(blobs)),
+                         "raw_bytes_per_image": int(np.prod(images.shape[1:])),
+                         "decode_images_per_s_1core": round(len(blobs) / seconds)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["32:100000", "224:8000"], metavar="PX:IMAGES",
+                   help="bank image size and number of images (default: 32 px x 100k, 224 px x 8k)")
+    p.add_argument("--caches", nargs="+", default=["device", "node", "none"], choices=["device", "cpu", "node", "none"])
+    p.add_argument("--processes", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--prefetch", type=int, default=2)
+    p.add_argument("--read-threads", type=int, default=8)
+    p.add_argument("--compute", default="sleep:0.08", help="sleep:SECONDS (emulated GPU step) or fashion_mnist")
+    p.add_argument("--no-encodings", action="store_true")
+    add_common_args(p, "work_dir", "results_dir", "smoke", work_dir=os.path.join(tempfile.gettempdir(), "nayer-bank-bench"))
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.steps, args.batch = ["32:600", "64:300"], 4, 32
+    out_dir = results_dir(args, "memory_bank")
+    name = "memory_bank_smoke" if args.smoke else "memory_bank"
+    csv_path, fields = out_dir / f"{name}.csv", provenance(command=command_line(argv))
+    if csv_path.exists():
+        csv_path.unlink()
+    work = Path(args.work_dir)
+    shm = work / "shm" if args.smoke else None
+    for spec in args.sizes:
+        size, n = map(int, spec.split(":"))
+        root = work / f"bank-{size}px-{n}"
+        build_bank(root, n, size, 3)
+        bank_bytes = n * 3 * size * size
+        for cache in args.caches:
+            for world in args.processes:
+                conf = {"batch": args.batch, "steps": args.steps, "prefetch": args.prefetch, "size": size,
+                        "read_threads": args.read_threads, "compute": args.compute,
+                        "shm": str(shm) if shm else str(Path("/dev/shm"))}
+                res = measure(root, cache, world, conf)
+                wait = sum(r["wait"] for r in res.values())
+                total = sum(r["total"] for r in res.values())
+                read_rate = sum(r["n_read"] / r["read_s"] for r in res.values())
+                node_mem = sum(r["pss"] for r in res.values())
+                base = sum(r["pss_before"] for r in res.values())
+                row = {"table": "data_wait", "image_px": size, "bank_images": n, "bank_MB": round(bank_bytes / 1e6),
+                       "cache": cache, "processes": world, "batch": args.batch, "prefetch": args.prefetch,
+                       "compute": args.compute, "step_s": round(total / (world * args.steps), 4),
+                       "data_wait_frac": round(wait / total, 4),
+                       "read_images_per_s": round(read_rate), "read_MB_per_s": round(read_rate * 3 * size * size / 1e6),
+                       "node_mem_MB": round(node_mem / 1e6), "node_mem_before_MB": round(base / 1e6),
+                       "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2)}
+                print(row, flush=True)
+                write_csv(csv_path, [row], append=True, fields=fields)
+                NodeCache(root, conf["shm"]).remove_all()  # the next measurement starts without it
+    if not args.no_encodings:
+        write_csv(csv_path, encoding_rows(args.smoke), append=True, fields=fields)
+    md = report.write_report(csv_path, plots=False)
+    print(f"wrote {csv_path} and {md}")
+    if args.smoke:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
