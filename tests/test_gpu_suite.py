@@ -105,6 +105,7 @@ def test_dry_run_reports_every_step(tmp_path):
     assert [r["condition"] for r in imagenet] == ["fp32"] and imagenet[0]["projected_hours_per_process"] > 0
     assert {r["cache"] for r in kinds("memory_sample")} == {"device", "cpu", "none"}
     assert all(r["images_per_s"] > 0 for r in kinds("memory_sample"))
+    assert {r["cache"] for r in kinds("memory_batches")} == {"device", "node", "none"}  # the prefetching path
 
 
 @pytest.mark.slow

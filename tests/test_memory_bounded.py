@@ -324,3 +324,20 @@ def test_node_cache_is_one_copy_shared_by_two_processes(tmp_path):
     assert r0["files"] == r1["files"] and len(r0["files"]) == 2  # one file per shard for the node
     assert r0["inodes"] == r1["inodes"]
     assert not list((tmp_path / "shm").glob("nayer-scale-*/*.u8"))  # removed at the end
+
+
+@pytest.mark.slow
+def test_resume_with_a_truncated_shard_warns_logs_and_continues(tmp_path, teacher_file, fake_test_split, lte_cache):
+    """As a new user found it: truncate a listed shard of a stopped run and resume. Before, a raw
+    ``tarfile.ReadError``; now the shard is named, dropped, logged in metrics.jsonl, and the run ends."""
+    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, run__epochs=2)
+    NayerTrainer(cfg).fit()
+    memory = Path(cfg.run.run_dir) / "memory"
+    _truncate(memory / "shard-r000-000001.tar")
+    cfg.run.resume, cfg.run.epochs = True, 3
+    with pytest.warns(RuntimeWarning, match=r"shard-r000-000001.tar: \d+ bytes on disk, the manifest lists \d+"):
+        summary = NayerTrainer(cfg).fit()
+    assert summary["memory_size"] == 3 * 24 - 24  # the damaged shard's images are gone, the rest trained on
+    lines = [json.loads(x) for x in open(Path(cfg.run.run_dir) / "metrics.jsonl")]
+    assert lines[-1]["epoch"] == 2
+    assert [(e["event"], e["file"]) for e in lines[-1]["memory_events"]] == [("damaged_shard", "shard-r000-000001.tar")]
