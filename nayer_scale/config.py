@@ -960,6 +960,32 @@ def fashion_mnist_deepinversion(cfg: NayerConfig) -> NayerConfig:
 preset("fashion_mnist_fast", parent="fashion_mnist")(as_fast)
 
 
+@preset("fashion_mnist_w4a4", parent="fashion_mnist")
+def fashion_mnist_w4a4(cfg: NayerConfig) -> NayerConfig:
+    """Data-free quantization with NAYER (paper Table 3): the student is the teacher's ResNet-20,
+    copied from its weights, BatchNorm folded, W4A4 fake-quantized (first and last layers at 8 bits;
+    ``nayer_scale.quantization``), trained by the same NAYER loop at student lr 1e-4 (the folded,
+    quantized network diverges at the demo's 0.1: benchmarks/quantization.py). Other bit widths:
+    ``student.quantization=w8a8`` etc. The quantized export is ``student_quantized.safetensors``."""
+    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization="w4a4")
+    cfg.distill.lr, cfg.distill.lr_min = 1e-4, 1e-6
+    cfg.run.run_dir = "runs/fashion_mnist_w4a4"
+    return cfg
+
+
+@preset("fashion_mnist_w4a4_zeroq", parent="fashion_mnist_w4a4")
+def fashion_mnist_w4a4_zeroq(cfg: NayerConfig) -> NayerConfig:
+    """The ZeroQ-style baseline (Cai et al., CVPR 2020) of ``fashion_mnist_w4a4`` on the same
+    harness: "distilled data" by BN-statistics matching of the pixels (DeepInversion, 200 pixel
+    steps per batch, without its cross-entropy and adversarial terms), the same quantized student
+    and KD fine-tuning. PTQ and the real-data bound (not data-free) are rows of
+    benchmarks/quantization.py: they are not training runs of this loop."""
+    cfg = as_deepinversion(cfg, steps=200)
+    cfg.synthesis.ce_loss_weight, cfg.synthesis.adv_loss_weight = 0.0, 0.0
+    cfg.run.run_dir = "runs/fashion_mnist_w4a4_zeroq"
+    return cfg
+
+
 @preset("cifar10")
 def cifar10() -> NayerConfig:
     """CIFAR-10, wrn40_2 -> wrn16_2, published NAYER hyper-parameters (E=100 -> 120 epochs): the

@@ -436,9 +436,15 @@ class MemoryBank:
                 for key in [k for k in self._entries if k[0] == rank and self._entries[k]["name"] not in names]:
                     self._drop(key)
             new += [(rank, e) for e in listed if (rank, e["index"]) not in self._entries and e["name"] not in self._bad]
+        if self.cache == "node" and new:  # start at different shards: each is decoded by one process, mapped by the others
+            shift = (int(os.environ.get("LOCAL_RANK", self.rank)) * len(new)) // max(1, self._local_processes())
+            new = new[shift:] + new[:shift]
         for rank, entry in self._progress(new, "loading memory-bank shards"):
             self._load(rank, entry)
         return len(self) - before
+
+    def _local_processes(self) -> int:
+        return int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
 
     def _progress(self, items: list, desc: str):
         """``items``, behind a progress bar when there are many shards to load (a resume)."""
@@ -474,25 +480,35 @@ class MemoryBank:
             rows = index["device"].get(self._storage)
             if rows is None:
                 rows = index["device"][self._storage] = index["rows"].to(self._storage)
-            return self._buffer[rows[logical.to(self._storage, non_blocking=True)]]
+            images = self._buffer[rows[logical.to(self._storage, non_blocking=True)]]
+            return images.pin_memory() if pin and self._storage.type == "cpu" else images
         flat = logical.numpy()
         shard = np.searchsorted(index["starts"], flat, side="right") - 1
         offsets = flat - index["starts"][shard]
         out = torch.empty((len(flat), *self._shape), dtype=torch.uint8, pin_memory=pin)
-        keys = index["keys"]
-        if self.cache == "none":
-            def read(i: int) -> np.ndarray:
-                path, off, size, suffix = self._locations[keys[shard[i]]][offsets[i]]
-                with open(path, "rb") as f:
-                    return shards.decode_image(os.pread(f.fileno(), size, off), suffix, self._shape[0])
-            out.numpy()[:] = np.stack(list(self._pool.map(read, range(len(flat)))))
-            return out
+        dest, keys = out.numpy(), index["keys"]
         order = np.argsort(shard, kind="stable")
-        bounds = np.flatnonzero(np.diff(shard[order])) + 1
-        for group in np.split(order, bounds):
-            src = self._mapped[keys[shard[group[0]]]]
-            out[torch.from_numpy(group)] = src[torch.from_numpy(offsets[group])]
+        groups = np.split(order, np.flatnonzero(np.diff(shard[order])) + 1)  # rows of the batch, by shard
+        if self.cache == "none":
+            def read(group: np.ndarray) -> None:  # one open per shard, one pread per image
+                locations = self._locations[keys[shard[group[0]]]]
+                with open(locations[0][0], "rb") as f:
+                    for i in group:
+                        _, off, size, suffix = locations[offsets[i]]
+                        dest[i] = self._decode_member(os.pread(f.fileno(), size, off), suffix)
+            list(self._pool.map(read, groups))
+            return out
+        for group in groups:  # numpy fancy indexing: a few microseconds per shard touched
+            dest[group] = self._mapped[keys[shard[group[0]]]].numpy()[offsets[group]]
         return out
+
+    def _decode_member(self, data: bytes, suffix: str) -> np.ndarray:
+        """uint8 (C, H, W) of one image member; raw members (written by this class: C-order uint8
+        arrays) skip the npy header parse: the pixels are the member's last C*H*W bytes."""
+        if suffix == "npy":
+            n = int(np.prod(self._shape))
+            return np.frombuffer(data, dtype=np.uint8, count=n, offset=len(data) - n).reshape(self._shape)
+        return shards.decode_image(data, suffix, self._shape[0])
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -526,18 +542,19 @@ class MemoryBank:
         if len(self) == 0:
             raise RuntimeError(f"memory bank at {self.root} is empty: write() or refresh() before sample()")
 
-    def _stage(self, seed: int, batch_size: int) -> dict:
-        """Prefetch work for one batch (background thread): draw on the host, gather, and start the
-        copies to a CUDA device on a side stream (from pinned memory: no host sync)."""
+    def _stage(self, seed: int, batch_size: int, dtype: torch.dtype) -> dict:
+        """Prefetch work for one batch (background thread): draw on the host and gather; for a
+        CUDA device start the copies on a side stream (from pinned memory: no host sync), or leave
+        the gather to the device (GPU cache); for a CPU device also convert, so the student step
+        finds the batch ready."""
         logical = draw_indices(len(self), batch_size, seed)
         labels = self._logical()["labels"][logical]
-        cuda = self.device.type == "cuda"
-        if self.cache == "device":  # gathered on the device by _deliver
-            return {"logical": logical.pin_memory(), "labels": labels.pin_memory()} if cuda else \
-                {"logical": logical, "labels": labels}
-        images = self._gather(logical, pin=cuda)
-        if not cuda:
-            return {"images": images, "labels": labels}
+        if self.cache == "device" and self._storage.type == "cuda":  # gathered on the GPU by _deliver
+            return {"logical": logical.pin_memory(), "labels": labels.pin_memory()}
+        if self.device.type != "cuda":
+            images = self._gather(logical)
+            return {"images": images if dtype is None else images.to(dtype) / 255, "labels": labels, "ready": True}
+        images = self._gather(logical, pin=True)
         labels = labels.pin_memory()
         stream = self._side_stream()
         with torch.cuda.stream(stream):
@@ -556,6 +573,8 @@ class MemoryBank:
         """Main-thread part of a batch: gather from a device cache, or make the current stream
         wait (on the device, not the host) for the side stream's copies; then convert."""
         labels = staged["labels"]
+        if staged.get("ready"):  # CPU device: gathered and converted by the prefetching thread
+            return staged["images"], labels
         images = self._gather(staged["logical"]) if "logical" in staged else staged["images"]
         event = staged.get("event")
         if event is not None:
@@ -563,23 +582,26 @@ class MemoryBank:
             stream.wait_event(event)
             images.record_stream(stream)
             labels.record_stream(stream)
-        images = images.to(self.device, non_blocking=True).to(dtype) / 255
+        images = images.to(self.device, non_blocking=True)
+        if dtype is not None:
+            images = images.to(dtype) / 255
         return images, labels.to(self.device, non_blocking=True)
 
     def batches(self, batch_size: int, seeds: Iterable[int], prefetch: int = 2,
-                dtype: torch.dtype = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                dtype: torch.dtype | None = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One batch per seed (``nayer_scale.memory.sampler.batch_seed``), gathered ``prefetch``
         batches ahead in a background thread (0: inline; the batches are the same).
 
         Yields:
-            images (B, C, H, W) of ``dtype`` in [0, 1] and labels (B,) int64 on ``device``.
+            images (B, C, H, W) of ``dtype`` in [0, 1] (``dtype=None``: the stored uint8 in
+            [0, 255]) and labels (B,) int64, on ``device``.
 
         Raises:
             RuntimeError: the bank is empty.
         """
         self._check_not_empty()
         self._logical()  # built before the thread starts
-        with Prefetcher(lambda s: self._stage(s, batch_size), seeds, prefetch) as batches:
+        with Prefetcher(lambda s: self._stage(s, batch_size, dtype), seeds, prefetch) as batches:
             for staged in batches:
                 yield self._deliver(staged, dtype)
 
