@@ -18,23 +18,17 @@ no kept checkpoint lists them (``MemoryBank.release``).
 
 from __future__ import annotations
 
+from .sampler import splitmix64
+
 __all__ = ["RETIREMENTS", "admit", "reservoir_draw"]
 
 RETIREMENTS = ("fifo", "reservoir")
-_MASK = (1 << 64) - 1
-
-
-def _splitmix64(z: int) -> int:
-    z = (z + 0x9E3779B97F4A7C15) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return z ^ (z >> 31)
 
 
 def reservoir_draw(seed: int, rank: int, t: int) -> int:
     """Algorithm R's draw for shard ``t`` of process ``rank``: an integer uniform in [0, t]
     (splitmix64 of (seed, rank, t); the modulo bias is below 2**-40 for t < 2**24)."""
-    return _splitmix64(_splitmix64(_splitmix64(seed) ^ rank) ^ t) % (t + 1)
+    return splitmix64(splitmix64(splitmix64(seed) ^ rank) ^ t) % (t + 1)
 
 
 def admit(kept: list[dict], t: int, n: int, cap: int, policy: str, seed: int = 0, rank: int = 0

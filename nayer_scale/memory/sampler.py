@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["Prefetcher", "batch_seed", "draw_indices"]
+__all__ = ["Prefetcher", "batch_seed", "draw_indices", "splitmix64"]
 
 _MASK = (1 << 64) - 1
 
 
-def _mix(z: int) -> int:
+def splitmix64(z: int) -> int:
+    """The splitmix64 finaliser of ``z`` (Steele, Lea, Flood 2014): a 64-bit integer hash."""
     z = (z + 0x9E3779B97F4A7C15) & _MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
@@ -33,7 +34,7 @@ def _mix(z: int) -> int:
 
 def batch_seed(seed: int, rank: int, epoch: int, step: int) -> int:
     """Seed (in [0, 2**63)) of student batch ``step`` of ``epoch`` on process ``rank``."""
-    return _mix(_mix(_mix(_mix(seed) ^ rank) ^ epoch) ^ step) >> 1
+    return splitmix64(splitmix64(splitmix64(splitmix64(seed) ^ rank) ^ epoch) ^ step) >> 1
 
 
 def draw_indices(size: int, batch_size: int, seed: int) -> torch.Tensor:
