@@ -560,3 +560,13 @@ def test_export_errors_name_the_fix(tmp_path, finished_run):
     (unfinished / "config.json").write_bytes((finished_run / "config.json").read_bytes())
     with pytest.raises(FileNotFoundError, match="has not finished; continue it with run.resume=true"):
         export_student(unfinished, tmp_path / "out")
+
+
+def test_single_saved_split_names_the_recorded_split(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"label": [0, 1]}, split="test")
+    ds.save_to_disk(str(tmp_path / "one"))
+    with pytest.raises(ValueError, match=r"was saved from split 'test', not 'validation': set eval.hf_split=test"):
+        open_hf_dataset(str(tmp_path / "one"), "validation")
+    assert open_hf_dataset(str(tmp_path / "one"), "")[1] == "test"
