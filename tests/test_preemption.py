@@ -89,20 +89,21 @@ def test_signal_checkpoints_at_next_safe_point_and_resume_is_exact(make_cfg, mon
 def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch, straight_students):
     reference, straight, _ = straight_students
     cfg = make_cfg("stopped-distill")
-    # the 2nd memory-bank sample of epoch 1 = student step 2 of epoch 1
+    # the 2nd memory-bank batch handed to the student in epoch 1 = student step 2 of epoch 1
+    # (_deliver runs in the training thread once per consumed batch, whatever the prefetch depth)
     from nayer_scale.memory import MemoryBank
 
-    real_sample, calls = MemoryBank.sample, {"n": 0}
+    real_deliver, calls = MemoryBank._deliver, {"n": 0}
 
-    def sample(self, *args, **kwargs):
+    def deliver(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             os.kill(os.getpid(), signal.SIGUSR1)
-        return real_sample(self, *args, **kwargs)
+        return real_deliver(self, *args, **kwargs)
 
-    monkeypatch.setattr(MemoryBank, "sample", sample)
+    monkeypatch.setattr(MemoryBank, "_deliver", deliver)
     result = NayerTrainer(cfg).fit()
-    monkeypatch.setattr(MemoryBank, "sample", real_sample)
+    monkeypatch.setattr(MemoryBank, "_deliver", real_deliver)
     assert Path(result["checkpoint"]).name == "epoch-0001-b0002-s00000002"
     state = json.loads((Path(result["checkpoint"]) / "meta.json").read_text())
     assert state["position"]["distill_steps"] == 2 and state["position"]["synthesis_batches"] == 2
