@@ -10,8 +10,13 @@ one of ``--caps`` (0 = unbounded, the published setting) and ``memory.retirement
 reservoir; everything else, including the seed, is the same. The preset makes 11 synthesis batches
 of 200 images (2200 images in all), so caps of 400-1600 images keep 18-73% of the history. The
 CSV/markdown report the student's top-1 on the 10,000 real test images, the memory size at the
-end, and the wall time of each run. NAYER's paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18):
-90.41% with 5k images, 91.64% with 100k, 91.94% with all.
+end, and the wall time of each run; the plot (``memory_cap_fashion_mnist.png``) draws top-1 against
+the cap. NAYER's paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18): 90.41% with 5k images, 91.64%
+with 100k, 91.94% with all.
+
+A run folder under ``--work-dir`` whose run finished (``summary.json``) with the same settings is
+reused as it is, so more caps can be added to a study later; one with other settings is refused
+(delete it, or use another ``--work-dir``); an unfinished one is resumed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from nayer_scale.config import ConfigError, check_resume_compatible, compose_config
 
 import report  # benchmarks/report.py
 from common import ROOT, add_common_args, command_line, results_dir, write_csv  # benchmarks/common.py
@@ -49,17 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     def run_dir(cap: int, policy: str) -> Path:
         return work / (f"cap{cap}-{policy}" if cap else "unbounded")
 
-    def launch(run: tuple[int, str]) -> None:
+    def settings(run: tuple[int, str]) -> list[str]:
         cap, policy = run
-        cmd = [sys.executable, str(ROOT / "launch" / "distill.py"), "preset=fashion_mnist", f"run.run_dir={run_dir(cap, policy)}",
-               "run.resume=true", "run.progress=false", f"memory.max_images={cap}", f"memory.retirement={policy}",
-               *threads, *overrides]
+        return [f"run.run_dir={run_dir(cap, policy)}", "run.resume=true", "run.progress=false",
+                f"memory.max_images={cap}", f"memory.retirement={policy}", *threads, *overrides]
+
+    runs_to_do = []
+    for run in runs:  # before any work: a finished run is reused, a run with other settings refused
+        if finished(run_dir(*run), settings(run)):
+            print(f"reusing the finished run {run_dir(*run)}", flush=True)
+        else:
+            runs_to_do.append(run)
+
+    def launch(run: tuple[int, str]) -> None:
+        cmd = [sys.executable, str(ROOT / "launch" / "distill.py"), "preset=fashion_mnist", *settings(run)]
         print("+", shlex.join(cmd), flush=True)
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                        stdout=subprocess.DEVNULL if args.jobs > 1 else None)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(launch, runs))
+        list(pool.map(launch, runs_to_do))
     rows = []
     for cap, policy in runs:
         summary = json.loads((run_dir(cap, policy) / "summary.json").read_text())
@@ -71,9 +87,94 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         out.unlink()
     write_csv(out, rows, command=command)
-    md = report.write_report(out, plots=False)
+    md = report.write_report(out, kind="memory_cap")
     print(md.read_text())
     return 0
+
+
+def finished(run_dir: Path, overrides: list[str]) -> bool:
+    """Whether ``run_dir`` holds a finished run (its ``summary.json``) of the ``fashion_mnist`` preset
+    with ``overrides``. Fields a resume may change (``RESUMABLE_FIELDS``: evaluation, threads, caches)
+    are not compared.
+
+    Raises:
+        ConfigError: the folder holds a run (finished or not) with other settings, named field by field.
+    """
+    saved = run_dir / "config.json"
+    if not saved.exists():
+        return False
+    now = compose_config("fashion_mnist", overrides=overrides).to_dict()
+    old = {k: v for k, v in json.loads(saved.read_text()).items() if k in now}
+    try:
+        check_resume_compatible(old, now)
+    except ConfigError as err:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({err}); delete it or give another "
+                          "--work-dir") from None
+    if old["run"]["epochs"] != now["run"]["epochs"]:
+        raise ConfigError(f"{run_dir} holds a run of {old['run']['epochs']} epochs, this study asks for "
+                          f"{now['run']['epochs']}; delete it or give another --work-dir")
+    return (run_dir / "summary.json").exists()
+
+
+def _caps(rows: list[dict]) -> tuple[list[str], dict[tuple[str, str], dict], dict | None]:
+    """The capped rows' caps in ascending order, the rows by (cap, retirement), the unbounded row."""
+    by = {(str(r["max_images"]), str(r["retirement"])): r for r in rows if str(r["max_images"]) != "all"}
+    caps = sorted({c for c, _ in by}, key=int)
+    return caps, by, next((r for r in rows if str(r["max_images"]) == "all"), None)
+
+
+def render_table(rows: list[dict], name: str) -> str:
+    """Table-5-shaped markdown of the CSV rows: student top-1 per cap (rows) and retirement (columns),
+    the whole history last, and each cap's share of the images made."""
+    from report import _table, provenance_lines
+
+    caps, by, whole = _caps(rows)
+    made = int(whole["memory_size_end"]) if whole else None
+
+    def top1(cap: str, policy: str) -> str:
+        r = by.get((cap, policy))
+        return f"{float(r['student_top1']):.2f}" if r else "-"
+
+    body = [[cap, f"{100 * int(cap) / made:.0f}%" if made else "?", top1(cap, "fifo"), top1(cap, "reservoir")]
+            for cap in caps]
+    if whole:
+        body.append(["all", "100%", f"{float(whole['student_top1']):.2f}", "-"])
+    first = rows[0]
+    lines = [f"# Student top-1 against the memory-bank cap: {name}", "", *provenance_lines(rows),
+             f"Preset `fashion_mnist` with `{first.get('overrides') or 'no overrides'}`; teacher top-1 "
+             f"{float(first['teacher_top1']):.2f}%; top-1 on the 10,000 real test images (%). "
+             f"One seed per cell. Plot: `{name}.png`.", "",
+             *_table(["memory.max_images", "share of the images made", "FIFO (newest kept)",
+                      "reservoir (uniform over history)"], body, ["---:"] * 4), "",
+             "Paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18): 90.41% at 5k images, 91.64% at 100k, 91.94% "
+             "with all.", ""]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Student top-1 against the cap, one line per retirement, the unbounded run as a horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    caps, by, whole = _caps(rows)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for policy, color in (("fifo", "tab:red"), ("reservoir", "tab:blue")):
+        points = [(int(c), float(by[(c, policy)]["student_top1"])) for c in caps if (c, policy) in by]
+        if points:
+            ax.plot(*zip(*points), marker="o", color=color, label=f"{policy} retirement")
+    if whole:
+        ax.axhline(float(whole["student_top1"]), color="black", linestyle="--",
+                   label=f"whole history ({whole['memory_size_end']} images)")
+    ax.set_xlabel("memory.max_images (images kept)")
+    ax.set_ylabel("student top-1 (%)")
+    ax.set_title(f"Memory-bank cap: {path.stem}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

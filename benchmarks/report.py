@@ -314,13 +314,27 @@ def render_quantization(rows: list[dict], name: str) -> str:
     return render_table(rows, name)
 
 
+def render_memory_cap(rows: list[dict], name: str) -> str:
+    """benchmarks/memory_cap.py: student top-1 against the memory cap (paper Table 5 shape)."""
+    from memory_cap import render_table
+
+    return render_table(rows, name)
+
+
+def plot_memory_cap(rows: list[dict], path: Path) -> None:
+    """benchmarks/memory_cap.py: top-1 against the cap, FIFO and reservoir."""
+    from memory_cap import plot
+
+    plot(rows, path)
+
+
 RENDERERS: dict[str, Callable[[list[dict], str], str]] = {
-    "quantization": render_quantization,
+    "quantization": render_quantization, "memory_cap": render_memory_cap,
     "gpu_hours": render_gpu_hours, "ablations": render_ablations, "precision_cpu": render_precision_cpu,
     "profile_cpu": render_profile_cpu, "imagenet_throughput": render_imagenet_throughput, "kernels": render_kernels,
     "generic": render_generic,
 }
-PLOTTERS: dict[str, Callable[[list[dict], Path], None]] = {"gpu_hours": plot_gpu_hours}
+PLOTTERS: dict[str, Callable[[list[dict], Path], None]] = {"gpu_hours": plot_gpu_hours, "memory_cap": plot_memory_cap}
 SCRIPT_KIND = {"bench_kernels": "kernels"}  # script name -> kind, where they differ
 
 
