@@ -17,9 +17,12 @@ delivers them, since the conversion to float runs on the GPU) or real (``fashion
 of a ResNet-8 student on a ResNet-20 teacher on this CPU, on float32 batches converted by the
 prefetching thread, which competes with the step for the cores). Read throughput is
 measured separately, without compute, as images/s and MB/s of a tight ``batches`` loop. Node memory
-is the sum of the processes' proportional set size (PSS: a page shared by k processes counts 1/k),
-next to the bank's own size, so "one copy per node" reads as node_mem / bank ~ 1 (plus each
-process's fixed footprint, measured as the same processes before they cache the bank).
+is the processes' proportional set size (PSS: a page shared by k processes counts 1/k) without
+shared-memory pages, plus the node cache's files in /dev/shm (memory whether mapped or not),
+measured by all processes at once (between two barriers) after they cached the bank
+(``node_mem_MB``) and before (``node_mem_before_MB``: their fixed footprint), so "one copy per node"
+reads as ``cache_copies_per_node`` = (node_mem - before) / bank ~ 1. ``node_mem_running_MB`` is
+measured again at the end, with the prefetched batches in flight.
 
 The encoding table stores real Fashion-MNIST test images (28 px grey, padded to 32; and the same
 upsampled to 224 px RGB, a smooth-image proxy) and uniform noise (incompressible, the worst case)
@@ -62,9 +65,16 @@ def build_bank(root: Path, n: int, size: int, channels: int) -> None:
     bank.close()
 
 
-def pss_bytes(pid: int) -> int:
-    """Proportional set size of process ``pid`` in bytes (USS + shared pages / sharers)."""
-    return psutil.Process(pid).memory_full_info().pss
+def private_pss_bytes() -> int:
+    """This process's proportional set size without its share of shared-memory pages, in bytes
+    (Linux ``/proc/self/smaps_rollup``: Pss - Pss_Shmem; elsewhere psutil's PSS). The node cache's
+    files in /dev/shm are counted once, by size: they hold memory whether or not a
+    process has touched (mapped) their pages, by ``NodeCache.nbytes``."""
+    rollup = Path("/proc/self/smaps_rollup")
+    if not rollup.is_file():
+        return psutil.Process().memory_full_info().pss
+    kb = {line.split()[0].rstrip(":"): int(line.split()[1]) for line in rollup.read_text().splitlines()[1:]}
+    return 1024 * (kb["Pss"] - kb.get("Pss_Shmem", 0))
 
 
 def make_compute(spec: str, batch: int, size: int):
@@ -92,13 +102,23 @@ def make_compute(spec: str, batch: int, size: int):
     return step
 
 
-def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict) -> None:
-    """One process: load the bank in ``cache``, measure throughput and data wait, record PSS."""
+def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict, barrier) -> None:
+    """One process: load the bank in ``cache``, measure throughput and data wait, and node memory
+    (every process measures between two barriers, so all of them hold their caches meanwhile)."""
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
     os.environ["NAYER_SHM_DIR"] = args["shm"]
-    before = pss_bytes(os.getpid())
+
+    def memory() -> dict:
+        barrier.wait()
+        shm = NodeCache(root, args["shm"]).nbytes() if rank == 0 else 0  # this bank's node-cache files
+        mem = {"private": private_pss_bytes(), "shm": shm}
+        barrier.wait()
+        return mem
+
+    before = memory()
     bank = MemoryBank(root, rank=rank, world_size=world, cache=cache, read_threads=args["read_threads"])
     bank.refresh()
+    cached = memory()
     batch, steps = args["batch"], args["steps"]
     seeds = [batch_seed(0, rank, 0, s) for s in range(steps)]
     start = time.perf_counter()
@@ -122,17 +142,18 @@ def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict) 
             first = t1 - t0
         else:
             wait, total = wait + (t1 - t0), total + (t2 - t0)
+    running = memory()  # the prefetch pipeline is full here: its batches in flight count
     out[rank] = {"wait": wait, "total": total, "first": first, "read_s": read_s, "n_read": n_read,
-                 "pss": pss_bytes(os.getpid()), "pss_before": before, "len": len(bank)}
-    if world > 1:
-        time.sleep(1.0)  # all processes hold their caches while the others measure PSS
+                 "before": before, "cached": cached, "running": running, "len": len(bank)}
+    del it
     bank.close()
 
 
 def measure(root: Path, cache: str, world: int, args: dict) -> dict:
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(worker, args=(world, str(root), cache, args, out), nprocs=world)  # fresh processes, also for 1
+        # fresh processes, also for 1
+        mp.spawn(worker, args=(world, str(root), cache, args, out, manager.Barrier(world)), nprocs=world)
         return dict(out)
 
 
@@ -210,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                 wait = sum(r["wait"] for r in res.values())
                 total = sum(r["total"] for r in res.values())
                 read_rate = sum(r["n_read"] / r["read_s"] for r in res.values())
-                node_mem = sum(r["pss"] for r in res.values())
-                base = sum(r["pss_before"] for r in res.values())
+                def node(point: str) -> int:  # processes' private PSS + the node cache's files
+                    return sum(r[point]["private"] + r[point]["shm"] for r in res.values())
+
+                base, node_mem, running = node("before"), node("cached"), node("running")
                 row = {"table": "data_wait", "image_px": size, "bank_images": n, "bank_MB": round(bank_bytes / 1e6),
                        "cache": cache, "processes": world, "batch": args.batch, "prefetch": args.prefetch,
                        "compute": args.compute, "step_s": round(total / (world * (args.steps - 1)), 4),
@@ -219,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                        "first_batch_wait_s": round(max(r["first"] for r in res.values()), 3),
                        "read_images_per_s": round(read_rate), "read_MB_per_s": round(read_rate * 3 * size * size / 1e6),
                        "node_mem_MB": round(node_mem / 1e6), "node_mem_before_MB": round(base / 1e6),
-                       "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2)}
+                       "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2),
+                       "node_mem_running_MB": round(running / 1e6)}
                 print(row, flush=True)
                 write_csv(csv_path, [row], append=True, fields=fields)
                 NodeCache(root, conf["shm"]).remove_all()  # the next measurement starts without it

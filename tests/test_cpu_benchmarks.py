@@ -38,3 +38,39 @@ def test_profile_groups_add_up(tmp_path, capsys):
               if line.startswith("| ") and line.endswith("% |")]
     assert len(shares) == 2 * 9 and abs(sum(shares) - 200) < 0.5  # each step's groups sum to 100%
     assert not (tmp_path / "profile_cpu.md").exists()  # --smoke records nothing
+
+
+def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
+    """benchmarks/memory_cap.py: a finished run with the study's settings is reused (so caps can be
+    added later), an unfinished one is resumed, one with other settings is refused before any work;
+    the report is the Table-5-shaped table and its plot."""
+    import json
+
+    import memory_cap
+    from nayer_scale.config import ConfigError, compose_config
+
+    run = tmp_path / "cap400-fifo"
+    run.mkdir()
+    study = [f"run.run_dir={run}", "memory.max_images=400", "memory.retirement=fifo", "run.cpu_threads=1"]
+    config = compose_config("fashion_mnist", overrides=study).to_dict()
+    (run / "config.json").write_text(json.dumps({**config, "resolved": {}, "sessions": []}))
+    assert not memory_cap.finished(run, study)  # no summary.json: resumed
+    (run / "summary.json").write_text("{}")
+    assert memory_cap.finished(run, study)
+    assert memory_cap.finished(run, [*study[:3], "run.cpu_threads=2", "eval.every_epochs=100"])  # resumable fields
+    with pytest.raises(ConfigError, match="memory.retirement changed from 'fifo' to 'reservoir'"):
+        memory_cap.finished(run, [*study[:2], "memory.retirement=reservoir"])
+    with pytest.raises(ConfigError, match="run of 10 epochs, this study asks for 12"):
+        memory_cap.finished(run, [*study, "run.epochs=12"])
+
+    rows = [{"max_images": "400", "retirement": "fifo", "memory_size_end": "400", "student_top1": "68.1",
+             "teacher_top1": "92.79", "overrides": "x=1"},
+            {"max_images": "800", "retirement": "reservoir", "memory_size_end": "800", "student_top1": "70.25",
+             "teacher_top1": "92.79", "overrides": "x=1"},
+            {"max_images": "all", "retirement": "-", "memory_size_end": "2200", "student_top1": "75.49",
+             "teacher_top1": "92.79", "overrides": "x=1"}]
+    md = memory_cap.render_table(rows, "memory_cap_test")
+    assert "| 400 | 18% | 68.10 | - |" in md and "| 800 | 36% | - | 70.25 |" in md and "| all | 100% | 75.49 | - |" in md
+    pytest.importorskip("matplotlib")
+    memory_cap.plot(rows, tmp_path / "memory_cap_test.png")
+    assert (tmp_path / "memory_cap_test.png").stat().st_size > 1000

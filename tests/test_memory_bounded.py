@@ -283,6 +283,10 @@ def test_prefetch_on_and_off_give_the_same_batches_in_every_cache(tmp_path, cach
     for depth in (0, 3):
         for (x, y), (ex, ey) in zip(all_batches(bank, prefetch=depth), reference):
             assert torch.equal(x, ex) and torch.equal(y, ey)
+    # the stored uint8 (dtype=None, what a GPU run's host side moves) are the same pixels
+    seeds = [batch_seed(3, 0, 1, s) for s in range(len(reference))]
+    for (x, _), (ex, _) in zip(bank.batches(16, seeds, 2, dtype=None), reference):
+        assert x.dtype == torch.uint8 and torch.equal(x.float() / 255, ex)
     # the same draws as sample() with a generator seeded like the batch
     x, y = bank.sample(16, torch.Generator().manual_seed(batch_seed(3, 0, 1, 0)))
     assert torch.equal(x, reference[0][0]) and torch.equal(y, reference[0][1])

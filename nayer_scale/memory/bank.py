@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 from ..storage import atomic_path, atomic_write_json
 from . import retention, shards
 from .node_cache import NodeCache
-from .sampler import Prefetcher, draw_indices
+from .sampler import Prefetcher, draw_indices, host_empty
 from .shards import ShardError
 
 FORMAT = 2
@@ -480,12 +480,16 @@ class MemoryBank:
             rows = index["device"].get(self._storage)
             if rows is None:
                 rows = index["device"][self._storage] = index["rows"].to(self._storage)
-            images = self._buffer[rows[logical.to(self._storage, non_blocking=True)]]
-            return images.pin_memory() if pin and self._storage.type == "cpu" else images
+            if self._storage.type != "cpu":
+                return self._buffer[rows[logical.to(self._storage, non_blocking=True)]]
+            # numpy's take into a huge-page buffer: tensor indexing of uint8 rows was ~6x slower
+            out = host_empty((logical.shape[0], *self._shape), pin=pin)
+            np.take(self._buffer.numpy(), rows[logical].numpy(), axis=0, out=out.numpy(), mode="clip")
+            return out
         flat = logical.numpy()
         shard = np.searchsorted(index["starts"], flat, side="right") - 1
         offsets = flat - index["starts"][shard]
-        out = torch.empty((len(flat), *self._shape), dtype=torch.uint8, pin_memory=pin)
+        out = host_empty((len(flat), *self._shape), pin=pin)
         dest, keys = out.numpy(), index["keys"]
         order = np.argsort(shard, kind="stable")
         groups = np.split(order, np.flatnonzero(np.diff(shard[order])) + 1)  # rows of the batch, by shard
@@ -553,7 +557,9 @@ class MemoryBank:
             return {"logical": logical.pin_memory(), "labels": labels.pin_memory()}
         if self.device.type != "cuda":
             images = self._gather(logical)
-            return {"images": images if dtype is None else images.to(dtype) / 255, "labels": labels, "ready": True}
+            if dtype is not None:  # images.to(dtype) / 255, in place in a huge-page buffer
+                images = host_empty(images.shape, dtype).copy_(images).div_(255)
+            return {"images": images, "labels": labels, "ready": True}
         images = self._gather(logical, pin=True)
         labels = labels.pin_memory()
         stream = self._side_stream()
