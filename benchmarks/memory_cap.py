@@ -1,13 +1,15 @@
 """Paper Table 5 at small scale: student top-1 against the memory-bank cap (FIFO and reservoir).
 
-    python benchmarks/memory_cap.py --jobs 2 \\
-        --set synthesis.num_generator_steps=5 --set distill.steps_per_epoch=360   # the committed, reduced budget
+    python benchmarks/memory_cap.py --jobs 3 --set synthesis.num_generator_steps=5 \\
+        --set distill.steps_per_epoch=240 --set eval.every_epochs=100            # the committed, reduced budget
     python benchmarks/memory_cap.py                                               # the full fashion_mnist preset (~2 h on 2 cores)
+    python benchmarks/memory_cap.py --seeds 0 1 ...                               # a second seed (run.seed)
     python benchmarks/memory_cap.py --smoke                                       # checks the script
 
 Each run is the ``fashion_mnist`` preset (``launch/distill.py``) with ``memory.max_images`` set to
 one of ``--caps`` (0 = unbounded, the published setting) and ``memory.retirement`` to fifo or
-reservoir; everything else, including the seed, is the same. The preset makes 11 synthesis batches
+reservoir; everything else, including the seed (``--seeds``: one repetition per ``run.seed``; the
+table shows the mean and each seed), is the same. The preset makes 11 synthesis batches
 of 200 images (2200 images in all), so caps of 400-1600 images keep 18-73% of the history. The
 CSV/markdown report the student's top-1 on the 10,000 real test images, the memory size at the
 end, and the wall time of each run; the plot (``memory_cap_fashion_mnist.png``) draws top-1 against
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--caps", nargs="+", type=int, default=[400, 800, 1200, 1600, 0])
     p.add_argument("--policies", nargs="+", default=["fifo", "reservoir"], choices=["fifo", "reservoir"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="run.seed of each repetition (default: 0)")
     p.add_argument("--jobs", type=int, default=1, help="runs at the same time (each gets cores / jobs threads)")
     add_common_args(p, "set", "work_dir", "results_dir", "smoke", work_dir="runs/memory_cap")
     args = p.parse_args(argv)
@@ -50,15 +54,16 @@ def main(argv: list[str] | None = None) -> int:
             "teacher.arch=resnet20", "synthesis.batch_size=24", "synthesis.num_generator_steps=1",
             "distill.steps_per_epoch=2", "run.epochs=4", "eval.every_epochs=10", "synthesis.generator_width=8"]
     threads = [f"run.cpu_threads={max(1, (os.cpu_count() or 1) // args.jobs)}"]
-    runs = [(cap, policy) for cap in args.caps for policy in (args.policies if cap else ["fifo"])]
+    runs = [(cap, policy, seed) for seed in args.seeds for cap in args.caps
+            for policy in (args.policies if cap else ["fifo"])]
     work = Path(args.work_dir) / ("smoke" if args.smoke else "")
 
-    def run_dir(cap: int, policy: str) -> Path:
-        return work / (f"cap{cap}-{policy}" if cap else "unbounded")
+    def run_dir(cap: int, policy: str, seed: int) -> Path:
+        return work / ((f"cap{cap}-{policy}" if cap else "unbounded") + (f"-seed{seed}" if seed else ""))
 
-    def settings(run: tuple[int, str]) -> list[str]:
-        cap, policy = run
-        return [f"run.run_dir={run_dir(cap, policy)}", "run.resume=true", "run.progress=false",
+    def settings(run: tuple[int, str, int]) -> list[str]:
+        cap, policy, seed = run
+        return [f"run.run_dir={run_dir(*run)}", "run.resume=true", "run.progress=false", f"run.seed={seed}",
                 f"memory.max_images={cap}", f"memory.retirement={policy}", *threads, *overrides]
 
     runs_to_do = []
@@ -77,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(launch, runs_to_do))
     rows = []
-    for cap, policy in runs:
-        summary = json.loads((run_dir(cap, policy) / "summary.json").read_text())
-        rows.append({"max_images": cap or "all", "retirement": policy if cap else "-",
+    for cap, policy, seed in runs:
+        summary = json.loads((run_dir(cap, policy, seed) / "summary.json").read_text())
+        rows.append({"max_images": cap or "all", "retirement": policy if cap else "-", "seed": seed,
                      "memory_size_end": summary["memory_size"], "student_top1": round(100 * summary["student_top1"], 2),
                      "teacher_top1": round(100 * summary["teacher_top1"], 2), "wall_s": round(summary["wall_s"]),
                      "overrides": " ".join(overrides)})
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(out, rows, command=command)
     md = report.write_report(out, kind="memory_cap")
     print(md.read_text())
+    if args.smoke:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
@@ -116,11 +123,17 @@ def finished(run_dir: Path, overrides: list[str]) -> bool:
     return (run_dir / "summary.json").exists()
 
 
-def _caps(rows: list[dict]) -> tuple[list[str], dict[tuple[str, str], dict], dict | None]:
-    """The capped rows' caps in ascending order, the rows by (cap, retirement), the unbounded row."""
-    by = {(str(r["max_images"]), str(r["retirement"])): r for r in rows if str(r["max_images"]) != "all"}
-    caps = sorted({c for c, _ in by}, key=int)
-    return caps, by, next((r for r in rows if str(r["max_images"]) == "all"), None)
+def _cells(rows: list[dict]) -> tuple[list[str], dict[tuple[str, str], list[float]]]:
+    """The caps in ascending order ("all" last) and the student top-1 of every seed by (cap, retirement)."""
+    by: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        by.setdefault((str(r["max_images"]), str(r["retirement"])), []).append(float(r["student_top1"]))
+    caps = sorted({c for c, _ in by if c != "all"}, key=int) + (["all"] if ("all", "-") in by else [])
+    return caps, by
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def render_table(rows: list[dict], name: str) -> str:
@@ -128,22 +141,27 @@ def render_table(rows: list[dict], name: str) -> str:
     the whole history last, and each cap's share of the images made."""
     from report import _table, provenance_lines
 
-    caps, by, whole = _caps(rows)
-    made = int(whole["memory_size_end"]) if whole else None
+    caps, by = _cells(rows)
+    made = next((int(r["memory_size_end"]) for r in rows if str(r["max_images"]) == "all"), None)
+    seeds = sorted({str(r.get("seed") or 0) for r in rows}, key=int)
 
     def top1(cap: str, policy: str) -> str:
-        r = by.get((cap, policy))
-        return f"{float(r['student_top1']):.2f}" if r else "-"
+        values = by.get((cap, policy))
+        if not values:
+            return "-"
+        each = f" ({', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+        return f"{_mean(values):.2f}{each}"
 
-    body = [[cap, f"{100 * int(cap) / made:.0f}%" if made else "?", top1(cap, "fifo"), top1(cap, "reservoir")]
+    body = [[cap, "100%" if cap == "all" else f"{100 * int(cap) / made:.0f}%" if made else "?",
+             *((top1(cap, "-"), "-") if cap == "all" else (top1(cap, "fifo"), top1(cap, "reservoir")))]
             for cap in caps]
-    if whole:
-        body.append(["all", "100%", f"{float(whole['student_top1']):.2f}", "-"])
+    per_cell = (f"Mean over seeds {', '.join(seeds)} (each seed in brackets)" if len(seeds) > 1
+                else f"One seed per cell (run.seed={seeds[0]})")
     first = rows[0]
     lines = [f"# Student top-1 against the memory-bank cap: {name}", "", *provenance_lines(rows),
              f"Preset `fashion_mnist` with `{first.get('overrides') or 'no overrides'}`; teacher top-1 "
              f"{float(first['teacher_top1']):.2f}%; top-1 on the 10,000 real test images (%). "
-             f"One seed per cell. Plot: `{name}.png`.", "",
+             f"{per_cell}. Plot: `{name}.png`.", "",
              *_table(["memory.max_images", "share of the images made", "FIFO (newest kept)",
                       "reservoir (uniform over history)"], body, ["---:"] * 4), "",
              "Paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18): 90.41% at 5k images, 91.64% at 100k, 91.94% "
@@ -158,15 +176,18 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    caps, by, whole = _caps(rows)
+    caps, by = _cells(rows)
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for policy, color in (("fifo", "tab:red"), ("reservoir", "tab:blue")):
-        points = [(int(c), float(by[(c, policy)]["student_top1"])) for c in caps if (c, policy) in by]
-        if points:
-            ax.plot(*zip(*points), marker="o", color=color, label=f"{policy} retirement")
-    if whole:
-        ax.axhline(float(whole["student_top1"]), color="black", linestyle="--",
-                   label=f"whole history ({whole['memory_size_end']} images)")
+        capped = [c for c in caps if (c, policy) in by]
+        if capped:
+            ax.plot([int(c) for c in capped], [_mean(by[(c, policy)]) for c in capped], marker="o", color=color,
+                    label=f"{policy} retirement (mean)")
+            for c in capped:  # every seed as a dot
+                ax.scatter([int(c)] * len(by[(c, policy)]), by[(c, policy)], color=color, s=12, alpha=0.5)
+    if ("all", "-") in by:
+        made = next(r["memory_size_end"] for r in rows if str(r["max_images"]) == "all")
+        ax.axhline(_mean(by[("all", "-")]), color="black", linestyle="--", label=f"whole history ({made} images)")
     ax.set_xlabel("memory.max_images (images kept)")
     ax.set_ylabel("student top-1 (%)")
     ax.set_title(f"Memory-bank cap: {path.stem}")

@@ -71,6 +71,10 @@ def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
              "teacher_top1": "92.79", "overrides": "x=1"}]
     md = memory_cap.render_table(rows, "memory_cap_test")
     assert "| 400 | 18% | 68.10 | - |" in md and "| 800 | 36% | - | 70.25 |" in md and "| all | 100% | 75.49 | - |" in md
+    assert "One seed per cell (run.seed=0)" in md
+    rows.append({**rows[0], "student_top1": "65.9", "seed": "1"})  # a second seed: the mean, each seed
+    md = memory_cap.render_table(rows, "memory_cap_test")
+    assert "| 400 | 18% | 67.00 (68.10, 65.90) | - |" in md and "Mean over seeds 0, 1" in md
     pytest.importorskip("matplotlib")
     memory_cap.plot(rows, tmp_path / "memory_cap_test.png")
     assert (tmp_path / "memory_cap_test.png").stat().st_size > 1000
