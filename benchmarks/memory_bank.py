@@ -3,7 +3,8 @@ for each cache mode, 1 and 2 processes, 32 px and 224 px banks; bytes and decode
 
     python benchmarks/memory_bank.py                      # the committed measurement (~10 min on 2 cores)
     python benchmarks/memory_bank.py --smoke              # tiny sizes: checks the script
-    python benchmarks/memory_bank.py --compute fashion_mnist --sizes 32:100000 --batch 32 --append --no-encodings
+    python benchmarks/memory_bank.py --compute fashion_mnist --sizes 32:100000 --batch 32 --append --tables data_wait
+    python benchmarks/memory_bank.py --tables host_alloc --append   # batch buffers: torch.empty vs host_empty
 
 For every (image size, cache mode, processes) the script builds a bank of ``N`` images (written
 once, raw encoding, shards of 256 images, in ``--work-dir``), then each process runs ``--steps``
@@ -26,7 +27,9 @@ measured again at the end, with the prefetched batches in flight.
 
 The encoding table stores real Fashion-MNIST test images (28 px grey, padded to 32; and the same
 upsampled to 224 px RGB, a smooth-image proxy) and uniform noise (incompressible, the worst case)
-with every encoding and reports bytes per image and decoded images/s on one core.
+with every encoding and reports bytes per image and decoded images/s on one core. The host_alloc
+table times allocating and first writing one batch buffer with ``torch.empty`` and with the
+bank's ``host_empty`` (and counts the page faults): fresh pages cost the gather more than copying.
 """
 
 from __future__ import annotations
@@ -193,6 +196,33 @@ def encoding_rows(smoke: bool) -> list[dict]:
     return rows
 
 
+def host_alloc_rows(batch: int, repeats: int) -> list[dict]:
+    """Milliseconds and minor page faults to allocate one batch buffer and write it once, with
+    ``torch.empty`` and with ``nayer_scale.memory.sampler.host_empty`` (numpy: transparent huge
+    pages where Linux grants them), at 32 and 224 px; the median of ``repeats``."""
+    import resource
+
+    from nayer_scale.memory.sampler import host_empty
+
+    rows = []
+    for size in (32, 224):
+        shape = (batch, 3, size, size)
+        for name, alloc in (("torch.empty", lambda: torch.empty(shape, dtype=torch.uint8)),
+                            ("host_empty", lambda: host_empty(shape))):
+            times, faults = [], []
+            for _ in range(repeats):
+                f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+                alloc().fill_(1)
+                times.append(time.perf_counter() - t0)
+                faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            rows.append({"table": "host_alloc", "image_px": size, "batch": batch, "allocator": name,
+                         "batch_MB": round(float(np.prod(shape)) / 1e6, 1), "alloc_write_ms": round(1e3 * float(np.median(times)), 2),
+                         "page_faults": int(np.median(faults)),
+                         "thp": Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+                         if Path("/sys/kernel/mm/transparent_hugepage/enabled").is_file() else "n/a"})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["32:100000", "224:8000"], metavar="PX:IMAGES",
@@ -204,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefetch", type=int, default=2)
     p.add_argument("--read-threads", type=int, default=8)
     p.add_argument("--compute", default="sleep:0.08", help="sleep:SECONDS (emulated GPU step) or fashion_mnist")
-    p.add_argument("--no-encodings", action="store_true")
+    p.add_argument("--tables", nargs="+", default=["data_wait", "encoding", "host_alloc"],
+                   choices=["data_wait", "encoding", "host_alloc"], help="which measurements (default: all)")
+    p.add_argument("--no-encodings", action="store_true", help="the same as leaving encoding out of --tables")
     p.add_argument("--append", action="store_true", help="add rows to the existing CSV (another --compute)")
     add_common_args(p, "work_dir", "results_dir", "smoke", work_dir=os.path.join(tempfile.gettempdir(), "nayer-bank-bench"))
     args = p.parse_args(argv)
@@ -217,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         csv_path.unlink()
     work = Path(args.work_dir)
     shm = work / "shm" if args.smoke else None
-    for spec in args.sizes:
+    for spec in args.sizes if "data_wait" in args.tables else []:
         size, n = map(int, spec.split(":"))
         root = work / f"bank-{size}px-{n}"
         build_bank(root, n, size, 3)
@@ -247,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(row, flush=True)
                 write_csv(csv_path, [row], append=True, fields=fields)
                 NodeCache(root, conf["shm"]).remove_all()  # the next measurement starts without it
-    if not args.no_encodings:
+    if "encoding" in args.tables and not args.no_encodings:
         write_csv(csv_path, encoding_rows(args.smoke), append=True, fields=fields)
+    if "host_alloc" in args.tables:
+        write_csv(csv_path, host_alloc_rows(args.batch, 3 if args.smoke else 20), append=True, fields=fields)
     md = report.write_report(csv_path, plots=False)
     print(f"wrote {csv_path} and {md}")
     if args.smoke:

@@ -42,11 +42,13 @@ def host_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8, pin: bo
     """An uninitialised host tensor for one batch: pinned (torch's caching host allocator) when
     ``pin``, else allocated by numpy, which asks Linux for transparent huge pages on large arrays.
     A fresh ``torch.empty`` of a 224 px batch (256 x 3 x 224 x 224 uint8, 38.5 MB) takes 9,400
-    page faults when first written, numpy's about 200: 50 ms against 21 ms per batch measured on
-    the 2-core build machine, which is most of the gather's cost.
+    page faults when first written, numpy's about 200: 50 ms against 21 ms per batch on the 2-core
+    build machine (with other jobs running), most of the gather's cost.
 
     Args:
-        shape: the tensor's shape; dtype: a torch dtype numpy has (uint8, float32, ...).
+        shape: the tensor's shape.
+        dtype: any torch dtype (bf16 too: the numpy buffer is bytes, viewed as ``dtype``).
+        pin: page-locked memory, for asynchronous copies to a CUDA device.
     Returns:
         A CPU tensor of ``shape`` and ``dtype``, contiguous, contents undefined.
     """
