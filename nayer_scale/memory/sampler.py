@@ -42,8 +42,8 @@ def host_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8, pin: bo
     """An uninitialised host tensor for one batch: pinned (torch's caching host allocator) when
     ``pin``, else allocated by numpy, which asks Linux for transparent huge pages on large arrays.
     A fresh ``torch.empty`` of a 224 px batch (256 x 3 x 224 x 224 uint8, 38.5 MB) takes 9,400
-    page faults when first written, numpy's about 200: 50 ms against 21 ms per batch on the 2-core
-    build machine (with other jobs running), most of the gather's cost.
+    page faults when first written, numpy's about 200: 18.8 ms against 5.2 ms per batch on the idle
+    2-core build machine (``python benchmarks/memory_bank.py --tables host_alloc``).
 
     Args:
         shape: the tensor's shape.
