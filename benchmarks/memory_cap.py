@@ -1,9 +1,8 @@
 """Paper Table 5 at small scale: student top-1 against the memory-bank cap (FIFO and reservoir).
 
-    python benchmarks/memory_cap.py --jobs 3 --set synthesis.num_generator_steps=5 \\
+    python benchmarks/memory_cap.py --jobs 3 --seeds 0 1 --set synthesis.num_generator_steps=5 \\
         --set distill.steps_per_epoch=240 --set eval.every_epochs=100            # the committed, reduced budget
     python benchmarks/memory_cap.py                                               # the full fashion_mnist preset (~2 h on 2 cores)
-    python benchmarks/memory_cap.py --seeds 0 1 ...                               # a second seed (run.seed)
     python benchmarks/memory_cap.py --smoke                                       # checks the script
 
 Each run is the ``fashion_mnist`` preset (``launch/distill.py``) with ``memory.max_images`` set to
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runs_to_do.append(run)
 
-    def launch(run: tuple[int, str]) -> None:
+    def launch(run: tuple[int, str, int]) -> None:
         cmd = [sys.executable, str(ROOT / "launch" / "distill.py"), "preset=fashion_mnist", *settings(run)]
         print("+", shlex.join(cmd), flush=True)
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
