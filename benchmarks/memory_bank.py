@@ -204,6 +204,8 @@ def host_alloc_rows(batch: int, repeats: int) -> list[dict]:
 
     from nayer_scale.memory.sampler import host_empty
 
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    thp = setting.read_text().strip() if setting.is_file() else "n/a"
     rows = []
     for size in (32, 224):
         shape = (batch, 3, size, size)
@@ -217,9 +219,7 @@ def host_alloc_rows(batch: int, repeats: int) -> list[dict]:
                 faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
             rows.append({"table": "host_alloc", "image_px": size, "batch": batch, "allocator": name,
                          "batch_MB": round(float(np.prod(shape)) / 1e6, 1), "alloc_write_ms": round(1e3 * float(np.median(times)), 2),
-                         "page_faults": int(np.median(faults)),
-                         "thp": Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
-                         if Path("/sys/kernel/mm/transparent_hugepage/enabled").is_file() else "n/a"})
+                         "page_faults": int(np.median(faults)), "thp": thp})
     return rows
 
 
