@@ -81,7 +81,7 @@ def lte_figure(path: Path, setting: str, lte_cache: str) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from nayer_scale.config import get_preset
+    from nayer_scale.recipes import get_preset
     from nayer_scale.lte import load_or_build_lte
     from nayer_scale.trainer import resolve_class_names
 

@@ -16,7 +16,8 @@ def demo_trainer(tmp: str | Path, overrides: list[str], smoke: bool = False):
         (trainer, epoch, student_epoch): ``epoch`` is the first one after warm-up (the adversarial
         term is on); ``student_epoch()`` runs one epoch's ``distill.steps_per_epoch`` student steps.
     """
-    from nayer_scale.config import apply_overrides, get_preset
+    from nayer_scale.config import apply_overrides
+    from nayer_scale.recipes import get_preset
     from nayer_scale.models import build_model
     from nayer_scale.teacher import save_model
     from nayer_scale.trainer import NayerTrainer

@@ -73,7 +73,8 @@ def run_command(setting: str, method: str, epochs: int, run_dir: Path, processes
 def check_setting(setting: str, runs: list[tuple[str, int]], overrides: list[str]) -> None:
     """Fail before any run when a preset is unknown, an override is invalid, or there is no
     evaluation set (accuracy-against-hours needs one)."""
-    from nayer_scale.config import ConfigError, apply_overrides, get_preset
+    from nayer_scale.config import ConfigError, apply_overrides
+    from nayer_scale.recipes import get_preset
 
     for method, _ in runs:
         try:

@@ -944,7 +944,7 @@ def _timed(fn, repeats: int) -> float:
 
 def recipe(preset: str) -> dict:
     """Synthesis batches (warm-up and later), steps per batch and student steps of a preset's run."""
-    from nayer_scale.config import get_preset
+    from nayer_scale.recipes import get_preset
     from nayer_scale.synthesis import batches_before_epoch
 
     cfg = get_preset(preset)
@@ -962,7 +962,8 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
     the preset's full recipe (see the module docstring)."""
     import torch
 
-    from nayer_scale.config import apply_overrides, get_preset
+    from nayer_scale.config import apply_overrides
+    from nayer_scale.recipes import get_preset
     from nayer_scale.lte import load_lte_file
     from nayer_scale.trainer import NayerTrainer
 
@@ -975,7 +976,7 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
     cfg = apply_overrides(get_preset(preset), [
         "teacher.weights=", "eval.dataset=none", f"run.run_dir={run_dir}/run", "run.resume=false", "run.progress=false",
         f"run.mixed_precision={'bf16' if spec['precision'] == 'bf16' else 'no'}", f"run.kernels={spec['kernels']}",
-        "run.memory_cache=device", f"synthesis.num_generator_steps={timed_steps}", *lte, *(CIFAR_DRY if dry else [])])
+        "memory.cache=device", f"synthesis.num_generator_steps={timed_steps}", *lte, *(CIFAR_DRY if dry else [])])
     trainer = NayerTrainer(cfg.validate())
     lte_from_cache = (bool(torch.equal(trainer.lte.cpu(), load_lte_file(lte_info["lte_file"])[0]))
                       if lte_info["lte_file"] and trainer.lte is not None else None)

@@ -66,7 +66,8 @@ def _peak_gb() -> float:
 def measure(condition: str, student: str, overrides: list[str], synthesis_batches: int, student_steps: int) -> dict:
     """One condition ("bf16", "fp32", "bf16+compile", "fp32+compile"): a trainer on a temporary run
     folder, timed synthesis batches and student steps. Returns a CSV row."""
-    from nayer_scale.config import apply_overrides, get_preset
+    from nayer_scale.config import apply_overrides
+    from nayer_scale.recipes import get_preset
     from nayer_scale.synthesis import batches_before_epoch
     from nayer_scale.trainer import NayerTrainer
 
@@ -75,7 +76,7 @@ def measure(condition: str, student: str, overrides: list[str], synthesis_batche
         cfg = apply_overrides(get_preset("imagenet_r50"), [
             "teacher.weights=", f"student.arch={student}", "eval.dataset=none", f"run.run_dir={tmp}/run",
             f"run.mixed_precision={'bf16' if precision == 'bf16' else 'no'}", f"run.compile={bool(compiled)}",
-            "run.resume=false", "run.progress=false", "run.memory_cache=device", f"distill.steps_per_epoch={student_steps}",
+            "run.resume=false", "run.progress=false", "memory.cache=device", f"distill.steps_per_epoch={student_steps}",
             *overrides]).validate()
         trainer = NayerTrainer(cfg)
         s, d, run = cfg.synthesis, cfg.distill, cfg.run

@@ -32,7 +32,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nayer_scale.config import ConfigError, check_resume_compatible, compose_config
+from nayer_scale.config import ConfigError, check_resume_compatible
+from nayer_scale.recipes import compose_config
 
 import report  # benchmarks/report.py
 from common import ROOT, add_common_args, command_line, results_dir, write_csv  # benchmarks/common.py

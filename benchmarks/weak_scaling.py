@@ -53,7 +53,8 @@ def worker(args: argparse.Namespace) -> None:
     """Worker mode (one process of the launch): time both phases, print the row on rank 0."""
     import torch
 
-    from nayer_scale.config import apply_overrides, get_preset
+    from nayer_scale.config import apply_overrides
+    from nayer_scale.recipes import get_preset
     from nayer_scale.trainer import NayerTrainer
 
     with tempfile.TemporaryDirectory() as tmp:

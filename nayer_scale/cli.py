@@ -18,7 +18,8 @@ import sys
 import typing
 import warnings
 
-from .config import ConfigError, NayerConfig, compose_config
+from .config import ConfigError, NayerConfig
+from .recipes import compose_config
 
 __all__ = ["build_config", "main", "resolve_run_dir", "run_and_exit"]
 
@@ -83,7 +84,7 @@ def main(default_preset: str, argv: list[str] | None = None) -> dict:
     debug = "--debug" in args or os.environ.get("NAYER_DEBUG", "") == "1"
     args = [a for a in args if a != "--debug"]
     # Python hides DeprecationWarnings outside __main__: show the renamed config keys to the user.
-    warnings.filterwarnings("default", category=DeprecationWarning, message=r"synthesis\..* is deprecated")
+    warnings.filterwarnings("default", category=DeprecationWarning, message=r"\S+ is deprecated")
     with _reported_as_one_line(debug):
         config = build_config(default_preset, args)
         from .trainer import NayerTrainer  # heavy imports after the cheap argument checks

@@ -307,7 +307,7 @@ class NayerTrainer:
                         "in_channels": str(t.in_channels), "image_size": str(t.image_size), "mean": json.dumps(t.mean),
                         "std": json.dumps(t.std), "class_names": json.dumps(self.class_names), "config": self.cfg.to_json()}
                 save_model(self.engine.unwrapped, self.run_dir / "student.safetensors", meta)
-                if self.cfg.student.quantization != "none":  # integer weights, scales, activation ranges
+                if self.cfg.student.quantization.enabled:  # integer weights, scales, activation ranges
                     export_student(self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta)
             if self.cfg.run.tensorboard:
                 acc.end_training()

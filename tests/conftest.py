@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-from nayer_scale.config import get_preset  # noqa: E402
+from nayer_scale.recipes import get_preset  # noqa: E402
 
 
 def write_idx_split(folder: Path, split: str, n: int, seed: int = 0) -> None:

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_bit_identical, crash_on_second_distill, tiny_config, tiny_set_args
-from nayer_scale.config import ConfigError, get_preset
+from nayer_scale.config import ConfigError
+from nayer_scale.recipes import get_preset
 from nayer_scale.losses import image_prior_losses
 from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer
 from nayer_scale.trainer import NayerTrainer

@@ -200,7 +200,8 @@ def test_two_gloo_processes_match_one_process_on_the_concatenated_batch(tmp_path
 def test_config_field_is_checked_and_not_resumable():
     """synthesis.bn_stats_scope: a Literal (bad values refused naming the key), default "process",
     and a change on resume is refused (the loss would change under the run)."""
-    from nayer_scale.config import ConfigError, apply_overrides, check_resume_compatible, get_preset
+    from nayer_scale.config import ConfigError, apply_overrides, check_resume_compatible
+    from nayer_scale.recipes import get_preset
 
     cfg = get_preset("fashion_mnist")
     assert cfg.synthesis.bn_stats_scope == "process"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config
-from nayer_scale.config import DEMO_TEACHER, ConfigError, get_preset
+from nayer_scale.config import DEMO_TEACHER, ConfigError
+from nayer_scale.recipes import get_preset
 from nayer_scale.trainer import NayerTrainer
 
 

@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from nayer_scale.cli import build_config
-from nayer_scale.config import (CHANNELS_LAST, EVAL_DATASETS, GENERATOR_INPUTS, MIXED_PRECISIONS, PRESETS,
-                                RENAMED_FIELDS, SYNTHESIS_METHODS, ConfigError, NayerConfig, SynthesisConfig,
-                                DEMO_TEACHER, apply_overrides, check_resume_compatible, config_from_dict, get_preset,
-                                preset)
+from nayer_scale.config import CHANNELS_LAST, EVAL_DATASETS, GENERATOR_INPUTS, MIXED_PRECISIONS, RENAMED_FIELDS, SYNTHESIS_METHODS, ConfigError, NayerConfig, SynthesisConfig, QuantizationConfig, DEMO_TEACHER, apply_overrides, check_resume_compatible, config_from_dict
+from nayer_scale.recipes import PRESETS, get_preset, preset
 
 SNAPSHOT = Path(__file__).parent / "data" / "preset_snapshot.json"
 # config v1 used generator_lr / generator_betas for DeepInversion's pixel optimiser
@@ -161,7 +159,7 @@ def test_bad_overrides(item, message):
     ("teacher.std=0.0", "every value of teacher.std must be > 0"),
     ("teacher.image_size=4", "teacher.image_size must be >= 8"),
     ("run.keep_checkpoints=0", "run.keep_checkpoints must be >= 1"),
-    ("run.memory_cache_gb=-1", "run.memory_cache_gb must be >= 0"),
+    ("memory.cache_gb=-1", "memory.cache_gb must be >= 0"),
     ("eval.dataset=imagenet", "eval.dataset=imagenet needs eval.root"),
 ])
 def test_validation_names_the_field(item, message):
@@ -200,11 +198,31 @@ def test_deprecated_flat_names_still_work_and_warn():
         assert config_from_dict(v1).validate() == get_preset("cifar10_fast")
     assert "synthesis.meta_learning is deprecated and will be removed: use synthesis.fast.meta_learning" in {
         str(w.message) for w in record}
+    # the memory-cache keys that were under run, the quantization string of the student
+    with pytest.warns(DeprecationWarning, match="run.memory_cache is deprecated.*use memory.cache"):
+        assert apply_overrides(get_preset("fashion_mnist"), ["run.memory_cache=node"]).memory.cache == "node"
+    with pytest.warns(DeprecationWarning, match="run.memory_cache_gb is deprecated.*use memory.cache_gb"):
+        assert apply_overrides(get_preset("fashion_mnist"), ["run.memory_cache_gb=3"]).memory.cache_gb == 3.0
+    with pytest.warns(DeprecationWarning, match="student.quantization=w4a8 is deprecated.*weight_bits"):
+        q = apply_overrides(get_preset("fashion_mnist"), ["student.quantization=w4a8"]).student.quantization
+    assert (q.weight_bits, q.activation_bits, q.name) == (4, 8, "w4a8")
+    saved = get_preset("fashion_mnist").to_dict()  # a checkpoint's config of the release before
+    saved["run"]["memory_cache"], saved["run"]["memory_cache_gb"] = saved["memory"].pop("cache"), 0.0
+    del saved["memory"]["cache_gb"]
+    saved["student"] = {"arch": "resnet8", "quantization": "none", "quantization_keep_ends_8bit": True,
+                        "quantization_fold_bn": False}
+    with pytest.warns(DeprecationWarning, match="student.quantization_fold_bn is deprecated"):
+        old = config_from_dict(saved)
+    assert old.student.quantization == QuantizationConfig(fold_bn=False) and old.memory.cache == "auto"
     # attribute access of a moved field reads and writes the new place
     cfg = get_preset("fashion_mnist")
     with pytest.warns(DeprecationWarning, match="synthesis.nayer.noisy_layer"):
         cfg.synthesis.noisy_layer = "none"
     assert cfg.synthesis.nayer.noisy_layer == "none"
+
+
+def test_the_defaults_are_the_demo_recipe():
+    assert NayerConfig() == get_preset("fashion_mnist") and NayerConfig().teacher.weights == DEMO_TEACHER
 
 
 def test_preset_decorator_registers_and_derives():

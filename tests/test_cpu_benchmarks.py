@@ -47,7 +47,8 @@ def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
     import json
 
     import memory_cap
-    from nayer_scale.config import ConfigError, compose_config
+    from nayer_scale.config import ConfigError
+    from nayer_scale.recipes import compose_config
 
     run = tmp_path / "cap400-fifo"
     run.mkdir()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nayer_scale.config import DEMO_TEACHER, get_preset
+from nayer_scale.config import DEMO_TEACHER
+from nayer_scale.recipes import get_preset
 from nayer_scale.data import find_eval_data, load_eval_data
 from nayer_scale.teacher import build_teacher, read_metadata
 

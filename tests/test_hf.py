@@ -433,7 +433,7 @@ def finished_run(tmp_path_factory) -> Path:
     """A run folder as the trainer leaves it, written with the project's own writers: config.json,
     run.yaml, summary.json, student.safetensors (with its metadata) and a memory bank of two
     processes x two synthesis batches of 5 images."""
-    from nayer_scale.config import get_preset
+    from nayer_scale.recipes import get_preset
     from nayer_scale.memory import MemoryBank
     from nayer_scale.models import build_model
     from nayer_scale.storage import atomic_write_json

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from conftest import assert_bit_identical
 
 from nayer_scale.augment import BatchAugment, random_resized_crop, random_roll
-from nayer_scale.config import get_preset
+from nayer_scale.recipes import get_preset
 from nayer_scale.memory import MemoryBank
 from nayer_scale.storage import load_state
 from nayer_scale.synthesis import Generator, batches_before_epoch, rotating_class_slice
@@ -183,9 +183,9 @@ def test_memory_cache_choice(tmp_path, monkeypatch):
     cfg.memory.max_images = 0
     assert projected_bank_bytes(cfg, 8) == 8 * 256 * 800 * 3 * 224 * 224
     assert choose_memory_cache(cfg, cpu, 8) == "none"
-    cfg.run.memory_cache_gb = 1e4
+    cfg.memory.cache_gb = 1e4
     assert choose_memory_cache(cfg, cpu, 8) == "device"  # fits the cap (the device is the CPU here)
-    cfg.run.memory_cache = "cpu"
+    cfg.memory.cache = "cpu"
     assert choose_memory_cache(cfg, cpu, 8) == "cpu"
 
 

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
-from nayer_scale.config import ConfigError, get_preset
+from nayer_scale.config import ConfigError
+from nayer_scale.recipes import get_preset
 from nayer_scale.storage import load_state
 from nayer_scale.precision import CpuCapability, cpu_capability, resolve_precision
 from nayer_scale.trainer import NayerTrainer
@@ -71,7 +72,7 @@ def test_autocast_and_scaler_follow_the_precision():
 
 
 def test_every_preset_defaults_to_auto():
-    from nayer_scale.config import PRESETS
+    from nayer_scale.recipes import PRESETS
 
     for name in PRESETS:
         run = get_preset(name).run

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from nayer_scale.config import get_preset
+from nayer_scale.recipes import get_preset
 from nayer_scale.data import find_eval_data
 from nayer_scale.trainer import NayerTrainer
 

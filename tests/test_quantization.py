@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
-from nayer_scale.config import ConfigError, get_preset
+from nayer_scale.config import ConfigError, apply_overrides
+from nayer_scale.recipes import get_preset
 from nayer_scale.models import build_model
 from nayer_scale.quantization import (ActivationFakeQuantize, PercentileObserver, QuantConv2d, WeightFakeQuantize,
                                       calibrate, export_quantized, fold_batchnorm, load_quantized, parse_quantization,
@@ -46,11 +47,13 @@ def test_parse_quantization_and_config_errors():
     assert parse_quantization("none") is None
     with pytest.raises(ValueError, match="w8a8"):
         parse_quantization("w9a9")
-    cfg = get_preset("fashion_mnist")
-    cfg.student.quantization = "int4"
     with pytest.raises(ConfigError, match="student.quantization='int4'.*w4a4"):
+        apply_overrides(get_preset("fashion_mnist"), ["student.quantization=int4"])
+    cfg = get_preset("fashion_mnist")
+    cfg.student.quantization.weight_bits = 4
+    with pytest.raises(ConfigError, match="set both in 2..8"):
         cfg.validate()
-    cfg.student.quantization = "w4a4"
+    cfg.student.quantization.activation_bits = 4
     with pytest.raises(ConfigError, match="set student.arch=resnet20"):
         cfg.validate()  # the default student resnet8 is not the teacher's architecture
     cfg.student.arch = "resnet20"
@@ -216,7 +219,8 @@ def test_export_round_trip_reproduces_outputs_and_top1(tmp_path):
 
 
 def _quant_changes():
-    return dict(teacher__arch="resnet8", student__arch="resnet8", student__quantization="w4a4", distill__lr=0.01)
+    return dict(teacher__arch="resnet8", student__arch="resnet8", student__quantization__weight_bits=4,
+                student__quantization__activation_bits=4, distill__lr=0.01)
 
 
 @pytest.mark.slow

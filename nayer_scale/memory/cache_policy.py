@@ -28,18 +28,18 @@ def projected_bank_bytes(cfg, world_size: int) -> int:
 
 
 def choose_memory_cache(cfg, device: torch.device, world_size: int) -> str:
-    """``run.memory_cache``, or for "auto": the training device when the projected bank fits a
-    quarter of its memory (CUDA) or ``run.memory_cache_gb``; else, on a CPU device, the process's
+    """``memory.cache``, or for "auto": the training device when the projected bank fits a
+    quarter of its memory (CUDA) or ``memory.cache_gb``; else, on a CPU device, the process's
     own copy when it fits half of this process's share of the available RAM (or the cap); else one
     copy per node in shared memory ("node") when it fits half of the free space of ``/dev/shm`` and
     of the available RAM; else "none" (read from the shards).
 
     Returns: "device", "cpu", "node" or "none".
     """
-    run = cfg.run
-    if run.memory_cache != "auto":
-        return run.memory_cache
-    need, cap = projected_bank_bytes(cfg, world_size), run.memory_cache_gb * 2**30
+    m = cfg.memory
+    if m.cache != "auto":
+        return m.cache
+    need, cap = projected_bank_bytes(cfg, world_size), m.cache_gb * 2**30
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         if need <= min(cap or 0.25 * total, free):

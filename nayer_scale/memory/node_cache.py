@@ -1,4 +1,4 @@
-"""One decoded copy of the memory bank per node (``run.memory_cache=node``).
+"""One decoded copy of the memory bank per node (``memory.cache=node``).
 
 Every shard is decoded once per node into a file of raw uint8 images in shared memory
 (``/dev/shm/nayer-scale-<key>/<shard>.<sha>.u8``, ``key`` derived from the bank's absolute path)

@@ -26,7 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..config import NayerConfig, as_deepinversion, get_preset
+from ..config import NayerConfig, QuantizationConfig
+from ..recipes import as_deepinversion, get_preset
 
 __all__ = ["nayer_bank_config", "zeroq_config", "kd_finetune", "normalizer", "top1"]
 
@@ -37,7 +38,7 @@ def nayer_bank_config(bits: str, run_dir: str, epochs: int, kd_steps: int, lr: f
     term is computed against it), ``epochs`` epochs (1 warm-up) of ``kd_steps`` student steps at
     ``lr``, no evaluation set; its memory bank is the synthetic data of the NAYER rows."""
     cfg = get_preset(base)
-    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization=bits)
+    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig.from_name(bits))
     cfg.distill.lr, cfg.distill.lr_min, cfg.distill.steps_per_epoch = lr, min(cfg.distill.lr_min, lr), kd_steps
     cfg.synthesis.generator_life_epochs = max(epochs, 1)
     cfg.eval.dataset = "none"
@@ -54,7 +55,7 @@ def zeroq_config(bits: str, run_dir: str, batches: int, pixel_steps: int, lr: fl
     ``batches`` epochs of one synthesis batch each; the run's own student steps are minimal (one per
     epoch): only its memory bank is used."""
     cfg = as_deepinversion(get_preset(base), steps=pixel_steps)
-    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization=bits)
+    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig.from_name(bits))
     cfg.synthesis.ce_loss_weight, cfg.synthesis.adv_loss_weight = 0.0, 0.0
     cfg.distill.lr, cfg.distill.lr_min, cfg.distill.steps_per_epoch = lr, min(cfg.distill.lr_min, lr), 1
     cfg.eval.dataset = "none"

@@ -153,8 +153,8 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
     backend = select_backend(run.kernels)  # Triton on CUDA, else the PyTorch reference (or as forced)
     # The order below fixes which random draws initialise which model: keep it.
     teacher, hooks = _build_teacher(cfg, acc, num_classes, backend)
-    # student.quantization=w{B}a{B}: a fake-quantized copy of the teacher (no random draw), else a fresh model
-    student = (quantized_student(cfg.student, teacher) if cfg.student.quantization != "none"
+    # student.quantization bit widths: a fake-quantized copy of the teacher (no random draw), else a fresh model
+    student = (quantized_student(cfg.student, teacher) if cfg.student.quantization.enabled
                else build_model(cfg.student.arch, num_classes, t.in_channels)).to(device)
     if precision.channels_last:
         teacher.to(memory_format=torch.channels_last)
