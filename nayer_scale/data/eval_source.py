@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from . import find_eval_data, load_eval_data
+from .splits import find_eval_data, load_eval_data
 from .imagenet import check_imagenet_eval, imagenet_eval_loader
 
 __all__ = ["EvalSource", "build_eval_source", "check_eval_data", "tensor_eval_source"]
