@@ -2,12 +2,15 @@
 
 ``run.mixed_precision=auto`` (the default of every preset) resolves, once per run, to:
 
-- CUDA: ``bf16`` where ``torch.cuda.is_bf16_supported()`` (Ampere and newer), else ``fp16`` with
-  loss scaling (V100, T4);
-- CPU: ``bf16`` only where the CPU computes it natively (AMX-BF16 or AVX512-BF16), else ``no``
-  (fp32). Without native bf16, CPU autocast emulates it: measured 10-16x *slower* than fp32 per
-  step (ResNet-20 teacher, NAYER generator, ResNet-8 student) on an AVX2-only AMD EPYC
-  (``benchmarks/results/precision_cpu.md``).
+- CUDA: ``bf16`` where the GPU computes it natively (``torch.cuda.is_bf16_supported(
+  including_emulation=False)``: Ampere and newer), else ``fp16`` with loss scaling (V100, T4: torch
+  would emulate bf16 there, slowly);
+- CPU: ``bf16`` only where it was measured faster than fp32: CPUs with AMX-BF16 tiles (Intel
+  Sapphire Rapids and newer). Everywhere else ``no`` (fp32): without native bf16, CPU autocast
+  emulates it, measured 10-16x *slower* per step on an AVX2-only AMD EPYC; with AVX512-BF16 but no
+  AMX it was measured no faster overall (a 2-core Xeon: teacher step 0.469 s fp32 vs 0.686 s bf16,
+  generator step 0.837 vs 0.786 s, student step 0.301 vs 0.317 s) and it costs precision
+  (``benchmarks/results/precision_cpu.md`` has every CPU kind measured).
 
 ``run.channels_last=auto`` is on: NHWC was faster on CUDA, on a CPU with AMX-BF16 and, measured
 with ``benchmarks/precision_cpu.py`` (``benchmarks/results/precision_cpu.md``), also in fp32 on the
@@ -151,7 +154,8 @@ def resolve_precision(mixed_precision: str, channels_last: str | bool, device: t
         channels_last: "auto", "true"/"false" or a bool.
         device: the training device; only its type matters.
         cpu: the CPU's capability (default: probed with ``cpu_capability``); tests inject it.
-        cuda_bf16: whether the GPU runs bf16 (default: ``torch.cuda.is_bf16_supported()``).
+        cuda_bf16: whether the GPU runs bf16 natively (default:
+            ``torch.cuda.is_bf16_supported(including_emulation=False)``).
     Returns:
         the Precision to run with.
     Raises:
@@ -164,16 +168,20 @@ def resolve_precision(mixed_precision: str, channels_last: str | bool, device: t
     if layout not in CHANNELS_LAST:
         raise ValueError(f"run.channels_last must be auto, true or false, got {channels_last!r}")
     if device_type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False) if cuda_bf16 is None else cuda_bf16
         native = "bf16" if bf16 else "fp16"
         why = "the GPU supports bf16" if bf16 else "the GPU has no bf16: fp16 with loss scaling"
     else:
         cap = cpu or cpu_capability()
-        native = "bf16" if cap.native_bf16 else "no"
-        kind = "AMX-BF16" if cap.amx_bf16 else "AVX512-BF16" if cap.avx512_bf16 else None
-        why = (f"the CPU ({cap.isa}) has native bf16 ({kind})" if kind else
-               f"the CPU ({cap.isa}) has no native bf16 (no AMX-BF16 / AVX512-BF16): bf16 would be emulated, "
-               "several times slower than fp32")
+        native = "bf16" if cap.amx_bf16 else "no"
+        if cap.amx_bf16:
+            why = f"the CPU ({cap.isa}) has AMX-BF16, where bf16 was measured faster than fp32"
+        elif cap.avx512_bf16:
+            why = (f"the CPU ({cap.isa}) has AVX512-BF16 but no AMX: bf16 was measured no faster than fp32 there "
+                   "(and it costs precision)")
+        else:
+            why = (f"the CPU ({cap.isa}) has no native bf16 (no AMX-BF16 / AVX512-BF16): bf16 would be emulated, "
+                   "several times slower than fp32")
     if mixed_precision == "auto":
         chosen, reason = native, f"auto: {why}"
     else:

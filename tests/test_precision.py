@@ -27,7 +27,7 @@ AMX = CpuCapability(isa="AVX512", amx_bf16=True, avx512_bf16=True)
     ("cuda", None, True, "bf16", True),          # A100 / H100
     ("cuda", None, False, "fp16", True),         # V100 / T4: no bf16
     ("cpu", AMX, None, "bf16", True),            # Sapphire Rapids
-    ("cpu", AVX512_BF16, None, "bf16", True),    # Cooper Lake, Zen 4
+    ("cpu", AVX512_BF16, None, "no", True),      # Cooper Lake, Zen 4: measured no faster than fp32
     ("cpu", AVX512, None, "no", True),           # Skylake / Ice Lake: bf16 emulated
     ("cpu", AVX2, None, "no", True),             # AVX2-only EPYC: bf16 emulated, ~8x slower
 ], ids=["cuda-bf16", "cuda-no-bf16", "cpu-amx", "cpu-avx512bf16", "cpu-avx512", "cpu-avx2"])
@@ -36,7 +36,21 @@ def test_auto_follows_the_capability(device, cpu, cuda_bf16, expected, channels_
     assert (p.mixed_precision, p.channels_last, p.device_type) == (expected, channels_last, device)
     assert p.reason.startswith("auto:")
     if device == "cpu" and expected == "no":
-        assert "no native bf16" in p.reason
+        assert ("no native bf16" if not cpu.avx512_bf16 else "measured no faster") in p.reason
+
+
+def test_cuda_auto_does_not_count_emulated_bf16(monkeypatch):
+    """A T4 'supports' bf16 by emulation (torch.cuda.is_bf16_supported() is True by default): auto
+    must ask for native support and give fp16 with loss scaling there."""
+    calls = []
+
+    def supported(including_emulation=True):
+        calls.append(including_emulation)
+        return including_emulation  # the T4: emulated only
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    p = resolve_precision("auto", "auto", "cuda")
+    assert calls == [False] and p.mixed_precision == "fp16" and "fp16 with loss scaling" in p.reason
 
 
 @pytest.mark.parametrize("cpu", [AVX2, AMX])
