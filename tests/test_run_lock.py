@@ -1,0 +1,120 @@
+"""The run-folder lock (nayer_scale.training.run_lock): one live job per folder, stale locks of dead
+jobs taken over, SLURM requeues recognised."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+
+import pytest
+
+from nayer_scale.training.run_lock import LOCK_NAME, LockHolder, RunFolderInUse, RunLock
+
+
+def _holder(**changes) -> LockHolder:
+    base = LockHolder(token="t0", host="other-node", pid=12345, pid_start=1.0, started_utc="2026-12-01T00:00:00+00:00",
+                      command="python launch/distill.py", job_id="", restart_count=0, heartbeat=time.time(),
+                      heartbeat_s=30.0)
+    return replace(base, **changes)
+
+
+def _plant(run_dir, holder: LockHolder) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LOCK_NAME).write_text(json.dumps(asdict(holder)))
+
+
+def test_a_second_job_is_refused_with_the_holder_named(tmp_path):
+    first = RunLock(tmp_path / "run").acquire()
+    try:
+        held = json.loads((tmp_path / "run" / LOCK_NAME).read_text())
+        assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
+        with pytest.raises(RunFolderInUse, match=rf"in use by another job \(host {socket.gethostname()}, process "
+                                                 rf"{os.getpid()}.*command: .*choose another run.run_dir"):
+            RunLock(tmp_path / "run").acquire()
+    finally:
+        first.release()
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+    RunLock(tmp_path / "run").acquire().release()  # free again
+
+
+def test_the_heartbeat_moves_and_a_lost_lock_is_reported(tmp_path):
+    lock = RunLock(tmp_path, heartbeat_s=0.05).acquire()
+    try:
+        first = json.loads((tmp_path / LOCK_NAME).read_text())["heartbeat"]
+        time.sleep(0.3)
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["heartbeat"] > first
+        lock._stop.set()
+        lock._thread.join()
+        _plant(tmp_path, _holder(token="someone-else"))
+        with pytest.warns(RuntimeWarning, match="no longer holds the run folder lock"):
+            lock.beat()
+    finally:
+        lock.release()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == "someone-else"  # not ours: left alone
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    code = ("import sys, time; from nayer_scale.training.run_lock import RunLock; "
+            f"RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderInUse, match=f"process {proc.pid}"):
+            RunLock(tmp_path).acquire()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    with pytest.warns(RuntimeWarning, match=f"taking over.*process {proc.pid} no longer runs on this host"):
+        lock = RunLock(tmp_path).acquire()
+    assert lock.taken_over.pid == proc.pid and json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_a_reused_pid_is_not_the_holder(tmp_path):
+    _plant(tmp_path, _holder(host=socket.gethostname(), pid=os.getpid(), pid_start=1.0))  # this pid, another start
+    with pytest.warns(RuntimeWarning, match="no longer runs on this host"):
+        RunLock(tmp_path).acquire().release()
+
+
+def test_another_host_is_stale_only_after_its_heartbeat_stops(tmp_path):
+    _plant(tmp_path, _holder(heartbeat=time.time() - 10))
+    with pytest.raises(RunFolderInUse, match="host other-node, process 12345.*last heartbeat 10 s ago"):
+        RunLock(tmp_path, stale_s=180).acquire()
+    _plant(tmp_path, _holder(heartbeat=time.time() - 600))
+    with pytest.warns(RuntimeWarning, match="last heartbeat is 600 s old"):
+        RunLock(tmp_path, stale_s=180).acquire().release()
+
+
+def test_a_requeued_slurm_job_takes_over_its_earlier_run(tmp_path, monkeypatch):
+    _plant(tmp_path, _holder(job_id="4242", restart_count=0))  # fresh heartbeat, on another node
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with pytest.warns(RuntimeWarning, match="run 0 of this requeued SLURM job 4242"):
+        lock = RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["restart_count"] == 1
+    lock.release()
+    # another job id is another job: refused while it beats
+    _plant(tmp_path, _holder(job_id="7", restart_count=0))
+    with pytest.raises(RunFolderInUse, match="SLURM job 7"):
+        RunLock(tmp_path).acquire()
+
+
+def test_only_one_of_two_jobs_takes_over_a_stale_lock(tmp_path):
+    """A stale lock found by two jobs: the breaker file lets one of them remove it; the other sees
+    the winner's fresh lock and is refused."""
+    _plant(tmp_path, _holder(heartbeat=time.time() - 600))
+    code = ("import sys, time, warnings; warnings.simplefilter('ignore'); "
+            "from nayer_scale.training.run_lock import RunLock, RunFolderInUse\n"
+            "try:\n"
+            f"    RunLock({str(tmp_path)!r}).acquire(); print('won', flush=True); time.sleep(5)\n"
+            "except RunFolderInUse:\n    print('refused', flush=True)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outcomes == ["refused", "won"]
