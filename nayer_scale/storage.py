@@ -1,5 +1,9 @@
 """Durable file writes and pickle-free state files: the one place the project writes files that matter.
 
+A full disk. Every write here turns ``ENOSPC`` / ``EDQUOT`` into ``DiskFullError``: one line naming
+the file, the free space of its file system and what to do, with the partial file removed and the
+previous content of the destination intact (``append_line`` truncates what it added).
+
 Atomic writes. ``atomic_path`` / ``atomic_write_bytes`` / ``atomic_write_text`` /
 ``atomic_write_json`` write to a unique temporary file in the destination's folder, fsync it,
 ``os.replace`` it over the destination (atomic on POSIX) and fsync the folder, so after a crash or a
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +43,14 @@ import numpy as np
 import torch
 
 __all__ = [
+    "DiskFullError",
+    "append_line",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "disk_full_named",
+    "free_space",
     "fsync_dir",
     "load_state",
     "save_state",
@@ -49,6 +59,86 @@ __all__ = [
 STATE_FORMAT = 1
 # JSON tags: a JSON object whose only key is one of these is an encoded value, not a plain dict.
 _TAGS = ("__tensor__", "__ndarray__", "__tuple__", "__dict__")
+
+
+# --------------------------------------------------------------------------------------------------
+# A full disk
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def free_space(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(free, total) bytes of the file system holding ``path`` (its nearest existing parent); None
+    where it cannot be read."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                usage = shutil.disk_usage(folder)
+            except OSError:
+                return None
+            return usage.free, usage.total
+    return None
+
+
+class DiskFullError(OSError):
+    """The disk (or the quota) is full while writing ``filename``; the message is one line naming
+    the file, the free space of its file system and what to do. Whatever was partially written is
+    removed and the previous content of the file is intact."""
+
+    def __init__(self, code: int, path: str | os.PathLike) -> None:
+        space = free_space(path)
+        where = (f"{_size(space[0])} free of {_size(space[1])} on its file system" if space else
+                 "free space unknown")
+        what = "quota exceeded" if code == errno.EDQUOT else "no space left on device"
+        super().__init__(code, f"{what} while writing {path} ({where}); nothing partial was kept: free some "
+                               "space (or point run.run_dir elsewhere) and run the same command again, it resumes "
+                               "from the last complete checkpoint", str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+@contextlib.contextmanager
+def disk_full_named(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise ``ENOSPC`` / ``EDQUOT`` inside the block as ``DiskFullError`` naming ``path``."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if err.errno in _FULL:
+            raise DiskFullError(err.errno, path) from err
+        raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append ``line`` (and a newline) to the text file ``path``, durably; on any error the file is
+    cut back to its previous length, so it never ends in half a line.
+
+    Raises:
+        DiskFullError: the disk or the quota is full (the file is as it was).
+        OSError: another write error (the file is as it was, where it can be truncated).
+    """
+    path = Path(path)
+    with disk_full_named(path), open(path, "a", encoding="utf-8") as f:
+        start = f.tell()
+        try:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,24 +174,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         FileNotFoundError: the folder of ``path`` does not exist.
+        DiskFullError: the disk or the quota is full (``ENOSPC`` / ``EDQUOT``, also raised by the
+            block): the temporary file is removed and ``path`` is unchanged.
         FileNotFoundError / OSError: the block did not create the temporary file, or writing failed.
     """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with O_EXCL rather than mkstemp: mkstemp creates mode 0600 files, this keeps the
-    # permissions a plain open() gives (0666 & ~umask), which readers on other accounts may need.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDWR)  # the writer may have replaced the file: fsync what is there now
+    with disk_full_named(path):
+        # os.open with O_EXCL rather than mkstemp: mkstemp creates mode 0600 files, this keeps the
+        # permissions a plain open() gives (0666 & ~umask), which readers on other accounts may need.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            yield tmp
+            fd = os.open(tmp, os.O_RDWR)  # the writer may have replaced the file: fsync what is there now
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
 
 

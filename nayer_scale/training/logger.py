@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 
 from ..metrics import lte_nearest_classes
-from ..storage import atomic_write_json, atomic_write_text
+from ..storage import append_line, atomic_write_json, atomic_write_text
 
 __all__ = ["MetricsLogger", "to_numbers", "write_run_record"]
 
@@ -46,8 +46,7 @@ class MetricsLogger:
         record = to_numbers(record)
         self.history.append(record)
         if self.accelerator.is_main_process:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(self.path, json.dumps(record))  # never half a line, even on a full disk
             if self.tensorboard:
                 self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))},
                                      step=record["epoch"])
