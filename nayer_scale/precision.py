@@ -5,12 +5,14 @@
 - CUDA: ``bf16`` where the GPU computes it natively (``torch.cuda.is_bf16_supported(
   including_emulation=False)``: Ampere and newer), else ``fp16`` with loss scaling (V100, T4: torch
   would emulate bf16 there, slowly);
-- CPU: ``bf16`` only where it was measured faster than fp32: CPUs with AMX-BF16 tiles (Intel
-  Sapphire Rapids and newer). Everywhere else ``no`` (fp32): without native bf16, CPU autocast
-  emulates it, measured 10-16x *slower* per step on an AVX2-only AMD EPYC; with AVX512-BF16 but no
-  AMX it was measured no faster overall (a 2-core Xeon: teacher step 0.469 s fp32 vs 0.686 s bf16,
-  generator step 0.837 vs 0.786 s, student step 0.301 vs 0.317 s) and it costs precision
-  (``benchmarks/results/precision_cpu.md`` has every CPU kind measured).
+- CPU: ``bf16`` only where it was measured faster than fp32 (``benchmarks/results/precision_cpu.md``
+  has every CPU kind measured, channels_last, seconds per teacher / generator / student step):
+    - AMX-BF16 tiles (Intel Sapphire Rapids and newer): faster (CIFAR ResNet-18 step 2.1 s vs 5.5 s);
+    - AVX512-BF16 on an AMD CPU (Zen 4 EPYC, family 25): faster, 0.248 / 0.452 / 0.162 s against
+      0.350 / 0.642 / 0.245 s in fp32;
+    - AVX512-BF16 on an Intel CPU without AMX: no faster, 0.686 / 0.786 / 0.317 s against
+      0.469 / 0.837 / 0.301 s in fp32, and less precise: ``no`` (fp32);
+    - no native bf16 (e.g. an AVX2-only EPYC): autocast emulates it, 10-16x *slower*: ``no``.
 
 ``run.channels_last=auto`` is on: NHWC was faster on CUDA, on a CPU with AMX-BF16 and, measured
 with ``benchmarks/precision_cpu.py`` (``benchmarks/results/precision_cpu.md``), also in fp32 on the
@@ -52,38 +54,46 @@ class CpuCapability:
         amx_bf16: AMX tiles with bf16 (Intel Sapphire Rapids and newer).
         avx512_bf16: AVX512-BF16 instructions (Intel Cooper Lake, AMD Zen 4 and newer).
         model: the CPU model name from /proc/cpuinfo ("" when unknown), for records.
+        vendor: ``vendor_id`` from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD", "" when unknown).
+        family_model: "family F model M" from /proc/cpuinfo ("" when unknown): CPUs of one model
+            name (e.g. "AMD EPYC" in a VM) differ by family.
     """
 
     isa: str
     amx_bf16: bool
     avx512_bf16: bool
     model: str = ""
+    vendor: str = ""
+    family_model: str = ""
 
     @property
     def native_bf16(self) -> bool:
         return self.amx_bf16 or self.avx512_bf16
 
 
-def _cpuinfo() -> tuple[set[str], str]:
-    """(flags, model name) of the first CPU in /proc/cpuinfo; empty on other systems."""
+def _cpuinfo() -> tuple[set[str], dict[str, str]]:
+    """(flags, fields) of the first CPU in /proc/cpuinfo (fields: "model name", "vendor_id",
+    "cpu family", "model"); empty on other systems."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set(), ""
-    flags, model = set(), ""
+        return set(), {}
+    flags, fields = set(), {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "flags" and not flags:
             flags = set(value.split())
-        elif key == "model name" and not model:
-            model = value.strip()
-    return flags, model
+        elif key in ("model name", "vendor_id", "cpu family", "model") and key not in fields:
+            fields[key] = value.strip()
+        elif not key and fields:  # the blank line after the first CPU
+            break
+    return flags, fields
 
 
 def cpu_capability() -> CpuCapability:
     """Probe this machine's CPU (torch's own checks, and the /proc/cpuinfo flags as a fallback)."""
-    flags, model = _cpuinfo()
+    flags, fields = _cpuinfo()
 
     def probe(name: str, flag: str) -> bool:
         check = getattr(torch.cpu, name, None)
@@ -92,21 +102,26 @@ def cpu_capability() -> CpuCapability:
         except Exception:  # noqa: BLE001 - a failing probe means "not available"
             return flag in flags
 
+    family = (f"family {fields['cpu family']} model {fields['model']}"
+              if "cpu family" in fields and "model" in fields else "")
     return CpuCapability(isa=torch.backends.cpu.get_cpu_capability(),
                          amx_bf16=probe("_is_amx_tile_supported", "amx_bf16"),
-                         avx512_bf16=probe("_is_avx512_bf16_supported", "avx512_bf16"), model=model)
+                         avx512_bf16=probe("_is_avx512_bf16_supported", "avx512_bf16"),
+                         model=fields.get("model name", ""), vendor=fields.get("vendor_id", ""), family_model=family)
 
 
 def describe_device(device: torch.device | str = "cpu") -> str:
     """A record of the hardware for published numbers: the GPU name, or the CPU model with its
     instruction set, its native bf16 flags and the visible core count, e.g.
-    ``"AMD EPYC (AVX2; native bf16: none; 2 cores)"``."""
+    ``"AMD EPYC (family 25 model 17; AVX512; native bf16: avx512_bf16; 2 cores)"``."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cap = cpu_capability()
     flags = [flag for flag, on in (("amx_bf16", cap.amx_bf16), ("avx512_bf16", cap.avx512_bf16)) if on]
-    return f"{cap.model or 'CPU'} ({cap.isa}; native bf16: {', '.join(flags) or 'none'}; {os.cpu_count()} cores)"
+    kind = f"{cap.family_model}; " if cap.family_model else ""
+    return (f"{cap.model or 'CPU'} ({kind}{cap.isa}; native bf16: {', '.join(flags) or 'none'}; "
+            f"{os.cpu_count()} cores)")
 
 
 @dataclass(frozen=True)
@@ -173,12 +188,15 @@ def resolve_precision(mixed_precision: str, channels_last: str | bool, device: t
         why = "the GPU supports bf16" if bf16 else "the GPU has no bf16: fp16 with loss scaling"
     else:
         cap = cpu or cpu_capability()
-        native = "bf16" if cap.amx_bf16 else "no"
+        amd_bf16 = cap.avx512_bf16 and cap.vendor == "AuthenticAMD"
+        native = "bf16" if cap.amx_bf16 or amd_bf16 else "no"
         if cap.amx_bf16:
             why = f"the CPU ({cap.isa}) has AMX-BF16, where bf16 was measured faster than fp32"
+        elif amd_bf16:
+            why = f"the AMD CPU ({cap.isa}) has AVX512-BF16, where bf16 was measured 1.4-1.5x faster than fp32"
         elif cap.avx512_bf16:
-            why = (f"the CPU ({cap.isa}) has AVX512-BF16 but no AMX: bf16 was measured no faster than fp32 there "
-                   "(and it costs precision)")
+            why = (f"the CPU ({cap.isa}) has AVX512-BF16 but no AMX: on an Intel CPU bf16 was measured no faster "
+                   "than fp32 there (and it costs precision)")
         else:
             why = (f"the CPU ({cap.isa}) has no native bf16 (no AMX-BF16 / AVX512-BF16): bf16 would be emulated, "
                    "several times slower than fp32")
