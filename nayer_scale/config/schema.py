@@ -104,6 +104,7 @@ class TeacherConfig(Section):
     start-up and conflicting ones refused (``nayer_scale.hf_models.resolve_hf_teacher``)."""
 
     SECTION: ClassVar[str] = "teacher"
+    SUMMARY: ClassVar[str] = "the pretrained teacher: architecture, weights, input normalisation, class names"
 
     arch: str = option("resnet20", "zoo name, package.module:factory, or hf:<hub id or folder>")
     weights: str = option(DEMO_TEACHER, "weights file (.safetensors / .pth) or hub spec; empty: random weights")
@@ -132,6 +133,7 @@ class QuantizationConfig(Section):
     Both 0 (the default): a float student trained from scratch."""
 
     SECTION: ClassVar[str] = "student.quantization"
+    SUMMARY: ClassVar[str] = "data-free quantization of the student (paper Table 3); bit widths 0 = a float student"
 
     weight_bits: int = in_range(0, 8, default=0, doc="bits of the weights (2..8), 0 = no quantization")
     activation_bits: int = in_range(0, 8, default=0, doc="bits of the activations (2..8), 0 = no quantization")
@@ -178,6 +180,7 @@ class StudentConfig(Section):
     ``QuantizationConfig``)."""
 
     SECTION: ClassVar[str] = "student"
+    SUMMARY: ClassVar[str] = "the student architecture, trained from scratch (or a quantized copy of the teacher)"
 
     arch: str = option("resnet8", "zoo name or package.module:factory")
     quantization: QuantizationConfig = option(QuantizationConfig, "data-free quantization of the student")
@@ -193,6 +196,7 @@ class LTEConfig(Section):
     prompt template (key or format string with {name}/{index}) and the cache folder."""
 
     SECTION: ClassVar[str] = "lte"
+    SUMMARY: ClassVar[str] = "label-text embeddings: text encoder, prompt template, cache folder"
 
     encoder: str = option("minilm", "minilm, minilm:/folder, clip:<hub id or folder>, or hashed[:dim]")
     template: str = option("photo_of", "prompt template: a key (photo_of, class_of, ...) or a format string "
@@ -209,6 +213,7 @@ class NayerMethodConfig(Section):
     switches of the paper's Table 4 (the defaults are the method), and the shared generator."""
 
     SECTION: ClassVar[str] = "synthesis.nayer"
+    SUMMARY: ClassVar[str] = "NAYER's own fields: generator input and noisy layer (the Table 4 switches)"
 
     generator_input: GeneratorInput = option("lte", "what feeds the noisy layer (Table 4): lte is NAYER")
     noise_beta: float = at_least(0.0, default=1.0, doc="beta of lte_plus_noise: e_y + beta * z")
@@ -227,6 +232,7 @@ class DeepInversionConfig(Section):
     values: DataFree toolbox CIFAR scripts and NVlabs; see ``nayer_scale.recipes.as_deepinversion``)."""
 
     SECTION: ClassVar[str] = "synthesis.deepinversion"
+    SUMMARY: ClassVar[str] = "DeepInversion's own fields: the pixel optimiser and the image priors"
 
     pixel_lr: float = positive(0.1, doc="Adam learning rate of the pixels")
     pixel_betas: tuple[float, float] = in_range(0.0, 1.0, default=(0.5, 0.99), high_open=True,
@@ -240,6 +246,7 @@ class FastConfig(Section):
     """Fast-only fields: the per-batch random inputs and the meta-learning rule."""
 
     SECTION: ClassVar[str] = "synthesis.fast"
+    SUMMARY: ClassVar[str] = "Fast's own fields: the per-batch random inputs and the meta-learning rule"
 
     latent_lr: float = positive(0.01, doc="learning rate of the per-batch random inputs z (lr_z)")
     meta_learning: MetaLearning = option("fomaml", "fomaml (published default, is_maml=1) or reptile")
@@ -269,6 +276,7 @@ class SynthesisConfig(Section):
     DeprecationWarning."""
 
     SECTION: ClassVar[str] = "synthesis"
+    SUMMARY: ClassVar[str] = "synthesis of the images: method, generator, synthesis losses, augmentation"
 
     method: SynthesisMethod = option("nayer", "nayer, or a baseline of the paper's Table 2: deepinversion, fast")
     batch_size: int = positive(200, doc="images per synthesis batch (per process)")
@@ -325,6 +333,7 @@ class DistillConfig(Section):
     """Student training on the memory bank (NAYER Alg. 1, student loop)."""
 
     SECTION: ClassVar[str] = "distill"
+    SUMMARY: ClassVar[str] = "student training on the memory bank: optimiser, schedule, KD loss, augmentation"
 
     batch_size: int = positive(32, doc="memory-bank images per student step (per process)")
     steps_per_epoch: int = positive(720, doc="student steps per epoch after warm-up")
@@ -349,6 +358,7 @@ class MemoryConfig(Section):
     encoding, where its decoded images live and the prefetching of student batches."""
 
     SECTION: ClassVar[str] = "memory"
+    SUMMARY: ClassVar[str] = "the memory bank: its bound, shard encoding, cache and prefetching"
 
     max_images: int = at_least(0, default=0, doc="images kept over all processes (each keeps max_images // processes "
                                                  "of its own); 0 = all, as published. When full, whole shards retire "
@@ -370,6 +380,7 @@ class EvalConfig(Section):
     """Held-out real evaluation data. Only the *test* split is ever read by a distillation run."""
 
     SECTION: ClassVar[str] = "eval"
+    SUMMARY: ClassVar[str] = "evaluation on a real test split (never used for training or model selection)"
 
     dataset: EvalDataset = option("fashion_mnist", "the real test set to report top-1 on; none = data-free only")
     root: str = option("", "folder of the dataset files; empty searches the standard places. imagenet: an "
@@ -401,6 +412,7 @@ class RunConfig(Section):
     """Infrastructure: run folder, schedule length, precision, resume, logging."""
 
     SECTION: ClassVar[str] = "run"
+    SUMMARY: ClassVar[str] = "infrastructure: run folder, schedule length, precision, resume, checkpoints, logging"
 
     run_dir: str = option("runs/fashion_mnist", "the run folder: memory bank, checkpoints, metrics, student")
     epochs: int = positive(10, doc="epochs in all, warm-up included")

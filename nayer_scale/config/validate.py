@@ -120,9 +120,11 @@ def _check_field(f: dataclasses.Field, value: Any, annotation: Any, key: str) ->
 class Section:
     """Shared behaviour of the config sections: ``validate`` checks every field against its
     declaration (Literal choices, tuple lengths, declared ranges), then the cross-field rules of
-    ``check_relations``. ``SECTION`` is the dotted prefix that messages name."""
+    ``check_relations``. ``SECTION`` is the dotted prefix that messages name; ``SUMMARY`` is the
+    one line that ``--help`` and the docs show for the section."""
 
     SECTION: ClassVar[str] = ""
+    SUMMARY: ClassVar[str] = ""
 
     def validate(self) -> Section:
         """Check the section; raises ConfigError naming the field, its value and what to change."""
