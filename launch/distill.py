@@ -17,4 +17,4 @@ overridden as section.key=value; errors are one line (``--debug`` or NAYER_DEBUG
 from nayer_scale.cli import run_and_exit
 
 if __name__ == "__main__":
-    run_and_exit("fashion_mnist")
+    run_and_exit("fashion_mnist", command="distill")

@@ -13,4 +13,4 @@ Any field of nayer_scale.config can be overridden as section.key=value.
 from nayer_scale.cli import run_and_exit  # launch/distill.py under the demo's name (same default preset)
 
 if __name__ == "__main__":
-    run_and_exit("fashion_mnist")
+    run_and_exit("fashion_mnist", command="distill")

@@ -28,4 +28,4 @@ without a summary.json; the same command continues the run (resume is on by defa
 from nayer_scale.cli import run_and_exit  # = launch/distill.py preset=imagenet_r50 (the SLURM script runs this file)
 
 if __name__ == "__main__":
-    run_and_exit("imagenet_r50")
+    run_and_exit("imagenet_r50", command="distill")

@@ -54,3 +54,56 @@ def test_debug_shows_the_traceback(tmp_path, how):
     done = _launch(tmp_path, *args, debug_env=how == "env")
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "ConfigError: synthesis.bn_loss_weight must be >= 0" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# The nayer-scale command: subcommands and a --help generated from the config dataclasses
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("NAYER_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "nayer_scale", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+@pytest.mark.parametrize("preset", ["fashion_mnist", "imagenet_r50"])
+def test_distill_help_lists_every_field_with_its_value_and_every_preset(preset):
+    from nayer_scale.cli import distill_help
+    from nayer_scale.config.reference import field_reference
+    from nayer_scale.recipes import PRESETS, get_preset
+
+    text = distill_help("fashion_mnist", [f"preset={preset}"])
+    for info in field_reference(get_preset(preset)):
+        assert f"  {info.key}={info.default}  [" in text, info.key
+        assert info.doc.split()[0] in text
+    for name in PRESETS:
+        assert f"\n  {name} " in text
+    assert "run.epochs=320" in text if preset == "imagenet_r50" else "run.epochs=10" in text
+
+
+def test_the_command_and_its_subcommands():
+    import shutil
+
+    assert shutil.which("nayer-scale"), "the console script is part of the install ([project.scripts])"
+    top = _cli("--help")
+    assert top.returncode == 0 and all(c in top.stdout for c in ("distill", "export", "presets", "config"))
+    presets = _cli("presets")
+    assert presets.returncode == 0 and "cifar100_fast" in presets.stdout and "(from cifar100)" in presets.stdout
+    help_ = _cli("distill", "--help")
+    assert help_.returncode == 0 and "synthesis.nayer.generator_input=lte" in help_.stdout
+    resolved = _cli("config", "preset=cifar10", "run.epochs=30", "run.warmup_epochs=5")
+    assert resolved.returncode == 0 and "epochs: 30" in resolved.stdout and "arch: wrn40_2" in resolved.stdout
+    explained = _cli("config", "--explain", "synthesis.bn_momentum")
+    assert explained.returncode == 0 and "in [0, 1)" in explained.stdout and "value: 0.9" in explained.stdout
+    unknown = _cli("config", "--explain", "synthesis.bn_momentu")
+    assert unknown.returncode == 2 and "did you mean" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_resolved_yaml_of_config_runs_the_same_config(tmp_path):
+    from nayer_scale.cli import build_config
+
+    done = _cli("config", "preset=tiny_imagenet", "synthesis.bn_loss_weight=3")
+    (tmp_path / "run.yaml").write_text(done.stdout)
+    assert build_config("fashion_mnist", [f"config={tmp_path / 'run.yaml'}"]) == build_config(
+        "fashion_mnist", ["preset=tiny_imagenet", "synthesis.bn_loss_weight=3"])

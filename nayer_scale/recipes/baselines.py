@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..config import NayerConfig
 from .registry import preset
 
-__all__ = ["as_deepinversion", "as_fast", "register_baselines"]
+__all__ = ["as_deepinversion", "as_fast", "described", "register_baselines"]
 
 
 def as_deepinversion(cfg: NayerConfig, steps: int = 2000) -> NayerConfig:
@@ -41,7 +41,20 @@ def as_fast(cfg: NayerConfig) -> NayerConfig:
     return cfg
 
 
+def described(fn, doc: str):
+    """``fn`` under another docstring (``nayer-scale presets`` shows each preset's first sentence)."""
+    def recipe(cfg: NayerConfig) -> NayerConfig:
+        return fn(cfg)
+
+    recipe.__doc__, recipe.__name__ = doc, fn.__name__
+    return recipe
+
+
 def register_baselines(parent: str) -> None:
     """Register ``<parent>_deepinversion`` and ``<parent>_fast`` with the published recipes."""
-    preset(f"{parent}_deepinversion", parent=parent)(as_deepinversion)
-    preset(f"{parent}_fast", parent=parent)(as_fast)
+    preset(f"{parent}_deepinversion", parent=parent)(described(
+        as_deepinversion, f"DeepInversion (Yin et al., CVPR 2020) on the {parent} teacher, student and schedule: "
+                          "2000 pixel steps per batch. See ``as_deepinversion``."))
+    preset(f"{parent}_fast", parent=parent)(described(
+        as_fast, f"Fast (Fang et al., AAAI 2022) on the {parent} teacher, student and schedule: a meta-learned "
+                 "generator, 5 steps per batch. See ``as_fast``."))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import NayerConfig, QuantizationConfig
-from .baselines import as_deepinversion, as_fast
+from .baselines import as_deepinversion, as_fast, described
 from .registry import preset
 
 __all__ = ["fashion_mnist"]
@@ -38,7 +38,9 @@ def fashion_mnist_deepinversion(cfg: NayerConfig) -> NayerConfig:
     return as_deepinversion(cfg, steps=200)
 
 
-preset("fashion_mnist_fast", parent="fashion_mnist")(as_fast)
+preset("fashion_mnist_fast", parent="fashion_mnist")(described(
+    as_fast, "Fast (Fang et al., AAAI 2022) on the Fashion-MNIST CPU demo: a meta-learned generator, 5 steps per batch. "
+             "See ``as_fast``."))
 
 
 @preset("fashion_mnist_w4a4", parent="fashion_mnist")
