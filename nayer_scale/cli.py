@@ -24,7 +24,7 @@ from .recipes import compose_config
 __all__ = ["build_config", "main", "resolve_run_dir", "run_and_exit"]
 
 # Errors of the set-up (config and trainer construction) that are the user's to fix. ValueError
-# covers nayer_scale.teacher.TeacherLoadError (a subclass), kept out of the imports here: it would
+# covers nayer_scale.models.io.TeacherLoadError (a subclass), kept out of the imports here: it would
 # pull in torch before the cheap argument checks.
 _SETUP_ERRORS = (ConfigError, FileNotFoundError, ValueError)
 
