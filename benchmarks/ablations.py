@@ -83,7 +83,7 @@ def lte_figure(path: Path, setting: str, lte_cache: str) -> None:
 
     from nayer_scale.recipes import get_preset
     from nayer_scale.lte import load_or_build_lte
-    from nayer_scale.trainer import resolve_class_names
+    from nayer_scale.lte import resolve_class_names
 
     names = resolve_class_names(get_preset(setting).teacher.class_names)
     pools = [("minilm", "photo_of"), ("minilm", "class_of"), ("minilm", "photo_index"),

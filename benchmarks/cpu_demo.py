@@ -19,7 +19,7 @@ def demo_trainer(tmp: str | Path, overrides: list[str], smoke: bool = False):
     from nayer_scale.config import apply_overrides
     from nayer_scale.recipes import get_preset
     from nayer_scale.models import build_model
-    from nayer_scale.teacher import save_model
+    from nayer_scale.models.io import save_model
     from nayer_scale.trainer import NayerTrainer
 
     teacher = Path(tmp) / "teacher.safetensors"

@@ -101,7 +101,7 @@ def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
     from nayer_scale.data.fashion_mnist import load_fashion_mnist
     from nayer_scale.quantization import calibrate, parse_quantization, quantized_copy
     from nayer_scale.quantization.baselines import kd_finetune, nayer_bank_config, normalizer, top1, zeroq_config
-    from nayer_scale.teacher import build_teacher
+    from nayer_scale.models.sources import build_teacher
 
     torch.manual_seed(args.seed)
     work = Path(args.work_dir) / args.budget

@@ -33,7 +33,7 @@ from nayer_scale.evaluation import Evaluator
 from nayer_scale.models import build_model
 from nayer_scale.precision import describe_device, resolve_precision
 from nayer_scale.storage import atomic_path
-from nayer_scale.teacher import read_metadata, save_model
+from nayer_scale.models.io import read_metadata, save_model
 
 # Arguments that only say where things are, not what is trained: left out of the recorded settings.
 NOT_SETTINGS = ("out", "force", "data_root")

@@ -6,8 +6,10 @@ Where things live:
   nayer_scale.losses     teacher BN-statistics hooks, CE / adversarial / KD losses
   nayer_scale.metrics    diversity of synthetic batches, convergence epoch, LTE nearest classes
   nayer_scale.memory     memory bank on sharded WebDataset tar files
-  nayer_scale.models     model zoo (CIFAR-style ResNets, WRNs, VGG)
-  nayer_scale.teacher    bring-your-own-teacher loading with early, clear errors
+  nayer_scale.models     model zoo (CIFAR-style ResNets, WRNs, VGG; torchvision-compatible ImageNet nets) and
+                         teachers: model files (models.io), the registry of teacher sources with
+                         bring-your-own-teacher loading and early, clear errors (models.sources, models.teacher),
+                         hub weights (models.hub), hub-style model folders hf:... (models.hf)
   nayer_scale.trainer    the Accelerate-driven trainer (synthesize, distill, evaluate, checkpoint, fit)
   nayer_kernels          (folder kernels/) fused kernels and their pure-PyTorch references
 """

@@ -35,8 +35,8 @@ __all__ = ["build_config", "distill_help", "entry", "main", "presets_text", "res
 
 DEFAULT_PRESET = "fashion_mnist"
 COMMANDS = ("distill", "export", "presets", "config")
-# Errors that are the user's to fix, reported as one line. ValueError covers TeacherLoadError (a
-# subclass) and OSError covers a full disk (storage.DiskFullError), kept out of the imports here:
+# Errors that are the user's to fix, reported as one line. ValueError covers nayer_scale.models.io.TeacherLoadError
+# (a subclass) and OSError covers a full disk (storage.DiskFullError), kept out of the imports here:
 # they would pull in torch before the cheap argument checks.
 _USER_ERRORS = (ConfigError, FileNotFoundError, ValueError, MissingExtraError)
 

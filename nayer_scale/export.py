@@ -15,7 +15,7 @@ writes
   eval.hf_split=train``.
 * ``OUT/student/``: the distilled student (``student.safetensors`` of the run) as
   ``model.safetensors``, ``config.json`` (architecture, classes, normalisation, input size; see
-  ``nayer_scale.hf_models.save_model_folder``), ``README.md`` (model card: teacher, method, top-1,
+  ``nayer_scale.models.io.save_model_folder``), ``README.md`` (model card: teacher, method, top-1,
   device-hours, the command) and ``run.yaml``. ``teacher.arch=hf:OUT/student`` loads it back, so a
   distilled student can itself become a teacher. ``--push-student-to-hub REPO`` uploads the folder.
 
@@ -52,17 +52,17 @@ def _load_run(run_dir: Path) -> tuple[dict, str, dict | None]:
 def _class_names(run_dir: Path, config: dict) -> list[str]:
     student = run_dir / "student.safetensors"
     if student.is_file():
-        from .teacher import read_metadata
+        from .models.io import read_metadata
 
         names = read_metadata(student).get("class_names")
         if names:
             return json.loads(names)
     t = config["teacher"]
     if t["class_names"] == "id2label":
-        from .hf_models import read_hf_model_spec
+        from .models.hf import read_hf_model_spec
 
         return list(read_hf_model_spec(t["arch"], check_batchnorm=False).class_names)
-    from .training.setup import resolve_class_names
+    from .lte import resolve_class_names
 
     return resolve_class_names(t["class_names"])
 
@@ -181,10 +181,9 @@ def export_student(run_dir: str | Path, out: str | Path, command: str | None = N
     Raises:
         FileNotFoundError: no ``student.safetensors`` (the run has not finished: resume it).
     """
-    from .hf_models import save_model_folder
     from .models import build_model
+    from .models.io import load_state_dict_file, read_metadata, save_model_folder
     from .storage import atomic_write_text
-    from .teacher import load_state_dict_file, read_metadata
 
     run_dir, out = Path(run_dir), Path(out)
     config, run_yaml, summary = _load_run(run_dir)
@@ -212,7 +211,7 @@ def export_student(run_dir: str | Path, out: str | Path, command: str | None = N
         f"- device-hours: {_hours(summary)} "
         f"({summary.get('num_processes', '?')} process(es), {summary.get('device_kind', '?')})\n"
         f"- command: `{_command_line(command)}`\n\n"
-        "## Use\n\n```python\nfrom nayer_scale.hf_models import load_model_folder\n"
+        "## Use\n\n```python\nfrom nayer_scale.models.hf import load_model_folder\n"
         "model, spec = load_model_folder(\"<this folder or hub id>\")  # (N, C, H, W) normalised input -> logits\n"
         "```\n\nAs a teacher: `teacher.arch=hf:<this folder or hub id>`.\n\n"
         f"## Numbers\n\n{_numbers(summary or None)}")

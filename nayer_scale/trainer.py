@@ -31,12 +31,13 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from .config import ConfigError, NayerConfig, check_resume_compatible
+from .lte import resolve_class_names
 from .memory import SHARD_PATTERN, batch_seed
+from .models.io import save_model
 from .quantization.student import export_student
 from .storage import atomic_write_json
-from .teacher import save_model
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
-                       checkpoint_name, resolve_class_names, write_run_record)
+                       checkpoint_name, write_run_record)
 from .visualize import save_sample_grid
 
 __all__ = ["NayerTrainer", "Preempted", "build_accelerator", "resolve_class_names"]

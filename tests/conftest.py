@@ -54,7 +54,7 @@ def fake_test_split(tmp_path_factory) -> Path:
 def teacher_file(tmp_path_factory) -> Path:
     """A random-weight resnet8 teacher (1 channel, 10 classes) saved as safetensors."""
     from nayer_scale.models import build_model
-    from nayer_scale.teacher import save_model
+    from nayer_scale.models.io import save_model
 
     torch.manual_seed(0)
     model = build_model("resnet8", num_classes=10, in_channels=1)

@@ -13,7 +13,8 @@ import torch
 from nayer_scale.config import DEMO_TEACHER
 from nayer_scale.recipes import get_preset
 from nayer_scale.data import find_eval_data, load_eval_data
-from nayer_scale.teacher import build_teacher, read_metadata
+from nayer_scale.models.io import read_metadata
+from nayer_scale.models.sources import build_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.data import fashion_mnist
-from nayer_scale.teacher import TeacherLoadError, build_teacher
+from nayer_scale.models.io import TeacherLoadError
+from nayer_scale.models.sources import build_teacher
 from nayer_scale.trainer import NayerTrainer
 
 

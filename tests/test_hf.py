@@ -82,8 +82,8 @@ def test_shipped_teacher_top1_equals_on_hf_and_builtin_sources(fm_split, fm_save
     from nayer_scale.augment import BatchAugment
     from nayer_scale.config import DEMO_TEACHER
     from nayer_scale.evaluation import Evaluator
+    from nayer_scale.models.sources import build_teacher
     from nayer_scale.precision import resolve_precision
-    from nayer_scale.teacher import build_teacher
 
     teacher = build_teacher("resnet20", DEMO_TEACHER, 10, 1)
     normalize = BatchAugment((0.2860,), (0.3530,), 0, False).normalize
@@ -259,7 +259,7 @@ def hf_teacher_dir(tmp_path_factory) -> Path:
 
 
 def test_spec_of_a_transformers_folder(hf_teacher_dir, tmp_path):
-    from nayer_scale.hf_models import read_hf_model_spec
+    from nayer_scale.models.hf import read_hf_model_spec
 
     spec = read_hf_model_spec(f"hf:{hf_teacher_dir}")
     assert (spec.kind, spec.model_name, spec.num_classes, spec.in_channels) == (
@@ -279,7 +279,7 @@ def test_spec_of_a_transformers_folder(hf_teacher_dir, tmp_path):
 def test_load_hf_teacher_returns_logits_and_is_hooked(hf_teacher_dir):
     from nayer_scale.losses import BNStatsHooks
     from nayer_scale.models import get_classifier
-    from nayer_scale.teacher import build_teacher
+    from nayer_scale.models.sources import build_teacher
 
     teacher = build_teacher(f"hf:{hf_teacher_dir}", None, 10, 1)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -299,7 +299,8 @@ def test_load_hf_teacher_returns_logits_and_is_hooked(hf_teacher_dir):
 def test_teacher_without_batchnorm_is_refused_with_why(tmp_path):
     from transformers import ConvNextConfig, ConvNextForImageClassification, ViTConfig, ViTForImageClassification
 
-    from nayer_scale.teacher import TeacherLoadError, build_teacher
+    from nayer_scale.models.io import TeacherLoadError
+    from nayer_scale.models.sources import build_teacher
 
     ConvNextForImageClassification(ConvNextConfig(num_labels=3, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1])
                                    ).save_pretrained(str(tmp_path / "convnext"))
@@ -314,7 +315,8 @@ def test_teacher_without_batchnorm_is_refused_with_why(tmp_path):
 
 
 def test_bad_folders_are_refused(tmp_path, hf_teacher_dir):
-    from nayer_scale.teacher import TeacherLoadError, build_teacher
+    from nayer_scale.models.io import TeacherLoadError
+    from nayer_scale.models.sources import build_teacher
 
     with pytest.raises(TeacherLoadError, match="does not exist; give a model folder"):
         build_teacher(f"hf:{tmp_path / 'missing'}", None, 10, 1)
@@ -341,18 +343,21 @@ def _hf_config(run_dir: Path, teacher_dir: Path, lte_cache: Path, eval_path: Pat
 
 def test_config_fields_are_filled_from_the_folder_or_refused(tmp_path, hf_teacher_dir, fm_saved):
     from nayer_scale.config import DEMO_TEACHER, NayerConfig
-    from nayer_scale.hf_models import resolve_hf_teacher
+    from nayer_scale.models.hf import resolve_hf_teacher
 
     cfg = NayerConfig()
     cfg.teacher.arch, cfg.teacher.weights = f"hf:{hf_teacher_dir}", DEMO_TEACHER  # the default preset's weights
     cfg.teacher.class_names = "fashion_mnist"
     cfg.validate()
-    assert resolve_hf_teacher(cfg) == list(FASHION_MNIST_CLASSES)
-    t = cfg.teacher
+    resolved = resolve_hf_teacher(cfg)
+    assert resolved.class_names == list(FASHION_MNIST_CLASSES)
+    t = resolved.teacher
     assert (t.weights, t.class_names, t.mean, t.std, t.in_channels, t.image_size) == (
         "", "id2label", (0.2860,), (0.3530,), 1, 28)
-    assert cfg.eval.resize == 28
-    assert resolve_hf_teacher(cfg) == list(FASHION_MNIST_CLASSES)  # the filled config (run.yaml) resolves the same
+    assert resolved.eval_resize == 28
+    assert cfg.teacher.weights == DEMO_TEACHER and cfg.eval.resize == 0  # the caller's config is not changed
+    cfg.teacher, cfg.eval.resize = resolved.teacher, resolved.eval_resize  # as the run applies it
+    assert resolve_hf_teacher(cfg).class_names == list(FASHION_MNIST_CLASSES)  # the filled config (run.yaml): same
 
     def conflict(**teacher):
         c = NayerConfig()
@@ -379,7 +384,7 @@ def test_config_fields_are_filled_from_the_folder_or_refused(tmp_path, hf_teache
 
 def test_generic_id2label_needs_class_names(tmp_path):
     from nayer_scale.config import NayerConfig
-    from nayer_scale.hf_models import resolve_hf_teacher
+    from nayer_scale.models.hf import resolve_hf_teacher
 
     folder = _save_tiny_resnet(tmp_path / "generic", names=[f"LABEL_{i}" for i in range(10)])
     cfg = NayerConfig()
@@ -388,7 +393,7 @@ def test_generic_id2label_needs_class_names(tmp_path):
                                           r"dataset key or a .txt file with its 10 class names"):
         resolve_hf_teacher(cfg)
     cfg.teacher.class_names = "cifar10"
-    assert resolve_hf_teacher(cfg)[0] == "airplane"
+    assert resolve_hf_teacher(cfg).class_names[0] == "airplane"
 
 
 def test_hub_id_downloads_json_first_then_weights(monkeypatch, hf_teacher_dir):
@@ -396,7 +401,7 @@ def test_hub_id_downloads_json_first_then_weights(monkeypatch, hf_teacher_dir):
     weights are fetched (both mocked with the local folder: no network)."""
     import huggingface_hub
 
-    from nayer_scale.hf_models import load_model_folder
+    from nayer_scale.models.hf import load_model_folder
 
     calls = []
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
@@ -436,8 +441,8 @@ def finished_run(tmp_path_factory) -> Path:
     from nayer_scale.recipes import get_preset
     from nayer_scale.memory import MemoryBank
     from nayer_scale.models import build_model
+    from nayer_scale.models.io import save_model
     from nayer_scale.storage import atomic_write_json
-    from nayer_scale.teacher import save_model
 
     run = tmp_path_factory.mktemp("runs") / "fm"
     cfg = get_preset("fashion_mnist")
@@ -500,9 +505,10 @@ def test_export_writes_a_dataset_and_a_student_folder(finished_run, tmp_path, ca
 def test_exported_student_loads_back_as_a_teacher(finished_run, tmp_path):
     from nayer_scale.config import NayerConfig
     from nayer_scale.export import export_student
-    from nayer_scale.hf_models import resolve_hf_teacher
     from nayer_scale.models import build_model
-    from nayer_scale.teacher import build_teacher, load_state_dict_file
+    from nayer_scale.models.hf import resolve_hf_teacher
+    from nayer_scale.models.io import load_state_dict_file
+    from nayer_scale.models.sources import build_teacher
 
     folder = export_student(finished_run, tmp_path / "student", command="accelerate launch launch/fashion_mnist.py")
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "config.json", "README.md", "run.yaml"}
@@ -520,7 +526,8 @@ def test_exported_student_loads_back_as_a_teacher(finished_run, tmp_path):
     torch.testing.assert_close(teacher(x), reference.eval()(x))
     cfg = NayerConfig()
     cfg.teacher.arch = f"hf:{folder}"
-    assert resolve_hf_teacher(cfg) == list(FASHION_MNIST_CLASSES) and cfg.teacher.image_size == 28
+    resolved = resolve_hf_teacher(cfg)
+    assert resolved.class_names == list(FASHION_MNIST_CLASSES) and resolved.teacher.image_size == 28
 
 
 def test_push_to_hub_uploads_card_then_dataset_and_student(finished_run, tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nayer_scale.models import build_model, get_classifier
-from nayer_scale.teacher import TORCHVISION_WEIGHTS, TeacherLoadError, build_teacher, load_hub_weights
+from nayer_scale.models.hub import TORCHVISION_WEIGHTS
+from nayer_scale.models.io import TeacherLoadError
+from nayer_scale.models.sources import build_teacher, load_hub_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

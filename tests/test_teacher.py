@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from nayer_scale.models import build_model
-from nayer_scale.teacher import (TeacherLoadError, build_teacher, load_state_dict_file, read_metadata,
-                                 resolve_architecture, save_model)
+from nayer_scale.models.io import TeacherLoadError, load_state_dict_file, read_metadata, save_model
+from nayer_scale.models.sources import build_teacher, resolve_architecture
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

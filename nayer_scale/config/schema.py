@@ -101,7 +101,7 @@ class TeacherConfig(Section):
     ``hf-hub:timm/resnet50.tv_in1k``, downloaded once when the machine is online), its input
     normalisation and its class names. ``arch=hf:<hub id or folder>`` is a transformers image
     classifier or a nayer-scale export: fields left at their defaults are filled from the folder at
-    start-up and conflicting ones refused (``nayer_scale.hf_models.resolve_hf_teacher``)."""
+    start-up and conflicting ones refused (``nayer_scale.models.hf.resolve_hf_teacher``)."""
 
     SECTION: ClassVar[str] = "teacher"
     SUMMARY: ClassVar[str] = "the pretrained teacher: architecture, weights, input normalisation, class names"

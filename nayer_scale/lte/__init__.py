@@ -11,13 +11,14 @@ on disk, so a cached pool loads without the encoder.
     torch.Size([10, 384])
 """
 
-from .classnames import DATASETS, get_class_names
+from .classnames import DATASETS, get_class_names, resolve_class_names
 from .encoders import CLIPTextEncoder, HashedBagOfWordsEncoder, MiniLMEncoder, TextEncoder, build_text_encoder
 from .pool import PROMPT_TEMPLATES, build_prompts, load_lte_file, load_or_build_lte, lte_cache_key
 
 __all__ = [
     "DATASETS",
     "get_class_names",
+    "resolve_class_names",
     "TextEncoder",
     "HashedBagOfWordsEncoder",
     "MiniLMEncoder",

@@ -17,14 +17,18 @@ Sources and order:
 * ``tiny_imagenet`` (200): the standard ImageFolder order, i.e. the sorted WordNet ids of
   ``wnids.txt`` (kept alongside as ``classnames/tiny_imagenet_wnids.txt``). Every Tiny-ImageNet
   class is an ImageNet-1k class, and its name is the ``imagenet`` name of that class.
+
+:func:`resolve_class_names` reads ``teacher.class_names``: one of these keys, or a .txt file of the
+user's own names.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["DATASETS", "get_class_names"]
+__all__ = ["DATASETS", "get_class_names", "resolve_class_names"]
 
 _DIR = Path(__file__).resolve().parent / "classnames"
 
@@ -67,3 +71,22 @@ def get_class_names(dataset: str) -> list[str]:
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r} for class names; valid names: {', '.join(DATASETS)}")
     return list(_read(key))
+
+
+def resolve_class_names(spec: str) -> list[str]:
+    """Class names from a dataset key ("fashion_mnist", "cifar10", ...) or a .txt file (one per line).
+
+    Raises:
+        FileNotFoundError: ``spec`` looks like a path (has a separator or .txt) and does not exist.
+        ValueError: unknown dataset key, or an empty list.
+    """
+    if spec.endswith(".txt") or os.sep in spec:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"class-name file {path} does not exist")
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = get_class_names(spec)
+    if not names:
+        raise ValueError(f"no class names in {spec!r}")
+    return names

@@ -16,6 +16,25 @@ Every model maps float (N, C, H, W) input, H, W >= 8, to (N, num_classes) logits
 penultimate activations; ``get_classifier(model)`` returns its final nn.Linear. Module names follow the
 published Fast-Datafree / NAYER code, so their CIFAR checkpoints load unchanged; the ``tv_*`` models have
 torchvision's state_dict keys, so torchvision ImageNet weights (and timm ``*.tv_in1k`` files) load unchanged.
+
+Files:
+
+- ``registry``: ``register_model`` / ``build_model`` / ``list_models`` / ``get_classifier``; ``resnet_cifar``,
+  ``wrn``, ``vgg``, ``imagenet``: the zoo's architectures (imported here, which registers them).
+- ``io``: reading and writing model files: ``load_state_dict_file`` (wrappers and ``module.`` /
+  ``_orig_mod.`` prefixes removed), ``save_model`` / ``read_metadata`` (safetensors with string metadata),
+  ``save_model_folder`` (the nayer-scale model folder) and ``TeacherLoadError``.
+- ``sources``: the registry of teacher sources (``teacher.arch``: a zoo name, ``package.module:factory``,
+  ``hf:<hub id or folder>``; ``teacher.weights``: a local file, ``torchvision:...``, ``hf-hub:...``) and
+  ``build_teacher`` / ``resolve_teacher``, which dispatch through it.
+- ``teacher``: the factories of zoo names and import paths and the checks every teacher passes (classifier
+  width, key and shape match, BatchNorm layers); ``ResolvedTeacher``.
+- ``hub``: hub weights (the torchvision URL table, ``hf-hub:`` files), parsed before any download.
+- ``hf``: hub-style model folders as teachers (transformers image classifiers, nayer-scale exports) and
+  ``resolve_hf_teacher``, the ``teacher.*`` settings that such a folder fills.
+
+Only the zoo is imported with the package; import the teacher modules by name
+(``from nayer_scale.models.sources import build_teacher``).
 """
 
 from . import imagenet, resnet_cifar, vgg, wrn  # noqa: F401  (registration)

@@ -7,7 +7,7 @@
 - ``progress``: the typed in-epoch position a mid-epoch checkpoint carries.
 - ``clock``: phase accounting and device-hours. ``preemption``: SIGTERM / SIGUSR1 -> safe points.
 - ``rng``: the per-process random streams. ``logger``: metrics.jsonl / TensorBoard and the history.
-- ``setup``: the Accelerator, CPU threads, class names.
+- ``setup``: the Accelerator, CPU threads.
 """
 
 from .checkpoint import CheckpointManager, Stateful, checkpoint_name
@@ -17,10 +17,9 @@ from .logger import MetricsLogger, to_numbers, write_run_record
 from .preemption import Preempted, PreemptionGuard
 from .progress import EpochProgress
 from .rng import RNGStreams
-from .setup import build_accelerator, resolve_class_names, set_cpu_threads
+from .setup import build_accelerator, set_cpu_threads
 from .student import StudentEngine
 
 __all__ = ["CheckpointManager", "Components", "EpochProgress", "MetricsLogger", "Preempted", "PreemptionGuard",
            "RNGStreams", "RunClock", "Stateful", "StudentEngine", "build_accelerator", "build_components",
-           "check_class_names", "checkpoint_name", "resolve_class_names", "set_cpu_threads", "to_numbers",
-           "write_run_record"]
+           "check_class_names", "checkpoint_name", "set_cpu_threads", "to_numbers", "write_run_record"]

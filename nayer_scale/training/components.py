@@ -22,20 +22,20 @@ from ..augment import BatchAugment
 from ..config import ConfigError, NayerConfig
 from ..data import build_eval_source, check_eval_data
 from ..evaluation import Evaluator, SyntheticProbe
-from ..hf_models import is_hf_arch, resolve_hf_teacher
 from ..losses import BNStatsHooks
 from ..lte import load_or_build_lte
 from ..memory import MemoryBank, choose_memory_cache
 from ..models import build_model
+from ..models.io import read_metadata
+from ..models.sources import build_teacher, resolve_teacher
 from ..precision import Precision, resolve_precision
 from ..quantization.student import quantized_student
 from ..synthesis import LabelSampler, SynthesisContext, Synthesizer, build_synthesizer
-from ..teacher import build_teacher, read_metadata
 from .checkpoint import CheckpointManager
 from .clock import RunClock
 from .logger import MetricsLogger
 from .rng import RNGStreams
-from .setup import resolve_class_names, set_cpu_threads
+from .setup import set_cpu_threads
 from .student import StudentEngine
 
 __all__ = ["Components", "build_components"]
@@ -136,13 +136,11 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
         average: in-place mean over processes of a list of tensors (shared generator, ZeRO BN buffers).
         start: ``time.perf_counter()`` at the start of the session (the clock's zero).
     Raises:
-        ConfigError, FileNotFoundError, nayer_scale.teacher.TeacherLoadError, ValueError.
+        ConfigError, FileNotFoundError, nayer_scale.models.io.TeacherLoadError, ValueError.
     """
-    run, t, device = cfg.run, cfg.teacher, acc.device
-    if is_hf_arch(t.arch):  # hf:<hub id or folder>: fills cfg.teacher (and eval.resize) from the model folder
-        class_names = resolve_hf_teacher(cfg)
-    else:
-        class_names = resolve_class_names(t.class_names)
+    resolved = resolve_teacher(cfg)  # hf:<hub id or folder>: teacher.* (and eval.resize) from the model folder
+    cfg.teacher, cfg.eval.resize = resolved.teacher, resolved.eval_resize  # what config.json / run.yaml record
+    run, t, device, class_names = cfg.run, cfg.teacher, acc.device, resolved.class_names
     check_class_names(t.weights, class_names, t.class_names)
     num_classes = len(class_names)
     check_eval_data(cfg.eval, num_classes, t.in_channels, class_names)  # fail now, not after a teacher download

@@ -1,37 +1,16 @@
-"""Process set-up: the Accelerator, CPU threads, class names. Nothing here knows the method."""
+"""Process set-up: the Accelerator, CPU threads. Nothing here knows the method."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs
 
-from ..lte import get_class_names
 from ..precision import resolve_precision
 
-__all__ = ["build_accelerator", "resolve_class_names", "set_cpu_threads"]
-
-
-def resolve_class_names(spec: str) -> list[str]:
-    """Class names from a dataset key ("fashion_mnist", "cifar10", ...) or a .txt file (one per line).
-
-    Raises:
-        FileNotFoundError: ``spec`` looks like a path (has a separator or .txt) and does not exist.
-        ValueError: unknown dataset key, or an empty list.
-    """
-    if spec.endswith(".txt") or os.sep in spec:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"class-name file {path} does not exist")
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    else:
-        names = get_class_names(spec)
-    if not names:
-        raise ValueError(f"no class names in {spec!r}")
-    return names
+__all__ = ["build_accelerator", "set_cpu_threads"]
 
 
 def build_accelerator(run) -> Accelerator:

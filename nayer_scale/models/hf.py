@@ -8,8 +8,9 @@ Two kinds of folder (or hub repository) are understood, told apart by their ``co
   ``size`` / ``crop_size`` / ``crop_pct``), the input channels from ``num_channels``, the class names
   from ``id2label``. :class:`HFImageClassifier` wraps it so that it maps (N, C, H, W) float input to
   (N, K) logits (the ``logits`` of the output object), as every zoo model does.
-* a nayer-scale export (``"library_name": "nayer-scale"``, written by :func:`save_model_folder`, e.g.
-  a distilled student from ``python -m nayer_scale.export``): a zoo architecture, ``model.safetensors``
+* a nayer-scale export (``"library_name": "nayer-scale"``, written by
+  :func:`nayer_scale.models.io.save_model_folder`, e.g. a distilled student from
+  ``python -m nayer_scale.export``): a zoo architecture, ``model.safetensors``
   and the same fields in ``config.json``; so a distilled student can itself become a teacher.
 
 NAYER (Tran et al., CVPR 2024) synthesises images whose batch statistics match the running mean and
@@ -25,12 +26,15 @@ from the folder; a value that differs from the default and from the folder's is 
 .txt file is compared with ``id2label`` (and used instead of it when the model has only generic
 ``LABEL_i`` names). ``teacher.weights`` must be empty: the weights are the folder's (the shipped
 Fashion-MNIST teacher that the default preset names is dropped). ``eval.resize`` left at 0 becomes
-the image processor's resize. The filled values are what ``config.json`` / ``run.yaml`` of the run
-record, so a resumed run compares equal.
+the image processor's resize. The given config is not changed: the filled values come back as a
+:class:`~nayer_scale.models.teacher.ResolvedTeacher`, which the run applies to its config
+(``nayer_scale.training.components``), so that ``config.json`` / ``run.yaml`` record them and a
+resumed run compares equal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -42,14 +46,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .teacher import TeacherLoadError, load_state_dict_file
+from ..config import DEMO_TEACHER, ConfigError, NayerConfig, TeacherConfig
+from ..lte.classnames import resolve_class_names
+from .io import NAYER_LIBRARY, TeacherLoadError, load_state_dict_file
+from .registry import build_model
+from .teacher import ResolvedTeacher, has_batchnorm
 
 __all__ = ["HF_PREFIX", "HFImageClassifier", "HFModelSpec", "build_hf_teacher", "is_hf_arch", "load_model_folder",
-           "read_hf_model_spec", "resolve_hf_teacher", "save_model_folder"]
+           "read_hf_model_spec", "resolve_hf_teacher"]
 
 HF_PREFIX = "hf:"
-NAYER_LIBRARY = "nayer-scale"
-FOLDER_FORMAT = 1
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.md"]
 
@@ -170,7 +176,7 @@ def _meta_model(folder: Path, source: str):
 
 
 def _check_batchnorm(model: nn.Module, source: str) -> None:
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if has_batchnorm(model):
         return
     norms = ", ".join(sorted({type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}))
     raise TeacherLoadError(
@@ -261,8 +267,6 @@ def load_model_folder(source: str) -> tuple[nn.Module, HFModelSpec]:
     """
     spec = read_hf_model_spec(source)
     if spec.kind == NAYER_LIBRARY:
-        from .models import build_model
-
         model = build_model(spec.model_name, spec.num_classes, spec.in_channels)
         state = load_state_dict_file(spec.folder / "model.safetensors")
         try:
@@ -282,7 +286,7 @@ def load_model_folder(source: str) -> tuple[nn.Module, HFModelSpec]:
 
 
 def build_hf_teacher(arch: str, weights: str | os.PathLike | None, num_classes: int, in_channels: int) -> nn.Module:
-    """``nayer_scale.teacher.build_teacher`` for ``teacher.arch=hf:<hub id or folder>``.
+    """``nayer_scale.models.sources.build_teacher`` for ``teacher.arch=hf:<hub id or folder>``.
 
     Returns:
         the teacher on the CPU, float32, eval() mode, ``requires_grad`` False, mapping
@@ -319,33 +323,16 @@ def _fmt(value: Any) -> str:
     return ",".join(f"{v:g}" for v in value) if isinstance(value, (tuple, list)) else str(value)
 
 
-def resolve_hf_teacher(cfg) -> list[str]:
-    """Fill ``cfg.teacher`` (and ``cfg.eval.resize``) from the ``hf:`` teacher's folder, in place, and
-    return its class names (see the module docstring for the rules).
-
-    Args:
-        cfg: a validated ``NayerConfig`` whose ``teacher.arch`` starts with ``hf:``.
-
-    Returns:
-        the teacher's K class names in index order.
+def _input_fields(t: TeacherConfig, spec: HFModelSpec) -> dict[str, Any]:
+    """The ``teacher.*`` input fields that the folder fills: those left at their defaults.
 
     Raises:
-        ConfigError: a ``teacher.*`` value that disagrees with the folder's (the message names both and
-            what to set), ``teacher.weights`` set, class names that disagree with ``id2label``, or a
-            value the folder does not give and the config leaves at its default.
-        TeacherLoadError: as ``read_hf_model_spec`` (no BatchNorm, no config.json, ...).
+        ConfigError: a value set to neither the default nor the folder's, or one the folder does not
+            give left at its default.
     """
-    from .config import DEMO_TEACHER, ConfigError, TeacherConfig
-    from .training.setup import resolve_class_names
-
-    t, source = cfg.teacher, cfg.teacher.arch[len(HF_PREFIX):]
     default = TeacherConfig()
-    if t.weights and t.weights != DEMO_TEACHER:
-        raise ConfigError(f"teacher.weights={t.weights} with teacher.arch={t.arch}: the weights are the model "
-                          "folder's; set teacher.weights= (empty)")
-    t.weights = ""
-    spec = read_hf_model_spec(source)
     where = f"{spec.folder} ({'preprocessor_config.json' if spec.kind == 'transformers' else 'config.json'})"
+    changes = {}
     for name, value in (("in_channels", spec.in_channels), ("mean", spec.mean), ("std", spec.std),
                         ("image_size", spec.image_size)):
         mine, unset = getattr(t, name), getattr(default, name)
@@ -355,61 +342,71 @@ def resolve_hf_teacher(cfg) -> list[str]:
                                   "model's (its training input)")
             continue
         if not _differs(mine, unset):
-            setattr(t, name, tuple(value) if isinstance(value, tuple) else value)
+            changes[name] = tuple(value) if isinstance(value, tuple) else value
         elif _differs(mine, value):
             raise ConfigError(f"teacher.{name}={_fmt(mine)} (from the preset, config file or an override) disagrees "
                               f"with teacher.arch={t.arch}, whose {where} gives {_fmt(value)}: remove the override or "
                               f"set teacher.{name}={_fmt(value)}")
+    return changes
+
+
+def _class_names(t: TeacherConfig, spec: HFModelSpec) -> tuple[str, list[str]]:
+    """(``teacher.class_names`` to record, the K names): ``id2label`` for the default or ``id2label``,
+    else the given dataset key or .txt file, checked against the model's names.
+
+    Raises:
+        ConfigError: only generic ``LABEL_i`` names and no class names given; names that differ from
+            ``id2label``, or another number of names than the model's classes.
+    """
     model_names = list(spec.class_names) if spec.class_names is not None else None
-    if t.class_names in (default.class_names, "id2label"):
+    if t.class_names in (TeacherConfig().class_names, "id2label"):
         if model_names is None:
             raise ConfigError(f"teacher.arch={t.arch} has only generic id2label names (LABEL_0, LABEL_1, ...): set "
                               "teacher.class_names to a dataset key or a .txt file with its "
                               f"{spec.num_classes} class names")
-        t.class_names = "id2label"
-        names = model_names
-    else:
-        names = resolve_class_names(t.class_names)
-        if model_names is not None and names != model_names:
-            raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names {names[:10]}"
-                              f"{'...' if len(names) > 10 else ''} but teacher.arch={t.arch} was trained on "
-                              f"{len(model_names)} classes {model_names[:10]}{'...' if len(model_names) > 10 else ''} "
-                              "(its id2label): set teacher.class_names=id2label to use the model's names")
-        if len(names) != spec.num_classes:
-            raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names, teacher.arch={t.arch} "
-                              f"has {spec.num_classes} classes: give its {spec.num_classes} class names")
-    if cfg.eval.resize == 0 and spec.eval_resize and spec.eval_resize >= (t.image_size or 0):
-        cfg.eval.resize = int(spec.eval_resize)
-    t.validate()
-    cfg.eval.validate()
-    return names
+        return "id2label", model_names
+    names = resolve_class_names(t.class_names)
+    if model_names is not None and names != model_names:
+        raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names {names[:10]}"
+                          f"{'...' if len(names) > 10 else ''} but teacher.arch={t.arch} was trained on "
+                          f"{len(model_names)} classes {model_names[:10]}{'...' if len(model_names) > 10 else ''} "
+                          "(its id2label): set teacher.class_names=id2label to use the model's names")
+    if len(names) != spec.num_classes:
+        raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names, teacher.arch={t.arch} "
+                          f"has {spec.num_classes} classes: give its {spec.num_classes} class names")
+    return t.class_names, names
 
 
-def save_model_folder(model: nn.Module, out: str | os.PathLike, *, architecture: str, class_names: list[str],
-                      in_channels: int, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                      card: str, extra: dict | None = None) -> Path:
-    """Write ``model`` (a zoo model) as a nayer-scale model folder that ``teacher.arch=hf:<folder>``
-    and :func:`load_model_folder` load back: ``model.safetensors`` (state dict), ``config.json``
-    (``library_name``, ``architecture``, ``num_classes``, ``class_names``, ``id2label``, ``in_channels``,
-    ``image_size``, ``mean``, ``std`` of [0, 1] pixels, plus ``extra``) and ``README.md`` (``card``).
-    Files are written atomically (``nayer_scale.storage``).
+def resolve_hf_teacher(cfg: NayerConfig) -> ResolvedTeacher:
+    """The ``teacher`` section (and ``eval.resize``) of a run with an ``hf:`` teacher, filled from the
+    teacher's folder, and its class names (see the module docstring for the rules). ``cfg`` is not
+    changed: the caller applies the result to its config.
+
+    Args:
+        cfg: a validated ``NayerConfig`` whose ``teacher.arch`` starts with ``hf:``.
 
     Returns:
-        the folder.
+        ``ResolvedTeacher``: a new, validated TeacherConfig (``weights`` empty, ``class_names``
+        ``id2label`` when the model's names are used, input fields left at their defaults filled
+        from the folder), the ``eval.resize`` to use (the image processor's resize when ``eval.resize``
+        is 0) and the teacher's K class names in index order.
+
+    Raises:
+        ConfigError: a ``teacher.*`` value that disagrees with the folder's (the message names both and
+            what to set), ``teacher.weights`` set, class names that disagree with ``id2label``, or a
+            value the folder does not give and the config leaves at its default.
+        TeacherLoadError: as ``read_hf_model_spec`` (no BatchNorm, no config.json, ...).
     """
-    from safetensors.torch import save_file
-
-    from .storage import atomic_path, atomic_write_json, atomic_write_text
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    config = {"library_name": NAYER_LIBRARY, "format": FOLDER_FORMAT, "architecture": architecture,
-              "num_classes": len(class_names), "class_names": list(class_names),
-              "id2label": {str(i): n for i, n in enumerate(class_names)}, "in_channels": int(in_channels),
-              "image_size": int(image_size), "mean": list(mean), "std": list(std), **(extra or {})}
-    atomic_write_json(out / "config.json", config)
-    atomic_write_text(out / "README.md", card)
-    return out
+    t, source = cfg.teacher, cfg.teacher.arch[len(HF_PREFIX):]
+    if t.weights and t.weights != DEMO_TEACHER:
+        raise ConfigError(f"teacher.weights={t.weights} with teacher.arch={t.arch}: the weights are the model "
+                          "folder's; set teacher.weights= (empty)")
+    spec = read_hf_model_spec(source)
+    changes = _input_fields(t, spec)
+    recorded, names = _class_names(t, spec)
+    teacher = dataclasses.replace(t, weights="", class_names=recorded, **changes).validate()
+    resize = cfg.eval.resize
+    if resize == 0 and spec.eval_resize and spec.eval_resize >= (teacher.image_size or 0):
+        resize = int(spec.eval_resize)
+    dataclasses.replace(cfg.eval, resize=resize).validate()
+    return ResolvedTeacher(teacher, resize, names)
