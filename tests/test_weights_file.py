@@ -38,3 +38,29 @@ def test_broken_files_say_what_they_are(tmp_path, make, expected):
     make(bad, pth, st)
     described = describe_weights_file(bad)
     assert described is not None and expected in described and "\n" not in described
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"<!DOCTYPE html><html><body>Access denied</body></html>", "it is an HTML page"),
+    (bytes(range(256)) * 4, "match no known format"),
+])
+def test_a_teacher_file_that_is_not_a_state_dict_is_named_without_the_loaders_text(tmp_path, content, expected):
+    from nayer_scale.models.io import TeacherLoadError, load_state_dict_file
+
+    bad = tmp_path / "x.pth"
+    bad.write_bytes(content)
+    with pytest.raises(TeacherLoadError) as err:
+        load_state_dict_file(bad)
+    message = str(err.value)
+    assert expected in message and "weights_only" not in message.replace("weights_only=True", "")
+    assert "WeightsUnpickler" not in message and len(message) < 400 and err.value.__cause__ is None
+
+
+def test_a_truncated_safetensors_teacher_is_named(tmp_path):
+    from nayer_scale.models.io import TeacherLoadError, load_state_dict_file
+
+    _, st = _good(tmp_path)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(st.read_bytes()[:-100])
+    with pytest.raises(TeacherLoadError, match="it is a truncated safetensors file"):
+        load_state_dict_file(cut)

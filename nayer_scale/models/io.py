@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..storage import atomic_path, atomic_write_json, atomic_write_text
+from .weights_file import describe_weights_file
 
 __all__ = ["FOLDER_FORMAT", "NAYER_LIBRARY", "TeacherLoadError", "clean_state_dict", "load_state_dict_file",
            "read_metadata", "save_model", "save_model_folder"]
@@ -64,9 +65,15 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise TeacherLoadError(f"cannot read weights file {path} ({type(err).__name__}: {err}); save the model's "
-                               "state_dict() with torch.save or safetensors, not the pickled model object") from err
+    except Exception as err:  # what the file is, in our words: the loaders' own texts run to pages
+        what = describe_weights_file(path)
+        if what is None:
+            what = (f"holds pickled Python objects other than tensors, which torch.load(weights_only=True) "
+                    f"refuses to run ({type(err).__name__}); save the model's state_dict() with torch.save or "
+                    "safetensors, not the pickled model object")
+        else:
+            what += "; give the teacher's state_dict() saved with torch.save or safetensors"
+        raise TeacherLoadError(f"cannot read weights file {path}: it {what}") from None
     return clean_state_dict(state, path)
 
 
@@ -100,7 +107,8 @@ def clean_state_dict(state: object, source: str | os.PathLike) -> dict[str, torc
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Save ``model.state_dict()`` (each tensor detached, copied to the CPU, contiguous) as safetensors.
+    """Save ``model.state_dict()`` (each tensor detached, copied to the CPU, contiguous) as safetensors,
+    atomically (``nayer_scale.storage.atomic_path``): a kill or a full disk leaves the previous file.
 
     Args:
         model: any module; tied (shared) tensors are stored as separate copies.
@@ -110,13 +118,15 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, st
 
     Raises:
         TypeError: a metadata key or value is not a string.
+        DiskFullError: the disk or quota is full (the previous file is intact).
     """
     metadata = dict(metadata or {})
     bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise TypeError(f"safetensors metadata must map str to str; json.dumps the values of {bad}")
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=metadata)
+    with atomic_path(path) as tmp:  # a kill or a full disk mid-write leaves the previous file, never half of one
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -147,8 +157,7 @@ def save_model_folder(model: nn.Module, out: str | os.PathLike, *, architecture:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_model(model, tmp, {"format": "pt"})
+    save_model(model, out / "model.safetensors", {"format": "pt"})
     config = {"library_name": NAYER_LIBRARY, "format": FOLDER_FORMAT, "architecture": architecture,
               "num_classes": len(class_names), "class_names": list(class_names),
               "id2label": {str(i): n for i, n in enumerate(class_names)}, "in_channels": int(in_channels),
