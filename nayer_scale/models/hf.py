@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from ..config import DEMO_TEACHER, ConfigError, NayerConfig, TeacherConfig
+from ..extras import require
 from ..lte.classnames import resolve_class_names
 from .io import NAYER_LIBRARY, TeacherLoadError, load_state_dict_file
 from .registry import build_model
@@ -163,7 +164,8 @@ def _input_size(pre: dict, config: dict, source: str) -> tuple[int | None, int |
 
 def _meta_model(folder: Path, source: str):
     """The transformers model built on the meta device from config.json (no weights, no memory)."""
-    from transformers import AutoConfig, AutoModelForImageClassification
+    transformers = require("transformers", "hf", f"teacher.arch=hf:{source}")
+    AutoConfig, AutoModelForImageClassification = transformers.AutoConfig, transformers.AutoModelForImageClassification
 
     try:
         config = AutoConfig.from_pretrained(str(folder))
@@ -274,7 +276,7 @@ def load_model_folder(source: str) -> tuple[nn.Module, HFModelSpec]:
         except RuntimeError as err:
             raise TeacherLoadError(f"{spec.folder}/model.safetensors does not fit {spec.model_name}: {err}") from err
         return model.eval(), spec
-    from transformers import AutoModelForImageClassification
+    AutoModelForImageClassification = require("transformers", "hf", "teacher.arch=hf:...").AutoModelForImageClassification
 
     folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)
     try:
