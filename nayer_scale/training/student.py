@@ -84,7 +84,7 @@ class StudentEngine:
     @property
     def unwrapped(self) -> nn.Module:
         """The student module itself (no DDP / DeepSpeed wrapper)."""
-        return self.accelerator.unwrap_model(self.model)
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     def train(self) -> None:
         self.model.train()
