@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from bn_global_worker import BATCH_PER_PROCESS, FIRST_BN_MULTIPLIER, MOMENTUM, batches, run_steps, tiny_teacher
 from nayer_kernels import bn_partial_sums_reference, bn_stats_loss_from_sums, bn_stats_loss_reference
-from nayer_scale.losses import BNStatsHooks
+from nayer_scale.synthesis.bn_hooks import BNStatsHooks
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 ON_GPU = torch.cuda.is_available()

@@ -23,13 +23,13 @@ from ..config import ConfigError, NayerConfig
 from ..data import build_eval_source, check_eval_data
 from ..evaluation import Evaluator, SyntheticProbe
 from ..hf_models import is_hf_arch, resolve_hf_teacher
-from ..losses import BNStatsHooks
 from ..lte import load_or_build_lte
 from ..memory import MemoryBank, choose_memory_cache
 from ..models import build_model
 from ..precision import Precision, resolve_precision
 from ..quantization.student import quantized_student
 from ..synthesis import LabelSampler, SynthesisContext, Synthesizer, build_synthesizer
+from ..synthesis.bn_hooks import BNStatsHooks
 from ..teacher import build_teacher, read_metadata
 from .checkpoint import CheckpointManager
 from .clock import RunClock
