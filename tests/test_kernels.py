@@ -349,8 +349,9 @@ def test_front_functions_call_the_chosen_backend(monkeypatch, bn_triton):
         reinit_noisy_linears(a, None, "normal", backend=backend, seed=noisy_seed(0, 1, 2, 0))
         reinit_noisy_linears(b, None, "normal", backend=backend, seed=noisy_seed(0, 1, 2, 0))
         assert torch.equal(a, b)
-        reinit_noisy_linears(a, None, "normal", backend=backend, generator=torch.Generator().manual_seed(3))
-        reinit_noisy_linears(b, None, "normal", backend=backend, generator=torch.Generator().manual_seed(3))
+        # the generator lives on the tensors' device (a CPU generator cannot draw into a CUDA tensor)
+        reinit_noisy_linears(a, None, "normal", backend=backend, generator=torch.Generator(a.device).manual_seed(3))
+        reinit_noisy_linears(b, None, "normal", backend=backend, generator=torch.Generator(b.device).manual_seed(3))
         assert torch.equal(a, b)
 
 
