@@ -20,9 +20,14 @@ Kernels (the tiling and the partial-statistics kernel are shared with the partia
 ``bn_tiles_triton``):
   _bn_partial_stats_kernel  (bn_tiles_triton) one read of x: per (tile row, channel) count, mean and
                             centred M2 of x - K_c in fp32, K_c = x[0, c, 0].
-  _bn_finalize_kernel       combines the partials per channel (Chan et al. parallel variance),
-                            adds K back, blends with the EMA and writes mean, var,
+  _bn_combine_kernel        finalize stage 1, only when there are more than FINALIZE_BLOCK_P partial
+                            rows P: a 2-D grid (channel blocks x G row groups) combines each group
+                            of rows (Chan et al. parallel variance) into one row of a (G, C) table,
+                            G <= FINALIZE_BLOCK_P (``finalize_plan``).
+  _bn_finalize_kernel       stage 2 (grid: channel blocks): combines the remaining rows per channel
+                            the same way, adds K back, blends with the EMA and writes mean, var,
                             mu_run - mu_cmp and var_run - var_cmp.
+  (``_combine_rows``, a jit helper, is the row combine of both stages.)
   _bn_backward_kernel       dL/dx in one elementwise pass (reads x, writes dx).
 The two norms and their sum are three tiny torch ops on (C,) vectors.
 
@@ -36,63 +41,78 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from .bn_tiles_triton import (channel_vector, check_device, launch_tile_backward, partial_stats, store_affine_tiles,
-                              tile_coords, validate_input)
+from .bn_tiles_triton import (TilePartials, channel_vector, check_device, launch_tile_backward, partial_stats,
+                              store_affine_tiles, tile_coords, validate_input)
 
 __all__ = ["BNStatsLossFunction", "bn_stats_loss_triton"]
 
+# The finalize: a (P, C) table of partial statistics -> per-channel mean and var. Both stages loop
+# over rows in steps of FINALIZE_BLOCK_P, on FINALIZE_BLOCK_C channels per program.
 FINALIZE_BLOCK_C = 32
 FINALIZE_BLOCK_P = 64
 
 
 @triton.jit
-def _bn_finalize_kernel(
-    shift_ptr,
-    pcount_ptr,
-    pmean_ptr,
-    pm2_ptr,
-    P,
-    C,
-    inv_m,
-    running_mean_ptr,
-    running_var_ptr,
-    ema_mean_ptr,
-    ema_var_ptr,
-    momentum,
-    mean_ptr,
-    var_ptr,
-    diff_mean_ptr,
-    diff_var_ptr,
-    HAS_EMA: tl.constexpr,
-    BLOCK_P: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-):
-    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
-
-    # Pass 1: mean - K = sum_p count_p * mean_p / M (partial means relative to the shift K).
+def _combine_rows(pcount_ptr, pmean_ptr, pm2_ptr, p_lo, p_hi, C, c, c_mask, BLOCK_P: tl.constexpr,
+                  BLOCK_C: tl.constexpr):
+    """Chan et al.'s parallel variance over rows [p_lo, p_hi) of (count (P,), mean (P, C), M2 (P, C)):
+    (count (scalar), mean (BLOCK_C,), M2 (BLOCK_C,)) of their union, means relative to the shift K."""
+    # Pass 1: n = sum_p count_p, mean = sum_p count_p mean_p / n.
+    cnt_acc = tl.zeros([BLOCK_P], dtype=tl.float32)
     total = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for p0 in range(0, P, BLOCK_P):
+    for p0 in range(p_lo, p_hi, BLOCK_P):
         p = p0 + tl.arange(0, BLOCK_P)
-        p_mask = p < P
-        mask = p_mask[:, None] & c_mask[None, :]
+        p_mask = p < p_hi
         cnt = tl.load(pcount_ptr + p, mask=p_mask, other=0.0)
-        mu = tl.load(pmean_ptr + p[:, None] * C + c[None, :], mask=mask, other=0.0)
+        mu = tl.load(pmean_ptr + p[:, None] * C + c[None, :], mask=p_mask[:, None] & c_mask[None, :], other=0.0)
+        cnt_acc += cnt
         total += tl.sum(cnt[:, None] * mu, axis=0)
-    shifted_mean = total * inv_m
-
-    # Pass 2 (Chan et al.): M2 = sum_p [ M2_p + count_p * (mean_p - mean)^2 ].
+    count = tl.sum(cnt_acc, axis=0)
+    mean = total / count
+    # Pass 2: M2 = sum_p [ M2_p + count_p (mean_p - mean)^2 ].
     m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for p0 in range(0, P, BLOCK_P):
+    for p0 in range(p_lo, p_hi, BLOCK_P):
         p = p0 + tl.arange(0, BLOCK_P)
-        p_mask = p < P
+        p_mask = p < p_hi
         mask = p_mask[:, None] & c_mask[None, :]
         cnt = tl.load(pcount_ptr + p, mask=p_mask, other=0.0)
         mu = tl.load(pmean_ptr + p[:, None] * C + c[None, :], mask=mask, other=0.0)
         m2p = tl.load(pm2_ptr + p[:, None] * C + c[None, :], mask=mask, other=0.0)
-        d = mu - shifted_mean[None, :]
+        d = mu - mean[None, :]
         m2 += tl.sum(tl.where(mask, m2p + cnt[:, None] * d * d, 0.0), axis=0)
-    var = m2 * inv_m
+    return count, mean, m2
+
+
+@triton.jit
+def _bn_combine_kernel(
+    pcount_ptr, pmean_ptr, pm2_ptr, P, C, rows_per_group, gcount_ptr, gmean_ptr, gm2_ptr,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    # Stage 1 of the finalize, grid (channel blocks, groups): group g's rows -> one row of (G, C).
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    g = tl.program_id(1)
+    p_lo = g * rows_per_group
+    count, mean, m2 = _combine_rows(pcount_ptr, pmean_ptr, pm2_ptr, p_lo, tl.minimum(p_lo + rows_per_group, P), C,
+                                    c, c_mask, BLOCK_P, BLOCK_C)
+    tl.store(gmean_ptr + g * C + c, mean, mask=c_mask)
+    tl.store(gm2_ptr + g * C + c, m2, mask=c_mask)
+    if tl.program_id(0) == 0:
+        tl.store(gcount_ptr + g, count)
+
+
+@triton.jit
+def _bn_finalize_kernel(
+    shift_ptr, pcount_ptr, pmean_ptr, pm2_ptr, P, C,
+    running_mean_ptr, running_var_ptr, ema_mean_ptr, ema_var_ptr, momentum,
+    mean_ptr, var_ptr, diff_mean_ptr, diff_var_ptr,
+    HAS_EMA: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    # Stage 2, grid (channel blocks,): all P rows -> mean, var, mu_run - mu_cmp, var_run - var_cmp.
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    count, shifted_mean, m2 = _combine_rows(pcount_ptr, pmean_ptr, pm2_ptr, 0, P, C, c, c_mask, BLOCK_P, BLOCK_C)
+    var = m2 / count
     mean = tl.load(shift_ptr + c, mask=c_mask, other=0.0) + shifted_mean
 
     mean_cmp = mean
@@ -108,6 +128,32 @@ def _bn_finalize_kernel(
     tl.store(var_ptr + c, var, mask=c_mask)
     tl.store(diff_mean_ptr + c, running_mean - mean_cmp, mask=c_mask)
     tl.store(diff_var_ptr + c, running_var - var_cmp, mask=c_mask)
+
+
+def finalize_plan(rows: int) -> tuple[int, int]:
+    """(rows_per_group, groups) of the finalize's stage 1 for ``rows`` partial rows; (rows, 1) when one
+    stage suffices (rows <= FINALIZE_BLOCK_P). Groups are whole multiples of FINALIZE_BLOCK_P rows and
+    at most FINALIZE_BLOCK_P of them, so stage 2 reads its rows in one step."""
+    if rows <= FINALIZE_BLOCK_P:
+        return rows, 1
+    rows_per_group = FINALIZE_BLOCK_P * triton.cdiv(rows, FINALIZE_BLOCK_P * FINALIZE_BLOCK_P)
+    return rows_per_group, triton.cdiv(rows, rows_per_group)
+
+
+def _combine_groups(parts: TilePartials) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stage 1: the (P, C) partials -> (G, C) group statistics (count (G,), mean, M2), P > FINALIZE_BLOCK_P;
+    the partials themselves otherwise."""
+    rows, c = parts.mean.shape
+    rows_per_group, groups = finalize_plan(rows)
+    if groups == 1:
+        return parts.count, parts.mean, parts.m2
+    gcount = torch.empty(groups, device=parts.mean.device, dtype=torch.float32)
+    gmean, gm2 = torch.empty_like(parts.mean[:groups]), torch.empty_like(parts.m2[:groups])
+    _bn_combine_kernel[(triton.cdiv(c, FINALIZE_BLOCK_C), groups)](
+        parts.count, parts.mean, parts.m2, rows, c, rows_per_group, gcount, gmean, gm2,
+        BLOCK_P=FINALIZE_BLOCK_P, BLOCK_C=FINALIZE_BLOCK_C,
+    )  # fmt: skip
+    return gcount, gmean, gm2
 
 
 @triton.jit
@@ -150,9 +196,9 @@ class BNStatsLossFunction(torch.autograd.Function):
         ema_var = channel_vector(ema_var, dev) if has_ema else running_var
         mean, var = torch.empty(c, **f32), torch.empty(c, **f32)
         diff_mean, diff_var = torch.empty(c, **f32), torch.empty(c, **f32)
+        count, rel_mean, m2 = _combine_groups(parts)
         _bn_finalize_kernel[(triton.cdiv(c, FINALIZE_BLOCK_C),)](
-            parts.shift, parts.count, parts.mean, parts.m2, parts.count.numel(), c, 1.0 / (x.numel() // c),
-            running_mean, running_var, ema_mean, ema_var, m,
+            parts.shift, count, rel_mean, m2, count.numel(), c, running_mean, running_var, ema_mean, ema_var, m,
             mean, var, diff_mean, diff_var,
             HAS_EMA=has_ema, BLOCK_P=FINALIZE_BLOCK_P, BLOCK_C=FINALIZE_BLOCK_C,
         )  # fmt: skip

@@ -73,7 +73,7 @@ def tile_coords(pid, num_c_blocks, num_s_blocks, C, S, BLOCK_C: tl.constexpr, BL
 @triton.jit
 def store_affine_tiles(x_ptr, dx_ptr, alpha, beta, center, c, s, tile_mask, n0, N, n_per_program,
                        sx_n, sx_c, sx_s, sd_n, sd_c, sd_s):
-    """dx[n, c, s] = alpha_c * (x[n, c, s] - center_c) + beta_c for n in [n0, n0 + n_per_program) ∩ [0, N)."""
+    """dx[n, c, s] = alpha_c * (x[n, c, s] - center_c) + beta_c for n0 <= n < min(n0 + n_per_program, N)."""
     x_offs = c[:, None].to(tl.int64) * sx_c + s[None, :].to(tl.int64) * sx_s
     d_offs = c[:, None].to(tl.int64) * sd_c + s[None, :].to(tl.int64) * sd_s
     for i in range(0, n_per_program):

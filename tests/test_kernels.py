@@ -148,6 +148,35 @@ def test_bn_stats_multi_block_paths(monkeypatch, bn_triton, bn_tiles, channels_l
     _assert_matches_reference(x, args, upstream=-0.7)
 
 
+# Odd shapes for the two-stage finalize: with 2x4 tiles and 4-row finalize steps, (3, 7, 5, 9) gives
+# 36 partial rows in 3 groups of 12 (stage 1 loops 3 steps), (5, 3, 4, 5) 25 rows in groups of 8
+# (a ragged last group of 1), (6, 10) 6 rows in groups of 4, and (2, 5, 7), (2, 13, 1, 1) at most 4
+# rows (stage 2 alone).
+FINALIZE_SHAPES = [(3, 7, 5, 9), (5, 3, 4, 5), (6, 10), (2, 5, 7), (2, 13, 1, 1)]
+FINALIZE_LAYOUTS = [(s, cl) for s in FINALIZE_SHAPES for cl in ([False, True] if len(s) == 4 and s[2] > 1 else [False])]
+
+
+@needs_kernels
+@pytest.mark.parametrize("momentum_on", [False, True], ids=["no_ema", "ema"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("shape,channels_last", FINALIZE_LAYOUTS,
+                         ids=["x".join(map(str, s)) + ("-nhwc" if cl else "") for s, cl in FINALIZE_LAYOUTS])
+def test_bn_stats_two_stage_finalize_matches_reference(monkeypatch, bn_triton, bn_tiles, shape, channels_last, dtype,
+                                                       momentum_on):
+    """The finalize parallel over the partial rows (stage 1: a 2-D grid of channel blocks x row
+    groups; stage 2: the groups) against the reference, forward and backward."""
+    for module, name, value in [(bn_tiles, "MAX_BLOCK_S", 4), (bn_tiles, "MAX_BLOCK_C", 2),
+                                (bn_tiles, "TILE_ELEMENTS", 8), (bn_triton, "FINALIZE_BLOCK_C", 4),
+                                (bn_triton, "FINALIZE_BLOCK_P", 4)]:
+        monkeypatch.setattr(module, name, value)
+    x, args = _bn_case(shape, dtype, channels_last, momentum_on)
+    rows = bn_tiles.launch_config(bn_tiles.as_ncs(x))["num_rows"]
+    rows_per_group, groups = bn_triton.finalize_plan(rows)
+    assert groups <= 4 and rows_per_group * groups >= rows > rows_per_group * (groups - 1)
+    assert (groups > 1) == (rows > 4) and (rows_per_group % 4 == 0 or groups == 1)
+    _assert_matches_reference(x, args, upstream=1.3)
+
+
 @needs_kernels
 def test_bn_stats_strided_views_and_no_grad(bn_triton):
     # Spatial dims that cannot be merged into one stride (copied once) and a channel-sliced view.
