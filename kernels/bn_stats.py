@@ -16,8 +16,8 @@ exponential moving average (EMA) of earlier synthesis batches' statistics before
 
 and the EMA is updated once per synthesis batch (see ``update_ema``).
 
-This file holds the pure-PyTorch reference. It is the CPU path and the oracle for the fused Triton
-kernel (a later addition to this folder).
+This file holds the pure-PyTorch references. They are the CPU path and the oracle for the Triton
+ops ``bn_loss_triton`` (fused loss) and ``bn_sums_triton`` (partial sums).
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def bn_stats_loss(
         ValueError: bad input shapes (see the implementations) or an unknown backend.
     """
     if resolve_backend(backend) == "triton":
-        from .bn_stats_triton import bn_stats_loss_triton
+        from .bn_loss_triton import bn_stats_loss_triton
 
         return bn_stats_loss_triton(x, running_mean, running_var, ema_mean, ema_var, momentum)
     return bn_stats_loss_reference(x, running_mean, running_var, ema_mean, ema_var, momentum)
@@ -159,7 +159,7 @@ def bn_partial_sums(x: torch.Tensor, shift: torch.Tensor, backend: str = "auto")
         ValueError: bad shapes or an unknown backend.
     """
     if resolve_backend(backend) == "triton":
-        from .bn_stats_triton import bn_partial_sums_triton
+        from .bn_sums_triton import bn_partial_sums_triton
 
         return bn_partial_sums_triton(x, shift)
     return bn_partial_sums_reference(x, shift)

@@ -6,7 +6,7 @@ weights from N(0, 1) and sets the bias to zero; Kaiming-uniform (PyTorch's nn.Li
 offered as an alternative.
 
 All L noisy linears are stored as one (L, out, in) weight tensor and one (L, out) bias tensor, so a
-re-initialisation is one call here (and one launch for the Triton kernel that will join this folder).
+re-initialisation is one call here (and one launch of the Triton kernel in ``noisy_init_triton.py``).
 This file is the pure-PyTorch reference and the CPU path.
 """
 

@@ -2,8 +2,9 @@
 
 Where things live:
   nayer_scale.lte        label-text embedding (LTE) pool: class names, prompts, text encoders, cache
-  nayer_scale.synthesis  noisy layer, generators, synthesis methods (NAYER, DeepInversion, Fast)
-  nayer_scale.losses     teacher BN-statistics hooks, CE / adversarial / KD losses
+  nayer_scale.synthesis  noisy layer, generators, teacher BN-statistics hooks, synthesis methods (NAYER,
+                         DeepInversion, Fast)
+  nayer_scale.losses     adversarial / KD losses and image priors (pure functions)
   nayer_scale.metrics    diversity of synthetic batches, convergence epoch, LTE nearest classes
   nayer_scale.memory     memory bank on sharded WebDataset tar files
   nayer_scale.models     model zoo (CIFAR-style ResNets, WRNs, VGG; torchvision-compatible ImageNet nets) and

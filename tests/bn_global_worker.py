@@ -59,7 +59,7 @@ if __name__ == "__main__":
     import torch.distributed as dist
     from safetensors.torch import save_file
 
-    from nayer_scale.losses import BNStatsHooks
+    from nayer_scale.synthesis.bn_hooks import BNStatsHooks
 
     out_file, backend, world_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rank = int(os.environ["RANK"])

@@ -1,12 +1,33 @@
 """Shared fixtures: a tiny fake Fashion-MNIST *test* split, a random-weight teacher file and a tiny
 NAYER config that runs in seconds on CPU. No network: the text encoder is the locally installed
-all-MiniLM-L6-v2 package."""
+all-MiniLM-L6-v2 package.
+
+Triton kernels (fixture ``triton_kernels``): a test that launches them requests the fixture. With a
+CUDA device they run compiled and the fixture only skips when triton is missing. Without one they run
+in Triton's CPU interpreter, scoped as narrowly as triton 3.7 allows:
+  - triton decides interpreted-or-compiled per ``@triton.jit`` function when it is *decorated*,
+    reading TRITON_INTERPRET then; triton's own jit helpers (``tl.sum``, ``tl.randn``, ...) are
+    decorated when triton is first imported, ours when their module is first imported;
+  - an interpreted kernel calling a compiled helper fails ("Cannot call @triton.jit'd outside of the
+    scope of a kernel"), so triton must be first imported with the variable set;
+  - a launch reads the variable again (its first launch imports more of triton, which asserts the
+    interpreter mode), so it must still be set whenever an interpreted kernel is launched.
+So, when the collected tests request ``triton_kernels`` on a CPU machine, ``pytest_collection_modifyitems``
+imports triton once with TRITON_INTERPRET=1 and removes the variable again (a later ``import triton`` by
+torch.compile cannot then fix the helpers as compiled), and the fixture sets TRITON_INTERPRET=1 for
+the duration of each kernel test only (our kernel modules are first imported inside those tests, so
+they are decorated as interpreted). Other tests of the process, and the subprocesses they start, never
+see the variable. If triton was imported without the interpreter before collection ended (a plugin),
+the kernel tests are skipped, and tests/test_kernels.py re-runs itself in a subprocess instead.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +39,54 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from nayer_scale.recipes import get_preset  # noqa: E402
+
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+TRITON_INTERPRET = "TRITON_INTERPRET"
+
+
+def triton_kernels_run_here() -> bool:
+    """Whether this process can launch the Triton kernels: triton is installed, and there is a CUDA
+    device, or triton is not imported yet, or it was imported in interpreter mode."""
+    if not TRITON_INSTALLED:
+        return False
+    if torch.cuda.is_available() or "triton" not in sys.modules:
+        return True
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(tl.sum, InterpretedFunction)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection
+def pytest_collection_modifyitems(config, items):
+    """CPU machine: import triton once in interpreter mode when a selected test launches kernels."""
+    wanted = any("triton_kernels" in getattr(item, "fixturenames", ()) for item in items)
+    if not wanted or not TRITON_INSTALLED or torch.cuda.is_available() or "triton" in sys.modules:
+        return
+    before = os.environ.get(TRITON_INTERPRET)
+    os.environ[TRITON_INTERPRET] = "1"
+    try:
+        import triton.language  # noqa: F401  (triton's own jit helpers: decorated as interpreted)
+    finally:
+        if before is None:
+            del os.environ[TRITON_INTERPRET]
+        else:
+            os.environ[TRITON_INTERPRET] = before
+
+
+@pytest.fixture
+def triton_kernels(monkeypatch) -> str:
+    """Lets one test launch the Triton kernels: "cuda" (compiled; nothing set) or "interpreter"
+    (CPU: TRITON_INTERPRET=1 for this test only). Skips when triton is missing or was imported
+    without the interpreter (see the module docstring)."""
+    if not TRITON_INSTALLED:
+        pytest.skip("triton is not installed")
+    if torch.cuda.is_available():
+        return "cuda"
+    if not triton_kernels_run_here():
+        pytest.skip("triton was imported without TRITON_INTERPRET in this process (see tests/conftest.py)")
+    monkeypatch.setenv(TRITON_INTERPRET, "1")
+    return "interpreter"
 
 
 def write_idx_split(folder: Path, split: str, n: int, seed: int = 0) -> None:

@@ -23,19 +23,10 @@ from safetensors.torch import load_file
 
 from bn_global_worker import BATCH_PER_PROCESS, FIRST_BN_MULTIPLIER, MOMENTUM, batches, run_steps, tiny_teacher
 from nayer_kernels import bn_partial_sums_reference, bn_stats_loss_from_sums, bn_stats_loss_reference
-from nayer_scale.losses import BNStatsHooks
+from nayer_scale.synthesis.bn_hooks import BNStatsHooks
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 ON_GPU = torch.cuda.is_available()
-if HAS_TRITON and not ON_GPU and "triton" not in sys.modules:
-    os.environ["TRITON_INTERPRET"] = "1"  # before the first `import triton` (see tests/test_kernels.py)
-if HAS_TRITON:
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-
-    KERNELS_RUN_HERE = ON_GPU or isinstance(tl.sum, InterpretedFunction)
-else:
-    KERNELS_RUN_HERE = False
 WORKER = Path(__file__).parent / "bn_global_worker.py"
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 # var = S2 / M - (S1 / M)^2 cancels when |mean - running mean| >> std (this teacher's running means
@@ -96,18 +87,18 @@ def test_partial_sums_finalize_to_the_reference_loss_and_gradient():
         torch.testing.assert_close(x2.grad.double(), x1.grad, rtol=1e-4, atol=1e-5 * x1.grad.abs().max().item())
 
 
-@pytest.mark.skipif(not KERNELS_RUN_HERE, reason="triton missing, or imported without TRITON_INTERPRET first")
+@pytest.mark.usefixtures("triton_kernels")  # compiled on CUDA, else the interpreter for this test (tests/conftest.py)
 @pytest.mark.parametrize("dtype, channels_last", [(torch.float32, False), (torch.float32, True),
                                                   (torch.bfloat16, True)])
 def test_triton_partial_sums_match_the_reference(monkeypatch, dtype, channels_last):
     """The Triton split (partial-statistics kernel with a given shift, tile combine, sums backward)
     against the reference, with tiny tiles so that several tiles and sample blocks combine."""
-    import nayer_kernels.bn_stats_triton as bn_triton
+    import nayer_kernels.bn_tiles_triton as bn_tiles
     from nayer_kernels import bn_partial_sums_triton
 
-    monkeypatch.setattr(bn_triton, "TILE_ELEMENTS", 16)
-    monkeypatch.setattr(bn_triton, "MAX_BLOCK_C", 4)
-    monkeypatch.setattr(bn_triton, "TARGET_PROGRAMS", 8)
+    monkeypatch.setattr(bn_tiles, "TILE_ELEMENTS", 16)
+    monkeypatch.setattr(bn_tiles, "MAX_BLOCK_C", 4)
+    monkeypatch.setattr(bn_tiles, "TARGET_PROGRAMS", 8)
     device = "cuda" if ON_GPU else "cpu"
     g = torch.Generator().manual_seed(3)
     x = (torch.randn(5, 6, 3, 5, generator=g) * 2 + 40).to(dtype)

@@ -277,7 +277,7 @@ def test_spec_of_a_transformers_folder(hf_teacher_dir, tmp_path):
 
 
 def test_load_hf_teacher_returns_logits_and_is_hooked(hf_teacher_dir):
-    from nayer_scale.losses import BNStatsHooks
+    from nayer_scale.synthesis.bn_hooks import BNStatsHooks
     from nayer_scale.models import get_classifier
     from nayer_scale.models.sources import build_teacher
 

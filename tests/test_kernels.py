@@ -1,17 +1,15 @@
 """Triton kernels against their pure-PyTorch references, and the backend dispatch.
 
-On a CPU machine the kernels run in Triton's interpreter (TRITON_INTERPRET=1) on CPU tensors; on a
-GPU machine they run compiled on CUDA tensors, and the ``gpu``-marked tests add realistic shapes.
+On a CPU machine the kernels run in Triton's interpreter on CPU tensors; on a GPU machine they run
+compiled on CUDA tensors, and the ``gpu``-marked tests add realistic shapes.
 
-Why TRITON_INTERPRET is set at the top of this module, and left set: interpreter mode is decided
-when triton is *imported* (``@triton.jit`` then wraps triton's own helpers such as ``tl.sum`` and
-``tl.randn`` as interpreted functions), and triton imports more of itself on the first launch, which
-fails if the variable has been removed again. Setting it here, at collection time, is early enough
-because nothing collected before this file imports triton (``import nayer_kernels`` does not). The
-variable is harmless for the other tests in the same process (none of them uses triton; on CPU torch
-compiles with C++, not triton). Should triton already have been imported without the interpreter
-(a future conftest, a plugin), the kernel tests here are skipped and one test re-runs this file in a
-subprocess with TRITON_INTERPRET=1 instead.
+Every test that launches a kernel requests the ``triton_kernels`` fixture of tests/conftest.py
+(directly, through ``needs_kernels``, or through the fixtures that hand it the kernel modules): it
+sets TRITON_INTERPRET=1 only without a CUDA device and only for that test, and the kernel modules
+are imported inside those tests, never at collection (see tests/conftest.py for how triton 3.7
+reads the variable). Should triton already have been imported without the interpreter (a plugin),
+the kernel tests here are skipped and one test re-runs this file in a subprocess with
+TRITON_INTERPRET=1 instead.
 """
 
 from __future__ import annotations
@@ -25,24 +23,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import triton_kernels_run_here
 
 ON_GPU = torch.cuda.is_available()
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if ON_GPU else "cpu"
-
-if HAS_TRITON and not ON_GPU and "triton" not in sys.modules:
-    os.environ["TRITON_INTERPRET"] = "1"  # before the first `import triton` of this process
-
-if HAS_TRITON:
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-
-    import nayer_kernels.bn_stats_triton as bn_triton
-    import nayer_kernels.noisy_init_triton as noisy_triton
-
-    KERNELS_RUN_HERE = ON_GPU or isinstance(tl.randn, InterpretedFunction)
-else:
-    KERNELS_RUN_HERE = False
 
 from nayer_kernels import (  # noqa: E402
     bn_stats_loss,
@@ -54,10 +39,32 @@ from nayer_kernels import (  # noqa: E402
 )
 from nayer_kernels import dispatch  # noqa: E402
 
-needs_kernels = pytest.mark.skipif(
-    not KERNELS_RUN_HERE,
-    reason="triton missing, or imported without TRITON_INTERPRET before this module (see the subprocess test)",
-)
+needs_kernels = pytest.mark.usefixtures("triton_kernels")
+
+
+@pytest.fixture
+def bn_triton(triton_kernels):
+    """The fused BN-statistics loss op module (imported with the interpreter on where it runs)."""
+    import nayer_kernels.bn_loss_triton as module
+
+    return module
+
+
+@pytest.fixture
+def bn_tiles(triton_kernels):
+    """The tiling module shared by the BN-statistics ops (its launch constants)."""
+    import nayer_kernels.bn_tiles_triton as module
+
+    return module
+
+
+@pytest.fixture
+def noisy_triton(triton_kernels):
+    """The noisy-layer re-initialisation op module."""
+    import nayer_kernels.noisy_init_triton as module
+
+    return module
+
 
 # (atol, rtol) per input dtype. The statistics and the loss are fp32 whatever the input dtype, so
 # they get fp32 tolerances; dL/dx is stored in the input dtype (atol relative to max |dL/dx|).
@@ -91,6 +98,8 @@ def _run(fn, x, args, upstream=2.5):
 
 
 def _assert_matches_reference(x, args, upstream=2.5):
+    import nayer_kernels.bn_loss_triton as bn_triton  # in a kernel test: the fixture has set the mode
+
     loss, mean, var, dx = _run(bn_triton.bn_stats_loss_triton, x, args, upstream)
     r_loss, r_mean, r_var, r_dx = _run(bn_stats_loss_reference, x, args, upstream)
     atol, rtol = STATS_TOL
@@ -125,21 +134,51 @@ def test_bn_stats_matches_reference(shape, channels_last, dtype, momentum_on):
 
 @needs_kernels
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-def test_bn_stats_multi_block_paths(monkeypatch, channels_last):
+def test_bn_stats_multi_block_paths(monkeypatch, bn_triton, bn_tiles, channels_last):
     """Tiny tiles: several channel and spatial blocks, loops over n with a ragged last chunk, and
     several finalize blocks, so every combine path of the two-level reduction runs."""
-    for name, value in [("TARGET_PROGRAMS", 2), ("MAX_BLOCK_S", 8), ("MAX_BLOCK_C", 2), ("TILE_ELEMENTS", 16),
-                        ("FINALIZE_BLOCK_C", 2), ("FINALIZE_BLOCK_P", 2)]:
-        monkeypatch.setattr(bn_triton, name, value)
+    for module, name, value in [(bn_tiles, "TARGET_PROGRAMS", 2), (bn_tiles, "MAX_BLOCK_S", 8),
+                                (bn_tiles, "MAX_BLOCK_C", 2), (bn_tiles, "TILE_ELEMENTS", 16),
+                                (bn_triton, "FINALIZE_BLOCK_C", 2), (bn_triton, "FINALIZE_BLOCK_P", 2)]:
+        monkeypatch.setattr(module, name, value)
     x, args = _bn_case((5, 3, 4, 5), torch.float32, channels_last, True)
-    cfg = bn_triton._launch_config(bn_triton._as_ncs(x))
+    cfg = bn_tiles.launch_config(bn_tiles.as_ncs(x))
     assert cfg["num_c_blocks"] > 1 and cfg["n_per_program"] > 1 and 5 % cfg["n_per_program"] != 0
     assert cfg["num_rows"] > bn_triton.FINALIZE_BLOCK_P
     _assert_matches_reference(x, args, upstream=-0.7)
 
 
+# Odd shapes for the two-stage finalize: with 2x4 tiles and 4-row finalize steps, (3, 7, 5, 9) gives
+# 36 partial rows in 3 groups of 12 (stage 1 loops 3 steps), (5, 3, 4, 5) 25 rows in groups of 8
+# (a ragged last group of 1), (6, 10) 6 rows in groups of 4, and (2, 5, 7), (2, 13, 1, 1) at most 4
+# rows (stage 2 alone).
+FINALIZE_SHAPES = [(3, 7, 5, 9), (5, 3, 4, 5), (6, 10), (2, 5, 7), (2, 13, 1, 1)]
+FINALIZE_LAYOUTS = [(s, cl) for s in FINALIZE_SHAPES for cl in ([False, True] if len(s) == 4 and s[2] > 1 else [False])]
+
+
 @needs_kernels
-def test_bn_stats_strided_views_and_no_grad():
+@pytest.mark.parametrize("momentum_on", [False, True], ids=["no_ema", "ema"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("shape,channels_last", FINALIZE_LAYOUTS,
+                         ids=["x".join(map(str, s)) + ("-nhwc" if cl else "") for s, cl in FINALIZE_LAYOUTS])
+def test_bn_stats_two_stage_finalize_matches_reference(monkeypatch, bn_triton, bn_tiles, shape, channels_last, dtype,
+                                                       momentum_on):
+    """The finalize parallel over the partial rows (stage 1: a 2-D grid of channel blocks x row
+    groups; stage 2: the groups) against the reference, forward and backward."""
+    for module, name, value in [(bn_tiles, "MAX_BLOCK_S", 4), (bn_tiles, "MAX_BLOCK_C", 2),
+                                (bn_tiles, "TILE_ELEMENTS", 8), (bn_triton, "FINALIZE_BLOCK_C", 4),
+                                (bn_triton, "FINALIZE_BLOCK_P", 4)]:
+        monkeypatch.setattr(module, name, value)
+    x, args = _bn_case(shape, dtype, channels_last, momentum_on)
+    rows = bn_tiles.launch_config(bn_tiles.as_ncs(x))["num_rows"]
+    rows_per_group, groups = bn_triton.finalize_plan(rows)
+    assert groups <= 4 and rows_per_group * groups >= rows > rows_per_group * (groups - 1)
+    assert (groups > 1) == (rows > 4) and (rows_per_group % 4 == 0 or groups == 1)
+    _assert_matches_reference(x, args, upstream=1.3)
+
+
+@needs_kernels
+def test_bn_stats_strided_views_and_no_grad(bn_triton):
     # Spatial dims that cannot be merged into one stride (copied once) and a channel-sliced view.
     x, args = _bn_case((2, 4, 5, 6), torch.float32, False, True)
     _assert_matches_reference(x.transpose(2, 3), args)
@@ -151,7 +190,7 @@ def test_bn_stats_strided_views_and_no_grad():
 
 
 @needs_kernels
-def test_bn_stats_large_mean_no_cancellation():
+def test_bn_stats_large_mean_no_cancellation(bn_triton):
     """|mean| / std = 1e5: E[x^2] - E[x]^2 in fp32 would return garbage; the shifted, centred
     two-level reduction matches the float64 variance."""
     g = torch.Generator().manual_seed(1)
@@ -163,7 +202,7 @@ def test_bn_stats_large_mean_no_cancellation():
 
 
 @needs_kernels
-def test_bn_stats_zero_norm_gives_zero_gradient():
+def test_bn_stats_zero_norm_gives_zero_gradient(bn_triton):
     x, args = _bn_case((3, 4, 2, 5), torch.float32, False, False)
     _, mean, var = bn_triton.bn_stats_loss_triton(x, *args)
     # Buffers equal to this batch's statistics: both norms are exactly 0 (same kernel, same input).
@@ -181,7 +220,7 @@ def test_bn_stats_zero_norm_gives_zero_gradient():
 
 
 @needs_kernels
-def test_bn_stats_outputs_and_errors():
+def test_bn_stats_outputs_and_errors(bn_triton):
     x, args = _bn_case((2, 3, 4, 4), torch.float32, False, False)
     x.requires_grad_(True)
     loss, mean, var = bn_triton.bn_stats_loss_triton(x, *args)
@@ -200,6 +239,8 @@ def test_bn_stats_outputs_and_errors():
 
 
 def _reinit(shape=(4, 32, 64), init="normal", seed=1234, dtype=torch.float32, bias=True):
+    import nayer_kernels.noisy_init_triton as noisy_triton  # in a kernel test: the fixture has set the mode
+
     w = torch.full(shape, 7.0, dtype=dtype, device=DEVICE)
     b = torch.ones(shape[:2], dtype=dtype, device=DEVICE) if bias else None
     noisy_triton.reinit_noisy_linears_triton(w, b, init, seed)
@@ -242,7 +283,7 @@ def test_reinit_determinism_and_independence(init):
 
 
 @needs_kernels
-def test_reinit_interface():
+def test_reinit_interface(noisy_triton):
     w = torch.nn.Parameter(torch.zeros(2, 3, 4, device=DEVICE))
     version = w._version
     noisy_triton.reinit_noisy_linears_triton(w, None, "normal", 5)  # no bias, leaf requiring grad
@@ -317,7 +358,7 @@ def test_resolve_backend_passes_resolved_names_and_caches_auto(monkeypatch):
 
 
 @needs_kernels
-def test_front_functions_call_the_chosen_backend(monkeypatch):
+def test_front_functions_call_the_chosen_backend(monkeypatch, bn_triton):
     monkeypatch.delenv(dispatch.BACKEND_ENV_VAR, raising=False)
     x, args = _bn_case((2, 3, 4, 5), torch.float32, False, True)
     x.requires_grad_(True)
@@ -337,8 +378,9 @@ def test_front_functions_call_the_chosen_backend(monkeypatch):
         reinit_noisy_linears(a, None, "normal", backend=backend, seed=noisy_seed(0, 1, 2, 0))
         reinit_noisy_linears(b, None, "normal", backend=backend, seed=noisy_seed(0, 1, 2, 0))
         assert torch.equal(a, b)
-        reinit_noisy_linears(a, None, "normal", backend=backend, generator=torch.Generator().manual_seed(3))
-        reinit_noisy_linears(b, None, "normal", backend=backend, generator=torch.Generator().manual_seed(3))
+        # the generator lives on the tensors' device (a CPU generator cannot draw into a CUDA tensor)
+        reinit_noisy_linears(a, None, "normal", backend=backend, generator=torch.Generator(a.device).manual_seed(3))
+        reinit_noisy_linears(b, None, "normal", backend=backend, generator=torch.Generator(b.device).manual_seed(3))
         assert torch.equal(a, b)
 
 
@@ -368,8 +410,10 @@ def test_import_without_interpreter_or_gpu():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
 
 
-@pytest.mark.skipif(KERNELS_RUN_HERE or not HAS_TRITON, reason="the kernel tests ran in this process")
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
 def test_kernels_in_interpreter_subprocess():
+    if triton_kernels_run_here():
+        pytest.skip("the kernel tests ran in this process")
     env = dict(os.environ, TRITON_INTERPRET="1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not gpu", __file__]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
@@ -388,7 +432,8 @@ def test_kernels_in_interpreter_subprocess():
 
 @pytest.mark.slow
 @needs_kernels
-def test_end_to_end_kernels_match_references(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch, capsys):
+def test_end_to_end_kernels_match_references(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch, capsys,
+                                              noisy_triton):
     """The same tiny run with run.kernels=triton (interpreter on CPU) and =reference gives the same
     synthesis and KD losses. The two re-init RNGs (Philox in Triton, torch's generator in the
     reference) draw different numbers by design, so here the Triton re-init is given the
@@ -434,7 +479,7 @@ def test_gpu_bn_stats_realistic(shape, channels_last):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
-def test_gpu_bn_stats_large_offset_fp32():
+def test_gpu_bn_stats_large_offset_fp32(bn_triton):
     x = torch.randn(256, 64, 56, 56, device="cuda") * 0.01 + 1000.0
     _, mean, var = bn_triton.bn_stats_loss_triton(x, torch.zeros(64, device="cuda"), torch.ones(64, device="cuda"))
     torch.testing.assert_close(var.double(), x.double().var((0, 2, 3), unbiased=False), atol=0, rtol=1e-3)
@@ -456,7 +501,7 @@ def test_gpu_reinit_realistic(init):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
-def test_gpu_rng_matches_interpreter(tmp_path):
+def test_gpu_rng_matches_interpreter(tmp_path, noisy_triton):
     """Does tl.randn/tl.rand on the GPU give the interpreter's numbers (CPU runs reproducing GPU
     runs)? Bit equality is not required (fast-math log/cos may differ in the last bits)."""
     code = textwrap.dedent(

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nayer_kernels import bn_stats_loss_reference, update_ema
-from nayer_scale.losses import BNStatsHooks, adversarial_loss, kd_loss
+from nayer_scale.losses import adversarial_loss, kd_loss
+from nayer_scale.synthesis.bn_hooks import BNStatsHooks
 
 
 def _direct_bn_loss(x, bn, ema=None, m=0.0):

@@ -38,8 +38,9 @@ from nayer_kernels import noisy_seed
 
 from ..augment import BatchAugment
 from ..config import SynthesisConfig
-from ..losses import BNStatsHooks, adversarial_loss, image_prior_losses
+from ..losses import adversarial_loss, image_prior_losses
 from ..precision import Precision
+from .bn_hooks import BNStatsHooks
 from .generators import Generator
 from .noisy_layer import NoisyLayer
 

@@ -22,7 +22,6 @@ from ..augment import BatchAugment
 from ..config import ConfigError, NayerConfig
 from ..data import build_eval_source, check_eval_data
 from ..evaluation import Evaluator, SyntheticProbe
-from ..losses import BNStatsHooks
 from ..lte import load_or_build_lte
 from ..memory import MemoryBank, choose_memory_cache
 from ..models import build_model
@@ -31,6 +30,7 @@ from ..models.sources import build_teacher, resolve_teacher
 from ..precision import Precision, resolve_precision
 from ..quantization.student import quantized_student
 from ..synthesis import LabelSampler, SynthesisContext, Synthesizer, build_synthesizer
+from ..synthesis.bn_hooks import BNStatsHooks
 from .checkpoint import CheckpointManager
 from .clock import RunClock
 from .logger import MetricsLogger
