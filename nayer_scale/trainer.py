@@ -37,7 +37,7 @@ from .models.io import save_model
 from .quantization.student import export_student
 from .storage import atomic_write_json
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
-                       checkpoint_name, write_run_record)
+                       apply_launcher_settings, checkpoint_name, write_run_record)
 from .visualize import save_sample_grid
 
 __all__ = ["NayerTrainer", "Preempted", "build_accelerator", "resolve_class_names"]
@@ -66,6 +66,7 @@ class NayerTrainer:
                  components: Components | None = None) -> None:
         start = time.perf_counter()
         self.cfg = config.validate()
+        launched_with = apply_launcher_settings(self.cfg.run)  # accelerate launch --mixed_precision / --dynamo_backend
         self.run_dir = Path(self.cfg.run.run_dir)
         self.accelerator = acc = accelerator or build_accelerator(self.cfg.run)
         self.device, self.rank, self.world_size = acc.device, acc.process_index, acc.num_processes
@@ -88,7 +89,9 @@ class NayerTrainer:
                   f"{self.device_kind} ({torch.get_num_threads()} CPU threads each), precision="
                   f"{self.precision.mixed_precision}, channels_last={self.precision.channels_last} "
                   f"({self.precision.reason}), kernels (BN-statistics loss, noisy-layer re-init): "
-                  f"{self.kernel_backend}, student {self.engine.name}, memory-bank cache: {self.memory.cache}")
+                  f"{self.kernel_backend}, student {self.engine.name}, memory-bank cache: {self.memory.cache}"
+                  + (f", torch.compile ({self.cfg.run.compile_backend})" if self.cfg.run.compile else "")
+                  + "".join(f"; {line}" for line in launched_with))
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
 
     @property

@@ -16,7 +16,7 @@ def test_a_compiled_run_saves_plain_keys_and_resumes_without_compile(tmp_path, t
                                                                       lte_cache, one_thread):
     cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, run__compile=True, run__epochs=2)
     trainer = NayerTrainer(cfg)
-    assert type(trainer.engine.model).__name__ == "OptimizedModule"  # accelerate compiled the prepared student
+    assert type(trainer.engine.model).__name__ == "OptimizedModule"  # the student engine compiled the prepared student
     assert type(trainer.engine.teacher_kd).__name__ == "OptimizedModule"
     assert type(trainer.engine.unwrapped).__name__ == "CifarResNet"  # the adversarial forward and the saves: eager
     summary = trainer.fit()

@@ -19,7 +19,7 @@ __all__ = ["EXTENDABLE_FIELDS", "RESUMABLE_FIELDS", "check_resume_compatible"]
 RESUMABLE_FIELDS: tuple[str, ...] = (
     "eval.*", "run.resume", "run.progress", "run.tensorboard", "run.keep_checkpoints", "run.safe_point_every_steps",
     "run.grid_per_class", "run.cpu_threads", "memory.cache", "memory.cache_gb", "run.kernels",
-    "run.compile", "run.run_dir", "memory.prefetch", "memory.encoding", "memory.webp_quality",
+    "run.compile", "run.compile_backend", "run.compile_mode", "run.run_dir", "memory.prefetch", "memory.encoding", "memory.webp_quality",
 )
 #: Fields that may grow (not shrink) when a run is resumed: a longer schedule extends the run.
 EXTENDABLE_FIELDS: tuple[str, ...] = ("run.epochs",)

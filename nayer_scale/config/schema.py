@@ -64,6 +64,7 @@ NoisyLayerKind = Literal["k_to_1", "one_to_one", "none"]
 NoisyLayerInit = Literal["normal", "kaiming_uniform"]
 MetaLearning = Literal["fomaml", "reptile"]
 KernelChoice = Literal["auto", "triton", "reference"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 BNStatsScope = Literal["process", "global"]
 MemoryCache = Literal["auto", "device", "cpu", "node", "none"]
 Retirement = Literal["fifo", "reservoir"]
@@ -431,7 +432,11 @@ class RunConfig(Section):
                                                   "node")
     kernels: KernelChoice = option("auto", "auto: Triton on CUDA, else the PyTorch reference; env NAYER_KERNELS wins")
     compile: bool = option(False, "torch.compile the student and the teacher's KD forward (the first steps pay the "
-                                  "compile time)")
+                                  "compile time); accelerate launch --dynamo_backend turns it on")
+    compile_backend: str = option("inductor", "torch.compile backend with run.compile (accelerate launch "
+                                              "--dynamo_backend sets it)")
+    compile_mode: CompileMode = option("default", "torch.compile mode with run.compile (accelerate launch "
+                                                  "--dynamo_mode sets it)")
     safe_point_every_steps: int = positive(50, doc="SIGTERM / SIGUSR1 are acted on after a synthesis batch, every "
                                                    "this many student steps, and at the end of an epoch")
 
@@ -445,6 +450,8 @@ class RunConfig(Section):
     def check_relations(self) -> None:
         check(self.warmup_epochs < self.epochs,
               f"run.warmup_epochs ({self.warmup_epochs}) must be in [0, run.epochs={self.epochs})")
+        check(bool(str(self.compile_backend).strip()),
+              "run.compile_backend must name a torch.compile backend, e.g. inductor (torch._dynamo.list_backends())")
 
 
 @dataclass

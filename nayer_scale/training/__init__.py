@@ -7,12 +7,16 @@
 - ``progress``: the typed in-epoch position a mid-epoch checkpoint carries.
 - ``clock``: phase accounting and device-hours. ``preemption``: SIGTERM / SIGUSR1 -> safe points.
 - ``rng``: the per-process random streams. ``logger``: metrics.jsonl / TensorBoard and the history.
-- ``setup``: the Accelerator, CPU threads.
+- ``setup``: the Accelerator, CPU threads. ``launcher``: what ``accelerate launch`` asked for
+  (mixed precision, dynamo backend), merged into the run's config.
+- ``run_lock``: the run folder belongs to one job (a lease file with a heartbeat).
+- ``trackers``: TensorBoard / W&B / trackio / MLflow through accelerate.
 """
 
 from .checkpoint import CheckpointManager, Stateful, checkpoint_name
 from .clock import RunClock
 from .components import Components, build_components, check_class_names
+from .launcher import LauncherSettings, apply_launcher_settings, launcher_settings
 from .logger import MetricsLogger, to_numbers, write_run_record
 from .preemption import Preempted, PreemptionGuard
 from .progress import EpochProgress
@@ -20,6 +24,6 @@ from .rng import RNGStreams
 from .setup import build_accelerator, set_cpu_threads
 from .student import StudentEngine
 
-__all__ = ["CheckpointManager", "Components", "EpochProgress", "MetricsLogger", "Preempted", "PreemptionGuard",
-           "RNGStreams", "RunClock", "Stateful", "StudentEngine", "build_accelerator", "build_components",
-           "check_class_names", "checkpoint_name", "set_cpu_threads", "to_numbers", "write_run_record"]
+__all__ = ["CheckpointManager", "Components", "EpochProgress", "LauncherSettings", "MetricsLogger", "Preempted", "PreemptionGuard",
+           "RNGStreams", "RunClock", "Stateful", "StudentEngine", "apply_launcher_settings", "build_accelerator", "build_components",
+           "check_class_names", "checkpoint_name", "launcher_settings", "set_cpu_threads", "to_numbers", "write_run_record"]

@@ -23,16 +23,20 @@ def build_accelerator(run) -> Accelerator:
     Autocast and loss scaling are the trainer's own (``nayer_scale.precision``): accelerate's fp16
     needs a GPU, and synthesis needs a scaler per optimised quantity. So the Accelerator runs with
     mixed_precision "no", except under DeepSpeed, whose engine takes the (resolved) precision from it.
+    It never compiles (``dynamo_backend="no"``): the student engine compiles the student with
+    ``run.compile``. accelerate keeps its state once per process, so a second run in the same
+    process with another compile setting would otherwise silently keep the first one's.
+    ``accelerate launch`` settings reach ``run`` through ``training.launcher`` first.
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a single process has no process group
     cpu = run.cpu or not torch.cuda.is_available()
     kwargs = [InitProcessGroupKwargs(backend="gloo")] if distributed and cpu else []
-    extra = {"dynamo_backend": "inductor"} if run.compile else {}  # accelerate compiles the prepared student
     mixed = "no"
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         mixed = resolve_precision(run.mixed_precision, run.channels_last, "cpu" if cpu else "cuda").mixed_precision
     return Accelerator(mixed_precision=mixed, cpu=run.cpu, kwargs_handlers=kwargs,
-                       log_with="tensorboard" if run.tensorboard else None, project_dir=str(run.run_dir), **extra)
+                       log_with="tensorboard" if run.tensorboard else None, project_dir=str(run.run_dir),
+                       dynamo_backend="no")
 
 
 def set_cpu_threads(device: torch.device, cpu_threads: int, num_processes: int) -> None:

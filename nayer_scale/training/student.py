@@ -55,10 +55,15 @@ class StudentEngine:
         if self.strategy == "deepspeed":
             self._configure_deepspeed(d.batch_size)
         self.model, self.optimizer = accelerator.prepare(student, optimizer)
+        compile_kwargs = {"backend": run.compile_backend, "mode": None if run.compile_mode == "default" else run.compile_mode}
+        if run.compile and self.strategy == "deepspeed":
+            self.model.compile(backend=run.compile_backend, compile_kwargs={"mode": compile_kwargs["mode"]})
+        elif run.compile:  # the prepared module (DDP wrapper included), as accelerate's dynamo_backend would
+            self.model = torch.compile(self.model, **compile_kwargs)
         self.scaler = (precision.grad_scaler() if self.strategy == "ddp"
                        else torch.amp.GradScaler(accelerator.device.type, enabled=False))
         # The teacher's KD forward is compiled too; synthesis keeps it eager (BN hooks change per call).
-        self.teacher_kd = torch.compile(teacher) if run.compile else teacher
+        self.teacher_kd = torch.compile(teacher, **compile_kwargs) if run.compile else teacher
         t = cfg.teacher
         self.augment = BatchAugment(t.mean, t.std, d.crop_padding, d.flip,
                                     resized_crop=d.resized_crop_scale or None).to(accelerator.device)

@@ -1,0 +1,101 @@
+"""accelerate launch's own flags: --mixed_precision decides under run.mixed_precision=auto, a
+conflicting explicit value is refused naming both, --dynamo_backend turns run.compile on and is
+recorded; and a compiled run after another run in the same process is still compiled (accelerate's
+state is kept once per process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import tiny_config
+from nayer_scale.config import ConfigError, RunConfig
+from nayer_scale.training import LauncherSettings, apply_launcher_settings, launcher_settings
+
+
+def test_the_launcher_environment_is_read_and_its_defaults_mean_unset():
+    assert launcher_settings({}) == LauncherSettings()
+    # accelerate launch writes "no" / "NO" when nothing was asked for
+    assert launcher_settings({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_DYNAMO_BACKEND": "NO",
+                              "ACCELERATE_DYNAMO_MODE": "default"}) == LauncherSettings()
+    assert launcher_settings({"ACCELERATE_MIXED_PRECISION": "BF16", "ACCELERATE_DYNAMO_BACKEND": "INDUCTOR",
+                              "ACCELERATE_DYNAMO_MODE": "max-autotune"}) == LauncherSettings("bf16", "inductor",
+                                                                                              "max-autotune")
+
+
+@pytest.mark.parametrize("run_value, launcher, expected", [
+    ("auto", "fp16", "fp16"), ("auto", "bf16", "bf16"), ("bf16", "bf16", "bf16"), ("no", None, "no"),
+    ("auto", None, "auto"), ("fp16", None, "fp16"),
+])
+def test_launcher_precision_decides_under_auto(run_value, launcher, expected):
+    run = RunConfig(mixed_precision=run_value)
+    taken = apply_launcher_settings(run, LauncherSettings(mixed_precision=launcher))
+    assert run.mixed_precision == expected
+    assert bool(taken) == (run_value == "auto" and launcher is not None)
+
+
+@pytest.mark.parametrize("run_value, launcher", [("bf16", "fp16"), ("no", "bf16"), ("auto", "fp8")])
+def test_conflicting_or_unsupported_launcher_precision_is_refused_naming_both(run_value, launcher):
+    with pytest.raises(ConfigError) as err:
+        apply_launcher_settings(RunConfig(mixed_precision=run_value), LauncherSettings(mixed_precision=launcher))
+    assert f"--mixed_precision {launcher}" in str(err.value)
+    if launcher != "fp8":
+        assert f"run.mixed_precision={run_value}" in str(err.value)
+
+
+def test_launcher_dynamo_backend_turns_compile_on_and_a_different_run_backend_is_refused():
+    run = RunConfig()
+    assert apply_launcher_settings(run, LauncherSettings(dynamo_backend="aot_eager", dynamo_mode="max-autotune"))
+    assert (run.compile, run.compile_backend, run.compile_mode) == (True, "aot_eager", "max-autotune")
+    with pytest.raises(ConfigError, match="run.compile_backend=eager but accelerate launch --dynamo_backend inductor"):
+        apply_launcher_settings(RunConfig(compile=True, compile_backend="eager"),
+                                LauncherSettings(dynamo_backend="inductor"))
+
+
+def test_compile_is_not_lost_to_an_earlier_accelerator_in_the_process(tmp_path, teacher_file, fake_test_split,
+                                                                     lte_cache, one_thread):
+    from accelerate import Accelerator
+
+    from nayer_scale.trainer import NayerTrainer
+
+    Accelerator(cpu=True)  # accelerate's process-wide state now exists, without a dynamo backend
+    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, run__compile=True,
+                      run__compile_backend="eager")
+    trainer = NayerTrainer(cfg)
+    assert type(trainer.engine.model).__name__ == "OptimizedModule"
+    assert type(trainer.engine.unwrapped).__name__ == "CifarResNet"
+
+
+def _accelerate(tmp_path, teacher_file, fake_test_split, lte_cache, *flags: str, run: list[str] = ()):
+    accelerate = shutil.which("accelerate")
+    assert accelerate, "the accelerate command is part of the install"
+    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
+            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=8",
+            "synthesis.num_generator_steps=1", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
+            "synthesis.generator_width=8", "synthesis.noise_dim=16", "distill.batch_size=8",
+            "distill.steps_per_epoch=1", "run.epochs=2", "run.warmup_epochs=1", "run.cpu_threads=1",
+            "run.progress=false", f"run.run_dir={tmp_path / 'run'}"]
+    cmd = [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", *flags,
+           "-m", "nayer_scale", "distill", *tiny, *run]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_flags_reach_the_run_and_are_recorded(tmp_path, teacher_file, fake_test_split, lte_cache):
+    refused = _accelerate(tmp_path / "a", teacher_file, fake_test_split, lte_cache, "--mixed_precision", "fp16",
+                          "--dynamo_backend", "no", run=["run.mixed_precision=bf16"])
+    assert refused.returncode != 0  # nayer-scale exits 2 with one line; accelerate's launcher then exits 1
+    assert "error: run.mixed_precision=bf16 but accelerate launch --mixed_precision fp16" in refused.stderr
+    assert not (tmp_path / "a" / "run" / "memory").exists()  # refused before any work
+    ran = _accelerate(tmp_path / "b", teacher_file, fake_test_split, lte_cache, "--mixed_precision", "bf16",
+                      "--dynamo_backend", "eager")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "precision bf16 from accelerate launch --mixed_precision" in ran.stdout
+    recorded = json.loads((tmp_path / "b" / "run" / "config.json").read_text())
+    run = recorded["config"]["run"] if "config" in recorded else recorded["run"]
+    assert (run["mixed_precision"], run["compile"], run["compile_backend"]) == ("bf16", True, "eager")
