@@ -38,6 +38,7 @@ from .quantization.student import export_student
 from .storage import atomic_write_json
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
                        apply_launcher_settings, checkpoint_name, write_run_record)
+from .training.run_lock import hold_run_folder
 from .visualize import save_sample_grid
 
 __all__ = ["NayerTrainer", "Preempted", "build_accelerator", "resolve_class_names"]
@@ -66,11 +67,20 @@ class NayerTrainer:
                  components: Components | None = None) -> None:
         start = time.perf_counter()
         self.cfg = config.validate()
-        launched_with = apply_launcher_settings(self.cfg.run)  # accelerate launch --mixed_precision / --dynamo_backend
+        self.launched_with = apply_launcher_settings(self.cfg.run)  # accelerate launch --mixed_precision / --dynamo_backend
         self.run_dir = Path(self.cfg.run.run_dir)
         self.accelerator = acc = accelerator or build_accelerator(self.cfg.run)
         self.device, self.rank, self.world_size = acc.device, acc.process_index, acc.num_processes
         self.device_kind = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        self.run_lock = hold_run_folder(self.run_dir, acc)  # one job per run folder (training/run_lock.py)
+        try:
+            self._set_up(acc, components, start)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, acc: Accelerator, components: Components | None, start: float) -> None:
+        """Everything ``__init__`` does once the run folder is this job's."""
         self._check_run_dir()
         acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
         self.c = components or build_components(self.cfg, acc, self._average, start)
@@ -91,8 +101,13 @@ class NayerTrainer:
                   f"({self.precision.reason}), kernels (BN-statistics loss, noisy-layer re-init): "
                   f"{self.kernel_backend}, student {self.engine.name}, memory-bank cache: {self.memory.cache}"
                   + (f", torch.compile ({self.cfg.run.compile_backend})" if self.cfg.run.compile else "")
-                  + "".join(f"; {line}" for line in launched_with))
+                  + "".join(f"; {line}" for line in self.launched_with))
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
+
+    def close(self) -> None:
+        """Give the run folder back (its lock; ``fit`` does this when it returns or raises)."""
+        if self.run_lock is not None:
+            self.run_lock.release()
 
     @property
     def student(self):
@@ -288,6 +303,8 @@ class NayerTrainer:
             acc.print(f"stop requested (signal {self.guard.signal}): checkpoint {stop} written; "
                       "continue with run.resume=true")
             return {"preempted": True, "checkpoint": str(stop), "epoch": log.history[-1]["epoch"] if log.history else None}
+        finally:
+            self.close()
 
     def heldout_agreement(self) -> float:
         """The data-free quality proxy: top-1 agreement (fraction in [0, 1]) of the student with

@@ -34,7 +34,7 @@ def test_a_second_job_is_refused_with_the_holder_named(tmp_path):
     try:
         held = json.loads((tmp_path / "run" / LOCK_NAME).read_text())
         assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
-        with pytest.raises(RunFolderInUse, match=rf"in use by another job \(host {socket.gethostname()}, process "
+        with pytest.raises(RunFolderInUse, match=rf"in use by .*\(host {socket.gethostname()}, process "
                                                  rf"{os.getpid()}.*command: .*choose another run.run_dir"):
             RunLock(tmp_path / "run").acquire()
     finally:
@@ -118,3 +118,59 @@ def test_only_one_of_two_jobs_takes_over_a_stale_lock(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["refused", "won"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Two real jobs on one run folder (the nayer-scale command, as a second terminal or sbatch starts it)
+
+
+def _job(run_dir, teacher_file, fake_test_split, lte_cache, *extra: str) -> subprocess.Popen:
+    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
+            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=8",
+            "synthesis.num_generator_steps=1", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
+            "synthesis.generator_width=8", "synthesis.noise_dim=16", "distill.batch_size=8",
+            "distill.steps_per_epoch=1", "run.warmup_epochs=1", "run.cpu_threads=1", "run.progress=false",
+            "run.mixed_precision=no", f"run.run_dir={run_dir}"]
+    return subprocess.Popen([sys.executable, "-m", "nayer_scale", "distill", *tiny, *extra],
+                            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=120.0):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_jobs_at_once_one_is_refused_and_a_killed_job_is_resumed(tmp_path, teacher_file, fake_test_split,
+                                                                    lte_cache):
+    run_dir, epochs = tmp_path / "run", "run.epochs=50"  # about 15 s of work: the second job starts inside it
+    first = _job(run_dir, teacher_file, fake_test_split, lte_cache, epochs)
+    try:
+        _wait_for(run_dir / "memory", first)  # the first job is at work
+        second = _job(run_dir, teacher_file, fake_test_split, lte_cache, epochs, "run.resume=true")
+        _, err = second.communicate(timeout=120)
+        assert first.poll() is None, "the first job ended before the second started: make it longer"
+        assert second.returncode == 2, err[-3000:]
+        assert f"in use by another job (host {socket.gethostname()}, process {first.pid}" in err
+        assert len(err.strip().splitlines()) == 1  # one line, no traceback
+        # the first job is killed (SIGKILL: no clean-up): its lock stays behind
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        first.kill()
+    assert (run_dir / LOCK_NAME).exists()
+    # the next job (a requeue, a second try) takes the lock over and resumes the killed run
+    again = _job(run_dir, teacher_file, fake_test_split, lte_cache, epochs, "run.resume=true")
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-3000:]
+    assert f"taking over the lock of a job that is gone (process {first.pid} no longer runs on this host)" in err
+    # the refused job wrote nothing and the killed job's epochs after its last checkpoint were dropped:
+    # every epoch once
+    logged = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(50))
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 50
+    assert not (run_dir / LOCK_NAME).exists()  # given back when the job ended

@@ -39,8 +39,9 @@ from pathlib import Path
 import psutil
 
 from ..config import ConfigError
+from ..storage import disk_full_named
 
-__all__ = ["LOCK_NAME", "LockHolder", "RunFolderInUse", "RunLock"]
+__all__ = ["LOCK_NAME", "LockHolder", "RunFolderInUse", "RunLock", "hold_run_folder"]
 
 LOCK_NAME = "job.lock"
 _BREAK_STALE_S = 60.0  # a breaker file older than this was left by a job that died while taking over
@@ -102,10 +103,15 @@ def _write_new(path: Path, holder: LockHolder) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(holder), f)
-        f.flush()
-        os.fsync(f.fileno())
+    with disk_full_named(path):  # ENOSPC / EDQUOT: one line naming the file and the free space
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(asdict(holder), f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:  # a half-written lock would hold the folder until it looks stale
+            path.unlink(missing_ok=True)
+            raise
     return True
 
 
@@ -160,9 +166,12 @@ class RunLock:
                 continue  # released in between: try again
             why = self.stale_reason(holder)
             if why is None:
+                mine_too = holder.pid == os.getpid() and holder.host == socket.gethostname()
                 raise RunFolderInUse(
-                    f"{self.path.parent} is in use by another job ({holder.describe()}). Wait for it to end or stop "
-                    f"it, or choose another run.run_dir; nothing was changed. If that job is gone, delete {self.path}.")
+                    f"{self.path.parent} is in use by " + ("an earlier NayerTrainer of this process that was not closed "
+                    "(call its close(), or let its fit() return) " if mine_too else "another job ")
+                    + f"({holder.describe()}). Wait for it to end or stop it, or choose another run.run_dir; nothing was changed. If that "
+                    f"job is gone, delete {self.path}.")
             if self._break(holder):
                 warnings.warn(f"{self.path}: taking over the lock of a job that is gone ({why}): "
                               f"{holder.describe()}", RuntimeWarning, stacklevel=2)
@@ -236,3 +245,35 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def hold_run_folder(run_dir: str | os.PathLike, accelerator) -> RunLock | None:
+    """Take ``run_dir``'s lock for the job on ``accelerator``'s processes: the main process takes it,
+    every process learns its verdict (one collective), so that all raise together.
+
+    Returns:
+        The held lock on the main process (release it when the job ends; it is also released at
+        interpreter exit), None on the other processes.
+    Raises:
+        RunFolderInUse: another live job holds the folder (on every process; nothing was written).
+        nayer_scale.storage.DiskFullError: the lock file could not be written.
+    """
+    import atexit
+
+    from accelerate.utils import broadcast_object_list
+
+    lock, error = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = RunLock(run_dir).acquire()
+            atexit.register(lock.release)
+        except ConfigError as err:
+            error = err
+    if accelerator.num_processes > 1:
+        verdict = [None if error is None else str(error)]
+        broadcast_object_list(verdict, from_process=0)
+        if verdict[0] is not None and error is None:
+            error = RunFolderInUse(verdict[0])
+    if error is not None:
+        raise error
+    return lock
