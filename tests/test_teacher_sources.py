@@ -184,7 +184,7 @@ def test_torchvision_and_timm_sources_name_the_vision_extra(tmp_path, no_vision)
         build_teacher("torchvision:resnet101", None, 1000, 3, require_weights=False)
     with pytest.raises(MissingExtraError, match=f"teacher.arch=timm:resnet50.a1_in1k needs timm.*{VISION}"):
         resolve_architecture("timm:resnet50.a1_in1k")
-    with pytest.raises(MissingExtraError, match=f"teacher.weights=ResNet50_Weights.IMAGENET1K_V2 needs torchvision"):
+    with pytest.raises(MissingExtraError, match="teacher.weights=ResNet50_Weights.IMAGENET1K_V2 needs torchvision"):
         build_teacher("tv_resnet50", "ResNet50_Weights.IMAGENET1K_V2", 1000, 3)
     cfg = NayerConfig()
     cfg.teacher.arch = "timm:resnet50"

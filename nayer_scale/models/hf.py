@@ -29,9 +29,10 @@ from the folder; a value that differs from the default and from the folder's is 
 (ConfigError naming both and what to set). ``teacher.class_names`` left at its default (or set to
 ``id2label``) becomes the model's ``id2label`` names and is recorded as ``id2label``; a dataset key or
 .txt file is compared with ``id2label`` (and used instead of it when the model has only generic
-``LABEL_i`` names; a timm repository takes any K names). ``teacher.weights`` must be empty: the weights are the folder's (the shipped
-Fashion-MNIST teacher that the default preset names is dropped). ``eval.resize`` left at 0 becomes
-the image processor's resize. The given config is not changed: the filled values come back as a
+``LABEL_i`` names; a timm repository takes any K names). ``teacher.weights`` must be empty: the
+weights are the folder's (the shipped Fashion-MNIST teacher that the default preset names is
+dropped). ``eval.resize`` left at 0 becomes the image processor's resize. The given config is not
+changed: the filled values come back as a
 :class:`~nayer_scale.models.teacher.ResolvedTeacher`, which the run applies to its config
 (``nayer_scale.training.components``), so that ``config.json`` / ``run.yaml`` record them and a
 resumed run compares equal.
@@ -300,7 +301,8 @@ def load_model_folder(source: str) -> tuple[nn.Module, HFModelSpec]:
         return model.eval(), spec
     if spec.kind == "timm":
         folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)
-        return load_timm_folder(folder, spec.model_name, spec.model_args, f"teacher.arch=hf:{spec.source}"), spec
+        where = f"teacher.arch=hf:{spec.source}"
+        return load_timm_folder(folder, spec.model_name, spec.model_args, where), spec
     AutoModelForImageClassification = require("transformers", "hf", "teacher.arch=hf:...").AutoModelForImageClassification
 
     folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)

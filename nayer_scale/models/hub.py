@@ -35,7 +35,8 @@ from .registry import list_models
 
 __all__ = ["HF_HUB_PREFIX", "TORCHVISION_PREFIX", "TORCHVISION_WEIGHTS", "check_torchvision_fit", "hf_hub_file",
            "is_torchvision_spec", "is_weights_enum_name", "load_hf_hub_weights", "load_torchvision_weights",
-           "offline_advice", "refuse_offline", "torchvision_cache_file", "torchvision_models", "torchvision_weights", "torchvision_weights_enum"]
+           "offline_advice", "refuse_offline", "torchvision_cache_file", "torchvision_models", "torchvision_weights",
+           "torchvision_weights_enum"]
 
 TORCHVISION_PREFIX, HF_HUB_PREFIX = "torchvision:", "hf-hub:"
 _TORCHVISION_DOWNLOADS = "https://download.pytorch.org/models/"

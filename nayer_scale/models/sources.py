@@ -205,10 +205,11 @@ def load_hub_weights(spec: str) -> dict[str, torch.Tensor]:
         spec: torchvision weights by their enum name (``ResNet50_Weights.IMAGENET1K_V2``; needs
             torchvision) or as ``torchvision:<arch>.<WEIGHTS>`` (e.g. ``torchvision:resnet50.IMAGENET1K_V2``;
             ``<arch>.DEFAULT`` is torchvision's default; without torchvision, one of
-            :data:`nayer_scale.models.hub.TORCHVISION_WEIGHTS`), fetched with ``torch.hub.load_state_dict_from_url`` (hash-checked, cached in
-            ``torch.hub.get_dir()/checkpoints``); or ``hf-hub:<org>/<repo>[/<file>]`` (e.g.
-            ``hf-hub:timm/resnet50.tv_in1k``), whose ``<file>`` (default ``model.safetensors``) is fetched
-            with ``huggingface_hub.hf_hub_download`` (cached in the Hugging Face cache).
+            :data:`nayer_scale.models.hub.TORCHVISION_WEIGHTS`), fetched with
+            ``torch.hub.load_state_dict_from_url`` (hash-checked, cached in ``torch.hub.get_dir()/checkpoints``);
+            or ``hf-hub:<org>/<repo>[/<file>]`` (e.g. ``hf-hub:timm/resnet50.tv_in1k``), whose ``<file>``
+            (default ``model.safetensors``) is fetched with ``huggingface_hub.hf_hub_download`` (cached in
+            the Hugging Face cache).
 
     Raises:
         TeacherLoadError: an unknown or malformed spec; the download fails (no internet, a firewall,
@@ -284,8 +285,9 @@ def resolve_teacher(cfg: NayerConfig) -> ResolvedTeacher:
     """The teacher settings of a run, through the source of ``cfg.teacher.arch``: what the source knows
     about its input (``hf:``: the folder's normalisation, size, eval resize and class names, see
     :func:`nayer_scale.models.hf.resolve_hf_teacher`; ``torchvision:``: the weights' ``transforms()`` and
-    categories; ``timm:``: the model's ``pretrained_cfg``; rules in :mod:`nayer_scale.models.inputs`), else the config's own section and
-    ``eval.resize`` with the class names of ``teacher.class_names``. ``cfg`` is not changed.
+    categories; ``timm:``: the model's ``pretrained_cfg``; rules in :mod:`nayer_scale.models.inputs`), else
+    the config's own section and ``eval.resize`` with the class names of ``teacher.class_names``. ``cfg``
+    is not changed.
 
     Raises:
         ConfigError: settings that disagree with the source's; FileNotFoundError / ValueError: class

@@ -85,7 +85,8 @@ def torchvision_input(weights: Any) -> SourceInput:
     transform, names = weights.transforms(), tuple(weights.meta["categories"])
     crop, resize = getattr(transform, "crop_size", None), getattr(transform, "resize_size", None)
     mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
-    return SourceInput(where=f"torchvision's {type(weights).__name__}.{weights.name} (transforms(), meta['categories'])",
+    where = f"torchvision's {type(weights).__name__}.{weights.name} (transforms(), meta['categories'])"
+    return SourceInput(where=where,
                        num_classes=len(names), class_names=names, in_channels=3,
                        mean=tuple(map(float, mean)) if mean is not None else None,
                        std=tuple(map(float, std)) if std is not None else None,
