@@ -200,6 +200,10 @@ def test_timm_name_settings_from_pretrained_cfg():
     assert resolved.eval_resize == math.floor(224 / 0.95) and t.class_names == "imagenet"
     assert resolved.class_names == get_class_names("imagenet")
     assert resolve_teacher(tv_config("timm:efficientnet_b0.ra_in1k", "")).teacher.image_size == 224
+    # a fine-tuned file: the config's own values win over the pretrained_cfg's
+    cfg = tv_config("timm:resnet50.a1_in1k", "", image_size=32, class_names="cifar10")
+    resolved = resolve_teacher(cfg)
+    assert (resolved.teacher.image_size, resolved.eval_resize, resolved.class_names[0]) == (32, 0, "airplane")
     with pytest.raises(TeacherLoadError, match="timm has no model 'resnet51'"):
         resolve_teacher(tv_config("timm:resnet51", ""))
     with pytest.raises(ConfigError, match="Fashion-MNIST ResNet-20"):
@@ -253,3 +257,27 @@ def test_timm_repository_of_other_architectures(tmp_path):
 def test_versions_of_the_vision_environment():
     """The pair that imports beside each other (constraints-vision.txt)."""
     assert torch.__version__.startswith("2.14.1") and torchvision.__version__.startswith("0.29.1")
+
+
+# ---- a run ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["torchvision:resnet18", "timm:resnet18"])
+def test_distil_a_few_steps_from_a_local_weights_file(tmp_path, lte_cache, arch):
+    """The trainer end to end (data-free, a hashed text encoder: nothing downloaded) with a torchvision
+    or timm ResNet-18 given by name and a local weights file; run.yaml records the teacher as given."""
+    from conftest import tiny_config
+
+    from nayer_scale.trainer import NayerTrainer
+
+    net = (tvm.resnet18(num_classes=10) if arch.startswith("torchvision") else
+           timm.create_model("resnet18", pretrained=False, num_classes=10))
+    weights = tmp_path / "teacher.safetensors"
+    save_model(randomise_bn(net), weights)
+    cfg = tiny_config(tmp_path / "run", weights, tmp_path, lte_cache, teacher__arch=arch, teacher__in_channels=3,
+                      teacher__mean=(0.5, 0.5, 0.5), teacher__std=(0.25, 0.25, 0.25), teacher__image_size=32,
+                      teacher__class_names="cifar10", eval__dataset="none", lte__encoder="hashed", run__epochs=2)
+    summary = NayerTrainer(cfg).fit()
+    assert summary["epochs"] == 2 and summary["memory_size"] == 2 * cfg.synthesis.batch_size
+    assert 0 <= summary["student_agreement"] <= 1
+    recorded = (tmp_path / "run" / "run.yaml").read_text()
+    assert f"arch: {arch}" in recorded and str(weights) in recorded

@@ -4,12 +4,17 @@ weights, ``timm:`` models and timm hub repositories).
 
 The rule (:func:`resolve_source_input`): ``teacher.mean``, ``teacher.std``, ``teacher.in_channels``,
 ``teacher.image_size`` left at their defaults are filled from the source; a value that differs from
-the default and from the source's is refused (ConfigError naming both and what to set).
+the default and from the source's is refused (ConfigError naming both and what to set) where the
+source describes the weights themselves (an ``hf:`` folder, torchvision's named weights); where it
+describes only the architecture's usual input (``timm:<name>``'s ``pretrained_cfg``, whatever file
+``teacher.weights`` names), a value set in the config wins.
 ``teacher.class_names`` left at its default (or set to ``id2label``) becomes the source's own names,
 recorded as the source's key (``id2label``, or a dataset key such as ``imagenet``); a dataset key or
 .txt file is checked against the source: the same names (``names_must_match``, a transformers or
 nayer-scale folder, whose ``id2label`` are the names it was trained on) or the same number of names (a
-torchvision / timm source, whose names are labels: any list of the same classes may be given).
+torchvision / timm source, whose names are labels: any list of the same classes may be given; any
+number where the source does not describe the weights: the classifier width is checked when the
+teacher is built).
 ``eval.resize`` left at 0 becomes the source's eval resize. The config is not changed: the filled
 values come back as a :class:`~nayer_scale.models.teacher.ResolvedTeacher`, which the run applies to its
 config (``nayer_scale.training.components``), so that ``config.json`` / ``run.yaml`` record them and a
@@ -49,6 +54,8 @@ class SourceInput:
         names_must_match: a dataset key or .txt file must give exactly ``class_names`` (else only
             K names).
         no_names: what the source has instead of names, for the message when ``class_names`` is None.
+        describes_weights: the settings are those of the weights (refuse other values, and another
+            number of class names); False: of the architecture's usual input (fill defaults only).
     """
 
     where: str
@@ -62,6 +69,7 @@ class SourceInput:
     names_key: str = OWN_NAMES
     names_must_match: bool = True
     no_names: str = "no class names"
+    describes_weights: bool = True
 
 
 def refuse_demo_weights(t: TeacherConfig, what: str) -> None:
@@ -107,7 +115,7 @@ def _input_fields(t: TeacherConfig, src: SourceInput) -> dict[str, Any]:
             continue
         if not _differs(mine, unset):
             changes[name] = tuple(value) if isinstance(value, tuple) else value
-        elif _differs(mine, value):
+        elif _differs(mine, value) and src.describes_weights:
             raise ConfigError(f"teacher.{name}={_fmt(mine)} (from the preset, config file or an override) disagrees "
                               f"with teacher.arch={t.arch}, whose {src.where} gives {_fmt(value)}: remove the override "
                               f"or set teacher.{name}={_fmt(value)}")
@@ -120,7 +128,8 @@ def _class_names(t: TeacherConfig, src: SourceInput) -> tuple[str, list[str]]:
 
     Raises:
         ConfigError: the source has no names and none are given; names that differ from the source's
-            (``names_must_match``), or another number of names than the source's classes.
+            (``names_must_match``), or another number of names than the source's classes (where it
+            ``describes_weights``).
     """
     own = list(src.class_names) if src.class_names is not None else None
     if t.class_names in (TeacherConfig().class_names, OWN_NAMES, src.names_key):
@@ -134,7 +143,7 @@ def _class_names(t: TeacherConfig, src: SourceInput) -> tuple[str, list[str]]:
                           f"{'...' if len(names) > 10 else ''} but teacher.arch={t.arch} was trained on "
                           f"{len(own)} classes {own[:10]}{'...' if len(own) > 10 else ''} "
                           f"(its {OWN_NAMES}): set teacher.class_names={OWN_NAMES} to use the model's names")
-    if len(names) != src.num_classes:
+    if len(names) != src.num_classes and src.describes_weights:
         raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names, teacher.arch={t.arch} "
                           f"has {src.num_classes} classes: give its {src.num_classes} class names")
     return t.class_names, names
@@ -151,7 +160,8 @@ def resolve_source_input(cfg: NayerConfig, src: SourceInput, weights: str | None
 
     Returns:
         ``ResolvedTeacher``: a new, validated TeacherConfig, the ``eval.resize`` to use (the source's
-        when ``eval.resize`` is 0 and it is at least the image size) and the K class names.
+        when ``eval.resize`` is 0, the image size is the source's and the resize is at least that) and
+        the K class names.
 
     Raises:
         ConfigError: a ``teacher.*`` value that disagrees with the source's (the message names both and
@@ -163,7 +173,8 @@ def resolve_source_input(cfg: NayerConfig, src: SourceInput, weights: str | None
     teacher = dataclasses.replace(t, weights=t.weights if weights is None else weights, class_names=recorded,
                                   **changes).validate()
     resize = cfg.eval.resize
-    if resize == 0 and src.eval_resize and src.eval_resize >= (teacher.image_size or 0):
+    same_size = src.image_size is None or teacher.image_size == src.image_size  # not a config's own size
+    if resize == 0 and src.eval_resize and same_size and src.eval_resize >= (teacher.image_size or 0):
         resize = int(src.eval_resize)
     dataclasses.replace(cfg.eval, resize=resize).validate()
     return ResolvedTeacher(teacher, resize, names)

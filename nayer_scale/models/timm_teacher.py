@@ -3,7 +3,8 @@
 * ``teacher.arch=timm:<name>`` (e.g. ``timm:resnet50.a1_in1k``) builds ``timm.create_model(name,
   pretrained=False, num_classes=K, in_chans=C)``; its weights are ``teacher.weights`` (a local
   .safetensors / .pth file, or ``hf-hub:timm/<repo>``), checked key by key as every factory teacher's.
-  Its input settings come from the model's ``pretrained_cfg`` (:func:`timm_source_input`): mean, std,
+  Its input settings left at their defaults come from the model's ``pretrained_cfg``
+  (:func:`timm_source_input`; a value set in the config is kept, for a fine-tuned file): mean, std,
   input size (``input_size``), eval resize ``floor(size / crop_pct)`` (timm's own centre-crop rule);
   class names: the ImageNet names of ``nayer_scale.lte`` (key ``imagenet``) for a 1000-class model,
   else the ``label_descriptions`` / ``label_names`` of the config.
@@ -20,6 +21,7 @@ through :func:`nayer_scale.extras.require`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -197,14 +199,15 @@ def load_timm_folder(folder: str | os.PathLike, architecture: str, model_args: d
 
 
 def resolve_timm_teacher(cfg: NayerConfig) -> ResolvedTeacher:
-    """The ``teacher`` section (and ``eval.resize``) of a run with ``teacher.arch=timm:<name>``, filled
-    from the model's ``pretrained_cfg`` by the rule of :mod:`nayer_scale.models.inputs`. ``cfg`` is
-    not changed.
+    """The ``teacher`` section (and ``eval.resize``) of a run with ``teacher.arch=timm:<name>``: fields
+    left at their defaults filled from the model's ``pretrained_cfg`` by the rule of
+    :mod:`nayer_scale.models.inputs`; values set in the config are kept (``teacher.weights`` may be a
+    fine-tuned file of another input size or class count). ``cfg`` is not changed.
 
     Raises:
         MissingExtraError: timm is not installed. TeacherLoadError: timm has no such model.
-        ConfigError: settings that disagree with the pretrained_cfg; the default preset's demo
-            weights left in ``teacher.weights``.
+        ConfigError: the default preset's demo weights left in ``teacher.weights``; class names left
+            at the default for a model whose pretrained_cfg has none (not 1000 classes).
     """
     t = cfg.teacher
     timm = _timm(f"teacher.arch={t.arch}")
@@ -216,4 +219,5 @@ def resolve_timm_teacher(cfg: NayerConfig) -> ResolvedTeacher:
     num_classes = int(pretrained_cfg.get("num_classes") or model.num_classes)
     labels = pretrained_cfg.get("label_descriptions") or pretrained_cfg.get("label_names")
     src = timm_source_input(pretrained_cfg, num_classes, f"timm's pretrained_cfg of {name}", labels)
-    return resolve_source_input(cfg, src)
+    # the pretrained_cfg is timm's weights' usual input; teacher.weights may be a fine-tuned file
+    return resolve_source_input(cfg, dataclasses.replace(src, describes_weights=False))
