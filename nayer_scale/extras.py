@@ -24,6 +24,10 @@ EXTRAS: dict[str, str] = {
     "deepspeed": "deepspeed",
     "tensorboard": "tensorboard",
     "matplotlib": "bench",
+    # torchvision:<name> / timm:<name> teachers; not in dev: PyPI's torchvision needs its own torch
+    # build (constraints-vision.txt), tested in a second environment (.ci/run)
+    "torchvision": "vision",
+    "timm": "vision",
 }
 
 

@@ -40,6 +40,21 @@ FACTORIES = textwrap.dedent('''
     def broken(num_classes, in_channels=3):
         raise RuntimeError("boom")
 
+    class _TakesNoChannels(nn.Module):  # as torchvision's ResNet: no in_channels parameter
+        def __init__(self, num_classes=1000):
+            super().__init__()
+            self.body = build_model("resnet8", num_classes, 3)
+
+        def forward(self, x):
+            return self.body(x)
+
+    def kwargs_factory(*, weights=None, progress=True, **kwargs):  # torchvision.models.resnet101's signature
+        assert weights is None
+        return _TakesNoChannels(**kwargs)
+
+    def keyword_channels(*, num_classes, in_channels):
+        return build_model("resnet8", num_classes, in_channels)
+
     not_callable = 3
 ''')
 
@@ -148,6 +163,18 @@ def test_import_path_factories(factories, tmp_path):
     teacher = build_teacher(f"{factories}:with_channels", path, 10, in_channels=1)
     torch.testing.assert_close(outputs(teacher, 1, 28), outputs(model, 1, 28), rtol=0, atol=0)
     assert resolve_architecture(f"{factories}:classes_only")(num_classes=7, in_channels=3).fc.out_features == 7
+
+
+def test_import_path_factory_gets_in_channels_only_when_it_names_it(factories, tmp_path):
+    """A **kwargs factory (torchvision.models:resnet101-style) would pass in_channels on to a constructor
+    that refuses it: it is called with num_classes only; a factory naming in_channels gets it."""
+    model = build_teacher(f"{factories}:kwargs_factory", None, 7, require_weights=False)
+    assert type(model).__name__ == "_TakesNoChannels" and outputs(model).shape == (3, 7)
+    path = tmp_path / "k.safetensors"
+    save_model(model, path)
+    torch.testing.assert_close(outputs(build_teacher(f"{factories}:kwargs_factory", path, 7)), outputs(model))
+    gray = build_teacher(f"{factories}:keyword_channels", None, 5, 1, require_weights=False)
+    assert gray.conv1.in_channels == 1 and outputs(gray, 1, 28).shape == (3, 5)
 
 
 def test_import_path_errors(factories, tmp_path):

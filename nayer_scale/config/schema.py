@@ -97,19 +97,24 @@ def _check_scale(scale: tuple[float, ...], name: str) -> None:
 
 @dataclass
 class TeacherConfig(Section):
-    """The pretrained teacher: a zoo name or ``package.module:factory``, its weights (a local
-    safetensors or .pth file, or a hub spec ``torchvision:resnet50.IMAGENET1K_V2`` /
+    """The pretrained teacher: a zoo name, ``torchvision:<name>``, ``timm:<name>`` or
+    ``package.module:factory``, its weights (a local safetensors or .pth file, or a hub spec
+    ``ResNet50_Weights.IMAGENET1K_V2`` / ``torchvision:resnet50.IMAGENET1K_V2`` /
     ``hf-hub:timm/resnet50.tv_in1k``, downloaded once when the machine is online), its input
     normalisation and its class names. ``arch=hf:<hub id or folder>`` is a transformers image
-    classifier or a nayer-scale export: fields left at their defaults are filled from the folder at
-    start-up and conflicting ones refused (``nayer_scale.models.hf.resolve_hf_teacher``)."""
+    classifier, a timm repository or a nayer-scale export. Where the source knows the input (an
+    ``hf:`` folder, torchvision's named weights, timm's ``pretrained_cfg``), fields left at their
+    defaults are filled from it at start-up and conflicting ones refused
+    (``nayer_scale.models.inputs``; docs/teachers.md)."""
 
     SECTION: ClassVar[str] = "teacher"
     SUMMARY: ClassVar[str] = "the pretrained teacher: architecture, weights, input normalisation, class names"
 
-    arch: str = option("resnet20", "zoo name, package.module:factory, or hf:<hub id or folder>")
+    arch: str = option("resnet20", "zoo name, torchvision:<name>, timm:<name>, package.module:factory, or "
+                                   "hf:<hub id or folder>")
     weights: str = option(DEMO_TEACHER, "weights file (.safetensors / .pth) or hub spec; empty: random weights")
-    class_names: str = option("fashion_mnist", "a dataset key (see nayer_scale.lte) or a .txt file, one name per line")
+    class_names: str = option("fashion_mnist", "a dataset key (see nayer_scale.lte), a .txt file, one name per "
+                                               "line, or id2label: the teacher source's own names")
     mean: tuple[float, ...] = in_range(0.0, 1.0, default=(0.2860,), doc="input normalisation mean of [0, 1] pixels, "
                                                                          "per channel")
     std: tuple[float, ...] = positive((0.3530,), doc="input normalisation std of [0, 1] pixels, per channel")
@@ -118,9 +123,10 @@ class TeacherConfig(Section):
 
     def check_relations(self) -> None:
         check(bool(self.arch), "teacher.arch is empty: give a zoo name (e.g. resnet20) or package.module:factory")
-        check(self.class_names != "id2label" or self.arch.startswith("hf:"),
-              "teacher.class_names=id2label (the names in a model folder's config.json) needs teacher.arch=hf:<hub id "
-              "or folder>: set teacher.class_names to a dataset key or a .txt file")
+        check(self.class_names != "id2label" or self.arch.startswith(("hf:", "torchvision:", "timm:")),
+              "teacher.class_names=id2label (the teacher source's own names: a model folder's config.json, "
+              "torchvision weights' categories) needs teacher.arch=hf:<hub id or folder>, torchvision:<name> or "
+              "timm:<name>: set teacher.class_names to a dataset key or a .txt file")
         check(len(self.mean) == len(self.std) == self.in_channels,
               f"teacher.mean {self.mean} and teacher.std {self.std} need one value per input channel "
               f"(teacher.in_channels={self.in_channels})")

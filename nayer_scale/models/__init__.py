@@ -25,11 +25,17 @@ Files:
   ``_orig_mod.`` prefixes removed), ``save_model`` / ``read_metadata`` (safetensors with string metadata),
   ``save_model_folder`` (the nayer-scale model folder) and ``TeacherLoadError``.
 - ``sources``: the registry of teacher sources (``teacher.arch``: a zoo name, ``package.module:factory``,
-  ``hf:<hub id or folder>``; ``teacher.weights``: a local file, ``torchvision:...``, ``hf-hub:...``) and
-  ``build_teacher`` / ``resolve_teacher``, which dispatch through it.
+  ``torchvision:<name>``, ``timm:<name>``, ``hf:<hub id or folder>``; ``teacher.weights``: a local file,
+  ``<Model>_Weights.<NAME>``, ``torchvision:...``, ``hf-hub:...``) and ``build_teacher`` /
+  ``resolve_teacher``, which dispatch through it.
+- ``inputs``: the one rule by which a source's input settings (normalisation, size, class names) meet
+  a run's ``teacher.*`` fields.
+- ``torchvision_teacher``, ``timm_teacher``: the torchvision and timm sources (the ``vision`` extra),
+  and timm hub repositories, which load without timm for the zoo's ResNets.
 - ``teacher``: the factories of zoo names and import paths and the checks every teacher passes (classifier
   width, key and shape match, BatchNorm layers); ``ResolvedTeacher``.
-- ``hub``: hub weights (the torchvision URL table, ``hf-hub:`` files), parsed before any download.
+- ``hub``: hub weights (torchvision's by enum name or ``torchvision:`` spec, ``hf-hub:`` files), parsed
+  before any download.
 - ``hf``: hub-style model folders as teachers (transformers image classifiers, nayer-scale exports) and
   ``resolve_hf_teacher``, the ``teacher.*`` settings that such a folder fills.
 

@@ -1,6 +1,6 @@
 """Hub-style model folders as teachers: ``teacher.arch=hf:<hub id or local folder>``.
 
-Two kinds of folder (or hub repository) are understood, told apart by their ``config.json``:
+Three kinds of folder (or hub repository) are understood, told apart by their ``config.json``:
 
 * a ``transformers`` image classifier (``model_type`` in ``config.json``), loaded with
   ``AutoModelForImageClassification`` (ResNet, MobileNetV2, EfficientNet, RegNet, ...): the input
@@ -12,21 +12,27 @@ Two kinds of folder (or hub repository) are understood, told apart by their ``co
   :func:`nayer_scale.models.io.save_model_folder`, e.g. a distilled student from
   ``python -m nayer_scale.export``): a zoo architecture, ``model.safetensors``
   and the same fields in ``config.json``; so a distilled student can itself become a teacher.
+* a timm repository (``architecture`` and ``pretrained_cfg`` in ``config.json``, e.g.
+  ``timm/resnet50.a1_in1k``): built with timm, or without timm from the zoo for timm's ResNet-18/34/50
+  (same keys), normalisation and size from ``pretrained_cfg``, ImageNet's class names for 1000
+  classes (:mod:`nayer_scale.models.timm_teacher`).
 
 NAYER (Tran et al., CVPR 2024) synthesises images whose batch statistics match the running mean and
 variance of the teacher's BatchNorm layers (the BN-statistics loss), so a teacher without BatchNorm
 (ConvNeXt, ViT: LayerNorm) is refused, by building the model skeleton on the meta device from
 ``config.json`` before any weights are downloaded.
 
-How the ``teacher.*`` fields meet the model folder (:func:`resolve_hf_teacher`): ``teacher.mean``,
+How the ``teacher.*`` fields meet the model folder (:func:`resolve_hf_teacher`, by the rule of
+:mod:`nayer_scale.models.inputs` that every source with input settings follows): ``teacher.mean``,
 ``teacher.std``, ``teacher.in_channels``, ``teacher.image_size`` left at their defaults are filled
 from the folder; a value that differs from the default and from the folder's is refused
 (ConfigError naming both and what to set). ``teacher.class_names`` left at its default (or set to
 ``id2label``) becomes the model's ``id2label`` names and is recorded as ``id2label``; a dataset key or
 .txt file is compared with ``id2label`` (and used instead of it when the model has only generic
-``LABEL_i`` names). ``teacher.weights`` must be empty: the weights are the folder's (the shipped
-Fashion-MNIST teacher that the default preset names is dropped). ``eval.resize`` left at 0 becomes
-the image processor's resize. The given config is not changed: the filled values come back as a
+``LABEL_i`` names; a timm repository takes any K names). ``teacher.weights`` must be empty: the
+weights are the folder's (the shipped Fashion-MNIST teacher that the default preset names is
+dropped). ``eval.resize`` left at 0 becomes the image processor's resize. The given config is not
+changed: the filled values come back as a
 :class:`~nayer_scale.models.teacher.ResolvedTeacher`, which the run applies to its config
 (``nayer_scale.training.components``), so that ``config.json`` / ``run.yaml`` record them and a
 resumed run compares equal.
@@ -34,9 +40,7 @@ resumed run compares equal.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,12 +50,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import DEMO_TEACHER, ConfigError, NayerConfig, TeacherConfig
+from ..config import DEMO_TEACHER, ConfigError, NayerConfig
 from ..extras import require
-from ..lte.classnames import resolve_class_names
+from .inputs import SourceInput, resolve_source_input
 from .io import NAYER_LIBRARY, TeacherLoadError, load_state_dict_file
 from .registry import build_model
 from .teacher import ResolvedTeacher, has_batchnorm
+from .timm_teacher import build_timm_folder_model, is_timm_config, load_timm_folder, timm_folder_config
 
 __all__ = ["HF_PREFIX", "HFImageClassifier", "HFModelSpec", "build_hf_teacher", "is_hf_arch", "load_model_folder",
            "read_hf_model_spec", "resolve_hf_teacher"]
@@ -72,13 +77,15 @@ class HFModelSpec:
 
     Attributes:
         source: the hub id or folder as given; folder: the local folder holding ``config.json``.
-        kind: "transformers" or "nayer-scale"; model_name: the transformers class or zoo architecture.
+        kind: "transformers", "nayer-scale" or "timm"; model_name: the transformers class, zoo
+            architecture or timm architecture.
         num_classes: K; class_names: the ``id2label`` names in index order, None if only generic
             ``LABEL_i`` names; in_channels: input channels.
         mean, std: per-channel normalisation of [0, 1] pixels (None if the folder has none).
         image_size: input side in pixels (None if unknown); eval_resize: shorter side before the
             centre crop in the image processor's evaluation transform (None if unknown).
         config: the parsed ``config.json``.
+        model_args: the timm model arguments (``config.json``'s ``model_args`` and ``num_classes``).
     """
 
     source: str
@@ -93,6 +100,7 @@ class HFModelSpec:
     image_size: int | None
     eval_resize: int | None
     config: dict = field(repr=False, compare=False)
+    model_args: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _is_local(source: str) -> bool:
@@ -217,9 +225,13 @@ def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec
         return HFModelSpec(source, folder, "nayer-scale", config["architecture"], len(names), names,
                            int(config["in_channels"]), tuple(config["mean"]), tuple(config["std"]),
                            int(config["image_size"]), config.get("eval_resize"), config)
+    if is_timm_config(config):
+        return _timm_spec(source, folder, config, check_batchnorm)
     if "model_type" not in config:
-        raise TeacherLoadError(f"teacher.arch=hf:{source}: {config_path} has no model_type; give a transformers "
-                               "model folder (save_pretrained) or a nayer-scale export (python -m nayer_scale.export)")
+        raise TeacherLoadError(f"teacher.arch=hf:{source}: {config_path} has no model_type (transformers) nor "
+                               "architecture + pretrained_cfg (timm); give a transformers model folder "
+                               "(save_pretrained), a timm repository (e.g. timm/resnet50.a1_in1k) or a nayer-scale "
+                               "export (python -m nayer_scale.export)")
     model = _meta_model(folder, source)
     if check_batchnorm:
         _check_batchnorm(model, source)
@@ -238,6 +250,17 @@ def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec
     return HFModelSpec(source, folder, "transformers", type(model).__name__, num_classes, names, in_channels,
                        tuple(map(float, mean)) if mean is not None else None,
                        tuple(map(float, std)) if std is not None else None, image_size, resize, config)
+
+
+def _timm_spec(source: str, folder: Path, config: dict, check_batchnorm: bool) -> HFModelSpec:
+    """The spec of a timm repository; its BatchNorm check builds the model on the meta device (timm, or
+    the zoo's equivalent without timm)."""
+    where = f"teacher.arch=hf:{source}"
+    architecture, model_args, src = timm_folder_config(config, where)
+    if check_batchnorm:
+        _check_batchnorm(build_timm_folder_model(architecture, model_args, where, meta=True), source)
+    return HFModelSpec(source, folder, "timm", architecture, src.num_classes, src.class_names, src.in_channels,
+                       src.mean, src.std, src.image_size, src.eval_resize, config, model_args)
 
 
 class HFImageClassifier(nn.Module):
@@ -276,6 +299,10 @@ def load_model_folder(source: str) -> tuple[nn.Module, HFModelSpec]:
         except RuntimeError as err:
             raise TeacherLoadError(f"{spec.folder}/model.safetensors does not fit {spec.model_name}: {err}") from err
         return model.eval(), spec
+    if spec.kind == "timm":
+        folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)
+        where = f"teacher.arch=hf:{spec.source}"
+        return load_timm_folder(folder, spec.model_name, spec.model_args, where), spec
     AutoModelForImageClassification = require("transformers", "hf", "teacher.arch=hf:...").AutoModelForImageClassification
 
     folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)
@@ -313,70 +340,15 @@ def build_hf_teacher(arch: str, weights: str | os.PathLike | None, num_classes: 
     return model.eval().requires_grad_(False)
 
 
-def _differs(a: Any, b: Any) -> bool:
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) != len(b) or any(_differs(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) or isinstance(b, float):
-        return not math.isclose(float(a), float(b), rel_tol=1e-4, abs_tol=1e-6)
-    return a != b
-
-
-def _fmt(value: Any) -> str:
-    return ",".join(f"{v:g}" for v in value) if isinstance(value, (tuple, list)) else str(value)
-
-
-def _input_fields(t: TeacherConfig, spec: HFModelSpec) -> dict[str, Any]:
-    """The ``teacher.*`` input fields that the folder fills: those left at their defaults.
-
-    Raises:
-        ConfigError: a value set to neither the default nor the folder's, or one the folder does not
-            give left at its default.
-    """
-    default = TeacherConfig()
+def _source_input(spec: HFModelSpec) -> SourceInput:
+    """What the folder says about its input, for :func:`nayer_scale.models.inputs.resolve_source_input`."""
     where = f"{spec.folder} ({'preprocessor_config.json' if spec.kind == 'transformers' else 'config.json'})"
-    changes = {}
-    for name, value in (("in_channels", spec.in_channels), ("mean", spec.mean), ("std", spec.std),
-                        ("image_size", spec.image_size)):
-        mine, unset = getattr(t, name), getattr(default, name)
-        if value is None:
-            if not _differs(mine, unset) and name != "in_channels":
-                raise ConfigError(f"teacher.arch={t.arch}: {where} gives no {name}; set teacher.{name} to the "
-                                  "model's (its training input)")
-            continue
-        if not _differs(mine, unset):
-            changes[name] = tuple(value) if isinstance(value, tuple) else value
-        elif _differs(mine, value):
-            raise ConfigError(f"teacher.{name}={_fmt(mine)} (from the preset, config file or an override) disagrees "
-                              f"with teacher.arch={t.arch}, whose {where} gives {_fmt(value)}: remove the override or "
-                              f"set teacher.{name}={_fmt(value)}")
-    return changes
-
-
-def _class_names(t: TeacherConfig, spec: HFModelSpec) -> tuple[str, list[str]]:
-    """(``teacher.class_names`` to record, the K names): ``id2label`` for the default or ``id2label``,
-    else the given dataset key or .txt file, checked against the model's names.
-
-    Raises:
-        ConfigError: only generic ``LABEL_i`` names and no class names given; names that differ from
-            ``id2label``, or another number of names than the model's classes.
-    """
-    model_names = list(spec.class_names) if spec.class_names is not None else None
-    if t.class_names in (TeacherConfig().class_names, "id2label"):
-        if model_names is None:
-            raise ConfigError(f"teacher.arch={t.arch} has only generic id2label names (LABEL_0, LABEL_1, ...): set "
-                              "teacher.class_names to a dataset key or a .txt file with its "
-                              f"{spec.num_classes} class names")
-        return "id2label", model_names
-    names = resolve_class_names(t.class_names)
-    if model_names is not None and names != model_names:
-        raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names {names[:10]}"
-                          f"{'...' if len(names) > 10 else ''} but teacher.arch={t.arch} was trained on "
-                          f"{len(model_names)} classes {model_names[:10]}{'...' if len(model_names) > 10 else ''} "
-                          "(its id2label): set teacher.class_names=id2label to use the model's names")
-    if len(names) != spec.num_classes:
-        raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names, teacher.arch={t.arch} "
-                          f"has {spec.num_classes} classes: give its {spec.num_classes} class names")
-    return t.class_names, names
+    timm = spec.kind == "timm"
+    return SourceInput(where=where, num_classes=spec.num_classes, class_names=spec.class_names,
+                       in_channels=spec.in_channels, mean=spec.mean, std=spec.std, image_size=spec.image_size,
+                       eval_resize=spec.eval_resize, names_must_match=not timm,
+                       no_names=(f"{spec.num_classes} classes and no label names in its config.json" if timm
+                                 else "only generic id2label names (LABEL_0, LABEL_1, ...)"))
 
 
 def resolve_hf_teacher(cfg: NayerConfig) -> ResolvedTeacher:
@@ -404,11 +376,4 @@ def resolve_hf_teacher(cfg: NayerConfig) -> ResolvedTeacher:
         raise ConfigError(f"teacher.weights={t.weights} with teacher.arch={t.arch}: the weights are the model "
                           "folder's; set teacher.weights= (empty)")
     spec = read_hf_model_spec(source)
-    changes = _input_fields(t, spec)
-    recorded, names = _class_names(t, spec)
-    teacher = dataclasses.replace(t, weights="", class_names=recorded, **changes).validate()
-    resize = cfg.eval.resize
-    if resize == 0 and spec.eval_resize and spec.eval_resize >= (teacher.image_size or 0):
-        resize = int(spec.eval_resize)
-    dataclasses.replace(cfg.eval, resize=resize).validate()
-    return ResolvedTeacher(teacher, resize, names)
+    return resolve_source_input(cfg, _source_input(spec), weights="")

@@ -5,22 +5,27 @@ A source is told by the value of ``teacher.arch`` (:class:`TeacherSource`) or of
 (:class:`WeightsSource`); both kinds live in this registry, tried in order, the first that recognises
 the value wins:
 
-    teacher.arch                   source   module                            weights
-    -----------------------------  -------  --------------------------------  -----------------------------
-    hf:<hub id or folder>          hf       transformers / nayer-scale folder  the folder's (models.hf)
-    <zoo name> (no colon)          zoo      nayer_scale.models.build_model     teacher.weights
-    package.module:factory         factory  the imported factory               teacher.weights
+    teacher.arch                   source       module                              weights
+    -----------------------------  -----------  ----------------------------------  ----------------------------
+    hf:<hub id or folder>          hf           transformers / timm / nayer-scale   the folder's (models.hf)
+    torchvision:<name>             torchvision  torchvision.models.get_model        teacher.weights, read by it
+    timm:<name>                    timm         timm.create_model                   teacher.weights
+    <zoo name> (no colon)          zoo          nayer_scale.models.build_model      teacher.weights
+    package.module:factory         factory      the imported factory                teacher.weights
 
-    teacher.weights                source       read with
-    -----------------------------  -----------  ----------------------------------------------
-    torchvision:<arch>.<WEIGHTS>   torchvision  torch.hub (models.hub.TORCHVISION_WEIGHTS)
-    hf-hub:<org>/<repo>[/<file>]   hf-hub       huggingface_hub.hf_hub_download (models.hub)
-    a local .safetensors / .pth    file         models.io.load_state_dict_file
+    teacher.weights                  source             read with
+    -------------------------------  -----------------  ------------------------------------------------
+    <Model>_Weights.<NAME>           torchvision-enum   torch.hub (URL of torchvision's enum; models.hub)
+    torchvision:<arch>.<WEIGHTS>     torchvision        torch.hub (models.hub)
+    hf-hub:<org>/<repo>[/<file>]     hf-hub             huggingface_hub.hf_hub_download (models.hub)
+    a local .safetensors / .pth      file               models.io.load_state_dict_file
 
-A source whose module carries its own weights (``hf``) builds the whole teacher itself and may know
-its input settings (normalisation, size, class names: ``resolve``); the others give a module factory,
-and the teacher is built by the checked steps of :mod:`nayer_scale.models.teacher`. A new kind (e.g.
-``torchvision:<name>``) is one :func:`register_source` call.
+A source that builds the whole teacher itself (``hf``: the folder's weights; ``torchvision``: its
+builder reads ``teacher.weights``) has ``build``; the others give a module factory, and the teacher is
+built by the checked steps of :mod:`nayer_scale.models.teacher`. A source may know its input settings
+(normalisation, size, class names: ``resolve``; ``hf``, ``torchvision``, ``timm``). A new kind is one
+:func:`register_source` call. torchvision and timm are imported only when a teacher names them (the
+``vision`` extra).
 
 NAYER (Tran et al., CVPR 2024) synthesises images whose batch statistics match the teacher's
 BatchNorm running statistics, so every source ends with a teacher that has BatchNorm layers.
@@ -39,9 +44,11 @@ from torch import nn
 from ..config import NayerConfig
 from ..lte.classnames import resolve_class_names
 from .hf import build_hf_teacher, is_hf_arch, resolve_hf_teacher
-from .hub import (HF_HUB_PREFIX, TORCHVISION_PREFIX, check_torchvision_fit, hf_hub_file, load_hf_hub_weights,
-                  load_torchvision_weights, torchvision_weights)
+from .hub import (HF_HUB_PREFIX, TORCHVISION_PREFIX, check_torchvision_fit, hf_hub_file, is_weights_enum_name,
+                  load_hf_hub_weights, load_torchvision_weights, torchvision_weights)
 from .io import TeacherLoadError, load_state_dict_file
+from .timm_teacher import is_timm_arch, resolve_timm_teacher, timm_factory
+from .torchvision_teacher import build_torchvision_teacher, is_torchvision_arch, resolve_torchvision_teacher
 from .teacher import (Factory, ResolvedTeacher, check_batchnorm, check_classifier, import_factory, instantiate,
                       load_checked, zoo_factory)
 
@@ -62,7 +69,9 @@ class TeacherSource:
             weights come from ``teacher.weights`` (a :class:`WeightsSource`); None for one that
             carries its own weights.
         build: ``build(arch, weights, num_classes, in_channels) -> nn.Module``, the whole teacher (on the
-            CPU, eval() mode, no gradients), for a source that carries its own weights; None otherwise.
+            CPU, eval() mode, no gradients), for a source that builds it itself; None otherwise.
+        reads_weights: whether a ``build`` source reads ``teacher.weights`` (so that
+            ``require_weights`` applies); False: it carries its own (a model folder).
         resolve: ``resolve(cfg) -> ResolvedTeacher``: the input settings the source knows (normalisation,
             size, eval resize, class names), checked against the config; None: the config's own.
     """
@@ -72,6 +81,7 @@ class TeacherSource:
     factory: Callable[[str], Factory] | None = None
     build: Callable[[str, Weights | None, int, int], nn.Module] | None = None
     resolve: Callable[[NayerConfig], ResolvedTeacher] | None = None
+    reads_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class WeightsSource:
     """A kind of ``teacher.weights``, for the teacher sources with a factory.
 
     Attributes:
-        kind: its name ("torchvision", "hf-hub", "file").
+        kind: its name ("torchvision-enum", "torchvision", "hf-hub", "file").
         recognises: ``recognises(weights)``: whether ``weights`` (a string or a path) is of this kind.
         check: ``check(weights)``, before the model is built and without downloading: the file exists,
             the spec parses; TeacherLoadError otherwise.
@@ -109,10 +119,15 @@ def _prefixed(prefix: str) -> Callable[[object], bool]:
 
 _TEACHER_SOURCES: list[TeacherSource] = [
     TeacherSource("hf", is_hf_arch, build=build_hf_teacher, resolve=resolve_hf_teacher),
+    TeacherSource("torchvision", is_torchvision_arch, build=build_torchvision_teacher,
+                  resolve=resolve_torchvision_teacher, reads_weights=True),
+    TeacherSource("timm", is_timm_arch, factory=timm_factory, resolve=resolve_timm_teacher),
     TeacherSource("zoo", lambda arch: ":" not in arch, factory=zoo_factory),
     TeacherSource("factory", lambda arch: ":" in arch, factory=import_factory),
 ]
 _WEIGHTS_SOURCES: list[WeightsSource] = [
+    WeightsSource("torchvision-enum", is_weights_enum_name, check=torchvision_weights,
+                  load=load_torchvision_weights, check_fit=check_torchvision_fit, hub=True),
     WeightsSource("torchvision", _prefixed(TORCHVISION_PREFIX), check=torchvision_weights,
                   load=load_torchvision_weights, check_fit=check_torchvision_fit, hub=True),
     WeightsSource("hf-hub", _prefixed(HF_HUB_PREFIX), check=hf_hub_file, load=load_hf_hub_weights, hub=True),
@@ -153,27 +168,31 @@ def weights_source(weights: Weights) -> WeightsSource:
 
 
 def is_hub_spec(weights: object) -> bool:
-    """Whether ``weights`` names hub weights (``torchvision:...`` or ``hf-hub:...``) rather than a file."""
+    """Whether ``weights`` names hub weights (a torchvision enum name, ``torchvision:...`` or ``hf-hub:...``)
+    rather than a file."""
     return isinstance(weights, str) and weights_source(weights).hub
 
 
 def resolve_architecture(arch: str) -> Factory:
-    """A factory ``f(num_classes, in_channels=3) -> nn.Module`` for a zoo name or an import path.
+    """A factory ``f(num_classes, in_channels=3) -> nn.Module`` for a zoo name, ``timm:<name>`` or an
+    import path.
 
     Args:
-        arch: a name of :func:`nayer_scale.models.list_models` (e.g. ``"resnet20"``), or
-            ``"package.module:factory"``. The factory is called as
-            ``factory(num_classes=K, in_channels=C)``, or ``factory(num_classes=K)`` when it takes no
-            ``in_channels`` (nor ``**kwargs``) argument.
+        arch: a name of :func:`nayer_scale.models.list_models` (e.g. ``"resnet20"``), ``timm:<name>``, or
+            ``"package.module:factory"``. An imported factory is called as
+            ``factory(num_classes=K, in_channels=C)`` when its signature names ``in_channels``, else as
+            ``factory(num_classes=K)`` (a ``**kwargs`` factory such as ``torchvision.models:resnet101``
+            is not given ``in_channels``).
 
     Raises:
         TeacherLoadError: unknown zoo name, an import path that does not import, a non-callable, or an
-            ``arch`` whose source carries its own weights (a model folder).
+            ``arch`` whose source builds the teacher itself (a model folder, ``torchvision:<name>``).
+        MissingExtraError: ``timm:<name>`` without timm.
     """
     source = teacher_source(arch)
     if source.factory is None:
-        raise TeacherLoadError(f"{arch!r} is a model folder, not a factory: load it with build_teacher or "
-                               "nayer_scale.models.hf.load_model_folder")
+        raise TeacherLoadError(f"{arch!r} is built with its weights, not by a factory: load it with build_teacher"
+                               f"{' or nayer_scale.models.hf.load_model_folder' if source.kind == 'hf' else ''}")
     return source.factory(arch)
 
 
@@ -183,12 +202,14 @@ def load_hub_weights(spec: str) -> dict[str, torch.Tensor]:
     and prefixes removed).
 
     Args:
-        spec: ``torchvision:<arch>.<WEIGHTS>``, one of :data:`nayer_scale.models.hub.TORCHVISION_WEIGHTS`
-            (e.g. ``torchvision:resnet50.IMAGENET1K_V2``; ``<arch>.DEFAULT`` is torchvision's default),
-            fetched with ``torch.hub.load_state_dict_from_url`` (hash-checked, cached in
-            ``torch.hub.get_dir()/checkpoints``); or ``hf-hub:<org>/<repo>[/<file>]`` (e.g.
-            ``hf-hub:timm/resnet50.tv_in1k``), whose ``<file>`` (default ``model.safetensors``) is fetched
-            with ``huggingface_hub.hf_hub_download`` (cached in the Hugging Face cache).
+        spec: torchvision weights by their enum name (``ResNet50_Weights.IMAGENET1K_V2``; needs
+            torchvision) or as ``torchvision:<arch>.<WEIGHTS>`` (e.g. ``torchvision:resnet50.IMAGENET1K_V2``;
+            ``<arch>.DEFAULT`` is torchvision's default; without torchvision, one of
+            :data:`nayer_scale.models.hub.TORCHVISION_WEIGHTS`), fetched with
+            ``torch.hub.load_state_dict_from_url`` (hash-checked, cached in ``torch.hub.get_dir()/checkpoints``);
+            or ``hf-hub:<org>/<repo>[/<file>]`` (e.g. ``hf-hub:timm/resnet50.tv_in1k``), whose ``<file>``
+            (default ``model.safetensors``) is fetched with ``huggingface_hub.hf_hub_download`` (cached in
+            the Hugging Face cache).
 
     Raises:
         TeacherLoadError: an unknown or malformed spec; the download fails (no internet, a firewall,
@@ -197,8 +218,8 @@ def load_hub_weights(spec: str) -> dict[str, torch.Tensor]:
             missing; or the file does not hold a state dict of tensors.
     """
     if not is_hub_spec(spec):
-        raise TeacherLoadError(f"{spec!r} is not a hub spec: use torchvision:<arch>.<WEIGHTS> or "
-                               "hf-hub:<org>/<repo>")
+        raise TeacherLoadError(f"{spec!r} is not a hub spec: use <Model>_Weights.<NAME>, "
+                               "torchvision:<arch>.<WEIGHTS> or hf-hub:<org>/<repo>")
     return weights_source(spec).load(spec)
 
 
@@ -212,13 +233,16 @@ def build_teacher(arch: str, weights: Weights | None, num_classes: int, in_chann
     ``tv_*`` zoo model) before anything is downloaded; the hub weights download (see
     :func:`load_hub_weights`); the file's keys match the model's (``*.num_batches_tracked`` may be
     absent) and every tensor has the model's shape; the model has a BatchNorm layer (NAYER's
-    BN-statistics loss needs the teacher's running statistics).
+    BN-statistics loss needs the teacher's running statistics). ``torchvision:<name>`` runs the same
+    checks in its own builder (:func:`nayer_scale.models.torchvision_teacher.build_torchvision_teacher`).
 
     Args:
-        arch: zoo name or ``package.module:factory`` (see :func:`resolve_architecture`), or
-            ``hf:<hub id or folder>``: a transformers image classifier or a nayer-scale export, weights
-            from the folder (:func:`nayer_scale.models.hf.build_hf_teacher`); any registered source.
-        weights: .safetensors / .pth file; or hub weights, ``torchvision:<arch>.<WEIGHTS>`` (e.g.
+        arch: zoo name, ``timm:<name>`` or ``package.module:factory`` (see :func:`resolve_architecture`);
+            ``torchvision:<name>``; or ``hf:<hub id or folder>``: a transformers image classifier, a timm
+            repository or a nayer-scale export, weights from the folder
+            (:func:`nayer_scale.models.hf.build_hf_teacher`); any registered source.
+        weights: .safetensors / .pth file; or hub weights, torchvision's by enum name
+            (``ResNet50_Weights.IMAGENET1K_V2``) or ``torchvision:<arch>.<WEIGHTS>`` (e.g.
             ``torchvision:resnet50.IMAGENET1K_V2`` for ``tv_resnet50``) or ``hf-hub:<org>/<repo>[/<file>]``
             (e.g. ``hf-hub:timm/resnet50.tv_in1k``), downloaded once into the torch / Hugging Face cache;
             or None for random weights (only if not ``require_weights``).
@@ -232,13 +256,18 @@ def build_teacher(arch: str, weights: Weights | None, num_classes: int, in_chann
 
     Raises:
         TeacherLoadError: for each failed check, saying what to change.
+        MissingExtraError: a torchvision / timm teacher or torchvision enum name without the ``vision``
+            extra.
     """
     source = teacher_source(arch)
-    if source.build is not None:  # a transformers model or a nayer-scale export: weights from its folder
+    if source.build is not None and not source.reads_weights:  # a model folder: weights from the folder
         return source.build(arch, weights, num_classes, in_channels)
     if weights is None and require_weights:
         raise TeacherLoadError("teacher.weights is empty: give the teacher's weights file (.safetensors or .pth) "
-                               "or hub weights (torchvision:<arch>.<WEIGHTS>, hf-hub:<org>/<repo>)")
+                               "or hub weights (<Model>_Weights.<NAME>, torchvision:<arch>.<WEIGHTS>, "
+                               "hf-hub:<org>/<repo>)")
+    if source.build is not None:  # torchvision:<name>: its builder reads the weights
+        return source.build(arch, weights, num_classes, in_channels)
     where = None if weights is None else weights_source(weights)
     if where is not None:
         where.check(weights)
@@ -255,8 +284,10 @@ def build_teacher(arch: str, weights: Weights | None, num_classes: int, in_chann
 def resolve_teacher(cfg: NayerConfig) -> ResolvedTeacher:
     """The teacher settings of a run, through the source of ``cfg.teacher.arch``: what the source knows
     about its input (``hf:``: the folder's normalisation, size, eval resize and class names, see
-    :func:`nayer_scale.models.hf.resolve_hf_teacher`), else the config's own section and
-    ``eval.resize`` with the class names of ``teacher.class_names``. ``cfg`` is not changed.
+    :func:`nayer_scale.models.hf.resolve_hf_teacher`; ``torchvision:``: the weights' ``transforms()`` and
+    categories; ``timm:``: the model's ``pretrained_cfg``; rules in :mod:`nayer_scale.models.inputs`), else
+    the config's own section and ``eval.resize`` with the class names of ``teacher.class_names``. ``cfg``
+    is not changed.
 
     Raises:
         ConfigError: settings that disagree with the source's; FileNotFoundError / ValueError: class

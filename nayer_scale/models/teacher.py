@@ -67,8 +67,10 @@ def zoo_factory(arch: str) -> Factory:
 
 def import_factory(arch: str) -> Factory:
     """The factory named by ``package.module:factory`` (dotted attributes allowed after the colon).
-    It is called as ``factory(num_classes=K, in_channels=C)``, or ``factory(num_classes=K)`` when it
-    takes no ``in_channels`` (nor ``**kwargs``) argument.
+    It is called as ``factory(num_classes=K, in_channels=C)`` when its signature names an
+    ``in_channels`` parameter, else as ``factory(num_classes=K)``: a ``**kwargs`` factory such as
+    ``torchvision.models:resnet101`` forwards its keywords to a constructor that takes no
+    ``in_channels``, so it is not given one (it builds its own input channels).
 
     Raises:
         TeacherLoadError: the module does not import, lacks the name, or the name is not callable.
@@ -85,7 +87,7 @@ def import_factory(arch: str) -> Factory:
         raise TeacherLoadError(f"teacher factory {arch!r} is a {type(factory).__name__}, not a callable")
     try:
         params = inspect.signature(factory).parameters.values()
-        takes_channels = any(p.name == "in_channels" or p.kind is p.VAR_KEYWORD for p in params)
+        takes_channels = any(p.name == "in_channels" and p.kind is not p.POSITIONAL_ONLY for p in params)
     except (TypeError, ValueError):  # no introspectable signature: pass the documented arguments
         takes_channels = True
     if takes_channels:
