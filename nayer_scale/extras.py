@@ -23,6 +23,9 @@ EXTRAS: dict[str, str] = {
     "triton": "triton",
     "deepspeed": "deepspeed",
     "tensorboard": "tensorboard",
+    "trackio": "trackio",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
     "matplotlib": "bench",
     # torchvision:<name> / timm:<name> teachers; not in dev: PyPI's torchvision needs its own torch
     # build (constraints-vision.txt), tested in a second environment (.ci/run)

@@ -39,6 +39,7 @@ from .storage import atomic_write_json
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
                        apply_launcher_settings, checkpoint_name, write_run_record)
 from .training.run_lock import hold_run_folder
+from .training.trackers import global_step
 from .visualize import save_sample_grid
 
 __all__ = ["NayerTrainer", "Preempted", "build_accelerator", "resolve_class_names"]
@@ -92,6 +93,7 @@ class NayerTrainer:
         self.eval_images = 0  # real images in the last evaluation, over all processes
         self.guard = PreemptionGuard(self.device, self._reduce_sum if self.world_size > 1 else None)
         changes = self._resume() if self.cfg.run.resume else []
+        self.c.trackers.start(self.cfg.to_dict(), resumed=self.start_epoch > 0)
         write_run_record(self.run_dir, self.cfg, {"precision": self.precision.to_dict()},
                          {"start_epoch": self.start_epoch, "world_size": self.world_size,
                           "changed_since_checkpoint": changes}, acc, self.lte, self.class_names)
@@ -105,7 +107,10 @@ class NayerTrainer:
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
 
     def close(self) -> None:
-        """Give the run folder back (its lock; ``fit`` does this when it returns or raises)."""
+        """End the tracker runs and give the run folder back (its lock); ``fit`` does this when it
+        returns or raises."""
+        if getattr(self, "c", None) is not None:  # set-up got as far as the components
+            self.c.trackers.finish()
         if self.run_lock is not None:
             self.run_lock.release()
 
@@ -176,7 +181,11 @@ class NayerTrainer:
         batches = self.memory.batches(d.batch_size, seeds, self.cfg.memory.prefetch)
         try:
             for step, (images, _) in zip(steps, batches):
-                progress.sums["kd_sum"] += self.engine.step(images, self.rng)
+                loss = self.engine.step(images, self.rng)
+                progress.sums["kd_sum"] += loss
+                if (step + 1) % self.cfg.run.log_every_steps == 0:  # one host read every log_every_steps steps
+                    self.c.trackers.log({"train/kd_loss": loss.item()},
+                                        global_step(progress.epoch, step + 1, d.steps_per_epoch))
                 progress.distill_steps = step + 1
                 if (step + 1) % every == 0 and step + 1 < d.steps_per_epoch:
                     self.safe_point()
@@ -196,8 +205,9 @@ class NayerTrainer:
             with self.clock.phase("io"):
                 self.memory.write(images, labels, {"epoch": epoch, "batch": b, "rank": self.rank})
                 if b == n_batches - 1 and self.accelerator.is_main_process:
-                    save_sample_grid(images, labels, self.num_classes, self.run_dir / "samples" /
-                                     f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
+                    grid = save_sample_grid(images, labels, self.num_classes, self.run_dir / "samples" /
+                                            f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
+                    self.c.trackers.log_image("samples", grid, global_step(epoch, 0, self.cfg.distill.steps_per_epoch))
             with self.clock.phase("evaluation"):
                 progress.add_synthesis(losses, *self.probe_synthetic(images, labels, student=not warmup))
             if b + 1 < n_batches:
@@ -330,8 +340,6 @@ class NayerTrainer:
                 save_model(self.engine.unwrapped, self.run_dir / "student.safetensors", meta)
                 if self.cfg.student.quantization.enabled:  # integer weights, scales, activation ranges
                     export_student(self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta)
-            if self.cfg.run.tensorboard:
-                acc.end_training()
             acc.wait_for_everyone()
         times = self.time_accounting()
         summary = {"method": self.cfg.synthesis.method, "teacher_top1": teacher_top1, "student_top1": student_top1,

@@ -17,7 +17,7 @@ __all__ = ["save_sample_grid"]
 def save_sample_grid(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | os.PathLike, per_class: int = 8,
     max_rows: int = 100,
-) -> None:
+) -> np.ndarray:
     """Write a PNG grid with one row per class holding up to ``per_class`` of its images.
 
     With at most ``max_rows`` classes every class gets a row (blank if absent, so rows line up
@@ -30,6 +30,8 @@ def save_sample_grid(
         num_classes: number of classes K.
         path: output .png path, written atomically (``nayer_scale.storage.atomic_write_bytes``: never a
             half-written file).
+    Returns:
+        The grid's pixels, (H, W, C) uint8 (for the experiment trackers).
     """
     images = images.detach().float().clamp(0, 1).cpu()
     labels = labels.detach().cpu()
@@ -47,3 +49,4 @@ def save_sample_grid(
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+    return pixels

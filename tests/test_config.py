@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nayer_scale.cli import build_config
+from nayer_scale.config.loader import REPLACED_FIELDS
 from nayer_scale.config import CHANNELS_LAST, EVAL_DATASETS, GENERATOR_INPUTS, MIXED_PRECISIONS, RENAMED_FIELDS, SYNTHESIS_METHODS, ConfigError, NayerConfig, SynthesisConfig, QuantizationConfig, DEMO_TEACHER, apply_overrides, check_resume_compatible, config_from_dict
 from nayer_scale.recipes import PRESETS, get_preset, preset
 
@@ -55,7 +56,9 @@ def test_preset_values_match_the_v1_snapshot(name):
     new = _flat(json.loads(json.dumps(get_preset(name).to_dict())))  # tuples as JSON lists, like the snapshot
     defaults = _flat(json.loads(json.dumps(NayerConfig().to_dict())))
     moved = {**RENAMED_FIELDS, **(DI_PIXEL_FIELDS if name.endswith("_deepinversion") else {})}
-    mapped = {moved.get(key, key): value for key, value in old.items()}
+    mapped = {moved.get(key, key): value for key, value in old.items() if key not in REPLACED_FIELDS}
+    mapped.update({REPLACED_FIELDS[key][0]: REPLACED_FIELDS[key][1](value) for key, value in old.items()
+                   if key in REPLACED_FIELDS})  # run.tensorboard=false -> run.log_with=none
     assert {k: new[k] for k in mapped} == mapped
     # fields new in v2 that a preset sets on purpose (documented in the preset's docstring)
     chosen = {"memory.max_images"} if name.startswith("imagenet_r50") else set()

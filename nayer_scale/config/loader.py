@@ -26,7 +26,7 @@ import yaml
 from .schema import NayerConfig, QuantizationConfig
 from .validate import ConfigError, hints, type_name, type_ok
 
-__all__ = ["CONVERTED_FIELDS", "RENAMED_FIELDS", "apply_overrides", "config_from_dict", "flatten", "layer", "read_yaml"]
+__all__ = ["CONVERTED_FIELDS", "RENAMED_FIELDS", "REPLACED_FIELDS", "apply_overrides", "config_from_dict", "flatten", "layer", "read_yaml"]
 
 #: old key -> its place now; accepted with a DeprecationWarning.
 RENAMED_FIELDS: dict[str, str] = {
@@ -53,6 +53,16 @@ def _bits_of(text: Any) -> dict[str, int]:
 #: old key whose value became several keys -> (the function giving them, what the message names).
 CONVERTED_FIELDS: dict[str, tuple[Callable[[Any], dict[str, Any]], str]] = {
     "student.quantization": (_bits_of, "student.quantization.weight_bits and .activation_bits"),
+}
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+#: old key that was replaced by another key of another type -> (the new key, its value from the old).
+REPLACED_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "run.tensorboard": ("run.log_with", lambda v: "tensorboard" if _truthy(v) else "none"),
 }
 
 
@@ -122,6 +132,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def _assign(config: NayerConfig, path: str, value: Any, *, text: bool) -> None:
     """Set the field at dotted ``path``; ``text``: parse a command-line string, else coerce."""
+    if path in REPLACED_FIELDS:
+        new, convert = REPLACED_FIELDS[path]
+        _warn(f"{path}={value}", new)
+        path, value, text = new, convert(value), False
     new = RENAMED_FIELDS.get(path)
     if new is not None:
         _warn(path, new)

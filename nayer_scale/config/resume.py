@@ -17,7 +17,7 @@ __all__ = ["EXTENDABLE_FIELDS", "RESUMABLE_FIELDS", "check_resume_compatible"]
 
 #: Fields (fnmatch patterns) that may change when a run is resumed; every other change is refused.
 RESUMABLE_FIELDS: tuple[str, ...] = (
-    "eval.*", "run.resume", "run.progress", "run.tensorboard", "run.keep_checkpoints", "run.safe_point_every_steps",
+    "eval.*", "run.resume", "run.progress", "run.log_with", "run.log_every_steps", "run.keep_checkpoints", "run.safe_point_every_steps",
     "run.grid_per_class", "run.cpu_threads", "memory.cache", "memory.cache_gb", "run.kernels",
     "run.compile", "run.compile_backend", "run.compile_mode", "run.run_dir", "memory.prefetch", "memory.encoding", "memory.webp_quality",
 )

@@ -64,6 +64,7 @@ NoisyLayerKind = Literal["k_to_1", "one_to_one", "none"]
 NoisyLayerInit = Literal["normal", "kaiming_uniform"]
 MetaLearning = Literal["fomaml", "reptile"]
 KernelChoice = Literal["auto", "triton", "reference"]
+TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow")  # run.log_with, through accelerate's trackers
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 BNStatsScope = Literal["process", "global"]
 MemoryCache = Literal["auto", "device", "cpu", "node", "none"]
@@ -430,7 +431,9 @@ class RunConfig(Section):
     channels_last: ChannelsLast = option("auto", "NHWC memory format; auto: on (measured faster on GPU and CPU)")
     resume: bool = option(True, "continue from run_dir's latest checkpoint (or report a finished run)")
     keep_checkpoints: int = at_least(1, default=2, doc="complete checkpoints kept")
-    tensorboard: bool = option(False, "also log the per-epoch numbers to TensorBoard")
+    log_with: str = option("none", "experiment trackers: none, all (every one installed), or a comma-separated list "
+                                   "of tensorboard, wandb, trackio, mlflow")
+    log_every_steps: int = positive(10, doc="student steps between two loss records sent to the trackers")
     progress: bool = option(True, "tqdm bars on the main process")
     grid_per_class: int = positive(8, doc="images per class in the per-epoch sample grid")
     cpu: bool = option(False, "force CPU even when a GPU is present")
@@ -456,6 +459,9 @@ class RunConfig(Section):
     def check_relations(self) -> None:
         check(self.warmup_epochs < self.epochs,
               f"run.warmup_epochs ({self.warmup_epochs}) must be in [0, run.epochs={self.epochs})")
+        names = [n.strip() for n in str(self.log_with).lower().split(",") if n.strip()]
+        check(names in (["none"], ["all"], []) or all(n in TRACKERS for n in names),
+              f"run.log_with={self.log_with!r}: use none, all, or a comma-separated list of {', '.join(TRACKERS)}")
         check(bool(str(self.compile_backend).strip()),
               "run.compile_backend must name a torch.compile backend, e.g. inductor (torch._dynamo.list_backends())")
 

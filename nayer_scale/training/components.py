@@ -37,6 +37,7 @@ from .logger import MetricsLogger
 from .rng import RNGStreams
 from .setup import set_cpu_threads
 from .student import StudentEngine
+from .trackers import Trackers, tracker_names
 
 __all__ = ["Components", "build_components"]
 
@@ -62,6 +63,7 @@ class Components:
     memory: MemoryBank
     checkpoints: CheckpointManager
     logger: MetricsLogger
+    trackers: Trackers
 
 
 def check_class_names(weights: str, class_names: list[str], spec: str) -> None:
@@ -172,6 +174,7 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
                         cache=choose_memory_cache(cfg, device, acc.num_processes), progress=show,
                         max_images=m.max_images, retirement=m.retirement, encoding=m.encoding,
                         quality=m.webp_quality if m.encoding == "webp_lossy" else None, seed=run.seed)
+    trackers = Trackers(acc, tracker_names(run.log_with), run_dir)
     return Components(
         accelerator=acc, precision=precision, kernel_backend=backend, class_names=class_names, rngs=rngs,
         clock=RunClock(device, start), teacher=teacher, hooks=hooks, lte=lte, synthesizer=synthesizer,
@@ -179,4 +182,4 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
         evaluator=Evaluator(eval_source, engine.augment.normalize, precision, device, reduce_sum, show),
         probe=SyntheticProbe(teacher, engine.augment.normalize, precision, cfg.eval.batch_size, num_classes),
         memory=memory, checkpoints=CheckpointManager(run_dir / "checkpoints", acc, run.keep_checkpoints),
-        logger=MetricsLogger(run_dir, acc, run.tensorboard))
+        logger=MetricsLogger(run_dir, acc, trackers, cfg.distill.steps_per_epoch), trackers=trackers)

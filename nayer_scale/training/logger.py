@@ -1,4 +1,4 @@
-"""One metrics logger: per-epoch records to ``metrics.jsonl`` (and TensorBoard), the run's history,
+"""One metrics logger: per-epoch records to ``metrics.jsonl`` (and the trackers), the run's history,
 and the record of what the run is (``config.json`` with one entry per session, ``run.yaml``).
 
 Records may hold device tensors; they are read to the host together, once per record.
@@ -15,6 +15,7 @@ from accelerate import Accelerator
 
 from ..metrics import lte_nearest_classes
 from ..storage import append_line, atomic_write_json, atomic_write_text
+from .trackers import Trackers, global_step
 
 __all__ = ["MetricsLogger", "to_numbers", "write_run_record"]
 
@@ -33,12 +34,15 @@ class MetricsLogger:
 
     Args:
         run_dir: the run folder (``metrics.jsonl`` goes there).
-        accelerator: process identity and the TensorBoard tracker.
-        tensorboard: also log numbers to TensorBoard (tracker initialised by the trainer).
+        accelerator: process identity.
+        trackers: the run's experiment trackers (``run.log_with``); an epoch's record is logged at
+            the trackers' step of its end (``trackers.global_step(epoch + 1, 0, steps_per_epoch)``).
+        steps_per_epoch: ``distill.steps_per_epoch`` (the trackers' step axis).
     """
 
-    def __init__(self, run_dir: Path, accelerator: Accelerator, tensorboard: bool) -> None:
-        self.path, self.accelerator, self.tensorboard = Path(run_dir) / "metrics.jsonl", accelerator, tensorboard
+    def __init__(self, run_dir: Path, accelerator: Accelerator, trackers: Trackers, steps_per_epoch: int) -> None:
+        self.path, self.accelerator, self.trackers = Path(run_dir) / "metrics.jsonl", accelerator, trackers
+        self.steps_per_epoch = steps_per_epoch
         self.history: list[dict] = []
 
     def log(self, record: dict) -> dict:
@@ -47,9 +51,8 @@ class MetricsLogger:
         self.history.append(record)
         if self.accelerator.is_main_process:
             append_line(self.path, json.dumps(record))  # never half a line, even on a full disk
-            if self.tensorboard:
-                self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))},
-                                     step=record["epoch"])
+            self.trackers.log({f"epoch/{k}": v for k, v in record.items()},
+                              step=global_step(record["epoch"] + 1, 0, self.steps_per_epoch))
         return record
 
     def state_dict(self) -> dict:
@@ -66,8 +69,7 @@ def write_run_record(run_dir: Path, cfg, resolved: dict, session: dict, accelera
                      lte: torch.Tensor | None = None, class_names: list[str] | None = None) -> None:
     """What a run is, next to it (process 0 only): ``config.json`` (the config, what was resolved
     at run time, and one entry per session: ``session`` plus the config it ran with), ``run.yaml``
-    (reproduces the run with ``config=run.yaml``), the LTE pool's nearest classes, and the
-    TensorBoard hyper-parameters."""
+    (reproduces the run with ``config=run.yaml``) and the LTE pool's nearest classes."""
     if not accelerator.is_main_process:
         return
     run_dir = Path(run_dir)
@@ -80,13 +82,3 @@ def write_run_record(run_dir: Path, cfg, resolved: dict, session: dict, accelera
     atomic_write_text(run_dir / "run.yaml", cfg.to_yaml())
     if lte is not None:  # the inter-class structure of the LTE pool
         atomic_write_json(run_dir / "lte_neighbours.json", lte_nearest_classes(lte.cpu(), class_names, k=3))
-    if cfg.run.tensorboard:
-        accelerator.init_trackers("nayer", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                   for k, v in _flat(cfg.to_dict()).items()})
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out

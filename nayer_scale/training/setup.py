@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
 from ..precision import resolve_precision
+from .trackers import tracker_names
 
 __all__ = ["build_accelerator", "set_cpu_threads"]
 
 
 def build_accelerator(run) -> Accelerator:
-    """The Accelerator of a run (``run``: the RunConfig): CPU forcing, process group, trackers.
+    """The Accelerator of a run (``run``: the RunConfig): CPU forcing, process group, trackers
+    (``run.log_with``; TensorBoard writes under ``<run_dir>/tensorboard/``).
 
     Process groups use gloo when there is no GPU (what DeepSpeed on CPU needs too). Under
     ``accelerate launch --use_deepspeed`` the DeepSpeed plugin comes from the launcher; its "auto"
@@ -34,9 +37,10 @@ def build_accelerator(run) -> Accelerator:
     mixed = "no"
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         mixed = resolve_precision(run.mixed_precision, run.channels_last, "cpu" if cpu else "cuda").mixed_precision
-    return Accelerator(mixed_precision=mixed, cpu=run.cpu, kwargs_handlers=kwargs,
-                       log_with="tensorboard" if run.tensorboard else None, project_dir=str(run.run_dir),
-                       dynamo_backend="no")
+    trackers = tracker_names(run.log_with)  # a tracker that is not installed is named before any work
+    project = ProjectConfiguration(project_dir=str(run.run_dir), logging_dir=str(Path(run.run_dir) / "tensorboard"))
+    return Accelerator(mixed_precision=mixed, cpu=run.cpu, kwargs_handlers=kwargs, log_with=trackers or None,
+                       project_config=project, dynamo_backend="no")
 
 
 def set_cpu_threads(device: torch.device, cpu_threads: int, num_processes: int) -> None:

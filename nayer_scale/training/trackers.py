@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError
+from ..config.schema import TRACKERS
 from ..extras import require
 from ..storage import atomic_write_json
 
 __all__ = ["TRACKERS", "Trackers", "global_step", "tracker_names"]
 
-TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow")
 #: tracker -> (import name, extra of nayer-scale)
 _PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
              "trackio": ("trackio", "trackio"), "mlflow": ("mlflow", "mlflow")}
