@@ -16,3 +16,23 @@ Where things live:
 """
 
 __version__ = "0.1.0"
+
+# (nayer_scale.api.trainer builds a NayerTrainer without running it: the name ``trainer`` here is
+# the module nayer_scale.trainer)
+__all__ = ["NayerConfig", "NayerTrainer", "__version__", "distill", "get_preset"]
+
+_API = {"NayerConfig": "nayer_scale.config", "get_preset": "nayer_scale.recipes", "distill": "nayer_scale.api",
+        "NayerTrainer": "nayer_scale.trainer"}
+
+
+def __getattr__(name: str):
+    """The public API, imported on first use (``import nayer_scale`` stays light)::
+
+        from nayer_scale import NayerConfig, get_preset, distill
+        summary = distill("fashion_mnist", ["run.epochs=2"])
+    """
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'nayer_scale' has no attribute {name!r}")

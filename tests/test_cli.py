@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,12 @@ def test_resolved_yaml_of_config_runs_the_same_config(tmp_path):
     (tmp_path / "run.yaml").write_text(done.stdout)
     assert build_config("fashion_mnist", [f"config={tmp_path / 'run.yaml'}"]) == build_config(
         "fashion_mnist", ["preset=tiny_imagenet", "synthesis.bn_loss_weight=3"])
+
+
+def test_the_python_api_is_importable_from_the_package():
+    import nayer_scale
+    from nayer_scale import NayerConfig, NayerTrainer, distill, get_preset
+
+    assert isinstance(get_preset("fashion_mnist"), NayerConfig) and callable(distill)
+    assert NayerTrainer.__name__ == "NayerTrainer" and set(nayer_scale.__all__) >= {"distill", "get_preset"}
+    assert (Path(nayer_scale.__file__).parent / "py.typed").is_file()
