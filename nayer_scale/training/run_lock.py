@@ -129,6 +129,7 @@ class RunLock:
         self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
         self.holder: LockHolder | None = None
         self.taken_over: LockHolder | None = None  # the stale holder replaced by ``acquire``, if any
+        self.created_dir = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -154,6 +155,7 @@ class RunLock:
         Raises:
             RunFolderInUse: a live job holds it (named in the message); nothing was written.
         """
+        self.created_dir = not self.path.parent.exists()  # removed again by release() if left empty
         self.path.parent.mkdir(parents=True, exist_ok=True)
         mine = LockHolder.of_this_process(self.heartbeat_s)
         for _ in range(20):
@@ -239,6 +241,11 @@ class RunLock:
             if current is not None and current.token == self.holder.token:
                 self.path.unlink(missing_ok=True)
             self.holder = None
+            if self.created_dir:  # a job refused at set-up leaves no empty run folder behind
+                try:
+                    self.path.parent.rmdir()
+                except OSError:
+                    pass  # not empty: the run wrote there
 
     def __enter__(self) -> RunLock:
         return self.acquire()
