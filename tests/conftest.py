@@ -172,6 +172,16 @@ def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
 
 
+def tiny_cli_args(teacher: Path, eval_root: Path, lte_cache: Path, run_dir: Path) -> list[str]:
+    """``section.key=value`` arguments of ``nayer-scale distill`` for a run of about a second per epoch
+    (for the tests that start real jobs as a user would)."""
+    return ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8", f"lte.cache_dir={lte_cache}",
+            f"eval.root={eval_root}", "synthesis.batch_size=8", "synthesis.num_generator_steps=1",
+            "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1", "synthesis.generator_width=8",
+            "synthesis.noise_dim=16", "distill.batch_size=8", "distill.steps_per_epoch=1", "run.warmup_epochs=1",
+            "run.cpu_threads=1", "run.progress=false", f"run.run_dir={run_dir}"]
+
+
 def crash_on_second_distill(monkeypatch):
     """Make ``NayerTrainer.distill`` raise KeyboardInterrupt on its second call (epoch 2 of a tiny
     run: that epoch's shard is written, its checkpoint is not). Returns a function that undoes it."""

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_cli_args, tiny_config
 from nayer_scale.config import ConfigError, RunConfig
 from nayer_scale.training import LauncherSettings, apply_launcher_settings, launcher_settings
 
@@ -73,12 +73,7 @@ def test_compile_is_not_lost_to_an_earlier_accelerator_in_the_process(tmp_path, 
 def _accelerate(tmp_path, teacher_file, fake_test_split, lte_cache, *flags: str, run: list[str] = ()):
     accelerate = shutil.which("accelerate")
     assert accelerate, "the accelerate command is part of the install"
-    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
-            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=8",
-            "synthesis.num_generator_steps=1", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=16", "distill.batch_size=8",
-            "distill.steps_per_epoch=1", "run.epochs=2", "run.warmup_epochs=1", "run.cpu_threads=1",
-            "run.progress=false", f"run.run_dir={tmp_path / 'run'}"]
+    tiny = [*tiny_cli_args(teacher_file, fake_test_split, lte_cache, tmp_path / "run"), "run.epochs=2"]
     cmd = [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", *flags,
            "-m", "nayer_scale", "distill", *tiny, *run]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")

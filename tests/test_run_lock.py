@@ -14,6 +14,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
+from conftest import tiny_cli_args
 from nayer_scale.training.run_lock import LOCK_NAME, LockHolder, RunFolderInUse, RunLock
 
 
@@ -125,12 +126,7 @@ def test_only_one_of_two_jobs_takes_over_a_stale_lock(tmp_path):
 
 
 def _job(run_dir, teacher_file, fake_test_split, lte_cache, *extra: str) -> subprocess.Popen:
-    tiny = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
-            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=8",
-            "synthesis.num_generator_steps=1", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=16", "distill.batch_size=8",
-            "distill.steps_per_epoch=1", "run.warmup_epochs=1", "run.cpu_threads=1", "run.progress=false",
-            "run.mixed_precision=no", f"run.run_dir={run_dir}"]
+    tiny = [*tiny_cli_args(teacher_file, fake_test_split, lte_cache, run_dir), "run.mixed_precision=no"]
     return subprocess.Popen([sys.executable, "-m", "nayer_scale", "distill", *tiny, *extra],
                             env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

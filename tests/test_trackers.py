@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from conftest import tiny_cli_args
 from nayer_scale.config import ConfigError, RunConfig
 
 pytest.importorskip("tensorboard")  # both are in the dev extra: the import audit names them
@@ -23,12 +24,8 @@ def test_unknown_trackers_are_refused_before_any_work():
 
 
 def _run(run_dir, teacher_file, fake_test_split, lte_cache, trackio_dir, epochs: int, resume: bool):
-    args = ["teacher.arch=resnet8", f"teacher.weights={teacher_file}", "student.arch=resnet8",
-            f"lte.cache_dir={lte_cache}", f"eval.root={fake_test_split}", "synthesis.batch_size=8",
-            "synthesis.num_generator_steps=1", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=16", "distill.batch_size=8",
-            "distill.steps_per_epoch=4", "run.warmup_epochs=1", "run.cpu_threads=1", "run.progress=false",
-            "run.mixed_precision=no", f"run.run_dir={run_dir}", f"run.epochs={epochs}", f"run.resume={resume}",
+    args = [*tiny_cli_args(teacher_file, fake_test_split, lte_cache, run_dir), "distill.steps_per_epoch=4",
+            "run.mixed_precision=no", f"run.epochs={epochs}", f"run.resume={resume}",
             "run.log_with=tensorboard,trackio", "run.log_every_steps=2"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TRACKIO_DIR=str(trackio_dir))
     done = subprocess.run([sys.executable, "-m", "nayer_scale", "distill", *args], env=env, capture_output=True,
