@@ -1,6 +1,6 @@
 """The NAYER trainer: orchestrates the components of a run, with HF Accelerate (one process or many).
 
-Algorithm 1 of NAYER (Tran et al., CVPR 2024) with the published code's details (REFERENCE.md):
+Algorithm 1 of NAYER (Tran et al., CVPR 2024) as docs/method.md describes it:
 
     for epoch in 0 .. E-1:
         re-create the generator every ``generator_life_epochs`` epochs
@@ -13,7 +13,10 @@ Algorithm 1 of NAYER (Tran et al., CVPR 2024) with the published code's details 
 The components (``nayer_scale.training``, built by ``build_components``) each do one job: the
 synthesizer, label sampler and BN hooks (synthesis), the memory bank, the student engine (DDP or
 DeepSpeed ZeRO-2), the evaluator and synthetic probe, the checkpoint manager over the Stateful
-components, the run clock, the preemption guard, the metrics logger. Each process synthesises its
+components, the run clock, the preemption guard, the metrics logger; each is one typed attribute of
+the trainer. The phases are public for benchmarks and custom loops: ``synthesize_batch`` (one
+synthesis batch into the memory bank), ``distill_steps`` (student steps on the memory bank),
+``evaluate``, ``save_checkpoint``; ``fit`` runs them all. Each process synthesises its
 own batches and writes its own shards; the student trains over the union of all shards. A
 checkpoint at the end of every epoch (and at mid-epoch safe points on SIGTERM / SIGUSR1) lets
 ``run.resume`` continue exactly.
@@ -27,25 +30,22 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from .config import ConfigError, NayerConfig, check_resume_compatible
-from .lte import resolve_class_names
 from .memory import SHARD_PATTERN, batch_seed
 from .models.io import save_model
 from .quantization.student import export_student
 from .storage import atomic_write_json
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
                        apply_launcher_settings, checkpoint_name, write_run_record)
+from .training.collectives import Collectives
 from .training.run_lock import hold_run_folder
+from .training.summary import build_summary, run_banner, student_metadata
 from .training.trackers import global_step
 from .visualize import save_sample_grid
 
-__all__ = ["NayerTrainer", "Preempted", "build_accelerator", "resolve_class_names"]
-
-AGREEMENT_SOURCE = ("top-1 agreement of student and teacher on one extra synthesis batch per process, made "
-                    "without the adversarial term after training and never stored in the memory bank")
+__all__ = ["NayerTrainer", "Preempted", "build_accelerator"]
 
 
 class NayerTrainer:
@@ -73,6 +73,7 @@ class NayerTrainer:
         self.accelerator = acc = accelerator or build_accelerator(self.cfg.run)
         self.device, self.rank, self.world_size = acc.device, acc.process_index, acc.num_processes
         self.device_kind = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        self.collectives, self.trackers = Collectives(acc), None  # trackers: set with the other components
         self.run_lock = hold_run_folder(self.run_dir, acc)  # one job per run folder (training/run_lock.py)
         try:
             self._set_up(acc, components, start)
@@ -84,33 +85,29 @@ class NayerTrainer:
         """Everything ``__init__`` does once the run folder is this job's."""
         self._check_run_dir()
         acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
-        self.c = components or build_components(self.cfg, acc, self._average, start)
-        for name in ("precision", "kernel_backend", "class_names", "teacher", "hooks", "lte", "synthesizer",
-                     "engine", "memory", "clock"):
-            setattr(self, name, getattr(self.c, name))
-        self.num_classes, self.rng = len(self.class_names), self.c.rngs.generator
+        c = components or build_components(self.cfg, acc, self.collectives.average, start)
+        self.trackers = c.trackers
+        self.precision, self.kernel_backend, self.class_names, self.rngs = c.precision, c.kernel_backend, c.class_names, c.rngs
+        self.teacher, self.hooks, self.lte, self.synthesizer, self.labels = c.teacher, c.hooks, c.lte, c.synthesizer, c.labels
+        self.engine, self.memory, self.evaluator, self.probe = c.engine, c.memory, c.evaluator, c.probe
+        self.checkpoints, self.logger, self.clock = c.checkpoints, c.logger, c.clock
+        self.num_classes, self.rng = len(self.class_names), self.rngs.generator
         self.start_epoch, self.progress = 0, None  # progress: an EpochProgress inside an epoch
         self.eval_images = 0  # real images in the last evaluation, over all processes
-        self.guard = PreemptionGuard(self.device, self._reduce_sum if self.world_size > 1 else None)
+        self.guard = PreemptionGuard(self.device, self.collectives.sum if self.world_size > 1 else None)
         changes = self._resume() if self.cfg.run.resume else []
-        self.c.trackers.start(self.cfg.to_dict(), resumed=self.start_epoch > 0)
+        self.trackers.start(self.cfg.to_dict(), resumed=self.start_epoch > 0)
         write_run_record(self.run_dir, self.cfg, {"precision": self.precision.to_dict()},
                          {"start_epoch": self.start_epoch, "world_size": self.world_size,
                           "changed_since_checkpoint": changes}, acc, self.lte, self.class_names)
-        acc.print(f"nayer-scale: {self.cfg.synthesis.method} synthesis, {self.world_size} process(es) on "
-                  f"{self.device_kind} ({torch.get_num_threads()} CPU threads each), precision="
-                  f"{self.precision.mixed_precision}, channels_last={self.precision.channels_last} "
-                  f"({self.precision.reason}), kernels (BN-statistics loss, noisy-layer re-init): "
-                  f"{self.kernel_backend}, student {self.engine.name}, memory-bank cache: {self.memory.cache}"
-                  + (f", torch.compile ({self.cfg.run.compile_backend})" if self.cfg.run.compile else "")
-                  + "".join(f"; {line}" for line in self.launched_with))
+        acc.print(run_banner(self.cfg, c, self.world_size, self.device_kind, self.launched_with))
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
 
     def close(self) -> None:
         """End the tracker runs and give the run folder back (its lock); ``fit`` does this when it
         returns or raises."""
-        if getattr(self, "c", None) is not None:  # set-up got as far as the components
-            self.c.trackers.finish()
+        if self.trackers is not None:  # set-up got as far as the components
+            self.trackers.finish()
         if self.run_lock is not None:
             self.run_lock.release()
 
@@ -124,22 +121,11 @@ class NayerTrainer:
             raise ConfigError(f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true "
                               "to continue it, or choose a new run.run_dir; nothing was changed.")
 
-    def _reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return self.accelerator.reduce(x, reduction="sum")
-
-    def _average(self, tensors: list[torch.Tensor]) -> None:
-        """In place: every tensor becomes its mean over all processes (one collective)."""
-        flat = self.accelerator.reduce(torch.cat([t.reshape(-1) for t in tensors]), reduction="mean")
-        offset = 0
-        for t in tensors:
-            t.copy_(flat[offset : offset + t.numel()].view_as(t))
-            offset += t.numel()
-
     # -- the method ---------------------------------------------------------------------------
 
     def synthesis_labels(self, epoch: int, batch_index: int) -> torch.Tensor:
         """Pseudo labels (B,) int64 of this process's synthesis batch (``nayer_scale.synthesis.labels``)."""
-        return self.c.labels(epoch, batch_index)
+        return self.labels(epoch, batch_index)
 
     def synthesize(self, epoch: int, batch_index: int, adversarial: bool = True):
         """One synthesis batch with the configured method; the adversarial term is on after
@@ -159,55 +145,80 @@ class NayerTrainer:
     def probe_synthetic(self, images: torch.Tensor, labels: torch.Tensor, student: bool):
         """``SyntheticProbe`` of a fresh batch, before the student trains on it: (diversity device
         scalar or None, agree int64 device scalar, images probed for agreement)."""
-        return self.c.probe(images, labels, self.engine.unwrapped if student else None)
+        return self.probe(images, labels, self.engine.unwrapped if student else None)
 
     def evaluate(self, model) -> float | None:
         """Top-1 (fraction in [0, 1]) of ``model`` on the real evaluation set; None without one."""
-        result = self.c.evaluator(model)
+        result = self.evaluator(model)
         self.eval_images = result.images
         return result.top1
 
-    def distill(self, progress: EpochProgress | None = None) -> dict[str, torch.Tensor]:
-        """Student steps from ``progress.distill_steps`` (default: a fresh epoch) to
-        ``distill.steps_per_epoch``, each on ``distill.batch_size`` images from the union of all
-        processes' shards; a safe point every ``run.safe_point_every_steps`` steps; then the
-        epoch's end (scheduler step). Returns {"kd": mean KD loss of the epoch, float32 device scalar}."""
+    def synthesize_batch(self, epoch: int, batch_index: int, store: bool = True):
+        """One synthesis batch of ``epoch`` (batch 0 starts the epoch's generator schedule: a new
+        generator every ``generator_life_epochs``), written to the memory bank as one shard of this
+        process when ``store``. Returns ``synthesize``'s (images, labels, losses)."""
+        with self.clock.phase("synthesis"):
+            if batch_index == 0:
+                self.synthesizer.start_epoch(epoch)
+            images, labels, losses = self.synthesize(epoch, batch_index)
+        if store:
+            with self.clock.phase("io"):
+                self.memory.write(images, labels, {"epoch": epoch, "batch": batch_index, "rank": self.rank})
+        return images, labels, losses
+
+    def distill_steps(self, n: int, progress: EpochProgress | None = None) -> torch.Tensor:
+        """``n`` student steps (fewer at the end of the epoch) from ``progress.distill_steps`` on
+        (default: the start of epoch ``start_epoch``), each on ``distill.batch_size`` images from the
+        union of all processes' shards; a safe point every ``run.safe_point_every_steps`` steps. The
+        epoch is not ended (``distill`` does that). Returns the sum of the steps' KD losses (float32
+        device scalar); ``progress`` holds the position and the epoch's running sums.
+
+        Raises:
+            Preempted: a stop was requested at a safe point (the checkpoint is written).
+        """
         d, every = self.cfg.distill, self.cfg.run.safe_point_every_steps
         progress = progress or EpochProgress.start(self.start_epoch, self.device)
         self.engine.train()
-        steps = range(progress.distill_steps, d.steps_per_epoch)
+        steps = range(progress.distill_steps, min(progress.distill_steps + n, d.steps_per_epoch))
         # batch `step` is a function of (seed, rank, epoch, step): gathered ahead, the same on resume
         seeds = [batch_seed(self.cfg.run.seed, self.rank, progress.epoch, step) for step in steps]
         batches = self.memory.batches(d.batch_size, seeds, self.cfg.memory.prefetch)
+        total = torch.zeros((), device=self.device)
         try:
             for step, (images, _) in zip(steps, batches):
                 loss = self.engine.step(images, self.rng)
                 progress.sums["kd_sum"] += loss
+                total += loss
                 if (step + 1) % self.cfg.run.log_every_steps == 0:  # one host read every log_every_steps steps
-                    self.c.trackers.log({"train/kd_loss": loss.item()},
-                                        global_step(progress.epoch, step + 1, d.steps_per_epoch))
+                    self.trackers.log({"train/kd_loss": loss.item()},
+                                      global_step(progress.epoch, step + 1, d.steps_per_epoch))
                 progress.distill_steps = step + 1
                 if (step + 1) % every == 0 and step + 1 < d.steps_per_epoch:
                     self.safe_point()
         finally:
             batches.close()  # stops the prefetching thread (also on a preemption)
-        self.engine.end_epoch(self._average)
+        return total
+
+    def distill(self, progress: EpochProgress | None = None) -> dict[str, torch.Tensor]:
+        """The rest of the epoch's student steps (``distill_steps`` up to ``distill.steps_per_epoch``),
+        then the epoch's end (scheduler step). Returns {"kd": mean KD loss of the epoch, float32
+        device scalar}."""
+        d = self.cfg.distill
+        progress = progress or EpochProgress.start(self.start_epoch, self.device)
+        self.distill_steps(d.steps_per_epoch - progress.distill_steps, progress)
+        self.engine.end_epoch(self.collectives.average)
         return {"kd": progress.sums["kd_sum"] / d.steps_per_epoch}
 
     def synthesis_phase(self, progress: EpochProgress, n_batches: int) -> None:
         """The epoch's synthesis batches from ``progress.synthesis_batches`` on, one shard each."""
         epoch, warmup = progress.epoch, progress.epoch < self.cfg.run.warmup_epochs
         for b in range(progress.synthesis_batches, n_batches):
-            with self.clock.phase("synthesis"):
-                if b == 0:
-                    self.synthesizer.start_epoch(epoch)
-                images, labels, losses = self.synthesize(epoch, b)
-            with self.clock.phase("io"):
-                self.memory.write(images, labels, {"epoch": epoch, "batch": b, "rank": self.rank})
-                if b == n_batches - 1 and self.accelerator.is_main_process:
+            images, labels, losses = self.synthesize_batch(epoch, b)
+            if b == n_batches - 1 and self.accelerator.is_main_process:
+                with self.clock.phase("io"):
                     grid = save_sample_grid(images, labels, self.num_classes, self.run_dir / "samples" /
                                             f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
-                    self.c.trackers.log_image("samples", grid, global_step(epoch, 0, self.cfg.distill.steps_per_epoch))
+                    self.trackers.log_image("samples", grid, global_step(epoch, 0, self.cfg.distill.steps_per_epoch))
             with self.clock.phase("evaluation"):
                 progress.add_synthesis(losses, *self.probe_synthetic(images, labels, student=not warmup))
             if b + 1 < n_batches:
@@ -232,17 +243,15 @@ class NayerTrainer:
         self.synthesis_phase(p, n_batches)
         record: dict = {"epoch": epoch, "warmup": warmup}
         if n_batches:
-            record.update({f"synth_{k}": v for k, v in p.last_losses.items()})
-            record["synth_ce_min"] = p.sums["ce_min"]
-            # mean over the epoch's batches: collapse shows *within* a synthesis batch
-            record["synth_diversity"] = p.sums["diversity_sum"] / n_batches if s.batch_size > self.num_classes else None
+            record.update(p.synthesis_record(n_batches, diversity_measured=s.batch_size > self.num_classes))
         record["memory_size"] = len(self.memory)
-        events = self._memory_events()
+        # damaged shards dropped / manifests rebuilt by any process since the last epoch
+        events = self.collectives.concat_lists(self.memory.pop_events())
         if events:
             record["memory_events"] = events
         if not warmup:
             if n_batches:  # on the epoch's own synthesis batches, which the adversarial term made hard
-                counts = self._reduce_sum(torch.stack([p.sums["agree"], p.sums["agree_count"]]))
+                counts = self.collectives.sum(torch.stack([p.sums["agree"], p.sums["agree_count"]]))
                 record["adversarial_agreement"] = counts[0].double() / counts[1].clamp(min=1).double()
             with self.clock.phase("distillation"):
                 record.update(self.distill(p))
@@ -252,14 +261,6 @@ class NayerTrainer:
                     record["student_top1"] = self.evaluate(self.student)
         record.update(self.time_accounting())
         return record
-
-    def _memory_events(self) -> list[dict]:
-        """Damaged shards dropped / manifests rebuilt by any process since the last call (a
-        collective when there are several processes)."""
-        events = self.memory.pop_events()
-        if self.world_size > 1:
-            events = [e for part in gather_object([events]) for e in part]
-        return events
 
     def time_accounting(self) -> dict:
         """``RunClock.accounting``: elapsed, per-phase seconds and device-hours of the run so far."""
@@ -284,7 +285,7 @@ class NayerTrainer:
         returns ``{"preempted": True, "checkpoint": path, "epoch": e}`` without a summary.json;
         running it again with ``run.resume=true`` continues from there.
         """
-        acc, run, log = self.accelerator, self.cfg.run, self.c.logger
+        acc, run, log = self.accelerator, self.cfg.run, self.logger
         summary_path = self.run_dir / "summary.json"
         if self.start_epoch >= run.epochs and summary_path.is_file():
             acc.print(f"{self.run_dir} is complete: returning its summary unchanged")
@@ -323,33 +324,26 @@ class NayerTrainer:
         over processes."""
         images, labels, _ = self.synthesize(self.cfg.run.epochs, 0, adversarial=False)
         _, agree, count = self.probe_synthetic(images, labels, student=True)
-        counts = self._reduce_sum(torch.stack([agree, torch.tensor(count, device=self.device)]))
+        counts = self.collectives.sum(torch.stack([agree, torch.tensor(count, device=self.device)]))
         return (counts[0].double() / counts[1].clamp(min=1).double()).item()
 
     def _finish(self, teacher_top1: float | None) -> dict:
-        acc, t = self.accelerator, self.cfg.teacher
-        final = [r for r in self.c.logger.history if r.get("student_top1") is not None]
+        acc = self.accelerator
+        final = [r for r in self.logger.history if r.get("student_top1") is not None]
         with self.clock.phase("evaluation"):
             student_top1 = final[-1]["student_top1"] if final else self.evaluate(self.student)
             agreement = self.heldout_agreement()
         with self.clock.phase("checkpoint"):
             if acc.is_main_process:
-                meta = {"arch": self.cfg.student.arch, "num_classes": str(self.num_classes),
-                        "in_channels": str(t.in_channels), "image_size": str(t.image_size), "mean": json.dumps(t.mean),
-                        "std": json.dumps(t.std), "class_names": json.dumps(self.class_names), "config": self.cfg.to_json()}
+                meta = student_metadata(self.cfg, self.class_names)
                 save_model(self.engine.unwrapped, self.run_dir / "student.safetensors", meta)
                 if self.cfg.student.quantization.enabled:  # integer weights, scales, activation ranges
                     export_student(self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta)
             acc.wait_for_everyone()
-        times = self.time_accounting()
-        summary = {"method": self.cfg.synthesis.method, "teacher_top1": teacher_top1, "student_top1": student_top1,
-                   "student_agreement": agreement, "student_agreement_source": AGREEMENT_SOURCE,
-                   "eval_images": self.eval_images, "precision": self.precision.to_dict(),
-                   "wall_s": times["elapsed_s"], **{f"{phase}_s": sec for phase, sec in times["phases_s"].items()},
-                   "device_hours": times["device_hours"], "device_hours_unit": times["device_hours_unit"],
-                   "synthesis_device_hours": times["synthesis_s"] * self.world_size / 3600.0,
-                   "epochs": self.cfg.run.epochs, "num_processes": self.world_size, "device": str(self.device),
-                   "device_kind": self.device_kind, "memory_size": len(self.memory)}
+        summary = build_summary(self.cfg, teacher_top1=teacher_top1, student_top1=student_top1, agreement=agreement,
+                                eval_images=self.eval_images, precision=self.precision, times=self.time_accounting(),
+                                world_size=self.world_size, device=self.device, device_kind=self.device_kind,
+                                memory_size=len(self.memory))
         if acc.is_main_process:
             atomic_write_json(self.run_dir / "summary.json", summary)
         acc.wait_for_everyone()
@@ -360,9 +354,9 @@ class NayerTrainer:
 
     def _stateful(self) -> tuple[dict, dict]:
         """(shared, per-process) components of a checkpoint, in loading order."""
-        shared = {"student": self.engine, "history": self.c.logger, "clock": self.clock}
+        shared = {"student": self.engine, "history": self.logger, "clock": self.clock}
         process = {"optimizer_partition": self.engine.process_part, "synthesizer": self.synthesizer,
-                   "bn_momentum": self.hooks, "memory": self.memory, "rng": self.c.rngs}
+                   "bn_momentum": self.hooks, "memory": self.memory, "rng": self.rngs}
         return shared, process
 
     def save_checkpoint(self, epoch: int, position: EpochProgress | None = None) -> Path:
@@ -370,9 +364,9 @@ class NayerTrainer:
         (``CheckpointManager.save``: atomic, every process writes its part)."""
         state = position.state_dict() if position is not None else None
         meta = {"epoch": epoch, "position": state, "config": self.cfg.to_dict()}
-        path = self.c.checkpoints.save(checkpoint_name(epoch, state), meta, *self._stateful())
+        path = self.checkpoints.save(checkpoint_name(epoch, state), meta, *self._stateful())
         # retired shards go once no kept checkpoint lists them (after the pruning of old checkpoints)
-        self.memory.release(self.c.checkpoints.referenced(SHARD_PATTERN))
+        self.memory.release(self.checkpoints.referenced(SHARD_PATTERN))
         return path
 
     def _resume(self) -> list[str]:
@@ -383,13 +377,13 @@ class NayerTrainer:
             ConfigError: a changed config field that may not change between sessions (named with
                 both values), another number of processes or strategy, an unreadable checkpoint.
         """
-        path = self.c.checkpoints.latest()
+        path = self.checkpoints.latest()
         if path is None:
             self.memory.load_state_dict({"manifests": {}})
             return []
-        meta = self.c.checkpoints.read_meta(path)
+        meta = self.checkpoints.read_meta(path)
         changes = check_resume_compatible(meta["config"], self.cfg.to_dict())
-        self.c.checkpoints.load(path, *self._stateful())
+        self.checkpoints.load(path, *self._stateful())
         post_warmup = max(1, self.cfg.run.epochs - self.cfg.run.warmup_epochs)
         if post_warmup != self.engine.scheduler.T_max:  # run.epochs extended: the schedule spans the new length
             self.engine.extend_schedule(post_warmup)

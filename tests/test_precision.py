@@ -141,7 +141,7 @@ def test_fp16_resume_is_exact_and_restores_the_scalers(fp16_cfg, monkeypatch, on
     restore()
     cfg.run.resume = True
     resumed = NayerTrainer(cfg)
-    checkpoint = resumed.c.checkpoints.latest()
+    checkpoint = resumed.checkpoints.latest()
     shared = load_state(checkpoint / "shared")
     own = load_state(checkpoint / "process-000")
     assert shared["student"]["scaler"] == resumed.engine.scaler.state_dict() != {}

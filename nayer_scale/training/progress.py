@@ -59,6 +59,16 @@ class EpochProgress:
         s["agree_count"] += count
         self.synthesis_batches += 1
 
+    def synthesis_record(self, n_batches: int, diversity_measured: bool) -> dict[str, torch.Tensor | None]:
+        """The epoch record's synthesis entries after its ``n_batches`` batches: the last batch's
+        losses (``synth_loss`` ...), the lowest CE and the mean feature diversity (None when not
+        measured: a batch no larger than the number of classes)."""
+        record: dict = {f"synth_{k}": v for k, v in self.last_losses.items()}
+        record["synth_ce_min"] = self.sums["ce_min"]
+        # mean over the epoch's batches: collapse shows *within* a synthesis batch
+        record["synth_diversity"] = self.sums["diversity_sum"] / n_batches if diversity_measured else None
+        return record
+
     def read(self) -> dict[str, float]:
         """All sums and last losses as Python numbers, in one host read."""
         names = list(self.sums) + [f"last_{k}" for k in self.last_losses]
