@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_cli_args
+
 LAUNCH = "from nayer_scale.cli import run_and_exit; run_and_exit('fashion_mnist')"
 
 
@@ -117,3 +119,45 @@ def test_the_python_api_is_importable_from_the_package():
     assert isinstance(get_preset("fashion_mnist"), NayerConfig) and callable(distill)
     assert NayerTrainer.__name__ == "NayerTrainer" and set(nayer_scale.__all__) >= {"distill", "get_preset"}
     assert (Path(nayer_scale.__file__).parent / "py.typed").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# The README's Python example, run as it is written
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_python_example() -> str:
+    """The README's first ```python block, verbatim."""
+    lines, inside = [], False
+    for line in README.read_text().splitlines():
+        if not inside and line.strip() == "```python":
+            inside = True
+        elif inside and line.strip() == "```":
+            return "\n".join(lines) + "\n"
+        elif inside:
+            lines.append(line)
+    raise AssertionError("README.md has no ```python block")
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, teacher_file, fake_test_split, lte_cache, one_thread):
+    """The README's example runs unchanged; only the preset it asks for is shrunk to a tiny teacher and
+    budget (conftest.tiny_cli_args) by wrapping get_preset, which ``from nayer_scale import`` resolves
+    from nayer_scale.recipes at import time."""
+    import nayer_scale.recipes
+    from nayer_scale.config import apply_overrides
+
+    code = readme_python_example()
+    assert "from nayer_scale import" in code and "distill(" in code and "get_preset(" in code
+    real_get_preset = nayer_scale.recipes.get_preset
+    tiny = tiny_cli_args(teacher_file, fake_test_split, lte_cache, tmp_path / "tiny")
+    monkeypatch.setattr(nayer_scale.recipes, "get_preset", lambda name: apply_overrides(real_get_preset(name), tiny))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102  (the README's own code)
+    summary = namespace["summary"]
+    run_dir = tmp_path / namespace["cfg"].run.run_dir
+    assert 0.0 <= summary["student_top1"] <= 1.0 and summary["device_hours"] > 0
+    assert (run_dir / "student.safetensors").is_file() and (run_dir / "summary.json").is_file()
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == namespace["cfg"].run.epochs

@@ -1,4 +1,5 @@
-"""BN-statistics hooks and losses against direct computations (REFERENCE.md formulas)."""
+"""BN-statistics hooks and losses against direct computations (the formulas of docs/method.md, "The synthesis
+loss": NAYER, Tran et al., CVPR 2024, as the published code computes them)."""
 
 import pytest
 import torch

@@ -5,7 +5,7 @@ launch/slurm/imagenet_r50.sbatch under stub ``srun`` / ``scontrol`` commands tha
 line once per "node" locally, including the time-limit signal, its forwarding and the requeue.
 
 What this does not prove: two real hosts (network interfaces, NCCL, a shared file system's
-semantics, clock skew); see the README's multi-node section.
+semantics, clock skew); see docs/scale-out.md, "Multi-node".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fashion-MNIST (Xiao et al., 2017) from its gzipped IDX files, loaded with numpy.
 
 Searched in: the ``root`` argument, ``$NAYER_FASHION_MNIST``, /usr/share/datasets/fashion-mnist
-(Debian package ``dataset-fashion-mnist``), ~/.cache/nayer-scale/fashion-mnist. README.md says how
+(Debian package ``dataset-fashion-mnist``), ~/.cache/nayer-scale/fashion-mnist. docs/quickstart.md says how
 to get the files elsewhere. Data-free distillation reads the *test* split only (evaluation); the
 *train* split is read by ``launch/train_teacher.py`` alone.
 """

@@ -10,7 +10,7 @@ Encodings (``memory.encoding``): ``raw`` stores ``img.npy`` (``numpy.save`` of t
 fastest to write and read, largest); ``png`` and ``webp`` store the image lossless through Pillow
 (1 or 3 channels), smaller on disk and slower to decode; ``webp_lossy`` is the only lossy choice
 and must be asked for by that name (with its quality), so no setting silently degrades the bank.
-Measured sizes and decode rates: ``benchmarks/memory_bank.py`` and README "Memory bank".
+Measured sizes and decode rates: ``benchmarks/memory_bank.py`` and docs/memory-bank.md.
 """
 
 from __future__ import annotations

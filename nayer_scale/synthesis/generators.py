@@ -1,7 +1,7 @@
 """Convolutional generators for synthetic images (Fast-Datafree / NAYER ``Generator``).
 
-Architecture of the published CIFAR generator (REFERENCE.md): Linear(noise_dim -> 2*width*s*s) with
-s = image_size / 2**U, BatchNorm2d, then U stages of (Upsample x2, Conv3x3, BatchNorm2d,
+Architecture of the published CIFAR generator (docs/method.md, "The pieces"): Linear(noise_dim ->
+2*width*s*s) with s = image_size / 2**U, BatchNorm2d, then U stages of (Upsample x2, Conv3x3, BatchNorm2d,
 LeakyReLU 0.2) with widths 2*width -> 2*width -> width, then Conv3x3 -> channels and a Sigmoid so
 that images lie in [0, 1] (normalisation happens in the augmentation, not here). U = 2 for 28 and
 32 px, 3 for 64 px.
