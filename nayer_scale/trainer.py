@@ -40,6 +40,7 @@ from .storage import atomic_write_json
 from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
                        apply_launcher_settings, checkpoint_name, write_run_record)
 from .training.collectives import Collectives
+from .training.disk_check import check_free_space, estimate_run_bytes
 from .training.run_lock import hold_run_folder
 from .training.summary import build_summary, run_banner, student_metadata
 from .training.trackers import global_step
@@ -96,6 +97,10 @@ class NayerTrainer:
         self.eval_images = 0  # real images in the last evaluation, over all processes
         self.guard = PreemptionGuard(self.device, self.collectives.sum if self.world_size > 1 else None)
         changes = self._resume() if self.cfg.run.resume else []
+        disk = check_free_space(self.run_dir, estimate_run_bytes(self.cfg, self.world_size, self.engine.unwrapped,
+                                                                 self.synthesizer.state_dict()))
+        if disk:  # a warning: the estimate is an upper bound, and a full disk is survived anyway
+            acc.print(disk)
         self.trackers.start(self.cfg.to_dict(), resumed=self.start_epoch > 0)
         write_run_record(self.run_dir, self.cfg, {"precision": self.precision.to_dict()},
                          {"start_epoch": self.start_epoch, "world_size": self.world_size,
