@@ -60,7 +60,8 @@ def select_backend(preference: str = "auto") -> str:
 
     Raises:
         ValueError: for a value other than auto/triton/reference (naming where it came from).
-        ImportError: for "triton" when the triton package is not installed.
+        ModuleNotFoundError: for "triton" when the triton package is not installed (one line naming
+            the extra; ``nayer_scale`` turns it into its MissingExtraError).
     """
     env = os.environ.get(BACKEND_ENV_VAR, "").strip().lower()
     source = f"environment variable {BACKEND_ENV_VAR}" if env else "kernel backend preference"
@@ -70,9 +71,9 @@ def select_backend(preference: str = "auto") -> str:
     if choice == "auto":
         return "triton" if torch.cuda.is_available() and triton_available() else "reference"
     if choice == "triton" and not triton_available():
-        raise ImportError(
-            f"{source} asks for the Triton kernels but triton is not installed "
-            "(pip install 'nayer-scale[triton]', or use 'reference')"
+        raise ModuleNotFoundError(
+            f"{source} asks for the Triton kernels, but triton is not installed: "
+            'pip install "nayer-scale[triton]" (or use "reference")', name="triton"
         )
     return choice
 

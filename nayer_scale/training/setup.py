@@ -9,6 +9,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
+from ..extras import require
 from ..precision import resolve_precision
 from .trackers import tracker_names
 
@@ -36,6 +37,7 @@ def build_accelerator(run) -> Accelerator:
     kwargs = [InitProcessGroupKwargs(backend="gloo")] if distributed and cpu else []
     mixed = "no"
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        require("deepspeed", "deepspeed", "accelerate launch --use_deepspeed")  # one line, not accelerate's traceback
         mixed = resolve_precision(run.mixed_precision, run.channels_last, "cpu" if cpu else "cuda").mixed_precision
     trackers = tracker_names(run.log_with)  # a tracker that is not installed is named before any work
     project = ProjectConfiguration(project_dir=str(run.run_dir), logging_dir=str(Path(run.run_dir) / "tensorboard"))
