@@ -83,6 +83,28 @@ def _pick_split(available: list[str], split: str, path: str) -> str:
                      f"set eval.hf_split to the held-out one")
 
 
+def _open_folder(datasets, local: Path, path: str, split: str, streaming: bool) -> tuple[Any, str]:
+    """``open_hf_dataset`` of a folder: a ``save_to_disk`` DatasetDict or Dataset, else an imagefolder."""
+    if (local / "dataset_dict.json").is_file():
+        dd = datasets.load_from_disk(str(local))
+        name = _pick_split(list(dd), split, path)
+        ds = dd[name]
+    elif (local / "state.json").is_file() and (local / "dataset_info.json").is_file():
+        ds = datasets.load_from_disk(str(local))
+        recorded = str(ds.split) if ds.split is not None else None
+        if split and recorded and split != recorded:
+            raise ValueError(f"eval.hf_path={path} was saved from split {recorded!r}, not {split!r}: set "
+                             f"eval.hf_split={recorded} (or leave it empty)")
+        name = split or recorded or "saved"
+    else:
+        dd = datasets.load_dataset("imagefolder", data_dir=str(local), streaming=streaming)
+        name = _pick_split(list(dd), split, path)
+        ds = dd[name]
+    if streaming and isinstance(ds, datasets.Dataset):
+        ds = ds.to_iterable_dataset(num_shards=max(1, min(64, len(ds) // 1000)))
+    return ds, name
+
+
 def open_hf_dataset(path: str, split: str = "", streaming: bool = False) -> tuple[Any, str]:
     """Open one split of a ``datasets`` set (see the module docstring for what ``path`` may be).
 
@@ -104,24 +126,7 @@ def open_hf_dataset(path: str, split: str = "", streaming: bool = False) -> tupl
     text = os.path.expanduser(path)
     local = Path(text)
     if local.is_dir():
-        if (local / "dataset_dict.json").is_file():
-            dd = datasets.load_from_disk(str(local))
-            name = _pick_split(list(dd), split, path)
-            ds = dd[name]
-        elif (local / "state.json").is_file() and (local / "dataset_info.json").is_file():
-            ds = datasets.load_from_disk(str(local))
-            recorded = str(ds.split) if ds.split is not None else None
-            if split and recorded and split != recorded:
-                raise ValueError(f"eval.hf_path={path} was saved from split {recorded!r}, not {split!r}: set "
-                                 f"eval.hf_split={recorded} (or leave it empty)")
-            name = split or recorded or "saved"
-        else:
-            dd = datasets.load_dataset("imagefolder", data_dir=str(local), streaming=streaming)
-            name = _pick_split(list(dd), split, path)
-            ds = dd[name]
-        if streaming and isinstance(ds, datasets.Dataset):
-            ds = ds.to_iterable_dataset(num_shards=max(1, min(64, len(ds) // 1000)))
-        return ds, name
+        return _open_folder(datasets, local, path, split, streaming)
     suffix = next((s for s in _FILE_BUILDERS if text.lower().endswith(s)), None)
     if local.is_file() or _is_glob(text) or suffix:
         if suffix is None:
@@ -268,52 +273,71 @@ def check_hf_eval(eval_cfg, num_classes: int, in_channels: int | None = None,
 
     label = features[label_col]
     names = tuple(label.names) if isinstance(label, datasets.ClassLabel) else None
-    fix_labels = ("evaluate on the set the teacher was trained for, or set eval.hf_label_column to the column "
-                  "that holds the teacher's class indices")
-    if names is not None and len(names) > num_classes:
-        raise ValueError(f"eval.hf_path={path} [{split}] has {len(names)} classes in {label_col!r} but the teacher "
-                         f"has {num_classes}: labels {num_classes}..{len(names) - 1} are outside the teacher's "
-                         f"classes; {fix_labels}")
-    if names is None and isinstance(ds, datasets.Dataset) and len(ds):
-        values = ds.data.column(label_col).to_numpy()  # the arrow column, without decoding any image
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high >= num_classes:
-            raise ValueError(f"eval.hf_path={path} [{split}] has labels in [{low}, {high}] in {label_col!r}, the "
-                             f"teacher has classes 0..{num_classes - 1}: {fix_labels}")
+    where = f"eval.hf_path={path} [{split}]"
+    _check_labels(ds, datasets, names, label_col, num_classes, where)
     if names is not None and class_names is not None and e.hf_match_class_names:
-        if len(names) != len(class_names) or not all(map(_same_class, names, class_names)):
-            first = next((i for i, (a, b) in enumerate(zip(names, class_names)) if not _same_class(a, b)),
-                         min(len(names), len(class_names)))
-            raise ValueError(
-                f"the class names of eval.hf_path={path} [{split}] ({len(names)}: {_preview(list(names))}) disagree "
-                f"with the teacher's ({len(class_names)}: {_preview(list(class_names))}), first at index {first}. "
-                "If the dataset's label i is the teacher's class i under other names (e.g. wnids), set "
-                "eval.hf_match_class_names=false; otherwise evaluate on the teacher's own dataset or fix "
-                "teacher.class_names")
+        _check_class_names(names, class_names, where)
     try:
         example = _first(ds)
     except ValueError as err:
-        raise ValueError(f"eval.hf_path={path} [{split}]: {err}; pick another eval.hf_split") from None
+        raise ValueError(f"{where}: {err}; pick another eval.hf_split") from None
     image = example[image_col]
     mode = getattr(image, "mode", None)
     if mode is None:
         raise ValueError(f"eval.hf_image_column={image_col!r} of eval.hf_path={path} holds {type(image).__name__}, "
                          f"not images: set eval.hf_image_column to the Image column")
     if in_channels is not None:
-        if in_channels not in (1, 3):
-            raise ValueError(f"eval.dataset=hf decodes images to grey (1 channel) or RGB (3 channels); the teacher "
-                             f"takes {in_channels}: use another eval.dataset")
-        grey = mode in _GREY_MODES
-        if grey and in_channels == 3:
-            raise ValueError(f"eval.hf_path={path} [{split}] has grey images (PIL mode {mode}) but the teacher takes "
-                             f"colour input (teacher.in_channels=3): evaluate on the colour set the teacher was "
-                             f"trained for, or check teacher.in_channels")
-        if not grey and in_channels == 1:
-            raise ValueError(f"eval.hf_path={path} [{split}] has colour images (PIL mode {mode}) but the teacher takes "
-                             f"grey input (teacher.in_channels=1): evaluate on the grey set the teacher was trained "
-                             f"for, or check teacher.in_channels")
+        _check_image_mode(mode, in_channels, where)
     num_rows = len(ds) if isinstance(ds, datasets.Dataset) else None
     return HFEvalInfo(path, split, image_col, label_col, names, num_rows, mode)
+
+
+_FIX_LABELS = ("evaluate on the set the teacher was trained for, or set eval.hf_label_column to the column "
+               "that holds the teacher's class indices")
+
+
+def _check_labels(ds, datasets, names: tuple | None, label_col: str, num_classes: int, where: str) -> None:
+    """Refuse labels outside the teacher's [0, K): a ClassLabel with more names, or (map-style, integer
+    column) a min / max outside the range, read from the arrow column without decoding any image."""
+    if names is not None and len(names) > num_classes:
+        raise ValueError(f"{where} has {len(names)} classes in {label_col!r} but the teacher "
+                         f"has {num_classes}: labels {num_classes}..{len(names) - 1} are outside the teacher's "
+                         f"classes; {_FIX_LABELS}")
+    if names is None and isinstance(ds, datasets.Dataset) and len(ds):
+        values = ds.data.column(label_col).to_numpy()
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"{where} has labels in [{low}, {high}] in {label_col!r}, the "
+                             f"teacher has classes 0..{num_classes - 1}: {_FIX_LABELS}")
+
+
+def _check_class_names(names: tuple, class_names: list[str], where: str) -> None:
+    """Refuse ClassLabel names that are not the teacher's (``_same_class``), naming the first difference."""
+    if len(names) != len(class_names) or not all(map(_same_class, names, class_names)):
+        first = next((i for i, (a, b) in enumerate(zip(names, class_names)) if not _same_class(a, b)),
+                     min(len(names), len(class_names)))
+        raise ValueError(
+            f"the class names of {where} ({len(names)}: {_preview(list(names))}) disagree "
+            f"with the teacher's ({len(class_names)}: {_preview(list(class_names))}), first at index {first}. "
+            "If the dataset's label i is the teacher's class i under other names (e.g. wnids), set "
+            "eval.hf_match_class_names=false; otherwise evaluate on the teacher's own dataset or fix "
+            "teacher.class_names")
+
+
+def _check_image_mode(mode: str, in_channels: int, where: str) -> None:
+    """Refuse grey images for a colour teacher, colour images for a grey one, or a teacher that is neither."""
+    if in_channels not in (1, 3):
+        raise ValueError(f"eval.dataset=hf decodes images to grey (1 channel) or RGB (3 channels); the teacher "
+                         f"takes {in_channels}: use another eval.dataset")
+    grey = mode in _GREY_MODES
+    if grey and in_channels == 3:
+        raise ValueError(f"{where} has grey images (PIL mode {mode}) but the teacher takes "
+                         f"colour input (teacher.in_channels=3): evaluate on the colour set the teacher was "
+                         f"trained for, or check teacher.in_channels")
+    if not grey and in_channels == 1:
+        raise ValueError(f"{where} has colour images (PIL mode {mode}) but the teacher takes "
+                         f"grey input (teacher.in_channels=1): evaluate on the grey set the teacher was trained "
+                         f"for, or check teacher.in_channels")
 
 
 class _Transform:

@@ -152,39 +152,39 @@ def load_or_build_lte(class_names: list[str], encoder: str, template: str = "pho
         raise ValueError("class_names is empty: the LTE pool needs at least one class")
     prompts = build_prompts(class_names, template)  # validates the template before any work
     names_json = _canonical_json(class_names)
-
     path = None
     if cache_dir is not None:
         path = Path(cache_dir).expanduser() / f"lte-{lte_cache_key(encoder, template, class_names)}.safetensors"
-        if path.is_file():
-            try:
-                lte, meta = load_lte_file(path)
-                ok = (meta.get("encoder") == encoder and meta.get("template") == template
-                      and meta.get("class_names") == names_json and lte.shape[0] == len(class_names))
-            except Exception as e:  # a damaged file is rebuilt below
-                ok, meta = False, {"error": repr(e)}
-            if ok:
-                return lte
-            warnings.warn(f"cached LTE pool {path} does not match the request ({meta.get('error', 'metadata differ')}); "
-                          "rebuilding it", RuntimeWarning, stacklevel=2)
-
+        cached = _cached_pool(path, encoder, template, names_json, len(class_names))
+        if cached is not None:
+            return cached
     if log is not None:
         log(f"label-text embeddings: loading text encoder {encoder!r} and encoding {len(prompts)} prompts "
             f"(once; cached{' in ' + str(path.parent) if path is not None else ': no, cache_dir is None'})")
-    text_encoder = build_text_encoder(encoder)
-    lte = text_encoder.encode(prompts).detach().to("cpu", torch.float32).contiguous()
+    lte = build_text_encoder(encoder).encode(prompts).detach().to("cpu", torch.float32).contiguous()
     if lte.dim() != 2 or lte.shape[0] != len(class_names):
         raise RuntimeError(f"text encoder {encoder!r} returned shape {tuple(lte.shape)}, "
                            f"expected ({len(class_names)}, D)")
-
     if path is not None:
-        metadata = {
-            "encoder": encoder,
-            "template": template,
-            "class_names": names_json,
-            "prompts": _canonical_json(prompts),
-            "dim": str(lte.shape[1]),
-            "created_by": "nayer-scale",
-        }
-        _save_atomic(path, lte, metadata)
+        _save_atomic(path, lte, {"encoder": encoder, "template": template, "class_names": names_json,
+                                 "prompts": _canonical_json(prompts), "dim": str(lte.shape[1]),
+                                 "created_by": "nayer-scale"})
     return lte
+
+
+def _cached_pool(path: Path, encoder: str, template: str, names_json: str, k: int) -> torch.Tensor | None:
+    """The cached pool at ``path`` when it exists and its metadata match the request; None (with a
+    warning for a damaged or mismatching file, which is then rebuilt) otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        lte, meta = load_lte_file(path)
+        ok = (meta.get("encoder") == encoder and meta.get("template") == template
+              and meta.get("class_names") == names_json and lte.shape[0] == k)
+    except Exception as e:  # a damaged file is rebuilt
+        ok, meta = False, {"error": repr(e)}
+    if ok:
+        return lte
+    warnings.warn(f"cached LTE pool {path} does not match the request ({meta.get('error', 'metadata differ')}); "
+                  "rebuilding it", RuntimeWarning, stacklevel=3)
+    return None
