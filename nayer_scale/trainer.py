@@ -32,7 +32,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .config import ConfigError, NayerConfig, check_resume_compatible
+from .config import ConfigError, NayerConfig
 from .memory import SHARD_PATTERN, batch_seed
 from .models.io import save_model
 from .quantization.student import export_student
@@ -84,7 +84,9 @@ class NayerTrainer:
 
     def _set_up(self, acc: Accelerator, components: Components | None, start: float) -> None:
         """Everything ``__init__`` does once the run folder is this job's."""
-        self._check_run_dir()
+        if ((self.run_dir / "memory").exists() or (self.run_dir / "checkpoints").exists()) and not self.cfg.run.resume:
+            raise ConfigError(f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true "
+                              "to continue it, or choose a new run.run_dir; nothing was changed.")
         acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
         c = components or build_components(self.cfg, acc, self.collectives.average, start)
         self.trackers = c.trackers
@@ -120,11 +122,6 @@ class NayerTrainer:
     def student(self):
         """The prepared student (DDP wrapper / DeepSpeed engine)."""
         return self.engine.model
-
-    def _check_run_dir(self) -> None:
-        if ((self.run_dir / "memory").exists() or (self.run_dir / "checkpoints").exists()) and not self.cfg.run.resume:
-            raise ConfigError(f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true "
-                              "to continue it, or choose a new run.run_dir; nothing was changed.")
 
     # -- the method ---------------------------------------------------------------------------
 
@@ -382,13 +379,11 @@ class NayerTrainer:
             ConfigError: a changed config field that may not change between sessions (named with
                 both values), another number of processes or strategy, an unreadable checkpoint.
         """
-        path = self.checkpoints.latest()
-        if path is None:
+        found = self.checkpoints.resume(self.cfg.to_dict(), *self._stateful())
+        if found is None:  # stopped before its first checkpoint: its shards are dropped
             self.memory.load_state_dict({"manifests": {}})
             return []
-        meta = self.checkpoints.read_meta(path)
-        changes = check_resume_compatible(meta["config"], self.cfg.to_dict())
-        self.checkpoints.load(path, *self._stateful())
+        path, meta, changes = found
         post_warmup = max(1, self.cfg.run.epochs - self.cfg.run.warmup_epochs)
         if post_warmup != self.engine.scheduler.T_max:  # run.epochs extended: the schedule spans the new length
             self.engine.extend_schedule(post_warmup)

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from accelerate import Accelerator
 
-from ..config import ConfigError
+from ..config import ConfigError, check_resume_compatible
 from ..storage import atomic_write_json, atomic_write_text, load_state, save_state
 
 __all__ = ["CheckpointManager", "Stateful", "checkpoint_name"]
@@ -135,6 +135,26 @@ class CheckpointManager:
         own_state = load_state(own, device=device)
         for key, component in process.items():
             component.load_state_dict(own_state[key])
+
+    def resume(self, config: dict, shared: dict[str, Stateful], process: dict[str, Stateful]) -> tuple[Path, dict, list[str]] | None:
+        """Load the latest complete checkpoint into the components, after checking that ``config``
+        (the run's config as a dict) may continue it (``config.resume.check_resume_compatible``).
+
+        Returns:
+            None when there is no complete checkpoint, else (its folder, its meta, the allowed
+            config changes since it).
+
+        Raises:
+            ConfigError: a changed config field that may not change between sessions (named with
+                both values), another number of processes, an unreadable checkpoint.
+        """
+        path = self.latest()
+        if path is None:
+            return None
+        meta = self.read_meta(path)
+        changes = check_resume_compatible(meta["config"], config)
+        self.load(path, shared, process)
+        return path, meta, changes
 
     def referenced(self, pattern: re.Pattern) -> set[str]:
         """Every match of ``pattern`` in the process parts (``process-*.json``) of the complete
