@@ -49,7 +49,7 @@ class MemoryBank:
         rank, world_size: this process and the number of processes; rank ``r`` writes only
             ``shard-r{r:03d}-*.tar`` and ``manifest-r{r:03d}.json``.
         device: where ``sample``/``batches`` return batches.
-        cache: "device", "cpu", "node" or "none" (module docstring).
+        cache: "device", "cpu", "node" or "none" (``nayer_scale.memory.caches``).
         read_threads: threads reading images from shard files (``cache="none"``).
         progress: show a progress bar while loading many shards at once (resume, refresh).
         max_images: images the whole bank keeps (0 = all); each process keeps at most
