@@ -50,7 +50,7 @@ import torch.multiprocessing as mp
 import report  # benchmarks/report.py
 from common import add_common_args, command_line, provenance, results_dir, write_csv  # benchmarks/common.py
 from nayer_scale.memory import MemoryBank, batch_seed, shards
-from nayer_scale.memory.node_cache import NodeCache
+from nayer_scale.memory.node_cache import NodeFiles
 
 SHARD = 256
 
@@ -72,7 +72,7 @@ def private_pss_bytes() -> int:
     """This process's proportional set size without its share of shared-memory pages, in bytes
     (Linux ``/proc/self/smaps_rollup``: Pss - Pss_Shmem; elsewhere psutil's PSS). The node cache's
     files in /dev/shm are counted once, by size: they hold memory whether or not a
-    process has touched (mapped) their pages, by ``NodeCache.nbytes``."""
+    process has touched (mapped) their pages, by ``NodeFiles.nbytes``."""
     rollup = Path("/proc/self/smaps_rollup")
     if not rollup.is_file():
         return psutil.Process().memory_full_info().pss
@@ -113,7 +113,7 @@ def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict, 
 
     def memory() -> dict:
         barrier.wait()
-        shm = NodeCache(root, args["shm"]).nbytes() if rank == 0 else 0  # this bank's node-cache files
+        shm = NodeFiles(root, args["shm"]).nbytes() if rank == 0 else 0  # this bank's node-cache files
         mem = {"private": private_pss_bytes(), "shm": shm}
         barrier.wait()
         return mem
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                        "node_mem_running_MB": round(running / 1e6)}
                 print(row, flush=True)
                 write_csv(csv_path, [row], append=True, fields=fields)
-                NodeCache(root, conf["shm"]).remove_all()  # the next measurement starts without it
+                NodeFiles(root, conf["shm"]).remove_all()  # the next measurement starts without it
     if "encoding" in args.tables and not args.no_encodings:
         write_csv(csv_path, encoding_rows(args.smoke), append=True, fields=fields)
     if "host_alloc" in args.tables:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.memory import MemoryBank, batch_seed, retention
+from nayer_scale.memory.node_cache import NodeFiles
 from nayer_scale.trainer import NayerTrainer
 from test_memory import batch
 
@@ -309,8 +310,9 @@ def _node_worker(rank: int, root: str, shm: str, port: int, out: str) -> None:
     seeds = [batch_seed(0, rank, 0, s) for s in range(5)]
     same = all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
                for a, b in zip(node.batches(8, seeds), own.batches(8, seeds)))
-    files = sorted(p.name for p in Path(node._node.dir).glob("*.u8"))
-    inodes = [os.stat(Path(node._node.dir) / f).st_ino for f in files]
+    shm_dir = NodeFiles(root).dir  # the node's folder of this bank (NAYER_SHM_DIR=shm)
+    files = sorted(p.name for p in shm_dir.glob("*.u8"))
+    inodes = [os.stat(shm_dir / f).st_ino for f in files]
     Path(out, f"rank{rank}.json").write_text(json.dumps({"same": same, "files": files, "inodes": inodes,
                                                          "len": len(node)}))
     dist.barrier()

@@ -90,10 +90,10 @@ def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch,
     reference, straight, _ = straight_students
     cfg = make_cfg("stopped-distill")
     # the 2nd memory-bank batch handed to the student in epoch 1 = student step 2 of epoch 1
-    # (_deliver runs in the training thread once per consumed batch, whatever the prefetch depth)
-    from nayer_scale.memory import MemoryBank
+    # (Staging.deliver runs in the training thread once per consumed batch, whatever the prefetch depth)
+    from nayer_scale.memory.staging import Staging
 
-    real_deliver, calls = MemoryBank._deliver, {"n": 0}
+    real_deliver, calls = Staging.deliver, {"n": 0}
 
     def deliver(self, *args, **kwargs):
         calls["n"] += 1
@@ -101,9 +101,9 @@ def test_signal_during_distillation_stops_after_that_step(make_cfg, monkeypatch,
             os.kill(os.getpid(), signal.SIGUSR1)
         return real_deliver(self, *args, **kwargs)
 
-    monkeypatch.setattr(MemoryBank, "_deliver", deliver)
+    monkeypatch.setattr(Staging, "deliver", deliver)
     result = NayerTrainer(cfg).fit()
-    monkeypatch.setattr(MemoryBank, "_deliver", real_deliver)
+    monkeypatch.setattr(Staging, "deliver", real_deliver)
     assert Path(result["checkpoint"]).name == "epoch-0001-b0002-s00000002"
     state = json.loads((Path(result["checkpoint"]) / "meta.json").read_text())
     assert state["position"]["distill_steps"] == 2 and state["position"]["synthesis_batches"] == 2

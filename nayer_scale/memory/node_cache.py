@@ -7,7 +7,7 @@ once in the node's page cache, whatever the number of processes. The first proce
 shard decodes it and publishes the file with an atomic rename; a process that finds the file
 maps it. File names carry the shard's checksum, so a file left by an earlier run of the same
 folder is reused only for the very same shard. Retired shards' files are unlinked (mappings held
-by other processes stay valid). ``NodeCache.remove_all`` (end of a run, by one process per node)
+by other processes stay valid). ``NodeFiles.remove_all`` (end of a run, by one process per node)
 deletes the folder; after a crash it is left for the resume, which reuses it.
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from ..storage import atomic_write_bytes
 
-__all__ = ["NodeCache", "default_shm_dir"]
+__all__ = ["NodeFiles", "default_shm_dir"]
 
 
 def default_shm_dir() -> Path:
@@ -34,8 +34,9 @@ def default_shm_dir() -> Path:
     return Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
 
 
-class NodeCache:
-    """Shared-memory files of decoded shards, one per shard per node.
+class NodeFiles:
+    """Shared-memory files of decoded shards, one per shard per node (the store behind
+    ``nayer_scale.memory.caches.NodeCache``).
 
     Args:
         bank_root: the memory bank's folder (only its absolute path is used, as the key).
@@ -50,6 +51,12 @@ class NodeCache:
     def _path(self, entry: dict) -> Path:
         tag = entry.get("sha256", "nosum")[:16]
         return self.dir / f"{Path(entry['name']).stem}.{tag}.u8"
+
+    def has(self, entry: dict) -> bool:
+        """Whether a process of this node has published the shard's file (complete: its size is
+        that of the shard's uint8 images)."""
+        path = self._path(entry)
+        return path.is_file() and path.stat().st_size == int(np.prod([entry["num_samples"], *entry["shape"]]))
 
     def get(self, entry: dict, decode) -> torch.Tensor:
         """The shard's images (N, C, H, W) uint8, a shared mapping of the node's copy.

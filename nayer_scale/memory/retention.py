@@ -18,7 +18,7 @@ no kept checkpoint lists them (``MemoryBank.release``).
 
 from __future__ import annotations
 
-from .sampler import splitmix64
+from ..seeding import derive_seed
 
 __all__ = ["RETIREMENTS", "admit", "reservoir_draw"]
 
@@ -27,8 +27,9 @@ RETIREMENTS = ("fifo", "reservoir")
 
 def reservoir_draw(seed: int, rank: int, t: int) -> int:
     """Algorithm R's draw for shard ``t`` of process ``rank``: an integer uniform in [0, t]
-    (splitmix64 of (seed, rank, t); the modulo bias is below 2**-40 for t < 2**24)."""
-    return splitmix64(splitmix64(splitmix64(seed) ^ rank) ^ t) % (t + 1)
+    ``derive_seed(seed, rank, t) % (t + 1)`` (splitmix64, ``nayer_scale.seeding``; the modulo bias
+    is below 2**-40 for t < 2**24)."""
+    return derive_seed(seed, rank, t) % (t + 1)
 
 
 def admit(kept: list[dict], t: int, n: int, cap: int, policy: str, seed: int = 0, rank: int = 0

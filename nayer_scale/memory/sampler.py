@@ -1,7 +1,7 @@
 """Student batches from the memory bank, drawn on the host and gathered ahead of the student step.
 
 Batch ``step`` of an epoch draws its indices with a CPU generator seeded by
-``batch_seed(seed, rank, epoch, step)`` (splitmix64): the draw depends on nothing but those four
+``batch_seed(seed, rank, epoch, step)`` (splitmix64, ``nayer_scale.seeding``): the draw depends on nothing but those four
 numbers, so it can run any number of batches ahead, in any thread, and a resumed run draws exactly
 the batches the uninterrupted one would have, with no sampler state in the checkpoint. A
 ``Prefetcher`` runs the gathering of the next ``depth`` batches (host cache or shard reads, into
@@ -20,22 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Prefetcher", "batch_seed", "draw_indices", "host_empty", "splitmix64"]
+from ..seeding import derive_seed
 
-_MASK = (1 << 64) - 1
-
-
-def splitmix64(z: int) -> int:
-    """The splitmix64 finaliser of ``z`` (Steele, Lea, Flood 2014): a 64-bit integer hash."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return z ^ (z >> 31)
+__all__ = ["Prefetcher", "batch_seed", "draw_indices", "host_empty"]
 
 
 def batch_seed(seed: int, rank: int, epoch: int, step: int) -> int:
-    """Seed (in [0, 2**63)) of student batch ``step`` of ``epoch`` on process ``rank``."""
-    return splitmix64(splitmix64(splitmix64(splitmix64(seed) ^ rank) ^ epoch) ^ step) >> 1
+    """Seed (in [0, 2**63)) of student batch ``step`` of ``epoch`` on process ``rank``:
+    ``derive_seed(seed, rank, epoch, step) >> 1`` (``nayer_scale.seeding``)."""
+    return derive_seed(seed, rank, epoch, step) >> 1
 
 
 def host_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8, pin: bool = False) -> torch.Tensor:

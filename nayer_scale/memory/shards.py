@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
-__all__ = ["ENCODINGS", "LOSSLESS", "ShardError", "check_encoding", "decode_image", "describe", "encode_image",
+__all__ = ["ENCODINGS", "LOSSLESS", "ShardError", "as_uint8", "check_encoding", "decode_image", "describe", "encode_image",
            "encoding_of", "first_image_shape", "image_member", "read_shard", "shard_bytes", "verify"]
 
 #: member extension of each encoding
@@ -225,3 +225,25 @@ def _finish(sample: dict, decoded: list, labels: list, where: list, name: str, c
         decoded.append(array)
     labels.append(int(sample["cls"][0]))
     where.append((offset, size, suffix))
+
+
+def as_uint8(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``images`` checked against ``labels`` and as uint8 (floats in [0, 1] rounded to 0..255).
+
+    Raises:
+        ValueError: wrong shapes or dtypes, N == 0, N differing between images and labels, float
+            values outside [0, 1] (or NaN).
+    """
+    if images.dim() != 4 or labels.dim() != 1 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        raise ValueError(f"expected images (N, C, H, W) and labels (N,) with N > 0, got "
+                         f"{tuple(images.shape)} and {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    if images.is_floating_point():
+        lo, hi = images.min().item(), images.max().item()
+        if not (lo >= 0.0 and hi <= 1.0):
+            raise ValueError(f"float images must lie in [0, 1], got min {lo} max {hi}")
+        return (images.float() * 255).round().clamp(0, 255).to(torch.uint8)
+    if images.dtype != torch.uint8:
+        raise ValueError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
+    return images
