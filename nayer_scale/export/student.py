@@ -59,8 +59,8 @@ def student_format_of(arch: str, requested: str = "auto") -> str:
 
 def _crop_pct(config: dict, image_size: int) -> float:
     """timm's ``crop_pct`` of the run's evaluation transform: ``image_size / eval resize`` for resized
-    sets (ImageNet, hf; ``eval.resize`` 0 = ``image_size / 0.875``), 1.0 for the built-in test splits,
-    rounded down to 4 decimals so that timm's ``floor(image_size / crop_pct)`` gives the resize back."""
+    sets (ImageNet, hf; ``eval.resize`` 0 = ``image_size / 0.875``), 1.0 for the built-in test splits
+    (evaluated at their own size), timm's default 0.875 for a run that evaluated on nothing; rounded down to 4 decimals so that timm's ``floor(image_size / crop_pct)`` gives the resize back."""
     e = config.get("eval", {})
     if e.get("dataset") not in ("imagenet", "hf"):
         return 1.0 if e.get("dataset") not in (None, "none") else 0.875
