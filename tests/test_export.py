@@ -320,7 +320,8 @@ def test_resnet_student_is_written_as_a_timm_repository(tmp_path):
     pre = config["pretrained_cfg"]  # timm's save_for_hf layout
     assert (config["architecture"], config["num_classes"], config["num_features"], config["global_pool"]) == (
         "resnet18", 10, 512, "avg")
-    assert config["label_names"] == names and config["model_args"] == {"in_chans": 3}
+    assert config["label_names"] == names and config["model_args"] == {"num_classes": 10, "in_chans": 3,
+                                                                               "global_pool": "avg"}
     # the preset evaluates on nothing (eval.dataset=none): timm's default crop_pct
     assert (pre["input_size"], pre["crop_pct"], pre["first_conv"], pre["classifier"]) == ([3, 32, 32], 0.875,
                                                                                           "conv1", "fc")

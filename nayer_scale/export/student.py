@@ -94,7 +94,8 @@ def save_timm_folder(model: nn.Module, out: str | Path, *, architecture: str, cl
                       "pool_size": [pool, pool], "first_conv": "conv1", "classifier": "fc"}
     config = {"architecture": architecture, "num_classes": len(class_names),
               "num_features": _NUM_FEATURES[architecture], "global_pool": "avg", "label_names": list(class_names),
-              "model_args": {"in_chans": int(in_channels)}, "pretrained_cfg": pretrained_cfg, **(extra or {})}
+              "model_args": {"num_classes": len(class_names), "in_chans": int(in_channels), "global_pool": "avg"},
+              "pretrained_cfg": pretrained_cfg, **(extra or {})}
     atomic_write_json(out / "config.json", config)
     atomic_write_text(out / "README.md", card)
     return out
