@@ -227,6 +227,7 @@ def test_model_card_metadata(finished_run, tmp_path):
     assert data.license == "apache-2.0" and data.base_model is None  # the shipped demo teacher has no hub id
     assert {"knowledge-distillation", "data-free", "nayer", "image-classification"} <= set(data.tags)
     assert data.datasets is None  # the synthetic set was not pushed
+    assert data.model_name == "resnet8-nayer-from-resnet20"
     (result,) = data.eval_results  # model-index: the student's top-1 on the real test split
     assert (result.task_type, result.metric_type, result.metric_name) == ("image-classification", "accuracy", "top-1")
     assert result.metric_value == SUMMARY["student_top1"]
@@ -269,7 +270,8 @@ def test_base_model_is_the_hub_teacher(tmp_path):
 
     run = write_run(tmp_path / "run", teacher={"arch": "timm:resnet50.a1_in1k", "weights": "/ckpt/model.safetensors"})
     written = export_hf(run, tmp_path / "out")
-    assert ModelCard.load(written["student"] / "README.md").data.base_model == "timm/resnet50.a1_in1k"
+    data = ModelCard.load(written["student"] / "README.md").data
+    assert data.base_model == "timm/resnet50.a1_in1k" and data.model_name == "resnet8-nayer-from-resnet50.a1_in1k"
     dataset = DatasetCard.load(written["dataset"] / "README.md")
     assert dataset.data.nayer_scale["teacher_hub_id"] == "timm/resnet50.a1_in1k"
     assert dataset.data.nayer_scale["teacher_weights"] == "model.safetensors"  # a local file: its name only

@@ -24,8 +24,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 
 from .run_folder import RunFolder
 
-__all__ = ["CARD_TAGS", "EVAL_SETS", "dataset_card", "evaluation_set", "model_card", "size_category",
-           "teacher_hub_id"]
+__all__ = ["CARD_TAGS", "EVAL_SETS", "TEMPLATES", "dataset_card", "evaluation_set", "model_card", "numbers_table",
+           "size_category", "teacher_hub_id", "teacher_line"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: tags of every card (plus the method's name)
@@ -181,8 +181,9 @@ def dataset_card(run: RunFolder, *, rows: int, class_names: list[str], processes
     nayer = {"teacher": run.teacher["arch"], "teacher_weights": weights or None,
              "teacher_hub_id": base_model, "method": run.method, "images": rows, "processes": processes}
     data = DatasetCardData(license=license, task_categories=["image-classification"],
-                           size_categories=[size_category(rows)], pretty_name=f"Synthetic images ({run.method}) of "
-                           f"{run.teacher['arch']}", tags=list(dict.fromkeys(["synthetic", *CARD_TAGS[:3], run.method])),
+                           size_categories=[size_category(rows)],
+                           pretty_name=f"Synthetic images ({run.method}) of {run.teacher['arch']}",
+                           tags=list(dict.fromkeys(["synthetic", *CARD_TAGS[:3], run.method])),
                            nayer_scale={k: v for k, v in nayer.items() if v is not None})
     if info is not None:
         from datasets.info import DatasetInfosDict

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-student-to-hub", metavar="REPO", help="upload the student to this hub model repository")
     parser.add_argument("--command", help="the command that made the run, for the model card")
     parser.add_argument("--student-format", choices=STUDENT_FORMATS, default="auto",
-                        help="auto: timm's format for students with timm's keys (tv_resnet18/34/50), else nayer-scale's")
+                        help="auto: timm's format for students with timm's keys (tv_resnet18/34/50), "
+                             "else nayer-scale's")
     parser.add_argument("--license", default="other",
                         help="hub license id of the cards (the teacher's license governs what is distilled from it)")
     args = parser.parse_args(argv)

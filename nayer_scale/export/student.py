@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from torch import nn
@@ -60,7 +61,8 @@ def student_format_of(arch: str, requested: str = "auto") -> str:
 def _crop_pct(config: dict, image_size: int) -> float:
     """timm's ``crop_pct`` of the run's evaluation transform: ``image_size / eval resize`` for resized
     sets (ImageNet, hf; ``eval.resize`` 0 = ``image_size / 0.875``), 1.0 for the built-in test splits
-    (evaluated at their own size), timm's default 0.875 for a run that evaluated on nothing; rounded down to 4 decimals so that timm's ``floor(image_size / crop_pct)`` gives the resize back."""
+    (evaluated at their own size), timm's default 0.875 for a run that evaluated on nothing; rounded down
+    to 4 decimals so that timm's ``floor(image_size / crop_pct)`` gives the resize back."""
     e = config.get("eval", {})
     if e.get("dataset") not in ("imagenet", "hf"):
         return 1.0 if e.get("dataset") not in (None, "none") else 0.875
@@ -163,7 +165,8 @@ def export_student(run_dir: str | Path, out: str | Path, command: str | None = N
     model, s = _read_student(run)
     fmt = student_format_of(s["arch"], student_format)
     summary = run.summary or {}
-    model_name = repo_id.split("/")[-1] if repo_id else f"{s['arch']}-{run.method}-from-{run.teacher['arch']}"
+    teacher = re.sub(r"[^A-Za-z0-9._-]+", "-", str(run.teacher["arch"]).split(":")[-1].rstrip("/").split("/")[-1])
+    model_name = repo_id.split("/")[-1] if repo_id else f"{s['arch']}-{run.method}-from-{teacher}"
     card = str(model_card(
         run, arch=s["arch"], class_names=s["names"], in_channels=s["in_channels"], image_size=s["image_size"],
         mean=s["mean"], std=s["std"], command=_command_line(command),
