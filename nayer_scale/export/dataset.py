@@ -67,9 +67,11 @@ def bank_rows(root: str, reader: int, entries: tuple[tuple[int, int], ...], chan
 
 
 def _fingerprint(manifests: dict, names: list[str], channels: int) -> str:
-    """A digest of what the rows depend on (the shards listed, the class names, the channels)."""
+    """A digest of what the rows depend on (the shards listed, the class names, the channels), given to
+    ``from_generator`` so that it does not hash the generator and its arguments itself (a pickle of them);
+    the build cache is a fresh temporary folder, so it never returns an older build."""
     text = json.dumps({"manifests": {str(k): v for k, v in sorted(manifests.items())}, "names": names,
-                       "channels": channels, "rows": 1}, sort_keys=True, default=str)
+                       "channels": channels, "format": 1}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
