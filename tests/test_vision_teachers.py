@@ -254,6 +254,49 @@ def test_timm_repository_of_other_architectures(tmp_path):
         read_hf_model_spec(str(convnext))
 
 
+@pytest.mark.parametrize("arch,in_channels,side", [("tv_resnet18", 3, 64), ("tv_resnet50", 1, 32)])
+def test_exported_resnet_student_loads_with_timm_and_torchvision(tmp_path, arch, in_channels, side):
+    """``nayer-scale export`` writes a student with timm's keys as a timm repository: timm's own loader
+    (``local-dir:``, as ``hf-hub:`` after a download) builds it with the same outputs, and so does
+    torchvision from its model.safetensors (3 channels)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from nayer_scale.export import export_student
+    from nayer_scale.recipes import get_preset
+    from nayer_scale.storage import atomic_write_json
+
+    cfg = get_preset("cifar10")
+    cfg.teacher.in_channels, cfg.teacher.image_size = in_channels, side
+    cfg.teacher.mean, cfg.teacher.std = cfg.teacher.mean[:in_channels], cfg.teacher.std[:in_channels]
+    cfg.eval.dataset, cfg.eval.root, cfg.eval.resize = "imagenet", "/unused", side + side // 8
+    run = tmp_path / "run"
+    run.mkdir()
+    atomic_write_json(run / "config.json", {**cfg.to_dict(), "resolved": {}, "sessions": []})
+    student = randomise_bn(build_model(arch, 10, in_channels))
+    names = get_class_names("cifar10")
+    save_model(student, run / "student.safetensors", {
+        "arch": arch, "num_classes": "10", "in_channels": str(in_channels), "image_size": str(side),
+        "mean": json.dumps(cfg.teacher.mean), "std": json.dumps(cfg.teacher.std), "class_names": json.dumps(names)})
+    folder = export_student(run, tmp_path / "student")
+    x = torch.randn(2, in_channels, side, side)
+    with torch.no_grad():
+        expected = student(x)
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert model.pretrained_cfg["label_names"] == names and model.pretrained_cfg["input_size"] == (in_channels, side,
+                                                                                                   side)
+    data_config = timm.data.resolve_data_config({}, model=model)
+    assert data_config["crop_pct"] * (side + side // 8) == pytest.approx(side, abs=1e-2)
+    assert tuple(data_config["mean"]) == tuple(cfg.teacher.mean)
+    if in_channels == 3:
+        tv = getattr(tvm, arch[len("tv_"):])(num_classes=10)
+        tv.load_state_dict(load_file(str(folder / "model.safetensors")))
+        with torch.no_grad():
+            torch.testing.assert_close(tv.eval()(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_versions_of_the_vision_environment():
     """The pair that imports beside each other (constraints-vision.txt)."""
     assert torch.__version__.startswith("2.14.1") and torchvision.__version__.startswith("0.29.1")
