@@ -3,10 +3,10 @@ device lease (<= 9 minutes of wall time on an H100), each step in its own proces
 budget, each result written to the output folder as soon as it exists.
 
     bash scripts/prepare_gpu_suite.sh                 # here, once: wheels + MiniLM LTE caches -> .gpu_carry/
-    python3 benchmarks/gpu_suite.py --commit SHA [--dirty]   # on the GPU machine (results to $OUT or --out)
-    python benchmarks/gpu_suite.py --print-command    # here: the device call (command with commit, carry, timeout_s)
-    python benchmarks/gpu_suite.py --collect FOLDER   # here: what came back -> benchmarks/results/gpu/<date>-<device>/
-    python benchmarks/gpu_suite.py --dry-run --out /tmp/suite   # every step at toy sizes on CPU (the test)
+    python3 -m benchmarks.gpu_suite --commit SHA [--dirty]   # on the GPU machine (results to $OUT or --out)
+    python -m benchmarks.gpu_suite --print-command    # here: the device call (command with commit, carry, timeout_s)
+    python -m benchmarks.gpu_suite --collect FOLDER   # here: what came back -> benchmarks/results/gpu/<date>-<device>/
+    python -m benchmarks.gpu_suite --dry-run --out /tmp/suite   # every step at toy sizes on CPU (the test)
 
 Steps, in priority order (name, default budget in seconds; unused time rolls over to later steps,
 the whole suite stops at --total-budget, 510 s by default):
@@ -82,7 +82,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import device_name, git_commit, package_version  # benchmarks/common.py (no torch at import)
+from benchmarks.lib.provenance import device_name, git_commit, package_version  # no torch at import
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -369,7 +369,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         commit += "+dirty"
     meta = {"commit": commit, "dry_run": args.dry_run, "started": utc_now(), "date": datetime.date.today().isoformat(),
             "device": nvidia_smi("name") or ("CPU (dry run)" if args.dry_run else "no GPU found"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]), "total_budget_s": args.total_budget,
+            "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.gpu_suite",
+                                   *sys.argv[1:]]), "total_budget_s": args.total_budget,
             "python": platform.python_version(), "carry": str(args.carry)}
     steps = [{"name": n, "title": t, "budget_s": budgets[n], "status": "pending" if n in selected else "not selected"}
              for n, _, t in STEPS]
@@ -407,7 +408,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"gpu_suite: done in {meta['elapsed_s']} s; files in {out}: {files}")
     if not args.dry_run:
-        print("gpu_suite: copy them into the repository with: python benchmarks/gpu_suite.py --collect <that folder>")
+        print("gpu_suite: copy them into the repository with: python -m benchmarks.gpu_suite --collect <that folder>")
     return 0 if all(s["status"] in ("ok", "not selected") for s in steps) else 1
 
 
@@ -415,7 +416,7 @@ def run_step(name: str, allowed: float, args, out: Path, scratch: Path, env: dic
     """One step in its own process (own session of the GPU): status ok / partial (it finished but
     some measurement in it failed) / failed / timeout."""
     deadline = time.time() + allowed - 3  # the step stops its own sub-processes 3 s before it is killed
-    cmd = [sys.executable, __file__, "--run-step", name, "--out", out, "--deadline", f"{deadline:.1f}",
+    cmd = [sys.executable, "-m", "benchmarks.gpu_suite", "--run-step", name, "--out", out, "--deadline", f"{deadline:.1f}",
            "--carry", args.carry, "--scratch", scratch / name, "--commit", commit]
     cmd += ["--dry-run"] if args.dry_run else []
     log.write(f"\n===== step {name} (allowed {allowed:.0f} s) {utc_now()} =====\n$ {' '.join(map(str, cmd))}\n")
@@ -637,7 +638,7 @@ class StepContext:
         if timeout < 5:
             self.problems.append(f"{kind} {spec.get('label')}: not run (step budget spent)")
             return False
-        cmd = [sys.executable, __file__, "--worker", kind, "--spec", json.dumps(spec), "--out", self.out,
+        cmd = [sys.executable, "-m", "benchmarks.gpu_suite", "--worker", kind, "--spec", json.dumps(spec), "--out", self.out,
                "--carry", self.carry, "--scratch", self.scratch, "--run-step", self.name, "--commit", self.commit]
         cmd += ["--dry-run"] if self.dry_run else []
         print(f"--- {kind} {spec.get('label')} (timeout {timeout:.0f} s)", flush=True)
@@ -752,7 +753,7 @@ def kernel_cases(dry_run: bool) -> list[tuple]:
     channels_last, provider, mode). First what a run uses (forward + backward, channels_last, and the
     noisy re-init), each against eager and torch.compile; then NCHW and the forward / backward
     split. The dry run: bench_kernels' smoke shapes, no torch.compile."""
-    import bench_kernels as bk
+    from benchmarks import bench_kernels as bk
 
     noisy = bk.NOISY_SHAPES["smoke" if dry_run else "full"]
     bn = bk.BN_SUITES["smoke"] if dry_run else bk.BN_SUITES["resnet50"] + bk.BN_SUITES["wrn40_2"]
@@ -773,7 +774,7 @@ def step_kernels(ctx: StepContext) -> None:
     extra MB) one by one; each row goes to kernels.csv and records.jsonl as soon as it is measured."""
     import torch
 
-    import bench_kernels as bk
+    from benchmarks import bench_kernels as bk
 
     on_gpu = torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
@@ -1025,7 +1026,7 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
 def worker_imagenet(spec: dict, args: argparse.Namespace) -> dict:
     """One imagenet_throughput.measure condition; the synthesis rate per generator step scaled to
     the preset's steps per batch, and the projection of the full preset redone with it."""
-    import imagenet_throughput
+    from benchmarks import imagenet_throughput
 
     full = recipe("imagenet_r50")
     lte, lte_info = lte_overrides("imagenet", Path(args.carry), Path(args.scratch), args.dry_run)
@@ -1109,7 +1110,7 @@ def device_call() -> dict:
         return subprocess.run(["git", *words], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
     sha, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
-    command = f"python3 benchmarks/gpu_suite.py --commit {sha}" + (" --dirty" if status else "")
+    command = f"python3 -m benchmarks.gpu_suite --commit {sha}" + (" --dirty" if status else "")
     return {"command": command, "carry": [DEFAULT_CARRY.name], "timeout_s": DEVICE_TIMEOUT_S}
 
 

@@ -4,18 +4,13 @@ at tiny sizes (they measure nothing there; the numbers are in benchmarks/results
 from __future__ import annotations
 
 import csv
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
 
 
 @pytest.mark.usefixtures("one_thread")
 def test_precision_benchmark_writes_a_row_per_condition(tmp_path):
-    import precision_cpu
+    from benchmarks import precision_cpu
 
     assert precision_cpu.main(["--smoke", "--steps", "1", "--conditions", "fp32", "fp32+cl",
                                "--results-dir", str(tmp_path)]) == 0
@@ -28,7 +23,7 @@ def test_precision_benchmark_writes_a_row_per_condition(tmp_path):
 
 @pytest.mark.usefixtures("one_thread")
 def test_profile_groups_add_up(tmp_path, capsys):
-    import profile_cpu
+    from benchmarks import profile_cpu
 
     assert profile_cpu.main(["--smoke", "--generator-steps", "1", "--student-steps", "2",
                              "--results-dir", str(tmp_path)]) == 0
@@ -46,7 +41,7 @@ def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
     the report is the Table-5-shaped table and its plot."""
     import json
 
-    import memory_cap
+    from benchmarks import memory_cap
     from nayer_scale.config import ConfigError
     from nayer_scale.recipes import compose_config
 
