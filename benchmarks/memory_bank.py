@@ -153,6 +153,8 @@ def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict, 
 
 
 def measure(root: Path, cache: str, world: int, args: dict) -> dict:
+    """Run ``worker`` in ``world`` fresh processes (also for 1) on the bank ``root`` with ``cache``;
+    returns each rank's measurements by rank."""
     with mp.Manager() as manager:
         out = manager.dict()
         # fresh processes, also for 1

@@ -40,6 +40,7 @@ from benchmarks.lib.report import provenance_lines, register, table, write_repor
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run (or reuse) every (cap, retirement, seed) run, then write the CSV, markdown and plot."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--caps", nargs="+", type=int, default=[400, 800, 1200, 1600, 0])
     p.add_argument("--policies", nargs="+", default=["fifo", "reservoir"], choices=["fifo", "reservoir"])

@@ -274,6 +274,7 @@ def render_table(rows: list[dict], name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure every row (``measure``), write the CSV and render its markdown. Returns 0."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, "set", "work_dir", "results_dir", "smoke", work_dir=str(ROOT / "runs" / "bench_quantization"))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="default",

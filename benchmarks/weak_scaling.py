@@ -135,6 +135,8 @@ def render_weak_scaling(rows: list[dict], name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Launch each (processes, scope) condition, append its row to weak_scaling.csv at once, then
+    render weak_scaling.md. Returns 0 (argparse errors for an invalid set of processes)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     p.add_argument("--scopes", nargs="+", default=["process"], choices=["process", "global"],

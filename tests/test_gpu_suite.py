@@ -20,10 +20,11 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _suite():
-    """The suite's module, four times: as orchestrator, records, spec and workers."""
-    from benchmarks import gpu_suite
+    """The package's parts the tests read: spec (steps, files), workers.recipe, records.slug,
+    orchestrator.collect / device_call."""
+    from benchmarks.gpu_suite import orchestrator, records, spec, workers
 
-    return gpu_suite, gpu_suite, gpu_suite, gpu_suite
+    return orchestrator, records, spec, workers
 
 
 def _fake_minilm_cache(folder: Path, class_key: str) -> torch.Tensor:
