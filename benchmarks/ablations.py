@@ -11,9 +11,9 @@ writes:
     <out>.csv         one row per variant with every number of the tables
     <out>_lte.png     2-D PCA projection of each LTE pool studied, with class names
 
-    python benchmarks/ablations.py --setting fashion_mnist --epochs 10 \\
+    python -m benchmarks.ablations --setting fashion_mnist --epochs 10 \\
         --out benchmarks/results/ablations_fashion_mnist
-    python benchmarks/ablations.py --variants lte nl_k_to_1 --epochs 4    # a subset
+    python -m benchmarks.ablations --variants lte nl_k_to_1 --epochs 4    # a subset
 
 Definitions (nayer_scale.metrics): convergence = first epoch (counting from 0, warm-up included)
 whose synthesis batches have a final-step teacher CE below the threshold (the paper's Table 4 uses
@@ -33,9 +33,9 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import report  # benchmarks/report.py
-from common import add_common_args, command_line, precision_label, write_csv  # benchmarks/common.py
-from gpu_hours import run_command  # benchmarks/gpu_hours.py
+from benchmarks.gpu_hours import run_command
+from benchmarks.lib.provenance import add_common_args, command_line, precision_label, write_csv
+from benchmarks.lib.report import blank, fixed, provenance_lines, register, table, write_report
 
 # name -> (table, label, overrides). "nl_k_to_1" is NAYER itself (MiniLM, "a photo of a {name}").
 VARIANTS: dict[str, tuple[str, str, list[str]]] = {
@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
                              ["lte.encoder=hashed", "lte.template=photo_index"]),
 }
 DEFAULT = "nl_k_to_1"
+CONV = "epochs_to_ce_below_"  # column prefix of the convergence epochs
 
 
 def summarise(run_dir: Path, thresholds: list[float]) -> dict:
@@ -64,7 +65,7 @@ def summarise(run_dir: Path, thresholds: list[float]) -> dict:
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
-    row = {f"epochs_to_ce_below_{t:g}": convergence_epoch(records, t) for t in thresholds}
+    row = {f"{CONV}{t:g}": convergence_epoch(records, t) for t in thresholds}
     row.update({"min_synth_ce": min(r["synth_ce_min"] for r in records),
                 "final_synth_ce": records[-1]["synth_ce_min"],
                 "diversity": records[-1]["synth_diversity"],
@@ -110,13 +111,61 @@ def write_tables(out: Path, setting: str, epochs: int, rows: dict[str, dict], co
                  neighbours: dict | None) -> None:
     """``out``.csv (one row per variant, in VARIANTS order, with the setting, epochs, the default
     pool's LTE nearest classes and the provenance columns), then ``out``.md from it
-    (benchmarks/report.py)."""
+    (benchmarks.lib.report)."""
     records = [{"variant": name, "table": VARIANTS[name][0], "label": VARIANTS[name][1], **rows[name],
                 "setting": setting, "epochs": epochs,
                 "lte_neighbours": json.dumps(neighbours) if neighbours and name == DEFAULT else ""}
                for name in VARIANTS if name in rows]
     csv_path = write_csv(out.with_suffix(".csv"), records, command=command)
-    report.write_report(csv_path, kind="ablations")
+    write_report(csv_path, kind="ablations")
+
+
+# ------------------------------------------------------------------------------------------------
+# The report (python -m benchmarks.report renders the CSV with it)
+# ------------------------------------------------------------------------------------------------
+
+
+def _ablation_table(rows: list[dict], thresholds: list[str]) -> list[str]:
+    head = ["Variant", *(f"Epochs to CE < {float(t):g}" for t in thresholds), "Min synthesis CE", "Diversity",
+            "Student top-1 (%)"]
+    body = [[r["label"], *("never" if blank(r[CONV + t]) else str(r[CONV + t]) for t in thresholds),
+             fixed(r["min_synth_ce"], 3), fixed(r["diversity"], 4), f"{100 * float(r['student_top1']):.2f}"]
+            for r in rows]
+    return table(head, body) + [""]
+
+
+@register("ablations")
+def render_ablations(rows: list[dict], name: str) -> str:
+    """Table-4-shaped table (generator input and noisy-layer variants), Table-6/7-shaped table
+    (prompt templates and text encoders, with NAYER itself first) and the LTE nearest classes."""
+    by_name = {r["variant"]: r for r in rows}
+    order = [n for n in VARIANTS if n in by_name] + [n for n in by_name if n not in VARIANTS]
+    thresholds = [c.removeprefix(CONV) for c in rows[0] if c.startswith(CONV)]
+    t4 = [by_name[n] for n in order if by_name[n]["table"] == "table4"]
+    t67 = [by_name[n] for n in order if by_name[n]["table"] == "table67"]
+    t67 = ([by_name[DEFAULT]] if DEFAULT in by_name else []) + t67
+    setting = rows[0].get("setting") or name.removeprefix("ablations_")
+    epochs = f" ({rows[0]['epochs']} epochs each)" if not blank(rows[0].get("epochs")) else ""
+    teacher = rows[0].get("teacher_top1")
+    md = [f"# NAYER ablations on {setting}{epochs}", "", *provenance_lines(rows),
+          f"Teacher top-1 {100 * float(teacher):.2f}%." if not blank(teacher) else "No evaluation set.", "",
+          "Epochs count from 0 and include the warm-up; \"never\" = not within the run. Diversity: mean "
+          "within-class pairwise cosine distance of teacher penultimate features within a synthesis batch, "
+          "averaged over the last epoch's batches (`nayer_scale.metrics.feature_diversity`).", ""]
+    if t4:
+        md += ["## Generator input and noisy layer (paper Table 4)", "", *_ablation_table(t4, thresholds)]
+    if len(t67) > 1:
+        md += ["## Prompt templates and text encoders (paper Tables 6 and 7)", "", *_ablation_table(t67, thresholds),
+               "The CLIP text encoder (`lte.encoder=clip:<folder>`) is not in this table: this machine has no "
+               "CLIP weights and no hub access.", ""]
+    neighbours = by_name.get(DEFAULT, {}).get("lte_neighbours")
+    if not blank(neighbours):
+        md += ["## Nearest classes in the default LTE pool (MiniLM, \"a photo of a {name}\")", "",
+               *table(["Class", "Nearest classes (cosine similarity)"],
+                       [[c, ", ".join(f"{n} ({s:.2f})" for n, s in nn)] for c, nn in json.loads(neighbours).items()]),
+               ""]
+    md.append(f"Per-variant numbers: `{name}.csv`; LTE pools: `{name}_lte.png`.")
+    return "\n".join(md) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

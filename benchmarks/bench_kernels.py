@@ -1,16 +1,17 @@
 """Benchmark the Triton kernels against the eager PyTorch references and torch.compile(reference).
 
 GPU (results appended to benchmarks/results/kernels.csv with the provenance columns of
-benchmarks/common.py; benchmarks/results/kernels.md rendered from it by benchmarks/report.py):
+benchmarks/lib/provenance.py; benchmarks/results/kernels.md rendered from it by ``render_kernels``
+here, registered with benchmarks.lib.report):
 
-    python benchmarks/bench_kernels.py                        # everything (several minutes: compiles)
-    python benchmarks/bench_kernels.py --ops bn_stats --suites resnet50 --providers triton torch
-    python benchmarks/bench_kernels.py --ops noisy_init
+    python -m benchmarks.bench_kernels                        # everything (several minutes: compiles)
+    python -m benchmarks.bench_kernels --ops bn_stats --suites resnet50 --providers triton torch
+    python -m benchmarks.bench_kernels --ops noisy_init
 
 CPU check that the script works (tiny shapes, Triton interpreter + eager reference; results go to a
 temporary folder unless --results-dir is given):
 
-    python benchmarks/bench_kernels.py --smoke
+    python -m benchmarks.bench_kernels --smoke
 
 Ops, providers and modes (Liger-Kernel style):
   bn_stats    BN-statistics loss of one layer, momentum 0.9 with an EMA (the NAYER setting).
@@ -44,10 +45,10 @@ import time
 
 import torch
 
-import report  # benchmarks/report.py
-from common import add_common_args, command_line, package_version, provenance, results_dir, write_csv  # benchmarks/
+from benchmarks.lib.provenance import add_common_args, command_line, package_version, provenance, results_dir, write_csv
+from benchmarks.lib.report import blank, fixed, provenance_lines, register, table, write_report
 
-# Columns of a row (benchmarks/gpu_suite.py writes its kernels.csv with them); write_csv adds the rest
+# Columns of a row (the GPU suite, benchmarks/gpu_suite/steps.py, writes its kernels.csv with them); write_csv adds the rest
 # of the provenance columns.
 COLUMNS = ["op", "provider", "mode", "shape", "median_ms", "gbps", "pct_of_copy_bw", "peak_mem_mb",
            "device", "torch", "triton", "commit"]  # fmt: skip
@@ -209,6 +210,43 @@ def _fmt(value, digits=3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _copy_bandwidth(rows: list[dict]) -> str:
+    for r in rows:
+        if not blank(r.get("copy_bw_gbps")):
+            return f"{float(r['copy_bw_gbps']):.0f} GB/s"
+    for r in rows:  # CSVs without the column: GB/s / share of the copy bandwidth (rounded to 0.1%)
+        if not blank(r.get("pct_of_copy_bw")) and float(r["pct_of_copy_bw"]) > 0:
+            return f"about {100 * float(r['gbps']) / float(r['pct_of_copy_bw']):.0f} GB/s"
+    return "n/a (CPU)"
+
+
+@register("kernels", scripts=("bench_kernels",))
+def render_kernels(rows: list[dict], name: str) -> str:
+    """Per run (commit, device, time): median ms, speed-up vs the eager torch provider (same op, mode
+    and shape), GB/s, % of the copy bandwidth and peak memory of each case."""
+    runs: dict[tuple, list[dict]] = {}
+    for r in rows:
+        runs.setdefault((r.get("commit"), r.get("device"), r.get("timestamp") or r.get("command")), []).append(r)
+    lines = ["# Kernel benchmarks", "",
+             "Speedup = eager torch median / this provider's median (same op, mode and shape). GB/s from the",
+             "minimum traffic (see benchmarks/bench_kernels.py); % of copy BW relative to the copy bandwidth",
+             "below.", ""]
+    for i, run in enumerate(runs.values()):
+        eager = {(r["op"], r["mode"], r["shape"]): float(r["median_ms"]) for r in run if r["provider"] == "torch"}
+        body = []
+        for r in run:
+            base = eager.get((r["op"], r["mode"], r["shape"]))
+            body.append([r["op"], r["provider"], r["mode"], r["shape"], fixed(r["median_ms"], 3),
+                         fixed(base / float(r["median_ms"]) if base else None, 2), fixed(r["gbps"], 1),
+                         fixed(r["pct_of_copy_bw"], 1), fixed(r["peak_mem_mb"], 1)])
+        lines += [f"## Run {i + 1}", ""] if len(runs) > 1 else []
+        lines += [*provenance_lines(run)[:-1], f"- copy bandwidth (1 GiB copy): {_copy_bandwidth(run)}", "",
+                  *table(["op", "provider", "mode", "shape", "median ms", "speedup vs torch", "GB/s", "% of copy BW",
+                           "peak MB"], body, ["---"] * 4 + ["---:"] * 5), ""]
+    return "\n".join(lines)
+
+
+
 # ------------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------------
@@ -283,7 +321,7 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
 
     csv_path = write_csv(results_dir(args, "bench_kernels") / "kernels.csv", rows, append=True, fields=meta)
-    md_path = report.write_report(csv_path, kind="kernels")
+    md_path = write_report(csv_path, kind="kernels")
     print(f"appended {len(rows)} rows to {csv_path}; table in {md_path}")
     return 0
 

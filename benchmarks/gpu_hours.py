@@ -11,10 +11,10 @@ every run's ``summary.json`` and time-to-accuracy points (``metrics.jsonl``) and
     <out>.png   Figure-1-style plot: student top-1 against device-hours (log x)
 
     # Fashion-MNIST on this CPU machine (the committed results/gpu_hours_fashion_mnist.*):
-    python benchmarks/gpu_hours.py --setting fashion_mnist \\
+    python -m benchmarks.gpu_hours --setting fashion_mnist \\
         --runs nayer:10 nayer:20 fast:60 deepinversion:60 --out benchmarks/results/gpu_hours_fashion_mnist
     # CIFAR-10 on a GPU, with a teacher and the CIFAR test split at hand:
-    python benchmarks/gpu_hours.py --setting cifar10 --runs nayer:120 fast:120 deepinversion:200 \\
+    python -m benchmarks.gpu_hours --setting cifar10 --runs nayer:120 fast:120 deepinversion:200 \\
         --set teacher.weights=/ckpt/wrn40_2.pth --set eval.dataset=cifar10 --set eval.root=/data/cifar
 
 Hours are device-hours: wall-clock x number of processes (GPU-hours on GPUs; CPU-hours on CPU, where
@@ -35,8 +35,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import report  # benchmarks/report.py
-from common import ROOT, add_common_args, command_line, precision_label, write_csv  # benchmarks/common.py
+from benchmarks.lib.provenance import ROOT, add_common_args, command_line, precision_label, write_csv
+from benchmarks.lib.report import blank, provenance_lines, register, table, write_report
 
 METHODS = ("nayer", "deepinversion", "fast")
 LABELS = {"nayer": "NAYER", "deepinversion": "DeepInversion", "fast": "Fast"}
@@ -125,11 +125,11 @@ def analyse(results: list[tuple[str, int, list[dict]]]) -> tuple[list[dict], lis
     curves = {(m, e): rows for m, e, rows in results}
     di = [(m, e) for m, e, _ in results if m == "deepinversion"]
     di_key = max(di, key=lambda k: k[1]) if di else None
-    table = []
+    per_run = []
     for m, e, _ in results:
         f = finals[(m, e)]
         speedup = finals[di_key]["device_hours"] / f["device_hours"] if di_key else None
-        table.append({**f, "speedup_vs_di": speedup})
+        per_run.append({**f, "speedup_vs_di": speedup})
     lines = []
     unit = results[0][2][-1]["unit"] if results else "hours"
     if di_key:
@@ -159,15 +159,91 @@ def analyse(results: list[tuple[str, int, list[dict]]]) -> tuple[list[dict], lis
                      f"{100 * nayer['top1']:.2f}% and Fast ({e} epochs, {fast['device_hours']:.3f} {unit}) "
                      f"{100 * fast['top1']:.2f}%: NAYER is **{gap:+.2f} points** "
                      f"{'more' if gap >= 0 else 'less'} accurate.")
-    return table, lines
+    return per_run, lines
 
 
 def write_outputs(out: Path, setting: str, results: list[tuple[str, int, list[dict]]], command: str) -> None:
     """``out``.csv (every row with its setting and the provenance columns), then ``out``.md and
-    ``out``.png from it (benchmarks/report.py)."""
+    ``out``.png from it (benchmarks.lib.report)."""
     rows = [{**r, "setting": setting} for _, _, rs in results for r in rs]
     csv_path = write_csv(out.with_suffix(".csv"), rows, command=command)
-    report.write_report(csv_path, kind="gpu_hours")
+    write_report(csv_path, kind="gpu_hours")
+
+
+# ------------------------------------------------------------------------------------------------
+# The report (python -m benchmarks.report renders the CSV with it)
+# ------------------------------------------------------------------------------------------------
+
+
+def _gpu_hours_results(rows: list[dict]) -> list[tuple[str, int, list[dict]]]:
+    """CSV rows -> [(method, budget epochs, typed rows)], as gpu_hours.analyse takes them."""
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        typed = {"method": r["method"], "budget_epochs": int(r["budget_epochs"]), "epoch": int(r["epoch"]),
+                 "final": str(r["final"]) == "True", "top1": float(r["top1"]),
+                 "device_hours": float(r["device_hours"]), "synthesis_device_hours": float(r["synthesis_device_hours"]),
+                 "unit": r["unit"], "device_kind": r["device_kind"], "num_devices": int(r["num_devices"])}
+        runs.setdefault((typed["method"], typed["budget_epochs"]), []).append(typed)
+    return [(m, e, rs) for (m, e), rs in runs.items()]
+
+
+def plot_gpu_hours(rows: list[dict], path: Path) -> None:
+    """Figure-1-style plot: student top-1 against device-hours (log x), one curve per run, its final
+    result as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = _gpu_hours_results(rows)
+    unit, setting = results[-1][2][-1]["unit"], rows[0].get("setting") or path.stem.removeprefix("gpu_hours_")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colors = {"nayer": "tab:red", "deepinversion": "tab:blue", "fast": "tab:green"}
+    for m, e, rs in results:
+        curve = [r for r in rs if not r["final"]]
+        ax.plot([r["device_hours"] for r in curve], [100 * r["top1"] for r in curve], marker=".",
+                color=colors[m], alpha=0.35 + 0.65 * (e == max(ep for mm, ep, _ in results if mm == m)),
+                label=f"{LABELS[m]} ({e} epochs)")
+        final = rs[-1]
+        ax.scatter([final["device_hours"]], [100 * final["top1"]], s=60, color=colors[m], edgecolor="black", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel(unit + " (log scale)")
+    ax.set_ylabel("student top-1 (%)")
+    ax.set_title(f"Data-free KD on {setting}: accuracy against time")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@register("gpu_hours", plot=plot_gpu_hours)
+def render_gpu_hours(rows: list[dict], name: str) -> str:
+    """Table-2-shaped table (top-1, device-hours, synthesis-only hours, speed-up vs DeepInversion) and
+    the headline sentences of ``gpu_hours.analyse``."""
+    results = _gpu_hours_results(rows)
+    per_run, sentences = analyse(results)
+    last = results[-1][2][-1]
+    unit, setting = last["unit"], rows[0].get("setting") or name.removeprefix("gpu_hours_")
+    if "teacher_top1" not in rows[-1]:
+        teacher = "Teacher top-1: not recorded in this CSV."
+    elif blank(rows[-1]["teacher_top1"]):
+        teacher = "No evaluation set."
+    else:
+        teacher = f"Teacher top-1: {100 * float(rows[-1]['teacher_top1']):.2f}%."
+    lines = []
+    for r in per_run:
+        speed = f"{r['speedup_vs_di']:.2f}x" if r["speedup_vs_di"] is not None else "n/a"
+        lines.append([LABELS[r["method"]], r["budget_epochs"], f"{100 * r['top1']:.2f}", f"{r['device_hours']:.4f}",
+                      f"{r['synthesis_device_hours']:.4f}", speed])
+    md = [f"# Top-1 against {unit}: {setting}", "", *provenance_lines(rows),
+          f"Runs on {last['device_kind']} x {last['num_devices']} process(es); {unit} = wall-clock x processes.", "",
+          teacher, "",
+          *table(["Method", "Epochs", "Student top-1 (%)", unit, f"Synthesis-only {unit}",
+                   "Speed-up vs DeepInversion"], lines),
+          "", *[f"- {s}" for s in sentences], "",
+          f"Time-to-accuracy points: `{name}.csv`; plot: `{name}.png`.", ""]
+    return "\n".join(md)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,9 @@
 """ImageNet throughput of one process (one GPU) under the imagenet_r50 preset, and the projected
 GPU-hours and single-node wall-clock of a full run.
 
-    python benchmarks/imagenet_throughput.py                         # GPU: bf16/fp32 x eager/compile
-    python benchmarks/imagenet_throughput.py --conditions bf16 bf16+compile --student tv_resnet18
-    python benchmarks/imagenet_throughput.py --smoke                 # CPU: checks the script works
+    python -m benchmarks.imagenet_throughput                         # GPU: bf16/fp32 x eager/compile
+    python -m benchmarks.imagenet_throughput --conditions bf16 bf16+compile --student tv_resnet18
+    python -m benchmarks.imagenet_throughput --smoke                 # CPU: checks the script works
 
 What is timed, with a random-weight teacher (throughput does not depend on the weights) and the
 preset's sizes (synthesis batch 256 at 224 px, 60 generator steps; student batch 256):
@@ -20,9 +20,9 @@ per-process wall = synthesis batches per process / batches per second + student 
 so with N GPUs of one node each does the same work: single-node wall = that, GPU-hours = N x that.
 
 Rows are appended to benchmarks/results/imagenet_throughput.csv (with the provenance columns of
-benchmarks/common.py on every row: device, versions, commit, precision, command, time) and the
+benchmarks/lib/provenance.py on every row: device, versions, commit, precision, command, time) and the
 markdown table benchmarks/results/imagenet_throughput.md is rewritten from the CSV
-(``python benchmarks/report.py benchmarks/results/imagenet_throughput.csv`` does the same).
+(``python -m benchmarks.report benchmarks/results/imagenet_throughput.csv`` does the same).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
-import report  # benchmarks/report.py
-from common import add_common_args, command_line, device_name, git_commit, results_dir, write_csv  # benchmarks/
+from benchmarks.lib.provenance import (ROOT, add_common_args, command_line, device_name, git_commit, results_dir,
+                                       write_csv)
+from benchmarks.lib.report import provenance_lines, register, short_commit, table, write_report
+from benchmarks.lib.timing import peak_gb, reset_peak, timed
 
 COLUMNS = ["condition", "student", "image_size", "synthesis_batch", "generator_steps", "student_batch",
            "synthesis_images_per_s", "generator_step_images_per_s", "student_images_per_s", "synthesis_peak_gb",
@@ -47,20 +48,6 @@ COLUMNS = ["condition", "student", "image_size", "synthesis_batch", "generator_s
            "date"]
 SMOKE = ["teacher.image_size=32", "synthesis.batch_size=8", "synthesis.num_generator_steps=2",
          "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=8", "lte.encoder=hashed:64"]
-
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _peak_reset() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_gb() -> float:
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
 
 
 def measure(condition: str, student: str, overrides: list[str], synthesis_batches: int, student_steps: int) -> dict:
@@ -83,23 +70,19 @@ def measure(condition: str, student: str, overrides: list[str], synthesis_batche
         epoch = run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
         images, labels, _ = trainer.synthesize(epoch, 0)  # warm-up (and compile) batch, untimed
         trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": 0})
-        _peak_reset()
-        _sync()
-        start = time.perf_counter()
-        for b in range(synthesis_batches):
-            images, labels, _ = trainer.synthesize(epoch, b + 1)
-        _sync()
-        synth_s = (time.perf_counter() - start) / synthesis_batches
-        synth_peak = _peak_gb()
-        trainer.memory.write(images, labels, {"epoch": epoch, "batch": 1, "rank": 0})
+        last: dict = {}
+
+        def synthesize(b: int) -> None:
+            last["images"], last["labels"], _ = trainer.synthesize(epoch, b + 1)
+
+        reset_peak()
+        synth_s = timed(synthesize, synthesis_batches)
+        synth_peak = peak_gb(missing=float("nan"))
+        trainer.memory.write(last["images"], last["labels"], {"epoch": epoch, "batch": 1, "rank": 0})
         trainer.distill()  # warm-up (and compile) steps, untimed
-        _peak_reset()
-        _sync()
-        start = time.perf_counter()
-        trainer.distill()
-        _sync()
-        step_s = (time.perf_counter() - start) / student_steps
-        student_peak = _peak_gb()
+        reset_peak()
+        step_s = timed(lambda _: trainer.distill(), 1) / student_steps  # one epoch of student_steps steps
+        student_peak = peak_gb(missing=float("nan"))
     batches = batches_before_epoch(run.epochs, run.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
     steps = (run.epochs - run.warmup_epochs) * get_preset("imagenet_r50").distill.steps_per_epoch
     hours = (batches * synth_s + steps * step_s) / 3600
@@ -111,6 +94,25 @@ def measure(condition: str, student: str, overrides: list[str], synthesis_batche
             "student_peak_gb": round(student_peak, 2), "projected_hours_per_process": round(hours, 2),
             "projected_gpu_hours_8": round(8 * hours, 1), "device": device_name(), "torch": torch.__version__,
             "commit": git_commit(), "date": datetime.date.today().isoformat()}
+
+
+@register("imagenet_throughput")
+def render_imagenet_throughput(rows: list[dict], name: str) -> str:
+    """Images/s, peak memory and the projected hours of the full imagenet_r50 preset per condition."""
+    shown = ("device", "torch", "commit", "timestamp", "date", "precision")
+    lines = ["# ImageNet throughput per process (imagenet_r50 preset)", "",
+             "Random-weight ResNet-50 teacher; sizes per process. Projection: the full preset (320 epochs, 20 warm-up) "
+             "on one process = hours per process = single-node wall-clock with any number of GPUs (each does the same "
+             "work); GPU-hours on 8 GPUs = 8 x that. Memory-bank I/O, evaluation and checkpoints are not in the "
+             "projection.", "", *provenance_lines(rows, skip=shown),
+             *table(["condition", "student", "synth img/s", "gen-step img/s", "student img/s", "synth peak GB",
+                      "student peak GB", "h per process (= 1-node wall)", "GPU-h on 8 GPUs", "device", "torch",
+                      "commit"],
+                     [[r["condition"], r["student"], r["synthesis_images_per_s"], r["generator_step_images_per_s"],
+                       r["student_images_per_s"], r["synthesis_peak_gb"], r["student_peak_gb"],
+                       r["projected_hours_per_process"], r["projected_gpu_hours_8"], r["device"], r["torch"],
+                       short_commit(r["commit"])] for r in rows])]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,15 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(argv, __file__)
     for condition in args.conditions:
         # one process per condition: an Accelerator's precision is fixed for the process's lifetime
-        cmd = [sys.executable, __file__, "--measure-one", condition, "--student", args.student,
+        cmd = [sys.executable, "-m", "benchmarks.imagenet_throughput", "--measure-one", condition,
+               "--student", args.student,
                "--synthesis-batches", str(args.synthesis_batches), "--student-steps", str(args.student_steps)]
         cmd += [arg for item in overrides for arg in ("--set", item)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
         row = json.loads(out.strip().splitlines()[-1])
         print({k: row[k] for k in COLUMNS[:13]}, flush=True)
         # appended at once: a later condition that fails keeps the finished ones
         write_csv(csv_path, [row], append=True, precision=condition.partition("+")[0], command=command)
-    md_path = report.write_report(csv_path, kind="imagenet_throughput")
+    md_path = write_report(csv_path, kind="imagenet_throughput")
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

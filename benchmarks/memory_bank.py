@@ -1,10 +1,10 @@
 """Is the memory bank ever the bottleneck? Student-step data wait, read throughput and node memory
 for each cache mode, 1 and 2 processes, 32 px and 224 px banks; bytes and decode rate per encoding.
 
-    python benchmarks/memory_bank.py                      # the committed measurement (~10 min on 2 cores)
-    python benchmarks/memory_bank.py --smoke              # tiny sizes: checks the script
-    python benchmarks/memory_bank.py --compute fashion_mnist --sizes 32:100000 --batch 32 --append --tables data_wait
-    python benchmarks/memory_bank.py --tables host_alloc --append   # batch buffers: torch.empty vs host_empty
+    python -m benchmarks.memory_bank                      # the committed measurement (~10 min on 2 cores)
+    python -m benchmarks.memory_bank --smoke              # tiny sizes: checks the script
+    python -m benchmarks.memory_bank --compute fashion_mnist --sizes 32:100000 --batch 32 --append --tables data_wait
+    python -m benchmarks.memory_bank --tables host_alloc --append   # batch buffers: torch.empty vs host_empty
 
 For every (image size, cache mode, processes) the script builds a bank of ``N`` images (written
 once, raw encoding, shards of 256 images, in ``--work-dir``), then each process runs ``--steps``
@@ -47,8 +47,8 @@ import psutil
 import torch
 import torch.multiprocessing as mp
 
-import report  # benchmarks/report.py
-from common import add_common_args, command_line, provenance, results_dir, write_csv  # benchmarks/common.py
+from benchmarks.lib.provenance import add_common_args, command_line, provenance, results_dir, write_csv
+from benchmarks.lib.report import write_report
 from nayer_scale.memory import MemoryBank, batch_seed, shards
 from nayer_scale.memory.node_cache import NodeFiles
 
@@ -153,6 +153,8 @@ def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict, 
 
 
 def measure(root: Path, cache: str, world: int, args: dict) -> dict:
+    """Run ``worker`` in ``world`` fresh processes (also for 1) on the bank ``root`` with ``cache``;
+    returns each rank's measurements by rank."""
     with mp.Manager() as manager:
         out = manager.dict()
         # fresh processes, also for 1
@@ -223,7 +225,8 @@ def host_alloc_rows(batch: int, repeats: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring); --smoke shrinks the sizes, steps and batch."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["32:100000", "224:8000"], metavar="PX:IMAGES",
                    help="bank image size and number of images (default: 32 px x 100k, 224 px x 8k)")
@@ -242,53 +245,66 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.steps, args.batch = ["32:600", "64:300"], 4, 32
+    return args
+
+
+def data_wait_row(root: Path, size: int, n: int, cache: str, world: int, args: argparse.Namespace,
+                  shm: str) -> dict:
+    """One (bank, cache, processes) measurement of ``worker`` as a CSV row: the step time, the share
+    of it spent waiting for batches, the first batch's wait, the read throughput and node memory."""
+    bank_bytes = n * 3 * size * size
+    conf = {"batch": args.batch, "steps": args.steps, "prefetch": args.prefetch, "size": size,
+            "read_threads": args.read_threads, "compute": args.compute,
+            "shm": shm}
+    res = measure(root, cache, world, conf)
+    wait = sum(r["wait"] for r in res.values())
+    total = sum(r["total"] for r in res.values())
+    read_rate = sum(r["n_read"] / r["read_s"] for r in res.values())
+
+    def node(point: str) -> int:  # processes' private PSS + the node cache's files
+        return sum(r[point]["private"] + r[point]["shm"] for r in res.values())
+
+    base, node_mem, running = node("before"), node("cached"), node("running")
+    return {"table": "data_wait", "image_px": size, "bank_images": n, "bank_MB": round(bank_bytes / 1e6),
+            "cache": cache, "processes": world, "batch": args.batch, "prefetch": args.prefetch,
+            "compute": args.compute, "step_s": round(total / (world * (args.steps - 1)), 4),
+            "data_wait_frac": round(wait / total, 4),
+            "first_batch_wait_s": round(max(r["first"] for r in res.values()), 3),
+            "read_images_per_s": round(read_rate), "read_MB_per_s": round(read_rate * 3 * size * size / 1e6),
+            "node_mem_MB": round(node_mem / 1e6), "node_mem_before_MB": round(base / 1e6),
+            "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2),
+            "node_mem_running_MB": round(running / 1e6)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the --tables, append each row to memory_bank.csv at once, then render memory_bank.md."""
+    args = parse_args(argv)
     out_dir = results_dir(args, "memory_bank")
     name = "memory_bank_smoke" if args.smoke else "memory_bank"
     csv_path, fields = out_dir / f"{name}.csv", provenance(command=command_line(argv))
     if csv_path.exists() and not args.append:
         csv_path.unlink()
     work = Path(args.work_dir)
-    shm = work / "shm" if args.smoke else None
+    shm = str(work / "shm" if args.smoke else Path("/dev/shm"))  # where the node cache lives
     for spec in args.sizes if "data_wait" in args.tables else []:
         size, n = map(int, spec.split(":"))
         root = work / f"bank-{size}px-{n}"
         build_bank(root, n, size, 3)
-        bank_bytes = n * 3 * size * size
         for cache in args.caches:
             for world in args.processes:
-                conf = {"batch": args.batch, "steps": args.steps, "prefetch": args.prefetch, "size": size,
-                        "read_threads": args.read_threads, "compute": args.compute,
-                        "shm": str(shm) if shm else str(Path("/dev/shm"))}
-                res = measure(root, cache, world, conf)
-                wait = sum(r["wait"] for r in res.values())
-                total = sum(r["total"] for r in res.values())
-                read_rate = sum(r["n_read"] / r["read_s"] for r in res.values())
-                def node(point: str) -> int:  # processes' private PSS + the node cache's files
-                    return sum(r[point]["private"] + r[point]["shm"] for r in res.values())
-
-                base, node_mem, running = node("before"), node("cached"), node("running")
-                row = {"table": "data_wait", "image_px": size, "bank_images": n, "bank_MB": round(bank_bytes / 1e6),
-                       "cache": cache, "processes": world, "batch": args.batch, "prefetch": args.prefetch,
-                       "compute": args.compute, "step_s": round(total / (world * (args.steps - 1)), 4),
-                       "data_wait_frac": round(wait / total, 4),
-                       "first_batch_wait_s": round(max(r["first"] for r in res.values()), 3),
-                       "read_images_per_s": round(read_rate), "read_MB_per_s": round(read_rate * 3 * size * size / 1e6),
-                       "node_mem_MB": round(node_mem / 1e6), "node_mem_before_MB": round(base / 1e6),
-                       "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2),
-                       "node_mem_running_MB": round(running / 1e6)}
+                row = data_wait_row(root, size, n, cache, world, args, shm)
                 print(row, flush=True)
                 write_csv(csv_path, [row], append=True, fields=fields)
-                NodeFiles(root, conf["shm"]).remove_all()  # the next measurement starts without it
+                NodeFiles(root, shm).remove_all()  # the next measurement starts without it
     if "encoding" in args.tables and not args.no_encodings:
         write_csv(csv_path, encoding_rows(args.smoke), append=True, fields=fields)
     if "host_alloc" in args.tables:
         write_csv(csv_path, host_alloc_rows(args.batch, 3 if args.smoke else 20), append=True, fields=fields)
-    md = report.write_report(csv_path, plots=False)
+    md = write_report(csv_path, plots=False)
     print(f"wrote {csv_path} and {md}")
     if args.smoke:
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

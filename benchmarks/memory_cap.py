@@ -1,9 +1,9 @@
 """Paper Table 5 at small scale: student top-1 against the memory-bank cap (FIFO and reservoir).
 
-    python benchmarks/memory_cap.py --jobs 3 --seeds 0 1 --set synthesis.num_generator_steps=5 \\
+    python -m benchmarks.memory_cap --jobs 3 --seeds 0 1 --set synthesis.num_generator_steps=5 \\
         --set distill.steps_per_epoch=240 --set eval.every_epochs=100            # the committed, reduced budget
-    python benchmarks/memory_cap.py                                               # the full fashion_mnist preset (~2 h on 2 cores)
-    python benchmarks/memory_cap.py --smoke                                       # checks the script
+    python -m benchmarks.memory_cap                                            # the full fashion_mnist preset (~2 h on 2 cores)
+    python -m benchmarks.memory_cap --smoke                                    # checks the script
 
 Each run is the ``fashion_mnist`` preset (``launch/distill.py``) with ``memory.max_images`` set to
 one of ``--caps`` (0 = unbounded, the published setting) and ``memory.retirement`` to fifo or
@@ -35,11 +35,12 @@ from pathlib import Path
 from nayer_scale.config import ConfigError, check_resume_compatible
 from nayer_scale.recipes import compose_config
 
-import report  # benchmarks/report.py
-from common import ROOT, add_common_args, command_line, results_dir, write_csv  # benchmarks/common.py
+from benchmarks.lib.provenance import ROOT, add_common_args, command_line, results_dir, write_csv
+from benchmarks.lib.report import provenance_lines, register, table, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run (or reuse) every (cap, retirement, seed) run, then write the CSV, markdown and plot."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--caps", nargs="+", type=int, default=[400, 800, 1200, 1600, 0])
     p.add_argument("--policies", nargs="+", default=["fifo", "reservoir"], choices=["fifo", "reservoir"])
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         out.unlink()
     write_csv(out, rows, command=command)
-    md = report.write_report(out, kind="memory_cap")
+    md = write_report(out, kind="memory_cap")
     print(md.read_text())
     if args.smoke:
         shutil.rmtree(work, ignore_errors=True)
@@ -139,8 +140,6 @@ def _mean(values: list[float]) -> float:
 def render_table(rows: list[dict], name: str) -> str:
     """Table-5-shaped markdown of the CSV rows: student top-1 per cap (rows) and retirement (columns),
     the whole history last, and each cap's share of the images made."""
-    from report import _table, provenance_lines
-
     caps, by = _cells(rows)
     made = next((int(r["memory_size_end"]) for r in rows if str(r["max_images"]) == "all"), None)
     seeds = sorted({str(r.get("seed") or 0) for r in rows}, key=int)
@@ -162,7 +161,7 @@ def render_table(rows: list[dict], name: str) -> str:
              f"Preset `fashion_mnist` with `{first.get('overrides') or 'no overrides'}`; teacher top-1 "
              f"{float(first['teacher_top1']):.2f}%; top-1 on the 10,000 real test images (%). "
              f"{per_cell}. Plot: `{name}.png`.", "",
-             *_table(["memory.max_images", "share of the images made", "FIFO (newest kept)",
+             *table(["memory.max_images", "share of the images made", "FIFO (newest kept)",
                       "reservoir (uniform over history)"], body, ["---:"] * 4), "",
              "Paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18): 90.41% at 5k images, 91.64% at 100k, 91.94% "
              "with all.", ""]
@@ -196,6 +195,9 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+register("memory_cap", plot=plot)(render_table)
 
 
 if __name__ == "__main__":

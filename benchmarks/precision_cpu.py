@@ -1,9 +1,9 @@
 """What precision and memory format cost on this CPU: the measurement behind ``run.mixed_precision=auto``
 and ``run.channels_last=auto`` (nayer_scale/precision.py).
 
-    python benchmarks/precision_cpu.py                       # all conditions, ~5 min on 2 AVX2 cores
-    python benchmarks/precision_cpu.py --conditions fp32 fp32+cl --steps 3
-    python benchmarks/precision_cpu.py --smoke               # tiny sizes: checks the script
+    python -m benchmarks.precision_cpu                       # all conditions, ~5 min on 2 AVX2 cores
+    python -m benchmarks.precision_cpu --conditions fp32 fp32+cl --steps 3
+    python -m benchmarks.precision_cpu --smoke               # tiny sizes: checks the script
 
 Timed on the Fashion-MNIST demo's shapes, with random weights (speed does not depend on them):
   - ``teacher_step_s``: one SGD step of the ResNet-20 teacher on a batch of 256 28x28 images
@@ -15,9 +15,9 @@ Timed on the Fashion-MNIST demo's shapes, with random weights (speed does not de
     through ``NayerTrainer.distill``.
 Conditions: fp32 or bf16 autocast, NCHW or channels_last (``+cl``). Medians over ``--steps`` timed
 repetitions after one untimed warm-up. Rows are appended to ``benchmarks/results/precision_cpu.csv``
-with the provenance columns of benchmarks/common.py (the CPU model with its bf16 flags and threads,
+with the provenance columns of benchmarks/lib/provenance.py (the CPU model with its bf16 flags and threads,
 library versions, commit, command, time); ``precision_cpu.md`` is rewritten from the CSV
-(benchmarks/report.py). With ``--smoke`` they go to a temporary folder unless --results-dir is given.
+(benchmarks.lib.report). With ``--smoke`` they go to a temporary folder unless --results-dir is given.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-import report  # benchmarks/report.py
-from common import add_common_args, command_line, provenance, results_dir, write_csv  # benchmarks/common.py
-from cpu_demo import demo_trainer  # benchmarks/cpu_demo.py
+from benchmarks.cpu_demo import demo_trainer
+from benchmarks.lib.provenance import add_common_args, command_line, provenance, results_dir, write_csv
+from benchmarks.lib.report import date_of, provenance_lines, register, short_commit, table, write_report
 
 CONDITIONS = ["fp32", "fp32+cl", "bf16", "bf16+cl"]
 
@@ -83,6 +83,21 @@ def measure(condition: str, steps: int, smoke: bool) -> dict:
             "student_step_s": round(student_s, 3), "threads": torch.get_num_threads()}
 
 
+@register("precision_cpu")
+def render_precision_cpu(rows: list[dict], name: str) -> str:
+    """Seconds per teacher / generator / student step per condition, one row per measurement."""
+    shown = ("device", "torch", "commit", "timestamp", "date", "precision")
+    lines = ["# Precision and memory format on CPU (Fashion-MNIST demo shapes)", "",
+             "Seconds per step, medians (random weights): ResNet-20 teacher SGD step at batch 256; one NAYER generator "
+             "step of the `fashion_mnist` preset (batch 200); one student step (ResNet-8, batch 256). `+cl` = "
+             "channels_last.", "", *provenance_lines(rows, skip=shown),
+             *table(["condition", "teacher step s", "generator step s", "student step s", "threads", "device",
+                      "torch", "commit", "date"],
+                     [[r["condition"], r["teacher_step_s"], r["generator_step_s"], r["student_step_s"], r["threads"],
+                       r["device"], r["torch"], short_commit(r["commit"]), date_of(r)] for r in rows])]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure each condition; append the rows to precision_cpu.csv and rewrite precision_cpu.md."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         fields = provenance(precision=condition.partition("+")[0], command=command)
         print({**row, "device": fields["device"]}, flush=True)
         write_csv(csv_path, [row], append=True, fields=fields)  # at once: a later failure keeps this row
-    md_path = report.write_report(csv_path, kind="precision_cpu")
+    md_path = write_report(csv_path, kind="precision_cpu")
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

@@ -1,15 +1,15 @@
 """Where the Fashion-MNIST demo's time goes on this CPU: torch.profiler over NAYER generator steps
 and student steps of the ``fashion_mnist`` preset, grouped into the parts a user can change.
 
-    python benchmarks/profile_cpu.py                 # ~1 min on 2 cores; writes benchmarks/results/profile_cpu.{csv,md}
-    python benchmarks/profile_cpu.py --smoke         # tiny sizes: checks the script, prints, records nothing
+    python -m benchmarks.profile_cpu                 # ~1 min on 2 cores; writes benchmarks/results/profile_cpu.{csv,md}
+    python -m benchmarks.profile_cpu --smoke         # tiny sizes: checks the script, prints, records nothing
 
 Random-weight teacher (speed does not depend on the weights), the preset's precision and memory
 format (``run.mixed_precision=auto``, ``run.channels_last=auto``), the preset's synthesis batch and
 student batch. The table gives each group's share of the profiled CPU time (self time of the aten
 operators, summed over the group) and the wall time per step, with the CPU model and its bf16 flags
-(provenance columns of benchmarks/common.py); the markdown is rendered from the CSV by
-benchmarks/report.py.
+(provenance columns of benchmarks/lib/provenance.py); the markdown is rendered from the CSV by
+the renderer registered here (benchmarks.lib.report).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile
 
-import report  # benchmarks/report.py
-from common import add_common_args, command_line, precision_label, results_dir, write_csv  # benchmarks/common.py
-from cpu_demo import demo_trainer  # benchmarks/cpu_demo.py
+from benchmarks.cpu_demo import demo_trainer
+from benchmarks.lib.provenance import add_common_args, command_line, precision_label, results_dir, write_csv
+from benchmarks.lib.report import provenance_lines, register, table, write_report
 
 # operator name -> group (exact names; a trailing * matches a prefix); anything else is "other"
 GROUPS = {
@@ -85,6 +85,22 @@ def profile_steps(generator_steps: int, student_steps: int, smoke: bool) -> tupl
     return rows, precision
 
 
+@register("profile_cpu")
+def render_profile_cpu(rows: list[dict], name: str) -> str:
+    """Each profiled phase's wall time per step and its groups' shares of the profiled CPU time."""
+    phases: dict[tuple, list[dict]] = {}
+    for r in rows:
+        phases.setdefault((r["phase"], r["batch"], r["ms_per_step"]), []).append(r)
+    lines = ["# Where the Fashion-MNIST demo's time goes on CPU", "", *provenance_lines(rows),
+             "Share of the profiled CPU time (self time of aten operators) per group, one NAYER generator step of the "
+             "`fashion_mnist` preset and one student step (teacher forward + KD + SGD), random-weight teacher.", ""]
+    for (phase, batch, ms), group_rows in phases.items():
+        ranked = sorted(group_rows, key=lambda r: -float(r["share"]))
+        lines += [f"## {phase} (batch {batch}): {float(ms):.0f} ms per step (unprofiled)", "",
+                  *table(["group", "share"], [[r["group"], f"{float(r['share']) * 100:.1f}%"] for r in ranked]), ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile, write profile_cpu.csv and .md (not with --smoke) and print the markdown."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(argv, __file__)
     with tempfile.TemporaryDirectory() as tmp:  # --smoke: the table is printed, nothing is recorded
         folder = Path(tmp) if args.smoke else results_dir(args, "profile_cpu")
-        md_path = report.write_report(write_csv(folder / "profile_cpu.csv", rows, precision=precision,
+        md_path = write_report(write_csv(folder / "profile_cpu.csv", rows, precision=precision,
                                                 command=command), kind="profile_cpu")
         print(md_path.read_text())
     return 0

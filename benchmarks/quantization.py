@@ -2,10 +2,10 @@
 teacher, PTQ, ZeroQ-style, NAYER and the real-data upper bound (NOT data-free) at W8A8, W6A6,
 W4A8 and W4A4, with top-1 on the real test split and device-hours per row.
 
-    python benchmarks/quantization.py                    # default budget, <= ~25 min alone on 2 CPU cores
-    python benchmarks/quantization.py --budget long      # more synthesis and fine-tuning
-    python benchmarks/quantization.py --smoke            # tiny sizes, checks the script, measures nothing
-    python benchmarks/report.py benchmarks/results/quantization_fashion_mnist.csv   # re-render the .md
+    python -m benchmarks.quantization                    # default budget, <= ~25 min alone on 2 CPU cores
+    python -m benchmarks.quantization --budget long      # more synthesis and fine-tuning
+    python -m benchmarks.quantization --smoke            # tiny sizes, checks the script, measures nothing
+    python -m benchmarks.report benchmarks/results/quantization_fashion_mnist.csv   # re-render the .md
 
 How each row is made (``nayer_scale.quantization``): the student is the shipped ResNet-20 teacher
 copied, BatchNorm folded, weights per-channel symmetric and activations per-tensor affine at the
@@ -37,7 +37,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, add_common_args, command_line, results_dir, write_csv
+from benchmarks.lib.provenance import ROOT, add_common_args, command_line, results_dir, write_csv
+from benchmarks.lib.report import provenance_lines, register, table, write_report
 
 BITS = ("w8a8", "w6a6", "w4a8", "w4a4")
 ROWS = (("teacher", "float teacher", "yes"), ("ptq_minmax", "PTQ (min-max)", "yes"),
@@ -92,18 +93,12 @@ def _bank(cfg, log) -> tuple[object, dict]:
     return bank, summary
 
 
-def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
-    """Every row of the table (dicts), in BITS x ROWS order."""
-    import torch
-    from accelerate import Accelerator
+def _bank_configs(args: argparse.Namespace, budget: Budget) -> tuple:
+    """The NAYER and ZeroQ-style synthesis runs (configs) of this budget, the lowest bit width's
+    quantized student as NAYER's adversary, ``--set`` applied, validated."""
+    from nayer_scale.config import apply_overrides
+    from nayer_scale.quantization.baselines import nayer_bank_config, zeroq_config
 
-    from nayer_scale.config import DEMO_TEACHER, apply_overrides
-    from nayer_scale.data.fashion_mnist import load_fashion_mnist
-    from nayer_scale.quantization import calibrate, parse_quantization, quantized_copy
-    from nayer_scale.quantization.baselines import kd_finetune, nayer_bank_config, normalizer, top1, zeroq_config
-    from nayer_scale.models.sources import build_teacher
-
-    torch.manual_seed(args.seed)
     work = Path(args.work_dir) / args.budget
     lowest = args.bits[-1]
     nayer_cfg = nayer_bank_config(lowest, str(work / "nayer_bank"), budget.nayer_epochs, budget.nayer_kd_steps, args.lr)
@@ -115,18 +110,33 @@ def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
         cfg.distill.batch_size = budget.finetune_batch
         apply_overrides(cfg, args.set)
         cfg.validate()
-    t = nayer_cfg.teacher
+    return nayer_cfg, zeroq_cfg
+
+
+def _teacher_and_test(cfg, budget: Budget) -> tuple:
+    """(frozen float teacher, input normalizer, normalized test images (N, 1, 28, 28), labels (N,))."""
+    from nayer_scale.config import DEMO_TEACHER
+    from nayer_scale.data.fashion_mnist import load_fashion_mnist
+    from nayer_scale.models.sources import build_teacher
+    from nayer_scale.quantization.baselines import normalizer
+
+    t = cfg.teacher
     norm = normalizer(t.mean, t.std)
     teacher = build_teacher(t.arch, t.weights or DEMO_TEACHER, 10, t.in_channels).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     test_x, test_y = load_fashion_mnist("test")
     n_eval = min(budget.eval_images, len(test_y))
-    test_x, test_y = norm(test_x[:n_eval].float().div(255).reshape(n_eval, 1, 28, 28)), test_y[:n_eval]
-    start = time.perf_counter()
-    teacher_top1 = top1(teacher, test_x, test_y)
-    teacher_eval_s = time.perf_counter() - start
-    log(f"float teacher top-1 {100 * teacher_top1:.2f} % on {n_eval} test images ({teacher_eval_s:.0f} s)")
+    return teacher, norm, norm(test_x[:n_eval].float().div(255).reshape(n_eval, 1, 28, 28)), test_y[:n_eval]
+
+
+def _sources(args: argparse.Namespace, budget: Budget, nayer_cfg, zeroq_cfg, log) -> dict:
+    """Calibration / fine-tuning image sources by name: (sample(n, generator) -> images in [0, 1],
+    the synthesis run's summary or None, images available). The NAYER and ZeroQ-style banks, and
+    ``budget.real_images`` real TRAINING images (the upper bound: NOT data-free)."""
+    import torch
+
+    from nayer_scale.data.fashion_mnist import load_fashion_mnist
 
     nayer_bank, nayer_summary = _bank(nayer_cfg, log)
     zeroq_bank, zeroq_summary = _bank(zeroq_cfg, log)
@@ -140,8 +150,57 @@ def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
     def from_real(n, g):
         return real[torch.randint(len(real), (n,), generator=g)]
 
-    sources = {"nayer": (from_bank(nayer_bank), nayer_summary), "zeroq": (from_bank(zeroq_bank), zeroq_summary),
-               "real": (from_real, None)}
+    return {"nayer": (from_bank(nayer_bank), nayer_summary, None),
+            "zeroq": (from_bank(zeroq_bank), zeroq_summary, None), "real": (from_real, None, len(real))}
+
+
+def _quantized_row(row: dict, spec, teacher, norm, test, sources: dict, nayer_cfg, args, budget: Budget, acc) -> dict:
+    """Fill ``row`` (one quantized method at one bit width): calibrate a quantized copy of the
+    teacher on its source (min-max, or percentile for ptq_percentile), KD fine-tune it for the
+    zeroq / nayer / real rows, top-1 on ``test`` = (images, labels), its bank and device-hours."""
+    import torch
+
+    from nayer_scale.quantization import calibrate, quantized_copy
+    from nayer_scale.quantization.baselines import kd_finetune, top1
+
+    key, begin = row["method"], time.perf_counter()
+    source_key = "nayer" if key.startswith("ptq") else key
+    sample, summary, real_images = sources[source_key]
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    method = "percentile" if key == "ptq_percentile" else "minmax"
+    student = quantized_copy(teacher, spec)
+    calibrate(student, [sample(budget.calib_batch, gen) for _ in range(budget.calib_batches)], method, normalize=norm)
+    row.update(calibration=method, calibration_images=budget.calib_batches * budget.calib_batch)
+    if key in ("zeroq", "nayer", "real"):
+        kd_finetune(student, teacher, nayer_cfg, sample, budget.finetune_steps, acc, seed=args.seed)
+        row["finetune_steps"] = budget.finetune_steps
+    own_s = time.perf_counter() - begin
+    row["top1"] = 100 * top1(student, *test)
+    if summary is not None:
+        row.update(bank=source_key, bank_images=summary["memory_size"], bank_device_hours=_hours(summary["wall_s"]))
+    else:
+        row.update(bank="real train split", bank_images=real_images)
+    row["own_device_hours"] = _hours(own_s)
+    return row
+
+
+def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
+    """Every row of the table (dicts), in BITS x ROWS order."""
+    import torch
+    from accelerate import Accelerator
+
+    from nayer_scale.quantization import parse_quantization
+    from nayer_scale.quantization.baselines import top1
+
+    torch.manual_seed(args.seed)
+    nayer_cfg, zeroq_cfg = _bank_configs(args, budget)
+    teacher, norm, test_x, test_y = _teacher_and_test(nayer_cfg, budget)
+    n_eval = len(test_y)
+    start = time.perf_counter()
+    teacher_top1 = top1(teacher, test_x, test_y)
+    teacher_eval_s = time.perf_counter() - start
+    log(f"float teacher top-1 {100 * teacher_top1:.2f} % on {n_eval} test images ({teacher_eval_s:.0f} s)")
+    sources = _sources(args, budget, nayer_cfg, zeroq_cfg, log)
     acc = Accelerator(cpu=True)
     rows = []
     for bits in args.bits:
@@ -150,32 +209,11 @@ def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
             row = {"bits": bits, "method": key, "label": label, "data_free": data_free, "calibration": "",
                    "calibration_images": 0, "finetune_steps": 0, "own_device_hours": 0.0, "bank": "",
                    "bank_images": 0, "bank_device_hours": 0.0, "eval_images": n_eval}
-            begin = time.perf_counter()
             if key == "teacher":
-                row["top1"] = 100 * teacher_top1
-                row["own_device_hours"] = _hours(teacher_eval_s)
-                rows.append(row)
-                continue
-            source_key = "nayer" if key.startswith("ptq") else key
-            sample, summary = sources[source_key]
-            gen = torch.Generator().manual_seed(args.seed + 1)
-            method = "percentile" if key == "ptq_percentile" else "minmax"
-            student = quantized_copy(teacher, spec)
-            calibrate(student, [sample(budget.calib_batch, gen) for _ in range(budget.calib_batches)], method,
-                      normalize=norm)
-            row.update(calibration=method, calibration_images=budget.calib_batches * budget.calib_batch)
-            if key in ("zeroq", "nayer", "real"):
-                kd_finetune(student, teacher, nayer_cfg, sample, budget.finetune_steps, acc, seed=args.seed)
-                row["finetune_steps"] = budget.finetune_steps
-            own_s = time.perf_counter() - begin
-            row["top1"] = 100 * top1(student, test_x, test_y)
-            if summary is not None:
-                row.update(bank=source_key, bank_images=summary["memory_size"],
-                           bank_device_hours=_hours(summary["wall_s"]))
+                row.update(top1=100 * teacher_top1, own_device_hours=_hours(teacher_eval_s))
             else:
-                row.update(bank="real train split", bank_images=len(real))
-            row["own_device_hours"] = _hours(own_s)
-            log(f"{bits} {label}: top-1 {row['top1']:.2f} % ({own_s:.0f} s)")
+                _quantized_row(row, spec, teacher, norm, (test_x, test_y), sources, nayer_cfg, args, budget, acc)
+                log(f"{bits} {label}: top-1 {row['top1']:.2f} % ({3600 * row['own_device_hours']:.0f} s)")
             rows.append(row)
     for row in rows:
         row["delta_vs_teacher"] = row["top1"] - 100 * teacher_top1
@@ -185,7 +223,7 @@ def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------
-# The markdown (benchmarks/report.py calls render_table)
+# The markdown (registered with benchmarks.lib.report: write_report and python -m benchmarks.report use it)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -193,10 +231,9 @@ def _f(value, digits=2) -> str:
     return "-" if value in ("", None) else f"{float(value):.{digits}f}"
 
 
+@register("quantization")
 def render_table(rows: list[dict], name: str) -> str:
     """The Table-3-shaped markdown of the CSV rows (strings or numbers), with the target checks."""
-    from report import _table, provenance_lines
-
     by = {(r["bits"], r["method"]): r for r in rows}
     bits = list(dict.fromkeys(r["bits"] for r in rows))
     first = rows[0]
@@ -232,11 +269,12 @@ def render_table(rows: list[dict], name: str) -> str:
     header = ["method", "data-free", "W/A", "top-1 %", "vs float", "calibration", "fine-tune steps",
               "own device-h", "bank", "bank images", "bank device-h (shared)"]
     return "\n".join([f"# Data-free quantization: {name}", "", *provenance_lines(rows), *notes, "",
-                      *_table(header, body, ["---"] * 3 + ["---:"] * 2 + ["---"] + ["---:"] * 2 + ["---"] +
+                      *table(header, body, ["---"] * 3 + ["---:"] * 2 + ["---"] + ["---:"] * 2 + ["---"] +
                               ["---:"] * 2), "", "Targets:", "", *checks, ""])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure every row (``measure``), write the CSV and render its markdown. Returns 0."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, "set", "work_dir", "results_dir", "smoke", work_dir=str(ROOT / "runs" / "bench_quantization"))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="default",
@@ -263,9 +301,6 @@ def main(argv: list[str] | None = None) -> int:
     out = results_dir(args, "quantization")
     csv_path = write_csv(out / f"{args.name}.csv", rows, precision="no, channels_last False",
                          command=command_line(argv if argv is not None else sys.argv[1:]))
-    sys.path.insert(0, str(Path(__file__).parent))
-    from report import write_report
-
     md = write_report(csv_path, kind="quantization")
     print(f"wrote {csv_path} and {md} ({time.perf_counter() - start:.0f} s in all)")
     print(json.dumps({f"{r['bits']}/{r['method']}": round(r["top1"], 2) for r in rows}))

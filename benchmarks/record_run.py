@@ -1,13 +1,13 @@
 """Record a finished run's summary as a benchmark result with its provenance.
 
-    python benchmarks/record_run.py runs/fashion_mnist --name fashion_mnist_cpu \
+    python -m benchmarks.record_run runs/fashion_mnist --name fashion_mnist_cpu \
         --command "accelerate launch launch/fashion_mnist.py"
 
 Writes benchmarks/results/<name>.json: the run's summary.json and config.json (with the precision
 that ran and why), the per-epoch student top-1 from metrics.jsonl, the device (CPU model, its
 instruction set and native bf16 flags and core count, or the GPU name with its driver and CUDA
 version), library versions (None where not installed), the git commit, the time it was recorded
-(benchmarks/common.py) and, with ``--command-wall-s``, the wall time of the whole command
+(benchmarks/lib/provenance.py) and, with ``--command-wall-s``, the wall time of the whole command
 (install included).
 """
 
@@ -17,11 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-from common import RESULTS, package_version, provenance  # benchmarks/common.py
+from benchmarks.lib.provenance import RESULTS, package_version, provenance
 
 
 def main() -> None:
-    """``python benchmarks/record_run.py RUN_DIR --name NAME --command "..."``: writes
+    """``python -m benchmarks.record_run RUN_DIR --name NAME --command "..."``: writes
     benchmarks/results/NAME.json."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")

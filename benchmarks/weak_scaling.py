@@ -1,10 +1,10 @@
 """Weak scaling: synthesis and student throughput PER PROCESS at 1 and N processes (the same
 per-process sizes), and the efficiency = per-process throughput at N / at 1 (1.0 = perfect).
 
-    python benchmarks/weak_scaling.py                              # 1 and 2 processes, one thread each
-    python benchmarks/weak_scaling.py --scopes process global      # also synthesis.bn_stats_scope=global
-    python benchmarks/weak_scaling.py --processes 1 2 4 --device cuda   # GPUs (needs N GPUs for N processes)
-    python benchmarks/weak_scaling.py --smoke                      # tiny sizes: checks the script
+    python -m benchmarks.weak_scaling                              # 1 and 2 processes, one thread each
+    python -m benchmarks.weak_scaling --scopes process global      # also synthesis.bn_stats_scope=global
+    python -m benchmarks.weak_scaling --processes 1 2 4 --device cuda   # GPUs (needs N GPUs for N processes)
+    python -m benchmarks.weak_scaling --smoke                      # tiny sizes: checks the script
 
 Each (processes, scope) condition is one ``accelerate launch`` of this script in worker mode (CPU:
 gloo DDP, ACCELERATE_USE_CPU=1, ``run.cpu_threads=1`` and OMP_NUM_THREADS=1 per process; CUDA:
@@ -18,7 +18,7 @@ process sets the time (what a run sees). Per process:
   student images/s   = distill.batch_size / seconds per step
 The worker reports the mean over processes; efficiency divides by the 1-process ``process``-scope
 row of the same invocation. Rows go to benchmarks/results/weak_scaling.csv (provenance columns of
-benchmarks/common.py on every row) and the table to weak_scaling.md.
+benchmarks/lib/provenance.py on every row) and the table to weak_scaling.md.
 
 The build machine has 2 cores shared with other jobs: rerun alone for numbers worth quoting.
 """
@@ -26,17 +26,16 @@ The build machine has 2 cores shared with other jobs: rerun alone for numbers wo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-from common import add_common_args, command_line, provenance, results_dir, write_csv  # benchmarks/
+from benchmarks.lib.provenance import ROOT, add_common_args, command_line, provenance, results_dir, write_csv
+from benchmarks.lib.report import register, write_report
+from benchmarks.lib.timing import timed
 
 MARKER = "WEAK_SCALING_ROW "
 BASE = ["eval.dataset=none", "lte.encoder=hashed", "run.progress=false", "run.resume=false", "run.cpu_threads=1",
@@ -67,23 +66,13 @@ def worker(args: argparse.Namespace) -> None:
         acc, s, d = trainer.accelerator, cfg.synthesis, cfg.distill
         epoch = cfg.run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
 
-        def timed(fn, repeats: int) -> float:
-            acc.wait_for_everyone()
-            start = time.perf_counter()
-            for i in range(repeats):
-                fn(i)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            acc.wait_for_everyone()
-            return (time.perf_counter() - start) / repeats
-
         images, labels, _ = trainer.synthesize(epoch, 0)  # untimed warm-up batch
         trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": trainer.rank})
-        synth_s = timed(lambda b: trainer.synthesize(epoch, b + 1), args.synthesis_batches)
+        synth_s = timed(lambda b: trainer.synthesize(epoch, b + 1), args.synthesis_batches, acc.wait_for_everyone)
         acc.wait_for_everyone()
         trainer.memory.refresh()
         trainer.distill()  # untimed warm-up epoch of student steps
-        step_s = timed(lambda _: trainer.distill(), 1) / d.steps_per_epoch
+        step_s = timed(lambda _: trainer.distill(), 1, acc.wait_for_everyone) / d.steps_per_epoch
         times = acc.gather(torch.tensor([[synth_s, step_s]], device=trainer.device)).double()
         mean_synth, mean_step = times.mean(0).tolist()
         if acc.is_main_process:
@@ -114,10 +103,11 @@ def _launch(n: int, scope: str, args: argparse.Namespace, device: str) -> dict:
     overrides = list(args.set) + (SMOKE if args.smoke else [])
     with tempfile.TemporaryDirectory() as tmp:
         env["WEAK_SCALING_RUN_DIR"] = f"{tmp}/run"
-        cmd = [accelerate, "launch", *head, __file__, "--worker", "--scope", scope,
+        # -m: the worker is this module, imported from the repository root (cwd)
+        cmd = [accelerate, "launch", *head, "-m", "benchmarks.weak_scaling", "--worker", "--scope", scope,
                "--synthesis-batches", str(args.synthesis_batches), "--student-steps", str(args.student_steps),
                *[a for item in overrides for a in ("--set", item)]]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     rows = [json.loads(line[len(MARKER):]) for line in done.stdout.splitlines() if line.startswith(MARKER)]
     if done.returncode != 0 or not rows:
         raise SystemExit(f"weak_scaling: {n} process(es), scope {scope} failed:\n"
@@ -125,9 +115,9 @@ def _launch(n: int, scope: str, args: argparse.Namespace, device: str) -> dict:
     return rows[0]
 
 
-def write_markdown(csv_path: Path, md_path: Path) -> Path:
-    """The table of every row of ``csv_path`` (newest last) with its device and command."""
-    rows = list(csv.DictReader(csv_path.open()))
+@register("weak_scaling")
+def render_weak_scaling(rows: list[dict], name: str) -> str:
+    """The table of every row (newest last) with its device and commit, and the commands."""
     lines = ["# Weak scaling: throughput per process at N processes / at 1", "",
              "| processes | bn_stats_scope | synthesis img/s per process | efficiency | student img/s per process "
              "| efficiency | BN all-reduce bytes / generator step | device | commit |",
@@ -141,11 +131,12 @@ def write_markdown(csv_path: Path, md_path: Path) -> Path:
     lines += ["", "Commands:", "", *[f"    {c}" for c in commands], "",
               "Sizes per process are the same at every N (weak scaling); each condition is one "
               "`accelerate launch`; the slowest process sets each timed phase.", ""]
-    md_path.write_text("\n".join(lines))
-    return md_path
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Launch each (processes, scope) condition, append its row to weak_scaling.csv at once, then
+    render weak_scaling.md. Returns 0 (argparse errors for an invalid set of processes)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     p.add_argument("--scopes", nargs="+", default=["process"], choices=["process", "global"],
@@ -186,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {k: row[k] for k in COLUMNS}
             print(row, flush=True)
             write_csv(csv_path, [row], append=True, fields=fields)
-    md_path = write_markdown(csv_path, folder / "weak_scaling.md")
+    md_path = write_report(csv_path, kind="weak_scaling")
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

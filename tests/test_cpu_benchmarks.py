@@ -4,18 +4,13 @@ at tiny sizes (they measure nothing there; the numbers are in benchmarks/results
 from __future__ import annotations
 
 import csv
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
 
 
 @pytest.mark.usefixtures("one_thread")
 def test_precision_benchmark_writes_a_row_per_condition(tmp_path):
-    import precision_cpu
+    from benchmarks import precision_cpu
 
     assert precision_cpu.main(["--smoke", "--steps", "1", "--conditions", "fp32", "fp32+cl",
                                "--results-dir", str(tmp_path)]) == 0
@@ -28,7 +23,7 @@ def test_precision_benchmark_writes_a_row_per_condition(tmp_path):
 
 @pytest.mark.usefixtures("one_thread")
 def test_profile_groups_add_up(tmp_path, capsys):
-    import profile_cpu
+    from benchmarks import profile_cpu
 
     assert profile_cpu.main(["--smoke", "--generator-steps", "1", "--student-steps", "2",
                              "--results-dir", str(tmp_path)]) == 0
@@ -46,7 +41,7 @@ def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
     the report is the Table-5-shaped table and its plot."""
     import json
 
-    import memory_cap
+    from benchmarks import memory_cap
     from nayer_scale.config import ConfigError
     from nayer_scale.recipes import compose_config
 
@@ -79,3 +74,42 @@ def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
     pytest.importorskip("matplotlib")
     memory_cap.plot(rows, tmp_path / "memory_cap_test.png")
     assert (tmp_path / "memory_cap_test.png").stat().st_size > 1000
+
+
+def test_report_registry_detects_kinds_and_commands_reproduce(tmp_path):
+    """benchmarks.lib.report: every script's renderer is registered once (python -m benchmarks.report
+    imports them), a CSV's kind comes from its recorded command (old and new form) or its name, and
+    the recorded command of a script of the package is its python -m form."""
+    from benchmarks import report as cli
+    from benchmarks.lib import report
+    from benchmarks.lib.provenance import ROOT, command_line, write_csv
+
+    assert set(cli.load_renderers()) == {"ablations", "gpu_hours", "imagenet_throughput", "kernels", "memory_cap",
+                                         "precision_cpu", "profile_cpu", "quantization", "weak_scaling"}
+    assert command_line(["--smoke"], ROOT / "benchmarks" / "gpu_hours.py") == "python -m benchmarks.gpu_hours --smoke"
+    assert command_line([], ROOT / "benchmarks" / "gpu_suite" / "__main__.py") == "python -m benchmarks.gpu_suite"
+    assert command_line(["a b"], ROOT / "launch" / "distill.py") == "python launch/distill.py 'a b'"
+    for command in ("python -m benchmarks.bench_kernels --smoke", "python benchmarks/bench_kernels.py --smoke"):
+        assert report.detect_kind(tmp_path / "x.csv", [{"command": command}]) == "kernels"
+    assert report.detect_kind(tmp_path / "memory_cap_x.csv", [{"command": "python -m benchmarks.other"}]) == "memory_cap"
+    with pytest.raises(ValueError, match="registered twice"):
+        report.register("kernels")(lambda rows, name: "")
+    path = write_csv(tmp_path / "other.csv", [{"a": 1, "b": "x"}], fields={"command": "python -m benchmarks.other"})
+    assert report.render(path) == "# other\n\n| a | b | command |\n|---|---|---|\n| 1 | x | python -m benchmarks.other |\n"
+
+
+def test_timing_helpers_on_cpu():
+    """benchmarks.lib.timing: seconds per call over the repeats, the barrier before and after, no
+    peak memory on CPU (the value given for it instead)."""
+    import math
+    import time
+
+    from benchmarks.lib.timing import peak_gb, reset_peak, timed
+
+    calls, barriers = [], []
+    seconds = timed(lambda i: (calls.append(i), time.sleep(0.01)), 3, barrier=lambda: barriers.append(len(calls)))
+    assert calls == [0, 1, 2] and barriers == [0, 3] and 0.01 <= seconds < 0.5
+    with pytest.raises(ValueError, match="repeats"):
+        timed(lambda i: None, 0)
+    reset_peak()
+    assert peak_gb() is None and math.isnan(peak_gb(missing=float("nan")))

@@ -47,7 +47,7 @@ def _imports() -> dict[str, set[str]]:
 
 
 def _own_modules() -> set[str]:
-    own = {"nayer_scale", "nayer_kernels", "conftest"}
+    own = {"nayer_scale", "nayer_kernels", "conftest", "benchmarks"}
     for folder in AUDITED:  # sibling-module imports inside launch/, benchmarks/, tests/
         own |= {p.stem for p in (ROOT / folder).glob("*.py")}
     return own

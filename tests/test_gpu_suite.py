@@ -1,4 +1,4 @@
-"""benchmarks/gpu_suite.py, the prepared GPU suite, on CPU: its dry run (every step at toy sizes,
+"""python -m benchmarks.gpu_suite, the prepared GPU suite, on CPU: its dry run (every step at toy sizes,
 Triton interpreter) writes the files the device tool brings back with every step reported, a step
 that hangs is killed at its budget while the later steps still run, a carried MiniLM LTE cache is
 used without the text encoder, the projected recipes have the presets' batch and step counts, and
@@ -6,7 +6,6 @@ used without the text encoder, the projected recipes have the presets' batch and
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,17 +16,15 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "benchmarks" / "gpu_suite.py"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _suite():
-    if str(SUITE.parent) not in sys.path:  # as `python benchmarks/gpu_suite.py` has it: `import common` works
-        sys.path.insert(0, str(SUITE.parent))
-    spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The package's parts the tests read: spec (steps, files), workers.recipe, records.slug,
+    orchestrator.collect / device_call."""
+    from benchmarks.gpu_suite import orchestrator, records, spec, workers
+
+    return orchestrator, records, spec, workers
 
 
 def _fake_minilm_cache(folder: Path, class_key: str) -> torch.Tensor:
@@ -50,8 +47,8 @@ def _fake_minilm_cache(folder: Path, class_key: str) -> torch.Tensor:
 
 def _run(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("OUT", "NAYER_KERNELS", "TRITON_INTERPRET")}
-    return subprocess.run([sys.executable, str(SUITE), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**base, **env}, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "benchmarks.gpu_suite", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**base, **env}, cwd=ROOT)
 
 
 @pytest.mark.slow
@@ -60,21 +57,21 @@ def test_dry_run_reports_every_step(tmp_path):
     _fake_minilm_cache(carry / "lte", "cifar10")
     proc = _run(["--dry-run", "--out", str(out), "--commit", COMMIT, "--dirty", "--carry", str(carry)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    suite = _suite()
+    spec = _suite()[2]
 
     # What the device tool brings back: at most 8 plain files, directly in the folder.
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(suite.FILES) and all((out / n).is_file() for n in names)
+    assert names == sorted(spec.FILES) and all((out / n).is_file() for n in names)
     results = json.loads((out / "results.json").read_text())
-    assert [s["name"] for s in results["steps"]] == suite.STEP_NAMES
-    assert {s["name"]: s["status"] for s in results["steps"]} == {n: "ok" for n in suite.STEP_NAMES}
+    assert [s["name"] for s in results["steps"]] == spec.STEP_NAMES
+    assert {s["name"]: s["status"] for s in results["steps"]} == {n: "ok" for n in spec.STEP_NAMES}
     assert results["meta"]["commit"] == COMMIT + "+dirty" and results["meta"]["dry_run"]
     records = results["records"]
     assert records == [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
 
     summary = (out / "summary.md").read_text()
     assert COMMIT + "+dirty" in summary and results["meta"]["device"] in summary and "DRY RUN" in summary
-    for i, (name, _, title) in enumerate(suite.STEPS):
+    for i, (name, _, title) in enumerate(spec.STEPS):
         assert f"## {i + 1}. {title} [{name}: ok]" in summary
 
     kinds = lambda kind: [r for r in records if r["kind"] == kind]  # noqa: E731
@@ -120,27 +117,28 @@ def test_a_hanging_step_is_killed_and_later_steps_still_run(tmp_path):
     assert "[kernels: timeout]" in (out / "summary.md").read_text()
 
 
-def test_recipes_and_collect(tmp_path):
-    suite = _suite()
-    nayer, di, fast = (suite.recipe(p) for p in ("cifar10", "cifar10_deepinversion", "cifar10_fast"))
+def test_recipes_and_collect(tmp_path, monkeypatch):
+    orchestrator, records, _, workers = _suite()
+    nayer, di, fast = (workers.recipe(p) for p in ("cifar10", "cifar10_deepinversion", "cifar10_fast"))
     # NAYER E=100 after 20 warm-up epochs of 10 batches, 2 batches and 400 student steps per epoch.
     assert (nayer["synthesis_batches_warmup"], nayer["synthesis_batches"], nayer["steps_per_batch"],
             nayer["student_steps"]) == (200, 200, 30, 40000)
     assert (di["synthesis_batches_warmup"], di["synthesis_batches"], di["steps_per_batch"]) == (0, 120, 2000)
     assert (fast["synthesis_batches"], fast["steps_per_batch"]) == (200, 5)
-    assert suite.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert records.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
 
     came_back = tmp_path / "files_at"
     came_back.mkdir()
     meta = {"date": "2026-12-01", "device": "NVIDIA H100 80GB HBM3", "dry_run": False}
     (came_back / "results.json").write_text(json.dumps({"meta": meta, "steps": [], "records": []}))
     (came_back / "summary.md").write_text("# GPU suite\n")
-    first = suite.collect(came_back, tmp_path / "gpu")
-    second = suite.collect(came_back, tmp_path / "gpu")
+    first = orchestrator.collect(came_back, tmp_path / "gpu")
+    second = orchestrator.collect(came_back, tmp_path / "gpu")
     assert first.name == "2026-12-01-nvidia-h100-80gb-hbm3" and second.name == first.name + "-2"
     assert sorted(p.name for p in first.iterdir()) == ["results.json", "summary.md"]
     with pytest.raises(SystemExit, match="results.json"):
-        suite.collect(tmp_path / "empty", tmp_path / "gpu")
-    suite.DEFAULT_CARRY = tmp_path / "no_carry"  # --print-command says what to prepare first
+        orchestrator.collect(tmp_path / "empty", tmp_path / "gpu")
+    # --print-command says what to prepare first
+    monkeypatch.setattr(orchestrator, "DEFAULT_CARRY", tmp_path / "no_carry")
     with pytest.raises(SystemExit, match="prepare_gpu_suite.sh"):
-        suite.device_call()
+        orchestrator.device_call()

@@ -432,12 +432,13 @@ def test_deepspeed_zero2_run_resumes_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_throughput_benchmark_smoke(tmp_path):
-    """benchmarks/imagenet_throughput.py --smoke: each condition in its own process, CSV + markdown."""
+    """python -m benchmarks.imagenet_throughput --smoke: each condition in its own process, CSV + markdown."""
     import sys
 
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "imagenet_throughput.py"), "--smoke",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.imagenet_throughput", "--smoke",
                            "--conditions", "bf16", "fp32", "--synthesis-batches", "1", "--student-steps", "2",
-                           "--results-dir", str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=600)
+                           "--results-dir", str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     import csv
 

@@ -2,13 +2,13 @@
 the provenance of a result (device, library versions, commit, precision, command, time) and a CSV
 writer that puts that provenance on every row.
 
-The benchmark scripts are run from the repository root as ``python benchmarks/<script>.py``
-(Python puts benchmarks/ first on sys.path, so they import each other as ``import common``; the
-package itself comes from ``pip install -e .``). ``python benchmarks/report.py X.csv`` turns a
-results CSV into its markdown table (and plot).
+The benchmark scripts are modules of the package ``benchmarks``, run from the repository root as
+``python -m benchmarks.<script>`` (the package itself comes from ``pip install -e .``);
+``python -m benchmarks.report X.csv`` turns a results CSV into its markdown table (and plot).
 
-No torch at import time: benchmarks/gpu_suite.py's orchestrating process imports this module and
-never touches the GPU; torch and nayer_scale are imported where a device is described.
+No torch at import time: the GPU suite's orchestrating process (``python -m benchmarks.gpu_suite``)
+imports this module and never touches the GPU; torch and nayer_scale are imported where a device
+is described.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["PROVENANCE_KEYS", "RESULTS", "ROOT", "add_common_args", "command_line", "device_name", "git_commit",
            "package_version", "precision_label", "provenance", "results_dir", "write_csv"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 # The columns write_csv adds to every row (a row's own value of one of them wins).
 PROVENANCE_KEYS = ("device", "torch", "triton", "accelerate", "deepspeed", "python", "commit", "precision", "command",
@@ -85,15 +85,24 @@ def results_dir(args: argparse.Namespace, name: str) -> Path:
 
 def command_line(argv: list[str] | None = None, script: str | os.PathLike | None = None) -> str:
     """The command that reproduces this run from the repository root, e.g.
-    ``python benchmarks/gpu_hours.py --runs nayer:10``: ``script`` (default ``sys.argv[0]``) relative
-    to the root when it lies inside it, then ``argv`` (default ``sys.argv[1:]``), shell-quoted."""
+    ``python -m benchmarks.gpu_hours --runs nayer:10``: ``script`` (default ``sys.argv[0]``) as the
+    module it is when it lies in the ``benchmarks`` package (``benchmarks/gpu_suite/__main__.py``
+    -> ``-m benchmarks.gpu_suite``), else relative to the root when it lies inside it, then ``argv``
+    (default ``sys.argv[1:]``), shell-quoted."""
     script = sys.argv[0] if script is None else script
     argv = sys.argv[1:] if argv is None else argv
+    if str(script) in ("", "-c", "-m"):
+        return shlex.join(["python", str(script), *map(str, argv)])
+    path = Path(script).resolve()
     try:
-        shown = str(Path(script).resolve().relative_to(ROOT)) if script not in ("", "-c", "-m") else str(script)
+        relative = path.relative_to(ROOT)
     except ValueError:
-        shown = str(Path(script).resolve())
-    return shlex.join(["python", shown, *map(str, argv)])
+        return shlex.join(["python", str(path), *map(str, argv)])
+    parts = list(relative.with_suffix("").parts)
+    if parts[0] == "benchmarks" and relative.suffix == ".py":
+        parts = parts[:-1] if parts[-1] == "__main__" else parts
+        return shlex.join(["python", "-m", ".".join(parts), *map(str, argv)])
+    return shlex.join(["python", str(relative), *map(str, argv)])
 
 
 def package_version(dist: str) -> str | None:
