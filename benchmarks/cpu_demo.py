@@ -30,10 +30,9 @@ def demo_trainer(tmp: str | Path, overrides: list[str], smoke: bool = False):
     cfg = apply_overrides(get_preset("fashion_mnist"), base + overrides + small).validate()
     trainer = NayerTrainer(cfg)
     epoch = cfg.run.warmup_epochs
-    images, labels, _ = trainer.synthesize(epoch, 0)
-    trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": 0})
+    trainer.synthesize_batch(epoch, 0)  # the memory bank's one synthesis batch
 
     def student_epoch():
-        trainer.distill()
+        trainer.distill_steps(cfg.distill.steps_per_epoch)
 
     return trainer, epoch, student_epoch

@@ -68,20 +68,13 @@ def measure(condition: str, student: str, overrides: list[str], synthesis_batche
         trainer = NayerTrainer(cfg)
         s, d, run = cfg.synthesis, cfg.distill, cfg.run
         epoch = run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
-        images, labels, _ = trainer.synthesize(epoch, 0)  # warm-up (and compile) batch, untimed
-        trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": 0})
-        last: dict = {}
-
-        def synthesize(b: int) -> None:
-            last["images"], last["labels"], _ = trainer.synthesize(epoch, b + 1)
-
-        reset_peak()
-        synth_s = timed(synthesize, synthesis_batches)
+        trainer.synthesize_batch(epoch, 0)  # warm-up (and compile) batch, untimed
+        reset_peak()  # a timed batch: synthesis and its shard written to the memory bank, as in a run
+        synth_s = timed(lambda b: trainer.synthesize_batch(epoch, b + 1), synthesis_batches)
         synth_peak = peak_gb(missing=float("nan"))
-        trainer.memory.write(last["images"], last["labels"], {"epoch": epoch, "batch": 1, "rank": 0})
-        trainer.distill()  # warm-up (and compile) steps, untimed
+        trainer.distill_steps(student_steps)  # warm-up (and compile) steps, untimed
         reset_peak()
-        step_s = timed(lambda _: trainer.distill(), 1) / student_steps  # one epoch of student_steps steps
+        step_s = timed(lambda _: trainer.distill_steps(student_steps), 1) / student_steps
         student_peak = peak_gb(missing=float("nan"))
     batches = batches_before_epoch(run.epochs, run.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
     steps = (run.epochs - run.warmup_epochs) * get_preset("imagenet_r50").distill.steps_per_epoch

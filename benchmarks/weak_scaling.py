@@ -66,13 +66,13 @@ def worker(args: argparse.Namespace) -> None:
         acc, s, d = trainer.accelerator, cfg.synthesis, cfg.distill
         epoch = cfg.run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
 
-        images, labels, _ = trainer.synthesize(epoch, 0)  # untimed warm-up batch
-        trainer.memory.write(images, labels, {"epoch": epoch, "batch": 0, "rank": trainer.rank})
-        synth_s = timed(lambda b: trainer.synthesize(epoch, b + 1), args.synthesis_batches, acc.wait_for_everyone)
+        trainer.synthesize_batch(epoch, 0)  # untimed warm-up batch
+        # a timed batch: synthesis and its shard, as in a run
+        synth_s = timed(lambda b: trainer.synthesize_batch(epoch, b + 1), args.synthesis_batches, acc.wait_for_everyone)
         acc.wait_for_everyone()
-        trainer.memory.refresh()
-        trainer.distill()  # untimed warm-up epoch of student steps
-        step_s = timed(lambda _: trainer.distill(), 1, acc.wait_for_everyone) / d.steps_per_epoch
+        trainer.memory.refresh()  # every process's shards listed (what the end of a synthesis phase does)
+        trainer.distill_steps(d.steps_per_epoch)  # untimed warm-up of the student steps
+        step_s = timed(lambda _: trainer.distill_steps(d.steps_per_epoch), 1, acc.wait_for_everyone) / d.steps_per_epoch
         times = acc.gather(torch.tensor([[synth_s, step_s]], device=trainer.device)).double()
         mean_synth, mean_step = times.mean(0).tolist()
         if acc.is_main_process:

@@ -168,12 +168,13 @@ class NayerTrainer:
                 self.memory.write(images, labels, {"epoch": epoch, "batch": batch_index, "rank": self.rank})
         return images, labels, losses
 
-    def distill_steps(self, n: int, progress: EpochProgress | None = None) -> torch.Tensor:
+    def distill_steps(self, n: int, progress: EpochProgress | None = None) -> dict:
         """``n`` student steps (fewer at the end of the epoch) from ``progress.distill_steps`` on
         (default: the start of epoch ``start_epoch``), each on ``distill.batch_size`` images from the
         union of all processes' shards; a safe point every ``run.safe_point_every_steps`` steps. The
-        epoch is not ended (``distill`` does that). Returns the sum of the steps' KD losses (float32
-        device scalar); ``progress`` holds the position and the epoch's running sums.
+        epoch is not ended (``distill`` does that). Returns {"kd_sum": the sum of the steps' KD losses
+        (float32 device scalar), "steps": the number of steps run}; ``progress`` holds the position
+        and the epoch's running sums.
 
         Raises:
             Preempted: a stop was requested at a safe point (the checkpoint is written).
@@ -199,7 +200,7 @@ class NayerTrainer:
                     self.safe_point()
         finally:
             batches.close()  # stops the prefetching thread (also on a preemption)
-        return total
+        return {"kd_sum": total, "steps": len(steps)}
 
     def distill(self, progress: EpochProgress | None = None) -> dict[str, torch.Tensor]:
         """The rest of the epoch's student steps (``distill_steps`` up to ``distill.steps_per_epoch``),

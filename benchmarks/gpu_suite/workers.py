@@ -91,29 +91,27 @@ def _time_cifar(trainer, spec: dict, dry: bool) -> dict:
     """Seconds per post-warm-up batch (``s_adv``) and warm-up batch (``s_warm``, None without
     warm-up), per student step (``s_step``), the phases' peak GiB and the last losses."""
     epoch = trainer.cfg.run.warmup_epochs  # after warm-up: the adversarial term (a student forward) is on
-    trainer.synthesizer.start_epoch(epoch)
-    trainer.synthesize(epoch, 0)  # untimed: Triton JIT, cuDNN autotuning, allocator
+    trainer.synthesize_batch(epoch, 0)  # untimed: Triton JIT, cuDNN autotuning, allocator
     reset_peak()
     out: dict = {}
 
     def synth(e: int):
-        def one(i: int) -> None:
-            out["images"], out["labels"], out["losses"] = trainer.synthesize(e, i + 1)
+        def one(i: int) -> None:  # a synthesis batch and its shard written to the memory bank, as in a run
+            out["images"], out["labels"], out["losses"] = trainer.synthesize_batch(e, i + 1)
         return one
 
     s_adv = timed(synth(epoch), spec["batches"])
     s_warm = timed(synth(0), 1) if trainer.cfg.run.warmup_epochs else None  # warm-up batch: no adversarial term
     synth_peak = _peak(peak_gb())
-    trainer.memory.write(out["images"], out["labels"], {"epoch": epoch, "batch": 1, "rank": 0})
-    trainer.cfg.distill.steps_per_epoch = 1 if dry else 5
-    trainer.distill()  # untimed warm-up steps
-    trainer.cfg.distill.steps_per_epoch = spec["student_steps"]
+    trainer.distill_steps(1 if dry else 5)  # untimed warm-up steps
     reset_peak()
-    kd = {}
-    s_step = timed(lambda i: kd.update(trainer.distill()), 1) / spec["student_steps"]
+    kd: dict = {}
+    s_step = timed(lambda i: kd.update(trainer.distill_steps(spec["student_steps"])), 1) / spec["student_steps"]
+    if kd["steps"] != spec["student_steps"]:
+        raise ValueError(f"{spec['student_steps']} student steps asked, the epoch has {kd['steps']}")
     return {"s_adv": s_adv, "s_warm": s_warm, "s_step": s_step, "synthesis_peak_gb": synth_peak,
             "student_peak_gb": _peak(peak_gb()), "last_synthesis_loss": float(out["losses"]["loss"]),
-            "kd_loss": float(kd["kd"])}
+            "kd_loss": float(kd["kd_sum"]) / kd["steps"]}
 
 
 def _peak(gb: float | None) -> float | None:

@@ -36,7 +36,7 @@ def host_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8, pin: bo
     ``pin``, else allocated by numpy, which asks Linux for transparent huge pages on large arrays.
     A fresh ``torch.empty`` of a 224 px batch (256 x 3 x 224 x 224 uint8, 38.5 MB) takes 9,400
     page faults when first written, numpy's about 200: 18.8 ms against 5.2 ms per batch on the idle
-    2-core build machine (``python benchmarks/memory_bank.py --tables host_alloc``).
+    2-core build machine (``python -m benchmarks.memory_bank --tables host_alloc``).
 
     Args:
         shape: the tensor's shape.
