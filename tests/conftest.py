@@ -161,14 +161,20 @@ def merged_overrides(base: list[str], changes: typing.Iterable[str]) -> list[str
     return list(items.values())
 
 
+def tiny_run_overrides(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, *overrides: str) -> list[str]:
+    """``tiny_config``'s run as ``section.key=value`` arguments: ``nayer-scale distill`` (preset
+    fashion_mnist) with these runs what ``NayerTrainer(tiny_config(...))`` runs."""
+    run = [f"run.run_dir={run_dir}", "run.epochs=3", "synthesis.generator_life_epochs=2", "run.progress=false",
+           "run.resume=false"]
+    return merged_overrides(merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), run), overrides)
+
+
 def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, *overrides: str):
     """The fashion_mnist preset shrunk to a few seconds of CPU time (``tiny_overrides``, 3 epochs of
     which 1 warm-up, a generator living 2 epochs, no progress bar, no resume), then ``overrides``
     (``section.key=value`` strings, e.g. ``"run.epochs=4"``). Not validated (the trainer does)."""
-    run = [f"run.run_dir={run_dir}", "run.epochs=3", "synthesis.generator_life_epochs=2", "run.progress=false",
-           "run.resume=false"]
-    base = merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), run)
-    return apply_overrides(get_preset("fashion_mnist"), merged_overrides(base, overrides))
+    return apply_overrides(get_preset("fashion_mnist"), tiny_run_overrides(run_dir, teacher, eval_root, lte_cache,
+                                                                           *overrides))
 
 
 def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:

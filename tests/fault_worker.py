@@ -9,9 +9,9 @@ are caught at ``open`` (``builtins.open`` and ``io.open``, which ``pathlib`` cal
 finished file to half its size.
 
 As a script (the kill case, in a process of its own):
-    python tests/fault_worker.py RUN_DIR TEACHER EVAL_ROOT LTE_CACHE PATTERN NTH [section.key=value ...]
-runs ``conftest.tiny_config`` with the overrides and SIGKILLs itself in the middle of that write; it
-exits 3 if the write never happened.
+    python tests/fault_worker.py PATTERN NTH section.key=value ...
+runs ``nayer-scale distill section.key=value ...`` and SIGKILLs itself in the middle of that write;
+it exits 3 if the write never happened.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import io
 import os
 import signal
 import sys
-from pathlib import Path
 
 
 def inject_fault(monkeypatch, pattern: str, nth: int, action: str) -> dict:
@@ -82,14 +81,9 @@ def inject_fault(monkeypatch, pattern: str, nth: int, action: str) -> dict:
 if __name__ == "__main__":
     import pytest
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import tiny_config
+    from nayer_scale.cli import main
 
-    from nayer_scale.trainer import NayerTrainer
-
-    run_dir, teacher, eval_root, lte_cache = (Path(a) for a in sys.argv[1:5])
-    pattern, nth, overrides = sys.argv[5], int(sys.argv[6]), sys.argv[7:]
     with pytest.MonkeyPatch.context() as mp:
-        inject_fault(mp, pattern, nth, "kill")
-        NayerTrainer(tiny_config(run_dir, teacher, eval_root, lte_cache, *overrides)).fit()
+        inject_fault(mp, sys.argv[1], int(sys.argv[2]), "kill")
+        main(argv=["distill", *sys.argv[3:]])
     sys.exit(3)  # never killed: the write did not happen

@@ -3,7 +3,8 @@ the file, every output left is complete (and verifies) or absent, and running th
 finishes the run with a student bit-identical to an uninterrupted run's.
 
 The faults (tests/fault_worker.py) cut a write half way: half of its bytes are on disk, then
-``OSError(ENOSPC)`` (nayer_scale.storage turns it into DiskFullError) or SIGKILL."""
+``OSError(ENOSPC)`` (nayer_scale.storage turns it into DiskFullError, which ``nayer-scale distill``
+reports as one line) or SIGKILL. The runs are ``nayer-scale distill`` commands (``cli.main``)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import assert_bit_identical, tiny_config
+from conftest import assert_bit_identical, tiny_config, tiny_run_overrides
 from fault_worker import inject_fault
+from nayer_scale.cli import main
 from nayer_scale.memory import shards
-from nayer_scale.storage import DiskFullError, load_state
+from nayer_scale.storage import load_state
 from nayer_scale.trainer import NayerTrainer
 
 WORKER = Path(__file__).parent / "fault_worker.py"
@@ -71,8 +73,9 @@ def _jsonl(path: Path) -> None:
         json.loads(line)
 
 
-CHECKS = {".json": lambda p: json.loads(p.read_text()), ".jsonl": _jsonl, ".yaml": lambda p: yaml.safe_load(p.read_text()),
-          ".png": lambda p: Image.open(p).verify(), ".safetensors": _safetensors}
+CHECKS = {".json": lambda p: json.loads(p.read_text()), ".jsonl": _jsonl,
+          ".yaml": lambda p: yaml.safe_load(p.read_text()), ".png": lambda p: Image.open(p).verify(),
+          ".safetensors": _safetensors}
 
 
 def assert_complete_or_absent(*folders: Path, temporary_files: bool) -> None:
@@ -131,47 +134,46 @@ def test_the_completeness_check_finds_half_written_files(tmp_path):
 
 
 @pytest.fixture
-def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
+def command(tmp_path, teacher_file, fake_test_split, lte_cache):
+    """``writer`` -> (the ``nayer-scale distill`` arguments of the run, its run folder, its LTE cache)."""
     def make(writer: str):
         lte = tmp_path / "lte-fresh" if writer == "LTE cache" else lte_cache  # a fresh cache: the pool is written
-        return tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte, *RUN), lte
+        return tiny_run_overrides(tmp_path / "run", teacher_file, fake_test_split, lte, *RUN), tmp_path / "run", lte
     return make
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_a_full_disk_in_any_writer_stops_the_run_and_the_same_command_resumes_it_exactly(
-        writer, reference, make_cfg, monkeypatch):
+        writer, reference, command, monkeypatch, capsys):
     pattern, nth, named = WRITERS[writer]
-    cfg, lte = make_cfg(writer)
-    run_dir = Path(cfg.run.run_dir)
+    args, run_dir, lte = command(writer)
     seen = inject_fault(monkeypatch, pattern, nth, "enospc")
-    with pytest.raises(DiskFullError) as err:
-        NayerTrainer(cfg).fit()
+    with pytest.raises(SystemExit) as stop:
+        main(argv=["distill", *args])
     monkeypatch.undo()
-    assert seen["n"] == nth
-    message = str(err.value)
-    assert "no space left on device while writing" in message and named in message and "\n" not in message, message
+    assert stop.value.code == 2 and seen["n"] == nth
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # one line: DiskFullError's, naming the file
+    assert error.startswith("error: no space left on device while writing ") and named in error, error
     assert_complete_or_absent(run_dir, lte, temporary_files=False)
 
-    NayerTrainer(make_cfg(writer)[0]).fit()  # the same command again
+    main(argv=["distill", *args])  # the same command again
     assert_bit_identical(load_file(run_dir / "student.safetensors"), reference)
     assert_complete_or_absent(run_dir, lte, temporary_files=False)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("writer", ["memory shard", "checkpoint"])
-def test_a_kill_in_the_middle_of_a_write_leaves_complete_files_and_resumes_exactly(
-        writer, reference, make_cfg, teacher_file, fake_test_split, lte_cache):
+def test_a_kill_in_the_middle_of_a_write_leaves_complete_files_and_resumes_exactly(writer, reference, command):
     pattern, nth, _ = WRITERS[writer]
-    cfg, lte = make_cfg(writer)
-    run_dir = Path(cfg.run.run_dir)
-    killed = subprocess.run([sys.executable, str(WORKER), str(run_dir), str(teacher_file), str(fake_test_split),
-                             str(lte_cache), pattern, str(nth), *RUN], capture_output=True, text=True, timeout=300)
+    args, run_dir, lte = command(writer)
+    killed = subprocess.run([sys.executable, str(WORKER), pattern, str(nth), *args], capture_output=True, text=True,
+                            timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert list(run_dir.rglob("*.tmp")), "the kill came in the middle of a write: its temporary file is left"
     assert_complete_or_absent(run_dir, lte, temporary_files=True)
 
-    NayerTrainer(make_cfg(writer)[0]).fit()  # the same command again
+    with pytest.warns(RuntimeWarning, match="taking over the lock of a job that is gone"):
+        main(argv=["distill", *args])  # the same command again
     assert_bit_identical(load_file(run_dir / "student.safetensors"), reference)
     assert_complete_or_absent(run_dir, lte, temporary_files=False)  # the resumed run removed them
