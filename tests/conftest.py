@@ -28,6 +28,7 @@ import gzip
 import importlib.util
 import os
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+from nayer_scale.config import apply_overrides  # noqa: E402
 from nayer_scale.recipes import get_preset  # noqa: E402
 
 TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
@@ -137,67 +139,136 @@ def lte_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lte")
 
 
-def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, **changes):
-    """The fashion_mnist preset shrunk to a few seconds of CPU time."""
-    cfg = get_preset("fashion_mnist")
-    cfg.teacher.arch, cfg.teacher.weights = "resnet8", str(teacher)
-    cfg.student.arch = "resnet8"
-    cfg.lte.cache_dir = str(lte_cache)
-    s = cfg.synthesis
-    s.batch_size, s.num_generator_steps, s.batches_per_epoch, s.warmup_batches_per_epoch = 24, 2, 1, 1
-    s.generator_width, s.noise_dim, s.generator_life_epochs = 8, 32, 2
-    cfg.distill.batch_size, cfg.distill.steps_per_epoch = 16, 2
-    cfg.eval.root, cfg.eval.every_epochs = str(eval_root), 1
-    cfg.run.run_dir, cfg.run.epochs, cfg.run.warmup_epochs = str(run_dir), 3, 1
-    cfg.run.mixed_precision, cfg.run.progress, cfg.run.resume = "no", False, False
-    for key, value in changes.items():  # section__key or section__sub__key
-        *path, name = key.split("__")
-        target = cfg
-        for part in path:
-            target = getattr(target, part)
-        assert name in {f.name for f in dataclasses.fields(target)}, f"no config field {key}"
-        setattr(target, name, value)
-    return cfg
+def tiny_overrides(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
+    """THE tiny run, as ``section.key=value`` overrides (``nayer_scale.config.apply_overrides``, the
+    command line's syntax): the fashion_mnist preset on a random resnet8 teacher -> resnet8 student,
+    one synthesis batch of 24 per epoch, 2 student steps of 16, fp32, evaluated every epoch. The
+    other tiny argument lists below are derived from it."""
+    return ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8", f"lte.cache_dir={lte_cache}",
+            f"eval.root={eval_root}", "eval.every_epochs=1", "synthesis.batch_size=24",
+            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
+            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
+            "distill.steps_per_epoch=2", "run.warmup_epochs=1", "run.mixed_precision=no"]
+
+
+def merged_overrides(base: list[str], changes: typing.Iterable[str]) -> list[str]:
+    """``base`` with each ``section.key=value`` of ``changes`` replacing the item of the same key, or
+    appended (one item per key, so a command line never repeats a key)."""
+    items = {item.split("=", 1)[0]: item for item in base}
+    for item in changes:
+        assert "=" in item, f"override {item!r} is not of the form section.key=value"
+        items[item.split("=", 1)[0]] = item
+    return list(items.values())
+
+
+def tiny_run_overrides(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, *overrides: str) -> list[str]:
+    """``tiny_config``'s run as ``section.key=value`` arguments: ``nayer-scale distill`` (preset
+    fashion_mnist) with these runs what ``NayerTrainer(tiny_config(...))`` runs."""
+    run = [f"run.run_dir={run_dir}", "run.epochs=3", "synthesis.generator_life_epochs=2", "run.progress=false",
+           "run.resume=false"]
+    return merged_overrides(merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), run), overrides)
+
+
+def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, *overrides: str):
+    """The fashion_mnist preset shrunk to a few seconds of CPU time (``tiny_overrides``, 3 epochs of
+    which 1 warm-up, a generator living 2 epochs, no progress bar, no resume), then ``overrides``
+    (``section.key=value`` strings, e.g. ``"run.epochs=4"``). Not validated (the trainer does)."""
+    return apply_overrides(get_preset("fashion_mnist"), tiny_run_overrides(run_dir, teacher, eval_root, lte_cache,
+                                                                           *overrides))
 
 
 def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
     """``--set section.key=value`` arguments of the benchmark scripts that shrink a run the way
-    ``tiny_config`` does, for scripts that launch the user-facing entry point."""
-    overrides = ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8",
-                 f"lte.cache_dir={lte_cache}", f"eval.root={eval_root}", "eval.every_epochs=1", "synthesis.batch_size=24",
-                 "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1",
-                 "synthesis.warmup_batches_per_epoch=1", "synthesis.generator_width=8", "synthesis.noise_dim=32",
-                 "distill.batch_size=16", "distill.steps_per_epoch=2", "run.warmup_epochs=1",
-                 "run.mixed_precision=no", "run.cpu_threads=1"]
+    ``tiny_config`` does (``tiny_overrides`` on one CPU thread), for scripts that launch the
+    user-facing entry point."""
+    overrides = merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), ["run.cpu_threads=1"])
     return [arg for item in overrides for arg in ("--set", item)]
 
 
 def tiny_cli_args(teacher: Path, eval_root: Path, lte_cache: Path, run_dir: Path) -> list[str]:
     """``section.key=value`` arguments of ``nayer-scale distill`` for a run of about a second per epoch
-    (for the tests that start real jobs as a user would)."""
-    return ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8", f"lte.cache_dir={lte_cache}",
-            f"eval.root={eval_root}", "synthesis.batch_size=8", "synthesis.num_generator_steps=1",
-            "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1", "synthesis.generator_width=8",
-            "synthesis.noise_dim=16", "distill.batch_size=8", "distill.steps_per_epoch=1", "run.warmup_epochs=1",
-            "run.cpu_threads=1", "run.progress=false", f"run.run_dir={run_dir}"]
+    (for the tests that start real jobs as a user would): ``tiny_overrides`` with a third of the
+    images and steps, the preset's evaluation every other epoch and its ``run.mixed_precision=auto``
+    (which follows ``accelerate launch --mixed_precision``), one CPU thread, no progress bar."""
+    smaller = ["synthesis.batch_size=8", "synthesis.num_generator_steps=1", "synthesis.noise_dim=16",
+               "distill.batch_size=8", "distill.steps_per_epoch=1", "eval.every_epochs=2", "run.mixed_precision=auto",
+               "run.cpu_threads=1", "run.progress=false", f"run.run_dir={run_dir}"]
+    return merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), smaller)
 
 
-def crash_on_second_distill(monkeypatch):
-    """Make ``NayerTrainer.distill`` raise KeyboardInterrupt on its second call (epoch 2 of a tiny
-    run: that epoch's shard is written, its checkpoint is not). Returns a function that undoes it."""
+def crash_in_epoch(monkeypatch, epoch: int = 2):
+    """Make ``NayerTrainer.distill`` raise KeyboardInterrupt when it starts ``epoch`` (epoch 2 of a
+    tiny run: that epoch's shard is written, its checkpoint is not). Returns a function that undoes it."""
     from nayer_scale.trainer import NayerTrainer
 
-    calls = {"n": 0}
     real_distill = NayerTrainer.distill
 
-    def crashing_distill(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real_distill(self, *args, **kwargs)
+    def crashing_distill(self, progress=None, *args, **kwargs):
+        if progress is not None and progress.epoch == epoch:
+            raise KeyboardInterrupt(f"simulated kill in epoch {epoch}")
+        return real_distill(self, progress, *args, **kwargs)
 
     monkeypatch.setattr(NayerTrainer, "distill", crashing_distill)
     return lambda: monkeypatch.setattr(NayerTrainer, "distill", real_distill)
+
+
+@dataclasses.dataclass
+class CrashResume:
+    """What ``crash_resume`` returns: the uninterrupted run and the crashed-then-resumed one.
+
+    Attributes:
+        straight_summary / straight: summary dict and exported student (state dict) of the
+            uninterrupted run (``tmp_path/straight``).
+        summary / student: the same of the resumed run (``tmp_path/crashed``).
+        config: the crashed run's config, ``run.resume=True`` (``config.run.run_dir``).
+    """
+
+    straight_summary: dict
+    straight: dict
+    summary: dict
+    student: dict
+    config: typing.Any
+
+
+@pytest.fixture
+def crash_resume(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch):
+    """The scenario "straight run vs crashed run, resumed: the student is bit-identical", written once.
+
+    ``crash_resume(*overrides, crash_epoch=2, crash=None, after_crash=None, before_fit=None)`` runs
+    ``tiny_config(..., *overrides)`` uninterrupted, then again killed (KeyboardInterrupt) as
+    distillation of ``crash_epoch`` starts (or where ``crash(monkeypatch)`` makes it raise
+    KeyboardInterrupt; it returns a function that undoes it), then resumed (``run.resume=True``);
+    asserts the resumed student is bit-identical to the uninterrupted one and returns a ``CrashResume``.
+    ``after_crash(config)`` runs between the crash and the resume (``config.run.resume`` still
+    False), ``before_fit(trainer)`` on the resumed NayerTrainer before its ``fit``.
+    """
+    from safetensors.torch import load_file
+
+    from nayer_scale.trainer import NayerTrainer
+
+    def run(*overrides: str, crash_epoch: int = 2, crash=None, after_crash=None, before_fit=None) -> CrashResume:
+        def make(name):
+            return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
+
+        straight_summary = NayerTrainer(make("straight")).fit()
+        straight = load_file(tmp_path / "straight" / "student.safetensors")
+        cfg = make("crashed")
+        restore = crash_in_epoch(monkeypatch, crash_epoch) if crash is None else crash(monkeypatch)
+        with pytest.raises(KeyboardInterrupt):
+            NayerTrainer(cfg).fit()
+        restore()
+        if after_crash is not None:
+            after_crash(cfg)
+        cfg.run.resume = True
+        resumed = NayerTrainer(cfg)
+        if before_fit is not None:
+            before_fit(resumed)
+        summary = resumed.fit()
+        student = load_file(Path(cfg.run.run_dir) / "student.safetensors")
+        assert_bit_identical(student, straight)
+        return CrashResume(straight_summary, straight, summary, student, cfg)
+
+    return run
 
 
 def assert_bit_identical(actual: dict, reference: dict) -> None:

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name="run", **changes):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    def make(name="run", *overrides):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
     return make
 
 
@@ -39,8 +39,8 @@ SWITCHES = [
 
 @pytest.mark.parametrize("generator_input, noisy_layer, width", SWITCHES)
 def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width):
-    trainer = NayerTrainer(make_cfg(synthesis__nayer__generator_input=generator_input,
-                                    synthesis__nayer__noisy_layer=noisy_layer))
+    trainer = NayerTrainer(make_cfg("run", f"synthesis.nayer.generator_input={generator_input}",
+                                    f"synthesis.nayer.noisy_layer={noisy_layer}"))
     synth = trainer.synthesizer
     assert synth.generator.fc.in_features == width
     assert (synth.noisy is None) == (noisy_layer == "none")
@@ -54,20 +54,20 @@ def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width)
 
 def test_generator_inputs(make_cfg):
     labels = torch.arange(10).repeat(2)
-    t = NayerTrainer(make_cfg("cat", synthesis__nayer__generator_input="lte_cat_noise",
-                              synthesis__nayer__noisy_layer="none"))
+    t = NayerTrainer(make_cfg("cat", "synthesis.nayer.generator_input=lte_cat_noise",
+                              "synthesis.nayer.noisy_layer=none"))
     v = t.synthesizer.generator_inputs(labels)
     assert torch.equal(v[:, :384], t.lte[labels]) and v[:, 384:].std() > 0.5  # [e_y, z]
-    t = NayerTrainer(make_cfg("sum", synthesis__nayer__generator_input="lte_plus_noise",
-                              synthesis__nayer__noise_beta=0.0, synthesis__nayer__noisy_layer="none"))
+    t = NayerTrainer(make_cfg("sum", "synthesis.nayer.generator_input=lte_plus_noise",
+                              "synthesis.nayer.noise_beta=0.0", "synthesis.nayer.noisy_layer=none"))
     assert torch.equal(t.synthesizer.generator_inputs(labels), t.lte[labels])  # beta = 0: e_y alone
-    t = NayerTrainer(make_cfg("oh", synthesis__nayer__generator_input="onehot"))
+    t = NayerTrainer(make_cfg("oh", "synthesis.nayer.generator_input=onehot"))
     assert torch.equal(t.synthesizer.generator_inputs(labels), torch.eye(10)[labels])
 
 
 def test_noisy_layer_reinit_switch(make_cfg):
     for reinit in (True, False):
-        t = NayerTrainer(make_cfg(f"reinit-{reinit}", synthesis__nayer__noisy_layer_reinit=reinit))
+        t = NayerTrainer(make_cfg(f"reinit-{reinit}", f"synthesis.nayer.noisy_layer_reinit={reinit}"))
         t.synthesize(0, 0)
         after_first = t.synthesizer.noisy.weight.detach().clone()
         seen = []
@@ -79,7 +79,7 @@ def test_noisy_layer_reinit_switch(make_cfg):
 
 
 def test_noisy_layer_without_batchnorm(make_cfg):
-    t = NayerTrainer(make_cfg(synthesis__nayer__noisy_layer_batchnorm=False))
+    t = NayerTrainer(make_cfg("run", "synthesis.nayer.noisy_layer_batchnorm=false"))
     assert isinstance(t.synthesizer.noisy.norm, torch.nn.Identity)
     t.synthesize(0, 0)
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import assert_bit_identical, crash_on_second_distill, tiny_config, tiny_set_args
+from conftest import tiny_config, tiny_set_args
 from nayer_scale.config import ConfigError
 from nayer_scale.recipes import get_preset
 from nayer_scale.losses import image_prior_losses
@@ -27,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name="run", **changes):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    def make(name="run", *overrides):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
     return make
 
 
@@ -50,7 +49,7 @@ def test_presets_carry_the_published_baseline_settings():
 
 @pytest.mark.parametrize("method, cls", [("deepinversion", DeepInversionSynthesizer), ("fast", FastSynthesizer)])
 def test_baseline_runs_end_to_end_and_accounts_its_time(make_cfg, method, cls):
-    cfg = make_cfg(method, synthesis__method=method, lte__encoder="minilm:/nonexistent")  # no text encoder needed
+    cfg = make_cfg(method, f"synthesis.method={method}", "lte.encoder=minilm:/nonexistent")  # no text encoder needed
     trainer = NayerTrainer(cfg)
     assert isinstance(trainer.synthesizer, cls) and trainer.lte is None
     summary = trainer.fit()
@@ -72,7 +71,7 @@ def test_baseline_runs_end_to_end_and_accounts_its_time(make_cfg, method, cls):
 
 def test_synthesized_images_are_valid(make_cfg):
     for method in ("nayer", "deepinversion", "fast"):
-        trainer = NayerTrainer(make_cfg(method, synthesis__method=method))
+        trainer = NayerTrainer(make_cfg(method, f"synthesis.method={method}"))
         images, labels, losses = trainer.synthesize(epoch=1, batch_index=0)
         assert images.shape == (24, 1, 28, 28) and images.dtype == torch.float32
         assert images.min() >= 0 and images.max() <= 1 and images.std() > 0
@@ -81,16 +80,16 @@ def test_synthesized_images_are_valid(make_cfg):
 
 
 def test_fast_meta_generator_learns_and_deepinversion_keeps_nothing(make_cfg):
-    trainer = NayerTrainer(make_cfg("fast", synthesis__method="fast"))
+    trainer = NayerTrainer(make_cfg("fast", "synthesis.method=fast"))
     before = {k: v.clone() for k, v in trainer.synthesizer.generator.state_dict().items()}
     trainer.synthesize(0, 0)
     after = trainer.synthesizer.generator.state_dict()
     assert not torch.equal(before["fc.weight"], after["fc.weight"])  # one meta step moved G
     for meta in ("fomaml", "reptile"):
-        t = NayerTrainer(make_cfg(f"fast-{meta}", synthesis__method="fast", synthesis__fast__meta_learning=meta))
+        t = NayerTrainer(make_cfg(f"fast-{meta}", "synthesis.method=fast", f"synthesis.fast.meta_learning={meta}"))
         t.synthesize(0, 0)
         assert t.synthesizer.meta_optimizer.state_dict()["state"]  # the meta optimizer stepped
-    di = NayerTrainer(make_cfg("di", synthesis__method="deepinversion"))
+    di = NayerTrainer(make_cfg("di", "synthesis.method=deepinversion"))
     assert di.synthesizer.state_dict() == {"scaler": {}}  # nothing but its loss scaler (off in fp32)
     a, _, _ = di.synthesize(0, 0)
     b, _, _ = di.synthesize(0, 1)
@@ -98,18 +97,8 @@ def test_fast_meta_generator_learns_and_deepinversion_keeps_nothing(make_cfg):
 
 
 @pytest.mark.parametrize("method", ["deepinversion", "fast"])
-def test_baseline_resume_after_crash_is_exact(make_cfg, monkeypatch, method):
-    NayerTrainer(make_cfg("straight", synthesis__method=method)).fit()
-    straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
-    cfg = make_cfg("crashed", synthesis__method=method)
-    restore = crash_on_second_distill(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        NayerTrainer(cfg).fit()
-    restore()
-    cfg.run.resume = True
-    NayerTrainer(cfg).fit()
-    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    assert_bit_identical(after, straight)
+def test_baseline_resume_after_crash_is_exact(crash_resume, method):
+    cfg = crash_resume(f"synthesis.method={method}").config  # the resumed student is bit-identical
     # a run may not be resumed with another method
     cfg.synthesis.method = "nayer"
     with pytest.raises(ConfigError, match="synthesis"):

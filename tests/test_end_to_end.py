@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
+from conftest import tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.data import fashion_mnist
 from nayer_scale.models.io import TeacherLoadError
@@ -20,8 +20,8 @@ from nayer_scale.trainer import NayerTrainer
 
 @pytest.fixture
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name="run", **changes):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    def make(name="run", *overrides):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
     return make
 
 
@@ -49,28 +49,20 @@ def test_tiny_run_writes_everything_and_never_reads_training_data(make_cfg, monk
     assert student(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
 
 
-def test_resume_after_crash_mid_epoch_is_exact(make_cfg, monkeypatch):
-    reference = NayerTrainer(make_cfg("straight")).fit()
-    straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
+def test_resume_after_crash_mid_epoch_is_exact(crash_resume):
+    def after_crash(cfg):
+        # killed in epoch 2: its memory shard is already written, its checkpoint is not
+        shards = sorted(p.name for p in (Path(cfg.run.run_dir) / "memory").glob("*.tar"))
+        assert len(shards) == 3  # the un-checkpointed epoch-2 shard is on disk before resume
+        with pytest.raises(ConfigError, match="resume"):
+            NayerTrainer(cfg)  # an existing run is never silently overwritten
 
-    cfg = make_cfg("crashed")
-    # killed in epoch 2: its memory shard is already written, its checkpoint is not
-    restore = crash_on_second_distill(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        NayerTrainer(cfg).fit()
-    restore()
-    shards = sorted(p.name for p in (Path(cfg.run.run_dir) / "memory").glob("*.tar"))
-    assert len(shards) == 3  # the un-checkpointed epoch-2 shard is on disk before resume
+    def before_fit(resumed):
+        assert resumed.start_epoch == 2 and len(resumed.memory) == 2 * 24  # epoch-2 shard discarded
 
-    with pytest.raises(ConfigError, match="resume"):
-        NayerTrainer(cfg)  # an existing run is never silently overwritten
-    cfg.run.resume = True
-    resumed = NayerTrainer(cfg)
-    assert resumed.start_epoch == 2 and len(resumed.memory) == 2 * 24  # epoch-2 shard discarded
-    summary = resumed.fit()
-    assert summary["memory_size"] == reference["memory_size"]
-    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    assert_bit_identical(after, straight)
+    run = crash_resume(after_crash=after_crash, before_fit=before_fit)  # the students are bit-identical
+    cfg, summary = run.config, run.summary
+    assert summary["memory_size"] == run.straight_summary["memory_size"]
     lines = [json.loads(x) for x in open(f"{cfg.run.run_dir}/metrics.jsonl")]
     assert [r["epoch"] for r in lines] == [0, 1, 2]
     # time accounting spans both sessions: the phases of epochs 0-1 are counted once, not lost
@@ -79,48 +71,45 @@ def test_resume_after_crash_mid_epoch_is_exact(make_cfg, monkeypatch):
     # running the same command on a finished run reports it and changes nothing
     assert NayerTrainer(cfg).fit() == summary
     torch.testing.assert_close(load_file(f"{cfg.run.run_dir}/student.safetensors")["conv1.weight"],
-                               after["conv1.weight"], rtol=0, atol=0)
+                               run.student["conv1.weight"], rtol=0, atol=0)
 
 
 def test_errors_before_any_work(make_cfg, tmp_path):
-    cfg = make_cfg("missing", teacher__weights=str(tmp_path / "nope.safetensors"))
+    cfg = make_cfg("missing", f"teacher.weights={tmp_path / 'nope.safetensors'}")
     with pytest.raises(TeacherLoadError, match="does not exist"):
         NayerTrainer(cfg)
     assert not (tmp_path / "missing" / "memory").exists()
 
-    cfg = make_cfg("classes", teacher__class_names="cifar100")
+    cfg = make_cfg("classes", "teacher.class_names=cifar100")
     with pytest.raises(TeacherLoadError, match="100"):
         NayerTrainer(cfg)
 
-    cfg = make_cfg("noeval", eval__root=str(tmp_path / "empty"))
+    cfg = make_cfg("noeval", f"eval.root={tmp_path / 'empty'}")
     with pytest.raises(FileNotFoundError, match="Fashion-MNIST"):
         NayerTrainer(cfg)
 
     names = tmp_path / "names.txt"
     names.write_text("a\nb\n")
-    cfg = make_cfg("names", teacher__class_names=str(names))
+    cfg = make_cfg("names", f"teacher.class_names={names}")
     with pytest.raises(TeacherLoadError):
         NayerTrainer(cfg)  # 2 class names for a 10-way teacher
 
 
-def test_resume_before_first_checkpoint_starts_over(make_cfg, monkeypatch):
-    reference = NayerTrainer(make_cfg("straight")).fit()
-    straight = load_file(f"{make_cfg('straight').run.run_dir}/student.safetensors")
-    cfg = make_cfg("early")
-    real_save = NayerTrainer.save_checkpoint
+def test_resume_before_first_checkpoint_starts_over(crash_resume):
+    def crash(monkeypatch):
+        real_save = NayerTrainer.save_checkpoint
 
-    def crash(self, epoch):
-        raise KeyboardInterrupt("killed before the first checkpoint")
+        def crashing(self, epoch):
+            raise KeyboardInterrupt("killed before the first checkpoint")
 
-    monkeypatch.setattr(NayerTrainer, "save_checkpoint", crash)
-    with pytest.raises(KeyboardInterrupt):
-        NayerTrainer(cfg).fit()
-    monkeypatch.setattr(NayerTrainer, "save_checkpoint", real_save)
-    assert len(list((Path(cfg.run.run_dir) / "memory").glob("*.tar"))) == 1
-    cfg.run.resume = True
-    trainer = NayerTrainer(cfg)
-    assert trainer.start_epoch == 0 and len(trainer.memory) == 0  # the orphan shard is dropped
-    summary = trainer.fit()
-    assert summary["memory_size"] == reference["memory_size"]
-    after = load_file(f"{cfg.run.run_dir}/student.safetensors")
-    assert_bit_identical(after, straight)
+        monkeypatch.setattr(NayerTrainer, "save_checkpoint", crashing)
+        return lambda: monkeypatch.setattr(NayerTrainer, "save_checkpoint", real_save)
+
+    def after_crash(cfg):
+        assert len(list((Path(cfg.run.run_dir) / "memory").glob("*.tar"))) == 1
+
+    def before_fit(trainer):
+        assert trainer.start_epoch == 0 and len(trainer.memory) == 0  # the orphan shard is dropped
+
+    run = crash_resume(crash=crash, after_crash=after_crash, before_fit=before_fit)  # bit-identical students
+    assert run.summary["memory_size"] == run.straight_summary["memory_size"]

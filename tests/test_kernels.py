@@ -453,7 +453,7 @@ def test_end_to_end_kernels_match_references(tmp_path, teacher_file, fake_test_s
     for backend in ("reference", "triton"):
         # two epochs: a warm-up one and one with the adversarial term and student steps (the
         # interpreter runs every kernel program on the CPU: each epoch costs about a minute)
-        cfg = tiny_config(tmp_path / backend, teacher_file, fake_test_split, lte_cache, run__epochs=2)
+        cfg = tiny_config(tmp_path / backend, teacher_file, fake_test_split, lte_cache, "run.epochs=2")
         cfg.run.kernels = backend
         trainer = NayerTrainer(cfg)
         assert trainer.kernel_backend == backend

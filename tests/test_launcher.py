@@ -63,8 +63,8 @@ def test_compile_is_not_lost_to_an_earlier_accelerator_in_the_process(tmp_path, 
     from nayer_scale.trainer import NayerTrainer
 
     Accelerator(cpu=True)  # accelerate's process-wide state now exists, without a dynamo backend
-    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, run__compile=True,
-                      run__compile_backend="eager")
+    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, "run.compile=true",
+                      "run.compile_backend=eager")
     trainer = NayerTrainer(cfg)
     assert type(trainer.engine.model).__name__ == "OptimizedModule"
     assert type(trainer.engine.unwrapped).__name__ == "CifarResNet"

@@ -14,9 +14,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from safetensors.torch import load_file
 
-from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
+from conftest import tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.memory import MemoryBank, batch_seed, retention
 from nayer_scale.memory.node_cache import NodeFiles
@@ -75,7 +74,7 @@ def test_reservoir_is_algorithm_r_and_uniform_over_the_history():
 def test_cap_smaller_than_a_shard_is_refused_before_work(tmp_path, teacher_file, fake_test_split, lte_cache):
     with pytest.raises(ValueError, match="memory.max_images"):
         retention.admit([], 0, 30, 20, "fifo")
-    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, memory__max_images=10)
+    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, "memory.max_images=10")
     with pytest.raises(ConfigError, match=r"memory.max_images=10 .* set memory.max_images >= 24"):
         NayerTrainer(cfg)
     assert not (tmp_path / "run" / "memory").exists()
@@ -147,25 +146,14 @@ def test_kill_during_retirement_leaves_the_previous_manifest(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_run_with_a_bounded_memory_resumes_exactly(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch):
-    def make(name):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, memory__max_images=48,
-                           run__epochs=4)
+def test_run_with_a_bounded_memory_resumes_exactly(crash_resume):
+    def after_crash(cfg):  # killed in epoch 2, after its shard retired epoch 0's
+        assert names(Path(cfg.run.run_dir) / "memory", "retired") == ["shard-r000-000000.tar"]
 
-    reference = NayerTrainer(make("straight")).fit()
-    straight = load_file(tmp_path / "straight" / "student.safetensors")
-    cfg = make("crashed")
-    restore = crash_on_second_distill(monkeypatch)  # killed in epoch 2, after its shard retired epoch 0's
-    with pytest.raises(KeyboardInterrupt):
-        NayerTrainer(cfg).fit()
-    restore()
-    memory = Path(cfg.run.run_dir) / "memory"
-    assert names(memory, "retired") == ["shard-r000-000000.tar"]
-    cfg.run.resume = True
-    summary = NayerTrainer(cfg).fit()
-    assert summary["memory_size"] == reference["memory_size"] == 48
-    assert_bit_identical(load_file(Path(cfg.run.run_dir) / "student.safetensors"), straight)
+    run = crash_resume("memory.max_images=48", "run.epochs=4", after_crash=after_crash)  # bit-identical students
+    assert run.summary["memory_size"] == run.straight_summary["memory_size"] == 48
     # shard 0 was deleted once the last checkpoint listing it was pruned; shard 1 is still listed by one
+    memory = Path(run.config.run.run_dir) / "memory"
     assert sorted(p.name for p in memory.glob("*.tar")) == [
         "shard-r000-000001.tar", "shard-r000-000002.tar", "shard-r000-000003.tar"]
 
@@ -336,7 +324,7 @@ def test_node_cache_is_one_copy_shared_by_two_processes(tmp_path):
 def test_resume_with_a_truncated_shard_warns_logs_and_continues(tmp_path, teacher_file, fake_test_split, lte_cache):
     """As a new user found it: truncate a listed shard of a stopped run and resume. Before, a raw
     ``tarfile.ReadError``; now the shard is named, dropped, logged in metrics.jsonl, and the run ends."""
-    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, run__epochs=2)
+    cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, "run.epochs=2")
     NayerTrainer(cfg).fit()
     memory = Path(cfg.run.run_dir) / "memory"
     _truncate(memory / "shard-r000-000001.tar")

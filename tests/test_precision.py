@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
+from conftest import tiny_config
 from nayer_scale.config import ConfigError
 from nayer_scale.recipes import get_preset
 from nayer_scale.storage import load_state
@@ -100,11 +99,13 @@ def test_this_machine_is_described():
     assert cap.isa and isinstance(cap.native_bf16, bool)
 
 
+FP16 = ("run.mixed_precision=fp16", "synthesis.num_generator_steps=3")
+
+
 @pytest.fixture
 def fp16_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
     def make(name, method="nayer"):
-        cfg = tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache,
-                          run__mixed_precision="fp16", synthesis__num_generator_steps=3)
+        cfg = tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *FP16)
         if method != "nayer":
             cfg.synthesis.method = method
             cfg.synthesis.noise_dim = 16
@@ -131,20 +132,12 @@ def test_fp16_run_scales_losses_and_steps(fp16_cfg, method, one_thread):
     assert config["resolved"]["precision"]["mixed_precision"] == "fp16"
 
 
-def test_fp16_resume_is_exact_and_restores_the_scalers(fp16_cfg, monkeypatch, one_thread):
-    NayerTrainer(fp16_cfg("straight")).fit()
-    straight = load_file(f"{fp16_cfg('straight').run.run_dir}/student.safetensors")
-    cfg = fp16_cfg("crashed")
-    restore = crash_on_second_distill(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        NayerTrainer(cfg).fit()
-    restore()
-    cfg.run.resume = True
-    resumed = NayerTrainer(cfg)
-    checkpoint = resumed.checkpoints.latest()
-    shared = load_state(checkpoint / "shared")
-    own = load_state(checkpoint / "process-000")
-    assert shared["student"]["scaler"] == resumed.engine.scaler.state_dict() != {}
-    assert own["synthesizer"]["scaler"] == resumed.synthesizer.scaler.state_dict() != {}
-    resumed.fit()
-    assert_bit_identical(load_file(f"{cfg.run.run_dir}/student.safetensors"), straight)
+def test_fp16_resume_is_exact_and_restores_the_scalers(crash_resume, one_thread):
+    def before_fit(resumed):
+        checkpoint = resumed.checkpoints.latest()
+        shared = load_state(checkpoint / "shared")
+        own = load_state(checkpoint / "process-000")
+        assert shared["student"]["scaler"] == resumed.engine.scaler.state_dict() != {}
+        assert own["synthesizer"]["scaler"] == resumed.synthesizer.scaler.state_dict() != {}
+
+    crash_resume(*FP16, before_fit=before_fit)  # the resumed student is bit-identical

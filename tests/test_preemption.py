@@ -16,13 +16,14 @@ from conftest import assert_bit_identical, tiny_config
 from nayer_scale.trainer import NayerTrainer
 
 
+# 2 synthesis batches and 4 student steps per epoch: safe points inside both phases
+SAFE_POINTS = ("synthesis.batches_per_epoch=2", "distill.steps_per_epoch=4", "run.safe_point_every_steps=1")
+
+
 @pytest.fixture
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name, **changes):
-        # 2 synthesis batches and 4 student steps per epoch: safe points inside both phases
-        changes = {"synthesis__batches_per_epoch": 2, "distill__steps_per_epoch": 4,
-                   "run__safe_point_every_steps": 1, **changes}
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **changes)
+    def make(name, *overrides):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *SAFE_POINTS, *overrides)
     return make
 
 
@@ -30,7 +31,7 @@ def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
 def straight_students(tmp_path_factory, teacher_file, fake_test_split, lte_cache):
     """Uninterrupted runs, keyed by the signal-free config name."""
     cfg = tiny_config(tmp_path_factory.mktemp("straight") / "run", teacher_file, fake_test_split, lte_cache,
-                      synthesis__batches_per_epoch=2, distill__steps_per_epoch=4, run__safe_point_every_steps=1)
+                      *SAFE_POINTS)
     summary = NayerTrainer(cfg).fit()
     return summary, load_file(f"{cfg.run.run_dir}/student.safetensors"), cfg
 

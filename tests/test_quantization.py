@@ -5,6 +5,7 @@ and an exact resume that includes the quantizer state."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -18,7 +19,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from conftest import assert_bit_identical, crash_on_second_distill, tiny_config
 from nayer_scale.config import ConfigError, apply_overrides
 from nayer_scale.recipes import get_preset
 from nayer_scale.models import build_model
@@ -218,9 +218,8 @@ def test_export_round_trip_reproduces_outputs_and_top1(tmp_path):
                          arch="resnet8", num_classes=10, in_channels=1, spec=parse_quantization("w4a4"))
 
 
-def _quant_changes():
-    return dict(teacher__arch="resnet8", student__arch="resnet8", student__quantization__weight_bits=4,
-                student__quantization__activation_bits=4, distill__lr=0.01)
+QUANT = ("teacher.arch=resnet8", "student.arch=resnet8", "student.quantization.weight_bits=4",
+         "student.quantization.activation_bits=4", "distill.lr=0.01")
 
 
 @pytest.mark.slow
@@ -259,24 +258,14 @@ def test_tiny_w4a4_run_through_launch_distill(tmp_path, teacher_file, fake_test_
 
 
 @pytest.mark.slow
-def test_resume_is_exact_with_quantizer_state(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch):
+def test_resume_is_exact_with_quantizer_state(crash_resume):
     from nayer_scale.trainer import NayerTrainer
 
-    def make(name):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, **_quant_changes())
+    def after_crash(cfg):
+        changed = copy.deepcopy(cfg)
+        changed.run.resume, changed.student.quantization = True, "w8a8"
+        with pytest.raises(ConfigError, match="student.quantization"):
+            NayerTrainer(changed)  # the quantization may not change between sessions
 
-    NayerTrainer(make("straight")).fit()
-    straight = load_file(tmp_path / "straight" / "student.safetensors")
-    assert any(k.endswith("input_fake_quant.activation_post_process.max_val") for k in straight)
-    cfg = make("crashed")
-    restore = crash_on_second_distill(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        NayerTrainer(cfg).fit()
-    restore()
-    cfg.run.resume = True
-    cfg_changed = make("crashed")
-    cfg_changed.run.resume, cfg_changed.student.quantization = True, "w8a8"
-    with pytest.raises(ConfigError, match="student.quantization"):
-        NayerTrainer(cfg_changed)  # the quantization may not change between sessions
-    NayerTrainer(cfg).fit()
-    assert_bit_identical(load_file(tmp_path / "crashed" / "student.safetensors"), straight)
+    run = crash_resume(*QUANT, after_crash=after_crash)  # the resumed student is bit-identical
+    assert any(k.endswith("input_fake_quant.activation_post_process.max_val") for k in run.straight)

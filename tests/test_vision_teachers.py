@@ -316,9 +316,9 @@ def test_distil_a_few_steps_from_a_local_weights_file(tmp_path, lte_cache, arch)
            timm.create_model("resnet18", pretrained=False, num_classes=10))
     weights = tmp_path / "teacher.safetensors"
     save_model(randomise_bn(net), weights)
-    cfg = tiny_config(tmp_path / "run", weights, tmp_path, lte_cache, teacher__arch=arch, teacher__in_channels=3,
-                      teacher__mean=(0.5, 0.5, 0.5), teacher__std=(0.25, 0.25, 0.25), teacher__image_size=32,
-                      teacher__class_names="cifar10", eval__dataset="none", lte__encoder="hashed", run__epochs=2)
+    cfg = tiny_config(tmp_path / "run", weights, tmp_path, lte_cache, f"teacher.arch={arch}", "teacher.in_channels=3",
+                      "teacher.mean=0.5,0.5,0.5", "teacher.std=0.25,0.25,0.25", "teacher.image_size=32",
+                      "teacher.class_names=cifar10", "eval.dataset=none", "lte.encoder=hashed", "run.epochs=2")
     summary = NayerTrainer(cfg).fit()
     assert summary["epochs"] == 2 and summary["memory_size"] == 2 * cfg.synthesis.batch_size
     assert 0 <= summary["student_agreement"] <= 1

@@ -12,7 +12,8 @@ Components take part through the ``Stateful`` protocol (``state_dict`` / ``load_
 Tensors are stored with safetensors and everything else as JSON (``nayer_scale.storage``): loading
 never unpickles, so a tampered run folder on shared storage cannot run code on the nodes that resume
 it. A checkpoint is written into ``<name>.tmp`` and renamed when every process has written its part;
-then ``latest`` moves. A crash at any point leaves the previous checkpoint intact.
+then ``latest`` moves. A crash at any point leaves the previous checkpoint intact; an error while
+writing (a full disk) also removes the unfinished ``<name>.tmp`` folder.
 """
 
 from __future__ import annotations
@@ -77,17 +78,26 @@ class CheckpointManager:
 
     def save(self, name: str, meta: dict, shared: dict[str, Stateful], process: dict[str, Stateful]) -> Path:
         """Write checkpoint ``name``: ``meta`` (JSON) and the shared components from process 0,
-        every process's own components from that process. A collective: all processes call it."""
+        every process's own components from that process. A collective: all processes call it.
+
+        Raises:
+            DiskFullError: the disk or quota filled while writing; the unfinished ``<name>.tmp``
+                folder is removed and the previous checkpoint and ``latest`` are intact.
+        """
         acc = self.accelerator
         tmp = self.dir / f"{name}.tmp"
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        save_state(tmp / f"process-{self.rank:03d}", {k: c.state_dict() for k, c in process.items()})
-        if acc.is_main_process:
-            save_state(tmp / "shared", {k: c.state_dict() for k, c in shared.items()})
-            atomic_write_json(tmp / "meta.json", {"format": FORMAT, "world_size": acc.num_processes, **meta})
+        try:
+            save_state(tmp / f"process-{self.rank:03d}", {k: c.state_dict() for k, c in process.items()})
+            if acc.is_main_process:
+                save_state(tmp / "shared", {k: c.state_dict() for k, c in shared.items()})
+                atomic_write_json(tmp / "meta.json", {"format": FORMAT, "world_size": acc.num_processes, **meta})
+        except BaseException:  # e.g. a full disk (DiskFullError): keep no partial checkpoint behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         acc.wait_for_everyone()
         final = self.dir / name
         if acc.is_main_process:
