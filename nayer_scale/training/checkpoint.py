@@ -158,6 +158,9 @@ class CheckpointManager:
             ConfigError: a changed config field that may not change between sessions (named with
                 both values), another number of processes, an unreadable checkpoint.
         """
+        if self.accelerator.is_main_process:  # a killed job's half-written checkpoint (this job holds the folder)
+            for partial in self.dir.glob("*.tmp"):
+                shutil.rmtree(partial, ignore_errors=True)
         path = self.latest()
         if path is None:
             return None
