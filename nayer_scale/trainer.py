@@ -61,8 +61,14 @@ class NayerTrainer:
         accelerator: an existing Accelerator; by default one is built from ``config.run``.
         components: the run's components; by default built from the config (``build_components``).
 
+    Attributes (the run's components, ``training.build_components``): ``teacher``, ``hooks`` (its BN
+    statistics), ``lte`` ((K, D) float32 or None), ``synthesizer``, ``labels``, ``engine`` (the student),
+    ``memory`` (the memory bank), ``evaluator``, ``probe``, ``checkpoints``, ``logger``, ``trackers``,
+    ``clock``, ``rngs``, ``precision``, ``kernel_backend``, ``class_names``.
+
     Raises:
-        ConfigError, FileNotFoundError, nayer_scale.teacher.TeacherLoadError, ValueError.
+        ConfigError, FileNotFoundError, nayer_scale.models.io.TeacherLoadError, ValueError,
+        nayer_scale.extras.MissingExtraError, training.run_lock.RunFolderInUse.
     """
 
     def __init__(self, config: NayerConfig, accelerator: Accelerator | None = None,
