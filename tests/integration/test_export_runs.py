@@ -4,7 +4,7 @@ timm's for a student with timm's keys) with a model card. The cards are read bac
 ``huggingface_hub``'s ``ModelCard.load`` / ``DatasetCard.load``; the dataset with ``load_from_disk``; the
 student through the project's own ``teacher.arch=hf:<folder>``. Offline: random weights, tmp folders,
 the one upload mocked. The real timm / torchvision loading of a timm-format student is in
-``tests/test_vision_teachers.py`` (the vision environment).
+``tests/unit/test_vision_teachers.py`` (the vision environment).
 
 The runs of this topic (distillations, subprocesses); its fast tests are in tests/unit/test_export.py."""
 

@@ -1,6 +1,6 @@
 """The Hugging Face ecosystem (issue 15): evaluation sets through ``datasets`` (``eval.dataset=hf``) and
 teachers from ``transformers`` (``teacher.arch=hf:...``); the export of run artifacts as hub folders
-(``python -m nayer_scale.export``) is tested in ``tests/test_export.py``. Everything is built locally:
+(``python -m nayer_scale.export``) is tested in ``tests/unit/test_export.py``. Everything is built locally:
 nothing is read from the hub.
 
 The runs of this topic (distillations, subprocesses); its fast tests are in tests/unit/test_hf.py."""

@@ -2,7 +2,7 @@
 vision environment with both imports blocked): timm hub repositories (config.json + model.safetensors,
 timm's own layout) routed from ``hf:`` and loaded through the zoo's ResNets without timm, their input
 settings from ``pretrained_cfg``, the errors of that routing, and the ``vision`` extra named where
-torchvision / timm are missing. tests/test_vision_teachers.py tests the real libraries."""
+torchvision / timm are missing. tests/unit/test_vision_teachers.py tests the real libraries."""
 
 from __future__ import annotations
 
