@@ -212,7 +212,7 @@ def _splitmix64(z: int) -> int:
     """SplitMix64 step (Steele et al., OOPSLA 2014): a bijection of 64-bit ints with full avalanche.
 
     A copy of ``nayer_scale.seeding.splitmix64`` (this package does not import ``nayer_scale``);
-    ``tests/test_seeding.py`` holds the two equal, and ``noisy_seed`` equal to
+    ``tests/unit/test_seeding.py`` holds the two equal, and ``noisy_seed`` equal to
     ``derive_seed(run_seed, epoch, batch_index, rank) >> 1``."""
     z = (z + 0x9E3779B97F4A7C15) & _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64

@@ -1,4 +1,5 @@
-"""Worker for test_bn_global.py: one of 2 gloo processes computing the BN-statistics loss with
+"""Worker for tests/integration/test_bn_global_runs.py (its batches and teacher also serve
+tests/unit/test_bn_global.py): one of 2 gloo processes computing the BN-statistics loss with
 synthesis.bn_stats_scope=global on its half of a fixed batch.
 
 argv: out_file backend world_size     env: RANK, MASTER_ADDR, MASTER_PORT (and TRITON_INTERPRET=1

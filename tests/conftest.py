@@ -18,7 +18,8 @@ torch.compile cannot then fix the helpers as compiled), and the fixture sets TRI
 the duration of each kernel test only (our kernel modules are first imported inside those tests, so
 they are decorated as interpreted). Other tests of the process, and the subprocesses they start, never
 see the variable. If triton was imported without the interpreter before collection ended (a plugin),
-the kernel tests are skipped, and tests/test_kernels.py re-runs itself in a subprocess instead.
+the kernel tests are skipped, and tests/integration/test_kernels_runs.py re-runs tests/unit/test_kernels.py
+in a subprocess instead.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def triton_kernels_run_here() -> bool:
     from triton.runtime.interpreter import InterpretedFunction
 
     return isinstance(tl.sum, InterpretedFunction)
+
+
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_itemcollected(item):
+    """Every test under tests/integration/ (a distillation run, a benchmark script, subprocesses) is
+    marked ``slow``, so ``-m "not slow"`` selects tests/unit/ alone. Runs as each test is collected,
+    before -m / -k deselection."""
+    if INTEGRATION in Path(item.path).resolve().parents:
+        item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(trylast=True)  # after -m / -k deselection

@@ -1,4 +1,5 @@
-"""Worker for test_multiprocess.py, started by `accelerate launch` with 2 CPU processes (gloo).
+"""Worker for tests/integration/test_multiprocess.py, started by `accelerate launch` with 2 CPU
+processes (gloo).
 
 argv: run_dir teacher_file eval_root lte_cache
 Each process runs the tiny NAYER config and saves its copy of the student's weights as

@@ -1,4 +1,4 @@
-"""Fault injection into the writers of a run (tests/test_fault_injection.py), and its worker.
+"""Fault injection into the writers of a run (tests/integration/test_fault_injection_runs.py), and its worker.
 
 ``inject_fault`` makes the ``nth`` write of a file whose path matches ``pattern`` (fnmatch, on the
 path as opened: for an atomic write that is its ``<name>.<pid>.<random>.tmp`` file) stop half way:
