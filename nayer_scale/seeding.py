@@ -20,7 +20,7 @@ Callers (all bit-identical to what they were before this module existed):
 - ``nayer_scale.memory.retention.reservoir_draw(seed, rank, t) = derive_seed(seed, rank, t) % (t + 1)``;
 - ``nayer_kernels.noisy_seed(run_seed, epoch, batch_index, rank) = derive_seed(run_seed, epoch,
   batch_index, rank) >> 1``. The kernel package does not import ``nayer_scale``, so it keeps its
-  own copy of splitmix64; ``tests/test_seeding.py`` holds the two equal.
+  own copy of splitmix64; ``tests/unit/test_seeding.py`` holds the two equal.
 """
 
 from __future__ import annotations
