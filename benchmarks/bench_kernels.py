@@ -52,7 +52,8 @@ from benchmarks.lib.provenance import add_common_args, command_line, package_ver
 from benchmarks.lib.report import blank, fixed, provenance_lines, register, table, write_report
 from benchmarks.lib.timing import repeat_stats, spread
 
-# Columns of a row (the GPU suite, benchmarks/gpu_suite/steps.py, writes its kernels.csv with them); write_csv adds the rest
+# Columns of a row (the GPU suite, benchmarks/gpu_suite/kernel_steps.py, writes its kernels.csv with them and more);
+# write_csv adds the rest
 # of the provenance columns.
 COLUMNS = ["op", "provider", "mode", "shape", "median_ms", "gbps", "pct_of_copy_bw", "peak_mem_mb",
            "device", "torch", "triton", "commit"]  # fmt: skip

@@ -13,8 +13,8 @@ from benchmarks.lib.provenance import device_name
 
 BN_PROVIDERS = (("triton", "full"), ("torch", "full"), ("triton", "forward"), ("torch", "forward"),
                 ("var_mean", "forward"), ("batch_norm_stats", "forward"))
-EXTRA_COLUMNS = ["group", "device_min_ms", "device_max_ms", "device_reps", "host_median_ms", "host_min_ms",
-                 "host_max_ms", "host_reps"]
+EXTRA_COLUMNS = ["group", "device_median_ms", "device_min_ms", "device_max_ms", "device_reps", "host_median_ms",
+                 "host_min_ms", "host_max_ms", "host_reps"]
 
 
 def columns() -> list[str]:

@@ -71,13 +71,14 @@ class StepContext:
 
     def pytest(self, marker: str, keyword: str | None, timeout: float, per_test: float) -> dict:
         """``pytest -v -m MARKER tests/test_kernels.py`` with a per-test budget of ``per_test`` s (the
-        suite's own plugin, ``benchmarks.gpu_suite.test_budget``: no extra package, no conftest):
+        suite's own plugin, ``benchmarks.gpu_suite.pytest_budget``: no extra package, no conftest):
         counts, failure messages and the slowest tests (parsed from the verbose output, so a timeout
         still reports the tests that ran)."""
         cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "-p", "no:cacheprovider", "-p",
-               "benchmarks.gpu_suite.test_budget", f"--per-test-budget={per_test:g}", "--durations=5",
+               "benchmarks.gpu_suite.pytest_budget", f"--per-test-budget={per_test:g}", "--durations=5",
                "--durations-min=0", "-m", marker, "tests/test_kernels.py"] + (["-k", keyword] if keyword else [])
-        result = run_streamed(cmd, min(timeout, self.left()), sys.stdout, keep_all=True)
+        env = dict(os.environ, COLUMNS="400")  # the short summary's failure messages are cut at the width
+        result = run_streamed(cmd, min(timeout, self.left()), sys.stdout, env=env, keep_all=True)
         outcomes = dict(re.findall(r"^(tests/\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)",
                                    result["output"], re.M))
         counts = collections.Counter(v.lower() for v in outcomes.values())
@@ -85,7 +86,7 @@ class StepContext:
                                                                    result["output"], re.M)}
         slowest = [{"seconds": float(m[0]), "phase": m[1], "test": m[2]}
                    for m in re.findall(r"^([0-9.]+)s (call|setup|teardown)\s+(\S+)$", result["output"], re.M)]
-        over = [t for t, msg in failures.items() if "per-test budget" in msg]
+        over = [t for t, msg in failures.items() if "TestBudgetExceeded" in msg]
         rec = self.record("pytest", command=shlex.join(["pytest", *cmd[3:]]), counts=dict(counts), outcomes=outcomes,
                           failures=failures, rc=result["rc"], timed_out=result["timed_out"], seconds=result["seconds"],
                           per_test_budget_s=per_test, over_budget=over, slowest=slowest)

@@ -24,15 +24,21 @@ def recipe(preset: str) -> dict:
     """Synthesis batches (warm-up and later), their size, steps per batch and student steps of a
     preset's whole run (the method's published recipe for the CIFAR-10 presets)."""
     from nayer_scale.recipes import get_preset
+
+    return recipe_of(get_preset(preset), preset)
+
+
+def recipe_of(cfg, name: str) -> dict:
+    """``recipe``'s fields for a config (e.g. the dry run's toy fashion_mnist), named ``name``."""
     from nayer_scale.synthesis import batches_before_epoch
 
-    cfg = get_preset(preset)
     s, r = cfg.synthesis, cfg.run
     warm = batches_before_epoch(r.warmup_epochs, r.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
     total = batches_before_epoch(r.epochs, r.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
-    return {"preset": preset, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs, "synthesis_batches_warmup": warm,
+    return {"preset": name, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs, "synthesis_batches_warmup": warm,
             "synthesis_batches": total - warm, "synthesis_batch_size": s.batch_size,
-            "steps_per_batch": s.num_generator_steps, "student_steps": (r.epochs - r.warmup_epochs) * cfg.distill.steps_per_epoch,
+            "steps_per_batch": s.num_generator_steps,
+            "student_steps": (r.epochs - r.warmup_epochs) * cfg.distill.steps_per_epoch,
             "student_batch_size": cfg.distill.batch_size}
 
 
@@ -120,38 +126,23 @@ def worker_fashion(spec: dict, args: argparse.Namespace) -> dict:
     lte, lte_info = lte_overrides("fashion_mnist", Path(args.carry), Path(args.scratch), args.dry_run)
     overrides = [f"run.kernels={spec['kernels']}", *([f"eval.root={root}"] if root else []), *lte,
                  *(FASHION_DRY if args.dry_run else [])]
-    full = recipe("fashion_mnist")
+    name = "fashion_mnist" + (" (dry-run sizes)" if args.dry_run else "")  # the recipe its fit() runs
     out: dict = {"kernels": spec["kernels"], "data": data, **lte_info}
     if spec.get("project"):
         trainer, cfg = _trainer("fashion_mnist", overrides + ["eval.dataset=none"], Path(args.scratch), "fashion_t")
-        if args.dry_run:  # the dry run's toy recipe: what its fit() runs
-            full = _dry_recipe(cfg)
         times = time_phases(trainer, TIMED_REPS, 4 if args.dry_run else 40, 1 if args.dry_run else 20)
         trainer.close()
         out.update(batch_s=times["adv"], warmup_batch_s=times["warm"], student_step_s=times["step"],
-                   **project(full, times, cfg.synthesis.num_generator_steps))
+                   **project(recipe_of(cfg, name), times, cfg.synthesis.num_generator_steps))
     trainer, cfg = _trainer("fashion_mnist", overrides, Path(args.scratch), "fashion_fit")
     start = time.perf_counter()
     summary = trainer.fit()
     wall = time.perf_counter() - start
-    out.update(recipe=_dry_recipe(cfg) if args.dry_run else full, recipe_source=RECIPE_SOURCE["fashion_mnist"],
+    out.update(recipe=recipe_of(cfg, name), recipe_source=RECIPE_SOURCE["fashion_mnist"],
                fit_wall_s=wall, fit_wall_hours=wall / 3600, kernels_resolved=trainer.kernel_backend,
                device=trainer.device_kind, resolved_precision=trainer.precision.to_dict(),
                summary=summary)  # summary.json: top-1, the phases' seconds, device-hours
     return out
-
-
-def _dry_recipe(cfg) -> dict:
-    """``recipe``'s fields for a config (the dry run's toy fashion_mnist)."""
-    from nayer_scale.synthesis import batches_before_epoch
-
-    s, r = cfg.synthesis, cfg.run
-    warm = batches_before_epoch(r.warmup_epochs, r.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
-    total = batches_before_epoch(r.epochs, r.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
-    return {"preset": "fashion_mnist (dry-run sizes)", "epochs": r.epochs, "warmup_epochs": r.warmup_epochs,
-            "synthesis_batches_warmup": warm, "synthesis_batches": total - warm, "synthesis_batch_size": s.batch_size,
-            "steps_per_batch": s.num_generator_steps, "student_steps": (r.epochs - r.warmup_epochs) * cfg.distill.steps_per_epoch,
-            "student_batch_size": cfg.distill.batch_size}
 
 
 def worker_imagenet(spec: dict, args: argparse.Namespace) -> dict:

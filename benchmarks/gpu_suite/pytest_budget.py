@@ -1,6 +1,6 @@
 """A pytest plugin of the GPU suite: a per-test time budget without any extra package (no
 pytest-timeout on the GPU machine) and without a conftest. Loaded with
-``pytest -p benchmarks.gpu_suite.test_budget --per-test-budget SECONDS``.
+``pytest -p benchmarks.gpu_suite.pytest_budget --per-test-budget SECONDS``.
 
 Each test's call phase runs under ``signal.setitimer(ITIMER_REAL)``: when the budget is spent,
 SIGALRM raises ``TestBudgetExceeded`` in the test (so it fails with that message) and pytest goes on
