@@ -233,3 +233,88 @@ def step_compile(ctx: StepContext) -> None:
         ctx.record("compile_note", note="dry run: the trainer's run.compile=true is tested by tests/test_compile.py")
         return
     ctx.worker("cifar", _cifar_spec(CIFAR_COMPILE, compiled=True), ctx.left())
+
+
+def step_memory_bank(ctx: StepContext) -> None:
+    """Step 6: write shards, then load and sample with each cache (images/s and MB/s of ``sample``),
+    then the student loop's prefetching path with each cache (share of the step spent waiting)."""
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    shards, per, size, iters = (2, 8, 32, 3) if ctx.dry_run else (4, 256, 224, 10)
+    root = ctx.scratch / "bank"
+    shutil.rmtree(root, ignore_errors=True)
+    _memory_write(ctx, root, device, shards, per, size)
+    for cache in ("device", "cpu", "none"):
+        try:
+            _memory_sample(ctx, root, device, cache, per, iters, 3 * size * size / 1e6)
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory for one cache; the others still run
+            ctx.error(f"memory bank cache={cache}", repr(e))
+    # The student loop's path: host-drawn batches prefetched 2 ahead; the step is emulated by 80 ms
+    # of host sleep (a ResNet-50 step of 256 images on an H100 in bf16 leaves the host free).
+    step_s = 0.0 if ctx.dry_run else 0.08
+    for cache in ("device", "node", "none"):
+        try:
+            _memory_batches(ctx, root, device, cache, per, iters, step_s)
+        except Exception as e:  # noqa: BLE001
+            ctx.error(f"memory bank batches cache={cache}", repr(e))
+
+
+def _memory_write(ctx: StepContext, root: Path, device, shards: int, per: int, size: int) -> None:
+    """Write ``shards`` shards of ``per`` random uint8 images (3 x size x size): MB/s (tar + fsync)."""
+    import torch
+
+    from nayer_scale.memory import MemoryBank
+
+    writer = MemoryBank(root, device=device, cache="none")
+    g = torch.Generator(device=device).manual_seed(0)
+    images = torch.randint(0, 256, (per, 3, size, size), dtype=torch.uint8, device=device, generator=g)
+    labels = torch.arange(per) % 1000
+    start = time.perf_counter()
+    for i in range(shards):
+        writer.write(images, labels, {"epoch": 0, "batch": i})
+    seconds = time.perf_counter() - start
+    mb = shards * images.numel() / 1e6
+    ctx.record("memory_write", shards=shards, images_per_shard=per, image_shape=[3, size, size], mb=mb,
+               seconds=seconds, mb_per_s=mb / seconds)
+
+
+def _memory_sample(ctx: StepContext, root: Path, device, cache: str, per: int, iters: int, image_mb: float) -> None:
+    """Load the bank with ``cache`` (seconds), then ``iters`` timed ``sample(per)`` after 2 untimed."""
+    import torch
+
+    from nayer_scale.memory import MemoryBank
+
+    bank = MemoryBank(root, device=device, cache=cache)
+    start = time.perf_counter()
+    bank.refresh()
+    sync()
+    load_s = time.perf_counter() - start
+    gen = torch.Generator(device=device).manual_seed(1)
+    for _ in range(2):
+        bank.sample(per, gen)
+    per_batch = timed(lambda _: bank.sample(per, gen), iters)
+    ctx.record("memory_sample", cache=cache, images=len(bank), load_s=load_s, sample_ms=1e3 * per_batch,
+               images_per_s=per / per_batch, mb_per_s=per * image_mb / per_batch, device=str(device))
+
+
+def _memory_batches(ctx: StepContext, root: Path, device, cache: str, per: int, iters: int, step_s: float) -> None:
+    """``bank.batches`` prefetching 2 ahead, each step emulated by ``step_s`` s of host sleep: the
+    share of the step time spent waiting for a batch (after the 2 batches that fill the pipeline)."""
+    from nayer_scale.memory import MemoryBank
+
+    bank = MemoryBank(root, device=device, cache=cache, shm_dir=ctx.scratch / "shm")
+    bank.refresh()
+    wait = total = 0.0
+    it = iter(bank.batches(per, range(iters + 2), prefetch=2))
+    for i in range(iters + 2):
+        t0 = time.perf_counter()
+        next(it)
+        t1 = time.perf_counter()
+        time.sleep(step_s)
+        if i >= 2:  # the first two fill the pipeline
+            wait, total = wait + t1 - t0, total + time.perf_counter() - t0
+    it.close()
+    ctx.record("memory_batches", cache=cache, prefetch=2, emulated_step_s=step_s,
+               data_wait_frac=wait / max(total, 1e-9), device=str(device))
+    bank.close(remove_node_cache=True)
