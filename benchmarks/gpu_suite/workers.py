@@ -91,9 +91,9 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
     lte, lte_info = lte_overrides("cifar10", Path(args.carry), Path(args.scratch), args.dry_run)
     trainer, cfg = _trainer(preset, [
         "teacher.weights=", "eval.dataset=none", _precision(spec["precision"]), f"run.kernels={spec['kernels']}",
-        f"run.compile={spec.get('compile', False)}", "memory.cache=device", f"synthesis.num_generator_steps={timed_steps}",
-        *lte,
-        *(CIFAR_DRY if args.dry_run else [])], Path(args.scratch), "cifar")
+        f"run.compile={spec.get('compile', False)}", "memory.cache=device",
+        f"synthesis.num_generator_steps={timed_steps}", *lte, *(CIFAR_DRY if args.dry_run else [])],
+        Path(args.scratch), "cifar")
     lte_from_cache = (bool(torch.equal(trainer.lte.cpu(), load_lte_file(lte_info["lte_file"])[0]))
                       if lte_info["lte_file"] and trainer.lte is not None else None)
     times = time_phases(trainer, spec["batches"], spec["student_steps"], 1 if args.dry_run else 5)
@@ -101,7 +101,8 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
     s, d = cfg.synthesis, cfg.distill
     proj = project(full, times, timed_steps)
     return {"method": method, "kernels": trainer.kernel_backend, "precision": spec["precision"],
-            "compile": bool(spec.get("compile")), "resolved_precision": trainer.precision.to_dict(), "device": trainer.device_kind,
+            "compile": bool(spec.get("compile")), "resolved_precision": trainer.precision.to_dict(),
+            "device": trainer.device_kind,
             "teacher": cfg.teacher.arch, "student": cfg.student.arch, "image_size": cfg.teacher.image_size,
             "synthesis_batch": s.batch_size, "timed_steps_per_batch": timed_steps, "student_batch": d.batch_size,
             "batch_s": times["adv"], "warmup_batch_s": times["warm"], "student_step_s": times["step"],
