@@ -28,6 +28,9 @@ Ops, providers and modes (Liger-Kernel style):
               on the stacked weight), torch_loop (the published code: nn.init per layer, 80
               launches); mode: forward; inits normal and kaiming_uniform.
 
+              baselines (forward only, the statistics pass alone, no loss): var_mean
+              (torch.var_mean over N, H, W) and batch_norm_stats (torch.batch_norm_stats, CUDA only).
+
 Metrics: median time (triton.testing.do_bench on CUDA, time.perf_counter medians on CPU); achieved
 GB/s from the minimum traffic (bn forward reads x once, backward reads x and writes dL/dx, full does
 both; noisy_init writes the weight and bias) and its share of the device's copy bandwidth, measured
@@ -47,8 +50,10 @@ import torch
 
 from benchmarks.lib.provenance import add_common_args, command_line, package_version, provenance, results_dir, write_csv
 from benchmarks.lib.report import blank, fixed, provenance_lines, register, table, write_report
+from benchmarks.lib.timing import repeat_stats, spread
 
-# Columns of a row (the GPU suite, benchmarks/gpu_suite/steps.py, writes its kernels.csv with them); write_csv adds the rest
+# Columns of a row (the GPU suite, benchmarks/gpu_suite/kernel_steps.py, writes its kernels.csv with them and more);
+# write_csv adds the rest
 # of the provenance columns.
 COLUMNS = ["op", "provider", "mode", "shape", "median_ms", "gbps", "pct_of_copy_bw", "peak_mem_mb",
            "device", "torch", "triton", "commit"]  # fmt: skip
@@ -61,6 +66,7 @@ BN_SUITES = {
 }  # fmt: skip
 NOISY_SHAPES = {"full": (40, 1000, 512), "smoke": (3, 16, 32)}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+BASELINES = ("var_mean", "batch_norm_stats")  # forward-only statistics passes (no loss, no backward)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -83,6 +89,31 @@ def median_ms(fn, grad_to_none=None, reps: int = 5) -> float:
         if i:  # the first call is a warm-up
             times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def time_case(fn, grad_to_none=None, host_reps: int = 5) -> dict:
+    """Every timing of one case, in ms: ``device_median_ms`` / ``device_min_ms`` / ``device_max_ms``
+    over do_bench's repetitions (CUDA events around each call, L2 flushed; None on CPU), and the
+    host-inclusive ``host_median_ms`` / ``host_min_ms`` / ``host_max_ms`` of ``host_reps`` calls, each
+    bracketed by a device sync and ``time.perf_counter`` (launch and Python overhead included);
+    ``median_ms`` is the device median on CUDA, the host median on CPU. Call it warmed up."""
+    def call(_):
+        for t in grad_to_none or []:
+            t.grad = None
+        fn()
+
+    host = repeat_stats(call, host_reps)
+    out = {"host_median_ms": 1e3 * host["median_s"], "host_min_ms": 1e3 * host["min_s"],
+           "host_max_ms": 1e3 * host["max_s"], "host_reps": host_reps, "device_median_ms": None,
+           "device_min_ms": None, "device_max_ms": None, "device_reps": None}
+    if torch.cuda.is_available():
+        from triton.testing import do_bench
+
+        times = do_bench(fn, grad_to_none=grad_to_none, return_mode="all")
+        d = spread([float(t) for t in times])
+        out.update(device_median_ms=d["median"], device_min_ms=d["min"], device_max_ms=d["max"], device_reps=d["n"])
+    out["median_ms"] = out["device_median_ms"] if out["device_median_ms"] is not None else out["host_median_ms"]
+    return out
 
 
 def peak_mem_mb(fn) -> float | None:
@@ -136,6 +167,10 @@ def bn_setup(shape, dtype, channels_last: bool, provider: str, device: str):
         from nayer_kernels import bn_stats_loss_triton as fn
     elif provider == "torch":
         fn = bn_stats_loss_reference
+    elif provider == "var_mean":
+        return x, (lambda: torch.var_mean(x, dim=(0, *range(2, x.dim())), correction=0)[0])
+    elif provider == "batch_norm_stats":
+        return x, (lambda: torch.batch_norm_stats(x, 1e-5)[0])
     elif provider == "compile":
         torch._dynamo.reset()  # a fresh compile per case: 20 shapes would exceed dynamo's recompile limit
         fn = torch.compile(bn_stats_loss_reference, dynamic=False)
@@ -144,8 +179,16 @@ def bn_setup(shape, dtype, channels_last: bool, provider: str, device: str):
     return x, (lambda: fn(x, *buffers, 0.9)[0])
 
 
-def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: str, device: str) -> dict:
-    """One BN-statistics case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}."""
+def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: str, device: str,
+             detail: bool = False) -> dict:
+    """One BN-statistics case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}, and with
+    ``detail`` every timing of ``time_case`` (median / min / max of the device and host times).
+    Two untimed calls first (JIT compile or autotuning, then the warmed path).
+
+    Raises:
+        ValueError: a baseline provider (``BASELINES``) in a mode other than forward."""
+    if provider in BASELINES and mode != "forward":
+        raise ValueError(f"{provider} is a forward-only baseline, not mode {mode!r}")
     x, loss_fn = bn_setup(shape, DTYPES[dtype_name], channels_last, provider, device)
     nbytes = x.numel() * x.element_size()
     if mode == "forward":
@@ -155,18 +198,20 @@ def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: s
         fn, traffic = (lambda: loss.backward(retain_graph=True)), 2 * nbytes
     else:
         fn, traffic = (lambda: loss_fn().backward()), 3 * nbytes
-    fn()  # compile / warm up outside the peak-memory measurement
-    x.grad = None
+    for _ in range(2):  # compile / warm up outside the peak-memory measurement
+        fn()
+        x.grad = None
     peak = peak_mem_mb(fn)
     x.grad = None
-    ms = median_ms(fn, grad_to_none=[x])
+    times = time_case(fn, grad_to_none=[x]) if detail else {"median_ms": median_ms(fn, grad_to_none=[x])}
     layout = "channels_last" if channels_last else "nchw"
-    return {"shape": "x".join(map(str, shape)) + f":{dtype_name}:{layout}", "median_ms": ms,
+    return {"shape": "x".join(map(str, shape)) + f":{dtype_name}:{layout}", **times,
             "traffic": traffic, "peak_mem_mb": peak}  # fmt: skip
 
 
-def bench_noisy(shape, init: str, provider: str, device: str) -> dict:
-    """One noisy-layer re-init case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}."""
+def bench_noisy(shape, init: str, provider: str, device: str, detail: bool = False) -> dict:
+    """One noisy-layer re-init case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}, and
+    with ``detail`` every timing of ``time_case``; two untimed calls first."""
     from nayer_kernels import noisy_seed, reinit_noisy_linears_reference
 
     weight = torch.empty(shape, device=device)
@@ -192,10 +237,11 @@ def bench_noisy(shape, init: str, provider: str, device: str) -> dict:
     else:
         raise ValueError(provider)
     fn()
+    fn()
     peak = peak_mem_mb(fn)
-    ms = median_ms(fn)
+    times = time_case(fn) if detail else {"median_ms": median_ms(fn)}
     traffic = (weight.numel() + bias.numel()) * weight.element_size()
-    return {"shape": "x".join(map(str, shape)) + f":fp32:{init}", "median_ms": ms, "traffic": traffic,
+    return {"shape": "x".join(map(str, shape)) + f":fp32:{init}", **times, "traffic": traffic,
             "peak_mem_mb": peak}  # fmt: skip
 
 

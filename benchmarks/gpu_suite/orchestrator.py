@@ -28,8 +28,8 @@ from pathlib import Path
 from benchmarks.gpu_suite.install import build_lte, prepare_environment
 from benchmarks.gpu_suite.records import append_record, read_records, slug, utc_now, write_atomic
 from benchmarks.gpu_suite.render import render_summary
-from benchmarks.gpu_suite.spec import (DEFAULT_CARRY, DEVICE_TIMEOUT_S, FILES, MODULE, RESULTS_ROOT, ROOT, STEP_NAMES,
-                                       STEPS, TOTAL_BUDGET_S)
+from benchmarks.gpu_suite.spec import (DEFAULT_CARRY, DEVICE_TIMEOUT_S, FASHION_CARRY, FILES, HARD_CAP_STEPS, MODULE,
+                                       RESULTS_ROOT, ROOT, STEP_NAMES, STEPS, TOTAL_BUDGET_S)
 from benchmarks.lib.provenance import git_commit
 
 
@@ -128,8 +128,8 @@ def parse_budgets(items: list[str]) -> dict[str, float]:
 
 def orchestrate(args: argparse.Namespace) -> int:
     """Run the selected steps in priority order, each in its own process with its own budget
-    (plus the time earlier steps left unused, within --total-budget); rewrite results.json and
-    summary.md after each."""
+    (plus the time earlier steps left unused, within --total-budget, except for the hard-capped
+    steps of ``HARD_CAP_STEPS``); rewrite results.json and summary.md after each."""
     start = time.monotonic()
     out = (Path(args.out) if args.out else default_out(args.dry_run)).resolve()
     args.carry = str(Path(args.carry).resolve())  # the steps run in the repository root
@@ -160,7 +160,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             if step["status"] == "not selected":
                 continue
             remaining = args.total_budget - (time.monotonic() - start)
-            allowed = min(step["budget_s"] + slack, remaining)
+            extra = 0.0 if step["name"] in HARD_CAP_STEPS else slack  # a hard cap takes no left-over time
+            allowed = min(step["budget_s"] + extra, remaining)
             if allowed < 5:
                 step.update(status="not run", note="total budget spent")
                 write_report(out, meta, steps)
@@ -251,7 +252,8 @@ def device_call() -> dict:
 
     Raises:
         SystemExit: no .gpu_carry here (run scripts/prepare_gpu_suite.sh first)."""
-    if not (DEFAULT_CARRY / "wheels").is_dir() or not any((DEFAULT_CARRY / "lte").glob("lte-*.safetensors")):
+    if (not (DEFAULT_CARRY / "wheels").is_dir() or not any((DEFAULT_CARRY / "lte").glob("lte-*.safetensors"))
+            or not any((DEFAULT_CARRY / FASHION_CARRY).glob("t10k-*.gz"))):
         raise SystemExit(f"{DEFAULT_CARRY} is missing or incomplete: run bash scripts/prepare_gpu_suite.sh first")
     def git(*words: str) -> str:
         return subprocess.run(["git", *words], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()

@@ -1,4 +1,4 @@
-"""The suite's six steps, each run in its own process (``python -m benchmarks.gpu_suite --run-step
+"""The suite's steps, each run in its own process (``python -m benchmarks.gpu_suite --run-step
 NAME``) with a deadline: a ``StepContext`` records every measurement at once, runs the
 measurements that need a fresh process as workers (``workers.py``) and pytest in sub-processes, and
 collects the problems that make the step "partial". torch and nayer_scale are imported inside the
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import json
 import os
 import platform
@@ -22,7 +21,10 @@ from pathlib import Path
 
 from benchmarks.gpu_suite.orchestrator import nvidia_smi, run_streamed
 from benchmarks.gpu_suite.records import append_record, utc_now
-from benchmarks.gpu_suite.spec import CIFAR_CONDITIONS, CIFAR_DRY_CONDITIONS, HANG_ENV, IMAGENET_CONDITIONS, MODULE
+from benchmarks.gpu_suite.kernel_steps import compile_cases, kernel_groups, run_groups
+from benchmarks.gpu_suite.spec import (CIFAR_COMPILE, CIFAR_CONDITIONS, CIFAR_DRY_CONDITIONS, FASHION_CONDITIONS,
+                                       FASHION_DRY_CONDITIONS, HANG_ENV, IMAGENET_CONDITIONS,
+                                       IMAGENET_DRY_CONDITIONS, MODULE, PER_TEST_BUDGET_S)
 from benchmarks.lib.provenance import device_name, package_version
 from benchmarks.lib.timing import sync, timed
 
@@ -67,24 +69,32 @@ class StepContext:
             return False
         return True
 
-    def pytest(self, marker: str, keyword: str | None, timeout: float) -> dict:
-        """``pytest -v -m MARKER tests/test_kernels.py``: counts and failure messages (parsed from
-        the verbose output, so a timeout still reports the tests that ran)."""
-        cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "-p", "no:cacheprovider", "-m", marker,
-               "tests/test_kernels.py"] + (["-k", keyword] if keyword else [])
-        result = run_streamed(cmd, min(timeout, self.left()), sys.stdout, keep_all=True)
+    def pytest(self, marker: str, keyword: str | None, timeout: float, per_test: float) -> dict:
+        """``pytest -v -m MARKER tests/test_kernels.py`` with a per-test budget of ``per_test`` s (the
+        suite's own plugin, ``benchmarks.gpu_suite.pytest_budget``: no extra package, no conftest):
+        counts, failure messages and the slowest tests (parsed from the verbose output, so a timeout
+        still reports the tests that ran)."""
+        cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "-p", "no:cacheprovider", "-p",
+               "benchmarks.gpu_suite.pytest_budget", f"--per-test-budget={per_test:g}", "--durations=5",
+               "--durations-min=0", "-m", marker, "tests/test_kernels.py"] + (["-k", keyword] if keyword else [])
+        env = dict(os.environ, COLUMNS="400")  # the short summary's failure messages are cut at the width
+        result = run_streamed(cmd, min(timeout, self.left()), sys.stdout, env=env, keep_all=True)
         outcomes = dict(re.findall(r"^(tests/\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)",
                                    result["output"], re.M))
         counts = collections.Counter(v.lower() for v in outcomes.values())
         failures = {m[1]: (m[2] or m[0])[:300] for m in re.findall(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$",
                                                                    result["output"], re.M)}
+        slowest = [{"seconds": float(m[0]), "phase": m[1], "test": m[2]}
+                   for m in re.findall(r"^([0-9.]+)s (call|setup|teardown)\s+(\S+)$", result["output"], re.M)]
+        over = [t for t, msg in failures.items() if "TestBudgetExceeded" in msg]
         rec = self.record("pytest", command=shlex.join(["pytest", *cmd[3:]]), counts=dict(counts), outcomes=outcomes,
-                          failures=failures, rc=result["rc"], timed_out=result["timed_out"], seconds=result["seconds"])
+                          failures=failures, rc=result["rc"], timed_out=result["timed_out"], seconds=result["seconds"],
+                          per_test_budget_s=per_test, over_budget=over, slowest=slowest)
         if result["timed_out"]:
             self.problems.append(f"pytest -m {marker} timed out after {result['seconds']} s")
         if counts["failed"] or counts["error"] or (result["rc"] not in (0, 5) and not result["timed_out"]):
-            self.problems.append(f"pytest -m {marker}: {counts['failed']} failed, {counts['error']} errors "
-                                 f"(exit status {result['rc']})")
+            self.problems.append(f"pytest -m {marker}: {counts['failed']} failed ({len(over)} over the per-test "
+                                 f"budget), {counts['error']} errors (exit status {result['rc']})")
         if not self.dry_run and counts["skipped"] and marker == "gpu":
             self.problems.append(f"{counts['skipped']} GPU tests skipped")
         return rec
@@ -96,14 +106,16 @@ def run_step_process(args: argparse.Namespace) -> int:
     ctx = StepContext(args)
     if os.environ.get(HANG_ENV) == ctx.name:  # tests: a step that never finishes
         time.sleep(3600)
-    {"env_tests": step_env_tests, "kernels": step_kernels, "cifar10": step_cifar10, "imagenet": step_imagenet,
-     "memory_bank": step_memory_bank, "kernel_tests_all": step_kernel_tests_all}[ctx.name](ctx)
+    {"env_tests": step_env_tests, "kernels": step_kernels, "fashion_mnist": step_fashion, "cifar10": step_cifar10,
+     "imagenet": step_imagenet, "memory_bank": step_memory_bank, "compile": step_compile}[ctx.name](ctx)
     ctx.record("step_end", problems=ctx.problems)
     return 0
 
 
 def step_env_tests(ctx: StepContext) -> None:
-    """Step 1: the environment record, ``pytest -m gpu`` and the RNG comparison."""
+    """Step 1: the environment record; the CUDA kernel tests with a per-test budget (``pytest -m gpu``
+    at realistic shapes, then the rest of tests/test_kernels.py compiled on CUDA without the
+    end-to-end test, a small subset in the dry run); the RNG comparison."""
     import torch
 
     import nayer_kernels
@@ -120,7 +132,10 @@ def step_env_tests(ctx: StepContext) -> None:
                    gpu_memory_gb=round(props.total_memory / 2**30, 1), driver=nvidia_smi("driver_version"))
     ctx.record("env", **env)
     print(json.dumps(env, indent=1), flush=True)
-    ctx.pytest("gpu", None, ctx.left() - 15)
+    per_test = 60 if ctx.dry_run else PER_TEST_BUDGET_S
+    ctx.pytest("gpu", None, ctx.left() - 20, per_test)
+    ctx.pytest("not gpu", "noisy_seed_mixing or select_backend" if ctx.dry_run else "not end_to_end",
+               ctx.left() - 8, per_test)
     try:
         rng_compare(ctx)
     except Exception as e:  # noqa: BLE001 - reported, and the step goes on
@@ -168,96 +183,65 @@ def rng_compare(ctx: StepContext, seed: int = 123456789) -> None:
         ctx.problems.append("GPU re-init draws differ from the interpreter's beyond 1e-5")
 
 
-def kernel_cases(dry_run: bool) -> list[tuple]:
-    """bench_kernels cases in priority order: ("noisy", shape, init, provider) or ("bn", shape,
-    channels_last, provider, mode). First what a run uses (forward + backward, channels_last, and the
-    noisy re-init), each against eager and torch.compile; then NCHW and the forward / backward
-    split. The dry run: bench_kernels' smoke shapes, no torch.compile."""
-    from benchmarks import bench_kernels as bk
-
-    noisy = bk.NOISY_SHAPES["smoke" if dry_run else "full"]
-    bn = bk.BN_SUITES["smoke"] if dry_run else bk.BN_SUITES["resnet50"] + bk.BN_SUITES["wrn40_2"]
-    compile_ = [] if dry_run else ["compile"]
-    cases = [("noisy", noisy, init, p) for init in ("normal", "kaiming_uniform")
-             for p in ("triton", "torch", "torch_loop")]
-    cases += [("bn", shape, True, p, "full") for shape in bn for p in ["triton", "torch", *compile_]]
-    cases += [("bn", shape, False, p, "full") for shape in bn for p in ("triton", "torch")]
-    cases += [("bn", shape, cl, p, mode) for mode in ("forward", "backward") for cl in (True, False) for shape in bn
-              for p in ("triton", "torch")]
-    cases += [("bn", shape, False, p, "full") for shape in bn for p in compile_]
-    return cases
-
-
 def step_kernels(ctx: StepContext) -> None:
-    """Step 2: benchmarks/bench_kernels.py's cases (bench_bn / bench_noisy: median ms by
-    triton.testing.do_bench, GB/s from the minimum traffic, % of the 1 GiB copy bandwidth, peak
-    extra MB) one by one; each row goes to kernels.csv and records.jsonl as soon as it is measured."""
-    import torch
+    """Step 2: bench_kernels' cases in ``kernel_steps.kernel_groups`` order (WRN-40-2, then
+    ResNet-50; channels_last, then NCHW; Triton, reference, torch.var_mean, torch.batch_norm_stats;
+    then the noisy re-init and the backward-only split): per case the do_bench GPU time and the
+    host-inclusive time per call, each median / min / max; GB/s, % of the copy bandwidth, peak MB."""
+    run_groups(ctx, kernel_groups(ctx.dry_run))
 
-    from benchmarks import bench_kernels as bk
 
-    on_gpu = torch.cuda.is_available()
-    device = "cuda" if on_gpu else "cpu"
-    copy_bw = bk.copy_bandwidth_gbps()
-    ctx.record("copy_bandwidth", gbps=copy_bw)
-    meta = {"device": device_name(), "torch": torch.__version__, "triton": bk.triton_version(), "commit": ctx.commit}
-    path = ctx.out / "kernels.csv"
-    with open(path, "w", newline="") as f:
-        csv.DictWriter(f, fieldnames=bk.COLUMNS).writeheader()
-    for case in kernel_cases(ctx.dry_run):
-        if ctx.left() < 2:
-            ctx.problems.append("kernel benchmark: step budget spent before the last cases")
-            break
-        try:
-            if case[0] == "noisy":
-                _, shape, init, provider = case
-                op, mode, result = "noisy_init", "forward", bk.bench_noisy(shape, init, provider, device)
-            else:
-                _, shape, channels_last, provider, mode = case
-                op, result = "bn_stats", bk.bench_bn(shape, "bf16", channels_last, provider, mode, device)
-        except Exception as e:  # noqa: BLE001 - the next case may still work
-            ctx.error(f"kernel case {case}", repr(e))
-            continue
-        finally:
-            if on_gpu:
-                torch.cuda.empty_cache()
-        gbps = result["traffic"] / (result["median_ms"] * 1e-3) / 1e9
-        row = {"op": op, "provider": provider, "mode": mode, "shape": result["shape"],
-               "median_ms": round(result["median_ms"], 4), "gbps": round(gbps, 2),
-               "pct_of_copy_bw": round(100 * gbps / copy_bw, 1) if copy_bw else "",
-               "peak_mem_mb": "" if result["peak_mem_mb"] is None else round(result["peak_mem_mb"], 1), **meta}
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=bk.COLUMNS).writerow(row)
-        ctx.record("kernel_row", **row)
-        print(f"{op:10s} {provider:10s} {mode:8s} {row['shape']:34s} {row['median_ms']:10.4f} ms {gbps:8.1f} GB/s",
-              flush=True)
+def step_fashion(ctx: StepContext) -> None:
+    """Step 3: the fashion_mnist preset's real fit() (shipped teacher, carried real test split), one
+    process per kernel backend; the Triton one first times the preset per batch and per step and
+    projects the whole run, to set beside its measured wall clock."""
+    for kernels, project in (FASHION_DRY_CONDITIONS if ctx.dry_run else FASHION_CONDITIONS):
+        ctx.worker("fashion", {"label": f"fashion_mnist/{kernels}", "kernels": kernels, "project": project}, 75)
+
+
+def _cifar_spec(condition: tuple, compiled: bool = False) -> dict:
+    method, kernels, precision, timed_steps, batches, student_steps, profile = condition
+    return {"label": f"{method}/{kernels}/{precision}{'+compile' if compiled else ''}", "method": method,
+            "kernels": kernels, "precision": precision, "timed_steps": timed_steps, "batches": batches,
+            "student_steps": student_steps, "profile": profile, "compile": compiled}
 
 
 def step_cifar10(ctx: StepContext) -> None:
-    """Step 3: one process per condition, in priority order."""
-    conditions = CIFAR_DRY_CONDITIONS if ctx.dry_run else CIFAR_CONDITIONS
-    cap = 60 if ctx.dry_run else 75
-    for method, kernels, precision, timed_steps, batches, student_steps in conditions:
-        spec = {"label": f"{method}/{kernels}/{precision}", "method": method, "kernels": kernels,
-                "precision": precision, "timed_steps": timed_steps, "batches": batches, "student_steps": student_steps}
-        ctx.worker("cifar", spec, cap)
+    """Step 4: one process per CIFAR-10 condition, in priority order."""
+    for condition in (CIFAR_DRY_CONDITIONS if ctx.dry_run else CIFAR_CONDITIONS):
+        ctx.worker("cifar", _cifar_spec(condition), 60 if ctx.dry_run else 35)
+
+
+def _imagenet_spec(condition: tuple) -> dict:
+    label, precision, kernels, compiled = condition
+    return {"label": label, "precision": precision, "kernels": kernels, "compile": compiled}
 
 
 def step_imagenet(ctx: StepContext) -> None:
-    """Step 4: imagenet_throughput.measure, one process per condition."""
-    conditions = ["fp32"] if ctx.dry_run else IMAGENET_CONDITIONS
-    for condition in conditions:
-        cap = 60 if ctx.dry_run else (110 if "compile" in condition else 50)
-        ctx.worker("imagenet", {"label": condition, "condition": condition}, cap)
+    """Step 5: the imagenet_r50 shapes, one process per condition (bf16 Triton, bf16 reference, fp32)."""
+    for condition in (IMAGENET_DRY_CONDITIONS if ctx.dry_run else IMAGENET_CONDITIONS):
+        ctx.worker("imagenet", _imagenet_spec(condition), 60 if ctx.dry_run else 40)
+
+
+def step_compile(ctx: StepContext) -> None:
+    """Step 7, last, under its own hard cap (the orchestrator gives it no time left over by others):
+    torch.compile(bn_stats_loss_reference) on the BN shapes for up to 35% of the cap, then NAYER at
+    the CIFAR-10 shapes with run.compile=true (bf16, Triton) with what is left (not in the dry run:
+    tests/test_compile.py runs run.compile=true on CPU)."""
+    run_groups(ctx, [("compile", compile_cases(ctx.dry_run))], stop_after_s=0.35 * ctx.left())
+    if ctx.dry_run:
+        ctx.record("compile_note", note="dry run: the trainer's run.compile=true is tested by tests/test_compile.py")
+        return
+    ctx.worker("cifar", _cifar_spec(CIFAR_COMPILE, compiled=True), ctx.left())
 
 
 def step_memory_bank(ctx: StepContext) -> None:
-    """Step 5: write shards, then load and sample with each cache (images/s and MB/s of ``sample``),
+    """Step 6: write shards, then load and sample with each cache (images/s and MB/s of ``sample``),
     then the student loop's prefetching path with each cache (share of the step spent waiting)."""
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    shards, per, size, iters = (2, 8, 32, 3) if ctx.dry_run else (8, 256, 224, 20)
+    shards, per, size, iters = (2, 8, 32, 3) if ctx.dry_run else (4, 256, 224, 10)
     root = ctx.scratch / "bank"
     shutil.rmtree(root, ignore_errors=True)
     _memory_write(ctx, root, device, shards, per, size)
@@ -334,9 +318,3 @@ def _memory_batches(ctx: StepContext, root: Path, device, cache: str, per: int, 
     ctx.record("memory_batches", cache=cache, prefetch=2, emulated_step_s=step_s,
                data_wait_frac=wait / max(total, 1e-9), device=str(device))
     bank.close(remove_node_cache=True)
-
-
-def step_kernel_tests_all(ctx: StepContext) -> None:
-    """Step 6: the rest of tests/test_kernels.py, compiled on CUDA (a small subset in the dry run)."""
-    keyword = "noisy_seed_mixing or select_backend" if ctx.dry_run else "not end_to_end"
-    ctx.pytest("not gpu", keyword, ctx.left() - 2)

@@ -1,8 +1,9 @@
 """The suite's worker processes (``python -m benchmarks.gpu_suite --worker KIND``), one measurement
 each in a fresh process (an Accelerator's precision is fixed for its process): a CIFAR-10
-condition (``worker_cifar``) or an ImageNet one (``worker_imagenet``, through
-``benchmarks.imagenet_throughput.measure``), and the recipe each projection uses. Device sync and
-peak memory through ``benchmarks.lib.timing``; torch and nayer_scale imported inside."""
+condition (``worker_cifar``), a fashion_mnist ``fit()`` (``worker_fashion``) or an ImageNet-shape
+condition (``worker_imagenet``), and the projections, which apply each method's own published
+recipe (``recipe``) to the per-batch and per-step times measured here (``phases.time_phases``).
+torch and nayer_scale are imported inside."""
 
 from __future__ import annotations
 
@@ -12,30 +13,74 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.gpu_suite.install import lte_overrides
+from benchmarks.gpu_suite.install import fashion_root, lte_overrides
+from benchmarks.gpu_suite.phases import profile_share, time_phases
 from benchmarks.gpu_suite.records import append_record
-from benchmarks.gpu_suite.spec import CIFAR_DRY, CIFAR_PRESET, IMAGENET_TIMED_STEPS, PAPER_A100_HOURS
-from benchmarks.lib.timing import peak_gb, reset_peak, timed
+from benchmarks.gpu_suite.spec import (CIFAR_DRY, CIFAR_PRESET, FASHION_DRY, IMAGENET_TIMED_STEPS, PAPER_A100_HOURS,
+                                       RECIPE_SOURCE, TIMED_REPS)
 
 
 def recipe(preset: str) -> dict:
-    """Synthesis batches (warm-up and later), steps per batch and student steps of a preset's run."""
+    """Synthesis batches (warm-up and later), their size, steps per batch and student steps of a
+    preset's whole run (the method's published recipe for the CIFAR-10 presets)."""
     from nayer_scale.recipes import get_preset
+
+    return recipe_of(get_preset(preset), preset)
+
+
+def recipe_of(cfg, name: str) -> dict:
+    """``recipe``'s fields for a config (e.g. the dry run's toy fashion_mnist), named ``name``."""
     from nayer_scale.synthesis import batches_before_epoch
 
-    cfg = get_preset(preset)
     s, r = cfg.synthesis, cfg.run
     warm = batches_before_epoch(r.warmup_epochs, r.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
     total = batches_before_epoch(r.epochs, r.warmup_epochs, s.warmup_batches_per_epoch, s.batches_per_epoch)
-    return {"preset": preset, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs, "synthesis_batches_warmup": warm,
-            "synthesis_batches": total - warm, "steps_per_batch": s.num_generator_steps,
-            "student_steps": (r.epochs - r.warmup_epochs) * cfg.distill.steps_per_epoch}
+    return {"preset": name, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs, "synthesis_batches_warmup": warm,
+            "synthesis_batches": total - warm, "synthesis_batch_size": s.batch_size,
+            "steps_per_batch": s.num_generator_steps,
+            "student_steps": (r.epochs - r.warmup_epochs) * cfg.distill.steps_per_epoch,
+            "student_batch_size": cfg.distill.batch_size}
+
+
+def project(full: dict, times: dict, timed_steps: int) -> dict:
+    """Hours of ``full`` (a ``recipe``) on this device from ``time_phases``' times: warm-up batches x
+    s/warm-up batch + later batches x s/batch (scaled from ``timed_steps`` to the recipe's steps
+    per batch) + student steps x s/step, at the median and at the min / max of the repetitions.
+    Set-up, evaluation, memory-bank reads and checkpoints are not in it (the paper's hours are)."""
+    scale = full["steps_per_batch"] / timed_steps
+    out = {"projection": "this project's code on this device, the method's published recipe"}
+    for stat in ("median", "min", "max"):
+        adv, warm = times["adv"][f"{stat}_s"] * scale, (times["warm"] or times["adv"])[f"{stat}_s"] * scale
+        synth = (full["synthesis_batches_warmup"] * warm + full["synthesis_batches"] * adv) / 3600
+        student = full["student_steps"] * times["step"][f"{stat}_s"] / 3600
+        suffix = "" if stat == "median" else f"_{stat}"
+        out.update({f"projected_synthesis_hours{suffix}": synth, f"projected_student_hours{suffix}": student,
+                    f"projected_hours{suffix}": synth + student})
+    out.update(s_per_batch=times["adv"]["median_s"] * scale,
+               s_per_warmup_batch=times["warm"]["median_s"] * scale if times["warm"] else None)
+    return out
+
+
+def _trainer(preset: str, overrides: list[str], scratch: Path, tag: str):
+    """(trainer, config) of ``preset`` with ``overrides`` in a fresh run folder under ``scratch``."""
+    from nayer_scale.config import apply_overrides
+    from nayer_scale.recipes import get_preset
+    from nayer_scale.trainer import NayerTrainer
+
+    run_dir = Path(tempfile.mkdtemp(dir=scratch, prefix=f"{tag}_"))
+    cfg = apply_overrides(get_preset(preset), [f"run.run_dir={run_dir}/run", "run.resume=false",
+                                               "run.progress=false", *overrides])
+    return NayerTrainer(cfg.validate()), cfg
+
+
+def _precision(name: str) -> str:
+    return f"run.mixed_precision={'bf16' if name == 'bf16' else 'no'}"
 
 
 def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
-    """One CIFAR-10 condition: a NayerTrainer on the method's preset (random-weight teacher), an
-    untimed batch, timed post-warm-up and warm-up batches, timed student steps; the projection of
-    the preset's full recipe (see the package docstring)."""
+    """One CIFAR-10 condition: a NayerTrainer on the method's preset (random-weight teacher: the
+    time does not depend on the weights), ``time_phases``, the profiler share table of one batch
+    (``spec["profile"]``), and the projection of the method's published recipe."""
     import torch
 
     from nayer_scale.lte import load_lte_file
@@ -43,121 +88,105 @@ def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
     method, preset = spec["method"], CIFAR_PRESET[spec["method"]]
     full = recipe(preset)
     timed_steps = spec["timed_steps"] or full["steps_per_batch"]
-    trainer, cfg, lte_info = _cifar_trainer(spec, args, preset, timed_steps)
+    lte, lte_info = lte_overrides("cifar10", Path(args.carry), Path(args.scratch), args.dry_run)
+    trainer, cfg = _trainer(preset, [
+        "teacher.weights=", "eval.dataset=none", _precision(spec["precision"]), f"run.kernels={spec['kernels']}",
+        f"run.compile={spec.get('compile', False)}", "memory.cache=device",
+        f"synthesis.num_generator_steps={timed_steps}", *lte, *(CIFAR_DRY if args.dry_run else [])],
+        Path(args.scratch), "cifar")
     lte_from_cache = (bool(torch.equal(trainer.lte.cpu(), load_lte_file(lte_info["lte_file"])[0]))
                       if lte_info["lte_file"] and trainer.lte is not None else None)
-    times = _time_cifar(trainer, spec, args.dry_run)
+    times = time_phases(trainer, spec["batches"], spec["student_steps"], 1 if args.dry_run else 5)
+    share = profile_share(trainer, cfg.run.warmup_epochs, times["next_batch"]) if spec.get("profile") else None
     s, d = cfg.synthesis, cfg.distill
-    scale = full["steps_per_batch"] / timed_steps
-    s_batch, s_warm_batch = times["s_adv"] * scale, (times["s_warm"] or times["s_adv"]) * scale
-    synth_h = (full["synthesis_batches_warmup"] * s_warm_batch + full["synthesis_batches"] * s_batch) / 3600
-    student_h = full["student_steps"] * times["s_step"] / 3600
+    proj = project(full, times, timed_steps)
     return {"method": method, "kernels": trainer.kernel_backend, "precision": spec["precision"],
-            "resolved_precision": trainer.precision.to_dict(), "device": trainer.device_kind,
+            "compile": bool(spec.get("compile")), "resolved_precision": trainer.precision.to_dict(),
+            "device": trainer.device_kind,
             "teacher": cfg.teacher.arch, "student": cfg.student.arch, "image_size": cfg.teacher.image_size,
             "synthesis_batch": s.batch_size, "timed_steps_per_batch": timed_steps, "student_batch": d.batch_size,
-            "timed_batches": spec["batches"], "timed_student_steps": spec["student_steps"],
-            "s_per_batch": s_batch, "s_per_warmup_batch": s_warm_batch if times["s_warm"] else None,
-            "synthesis_images_per_s": s.batch_size / s_batch,
-            "generator_step_images_per_s": s.batch_size * full["steps_per_batch"] / s_batch,
-            "s_per_student_step": times["s_step"], "student_images_per_s": d.batch_size / times["s_step"],
+            "batch_s": times["adv"], "warmup_batch_s": times["warm"], "student_step_s": times["step"],
+            "synthesis_images_per_s": s.batch_size / proj["s_per_batch"],
+            "generator_step_images_per_s": s.batch_size * full["steps_per_batch"] / proj["s_per_batch"],
+            "s_per_student_step": times["step"]["median_s"],
+            "student_images_per_s": d.batch_size / times["step"]["median_s"],
             "synthesis_peak_gb": times["synthesis_peak_gb"], "student_peak_gb": times["student_peak_gb"],
-            "last_synthesis_loss": times["last_synthesis_loss"], "kd_loss": times["kd_loss"],
-            "recipe": full, "projected_synthesis_hours": synth_h, "projected_student_hours": student_h,
-            "projected_hours": synth_h + student_h, "paper_a100_hours": PAPER_A100_HOURS[method],
-            "lte_from_carried_cache": lte_from_cache, **lte_info}
+            "last_synthesis_loss": times["last_synthesis_loss"], "kd_loss": times["kd_loss"], "profile": share,
+            "recipe": full, "recipe_source": RECIPE_SOURCE[method], **proj,
+            "paper_a100_hours": PAPER_A100_HOURS[method], "lte_from_carried_cache": lte_from_cache, **lte_info}
 
 
-def _cifar_trainer(spec: dict, args: argparse.Namespace, preset: str, timed_steps: int):
-    """(trainer, config, LTE record) of one CIFAR-10 condition: the preset with a random-weight
-    teacher, no evaluation, the condition's precision and kernels, ``timed_steps`` generator steps
-    per batch, the carried LTE cache when there is one (toy sizes in the dry run)."""
-    from nayer_scale.config import apply_overrides
-    from nayer_scale.recipes import get_preset
-    from nayer_scale.trainer import NayerTrainer
+def worker_fashion(spec: dict, args: argparse.Namespace) -> dict:
+    """The fashion_mnist preset's real ``fit()`` (the shipped teacher, the real test split carried to
+    the machine) with ``spec["kernels"]``: top-1, summary.json's phases and the wall clock; with
+    ``spec["project"]`` first ``time_phases`` on a separate trainer of the same preset and the
+    projection of the whole preset from it, to set beside the measured wall clock.
 
-    scratch = Path(args.scratch)
-    lte, lte_info = lte_overrides("cifar10", Path(args.carry), scratch, args.dry_run)
-    run_dir = Path(tempfile.mkdtemp(dir=scratch, prefix="cifar_"))
-    cfg = apply_overrides(get_preset(preset), [
-        "teacher.weights=", "eval.dataset=none", f"run.run_dir={run_dir}/run", "run.resume=false", "run.progress=false",
-        f"run.mixed_precision={'bf16' if spec['precision'] == 'bf16' else 'no'}", f"run.kernels={spec['kernels']}",
-        "memory.cache=device", f"synthesis.num_generator_steps={timed_steps}", *lte,
-        *(CIFAR_DRY if args.dry_run else [])])
-    return NayerTrainer(cfg.validate()), cfg, lte_info
-
-
-def _time_cifar(trainer, spec: dict, dry: bool) -> dict:
-    """Seconds per post-warm-up batch (``s_adv``) and warm-up batch (``s_warm``, None without
-    warm-up), per student step (``s_step``), the phases' peak GiB and the last losses."""
-    epoch = trainer.cfg.run.warmup_epochs  # after warm-up: the adversarial term (a student forward) is on
-    trainer.synthesize_batch(epoch, 0)  # untimed: Triton JIT, cuDNN autotuning, allocator
-    reset_peak()
-    out: dict = {}
-
-    def synth(e: int):
-        def one(i: int) -> None:  # a synthesis batch and its shard written to the memory bank, as in a run
-            out["images"], out["labels"], out["losses"] = trainer.synthesize_batch(e, i + 1)
-        return one
-
-    s_adv = timed(synth(epoch), spec["batches"])
-    s_warm = timed(synth(0), 1) if trainer.cfg.run.warmup_epochs else None  # warm-up batch: no adversarial term
-    synth_peak = _peak(peak_gb())
-    trainer.distill_steps(1 if dry else 5)  # untimed warm-up steps
-    reset_peak()
-    kd: dict = {}
-    s_step = timed(lambda i: kd.update(trainer.distill_steps(spec["student_steps"])), 1) / spec["student_steps"]
-    if kd["steps"] != spec["student_steps"]:
-        raise ValueError(f"{spec['student_steps']} student steps asked, the epoch has {kd['steps']}")
-    return {"s_adv": s_adv, "s_warm": s_warm, "s_step": s_step, "synthesis_peak_gb": synth_peak,
-            "student_peak_gb": _peak(peak_gb()), "last_synthesis_loss": float(out["losses"]["loss"]),
-            "kd_loss": float(kd["kd_sum"]) / kd["steps"]}
-
-
-def _peak(gb: float | None) -> float | None:
-    """Peak GiB rounded to 2 decimals (None on CPU)."""
-    return None if gb is None else round(gb, 2)
+    Raises:
+        FileNotFoundError: no Fashion-MNIST test split (carried or in the standard places)."""
+    root, data = fashion_root(Path(args.carry))
+    lte, lte_info = lte_overrides("fashion_mnist", Path(args.carry), Path(args.scratch), args.dry_run)
+    overrides = [f"run.kernels={spec['kernels']}", *([f"eval.root={root}"] if root else []), *lte,
+                 *(FASHION_DRY if args.dry_run else [])]
+    name = "fashion_mnist" + (" (dry-run sizes)" if args.dry_run else "")  # the recipe its fit() runs
+    out: dict = {"kernels": spec["kernels"], "data": data, **lte_info}
+    if spec.get("project"):
+        trainer, cfg = _trainer("fashion_mnist", overrides + ["eval.dataset=none"], Path(args.scratch), "fashion_t")
+        times = time_phases(trainer, TIMED_REPS, 4 if args.dry_run else 40, 1 if args.dry_run else 20)
+        trainer.close()
+        out.update(batch_s=times["adv"], warmup_batch_s=times["warm"], student_step_s=times["step"],
+                   **project(recipe_of(cfg, name), times, cfg.synthesis.num_generator_steps))
+    trainer, cfg = _trainer("fashion_mnist", overrides, Path(args.scratch), "fashion_fit")
+    start = time.perf_counter()
+    summary = trainer.fit()
+    wall = time.perf_counter() - start
+    out.update(recipe=recipe_of(cfg, name), recipe_source=RECIPE_SOURCE["fashion_mnist"],
+               fit_wall_s=wall, fit_wall_hours=wall / 3600, kernels_resolved=trainer.kernel_backend,
+               device=trainer.device_kind, resolved_precision=trainer.precision.to_dict(),
+               summary=summary)  # summary.json: top-1, the phases' seconds, device-hours
+    return out
 
 
 def worker_imagenet(spec: dict, args: argparse.Namespace) -> dict:
-    """One imagenet_throughput.measure condition; the synthesis rate per generator step scaled to
-    the preset's steps per batch, and the projection of the full preset redone with it."""
+    """One ImageNet-shape condition of the imagenet_r50 preset (random-weight ResNet-50 teacher and
+    student, synthesis batch 256 at 224 px): ``time_phases`` over ``IMAGENET_TIMED_STEPS`` generator
+    steps per batch (scaled to the preset's), and the projection of the whole preset per process."""
     from benchmarks import imagenet_throughput
 
     full = recipe("imagenet_r50")
     lte, lte_info = lte_overrides("imagenet", Path(args.carry), Path(args.scratch), args.dry_run)
-    if args.dry_run:  # SMOKE's hashed encoder gives way to the carried cache, if any
-        overrides = imagenet_throughput.SMOKE + lte + ["run.cpu_threads=1", "synthesis.num_generator_steps=1"]
-        batches, steps = 1, 2
-    else:
-        overrides = lte + [f"synthesis.num_generator_steps={IMAGENET_TIMED_STEPS}"]
-        batches, steps = 1, 10
-    row = imagenet_throughput.measure(spec["condition"], "tv_resnet50", overrides, batches, steps)
-    row["commit"] = args.commit
-    row.update({k: None for k, v in row.items() if isinstance(v, float) and v != v})  # NaN peaks on CPU: null
-    if not row["generator_step_images_per_s"] or not row["student_images_per_s"]:
-        raise RuntimeError(f"measure() returned a zero rate (rounded): {row}")
-    s_step = row["synthesis_batch"] / row["generator_step_images_per_s"]  # s per generator step
-    s_batch = s_step * full["steps_per_batch"]
-    s_student = row["student_batch"] / row["student_images_per_s"]
-    batches = full["synthesis_batches_warmup"] + full["synthesis_batches"]
-    hours = (batches * s_batch + full["student_steps"] * s_student) / 3600
-    return {**row, "timed_generator_steps": row["generator_steps"], "s_per_batch": s_batch,
-            "synthesis_images_per_s": row["synthesis_batch"] / s_batch, "projected_hours_per_process": hours,
-            "projected_gpu_hours_8": 8 * hours, "recipe": full, "measure_row": dict(row), **lte_info}
+    timed_steps = 1 if args.dry_run else IMAGENET_TIMED_STEPS
+    dry = imagenet_throughput.SMOKE + ["run.cpu_threads=1"] if args.dry_run else []
+    trainer, cfg = _trainer("imagenet_r50", [
+        "teacher.weights=", "student.arch=tv_resnet50", "eval.dataset=none", _precision(spec["precision"]),
+        f"run.compile={spec['compile']}", f"run.kernels={spec['kernels']}", "memory.cache=device", *dry, *lte,
+        f"synthesis.num_generator_steps={timed_steps}"], Path(args.scratch), "imagenet")
+    times = time_phases(trainer, TIMED_REPS, 1 if args.dry_run else 2, 1 if args.dry_run else 2)
+    proj = project(full, times, timed_steps)
+    s, d = cfg.synthesis, cfg.distill
+    return {"condition": spec["label"], "precision": spec["precision"], "kernels": trainer.kernel_backend,
+            "compile": spec["compile"], "student": cfg.student.arch, "image_size": cfg.teacher.image_size,
+            "synthesis_batch": s.batch_size, "student_batch": d.batch_size, "timed_generator_steps": timed_steps,
+            "batch_s": times["adv"], "student_step_s": times["step"],
+            "synthesis_images_per_s": s.batch_size / proj["s_per_batch"],
+            "generator_step_images_per_s": s.batch_size * full["steps_per_batch"] / proj["s_per_batch"],
+            "student_images_per_s": d.batch_size / times["step"]["median_s"],
+            "synthesis_peak_gb": times["synthesis_peak_gb"], "student_peak_gb": times["student_peak_gb"],
+            "recipe": full, **proj, "projected_hours_per_process": proj["projected_hours"],
+            "projected_gpu_hours_8": 8 * proj["projected_hours"], "device": trainer.device_kind, **lte_info}
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """A worker process (``--worker cifar|imagenet --spec JSON``): measure one condition and append
-    its ``<kind>_condition`` record (with the worker's wall seconds). Returns 0; raises on failure
-    (the step records the exit status)."""
+    """A worker process (``--worker cifar|fashion|imagenet --spec JSON``): measure one condition and
+    append its ``<kind>_condition`` record (with the worker's wall seconds). Returns 0; raises on
+    failure (the step records the exit status)."""
     spec = json.loads(args.spec)
     start = time.perf_counter()
     if args.dry_run:
         import torch
 
         torch.set_num_threads(1)
-    fn = {"cifar": worker_cifar, "imagenet": worker_imagenet}[args.worker]
+    fn = {"cifar": worker_cifar, "fashion": worker_fashion, "imagenet": worker_imagenet}[args.worker]
     result = fn(spec, args)
     append_record(Path(args.out), {"step": args.run_step, "kind": f"{args.worker}_condition", "label": spec["label"],
                                    "worker_s": round(time.perf_counter() - start, 1), **result})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["peak_gb", "reset_peak", "sync", "timed"]
+__all__ = ["peak_gb", "repeat_stats", "reset_peak", "spread", "sync", "timed"]
 
 
 def sync() -> None:
@@ -59,3 +59,36 @@ def timed(fn: Callable[[int], object], repeats: int, barrier: Callable[[], objec
     if barrier is not None:
         barrier()
     return (time.perf_counter() - start) / repeats
+
+
+def spread(samples: list[float]) -> dict:
+    """{"median", "min", "max", "n"} of ``samples`` (any unit; the caller names it).
+
+    Raises:
+        ValueError: no samples."""
+    if not samples:
+        raise ValueError("spread: no samples")
+    ordered = sorted(samples)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {"median": median, "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
+
+
+def repeat_stats(fn: Callable[[int], object], repeats: int) -> dict:
+    """Host-inclusive seconds of each call ``fn(i)``, i in 0 .. repeats-1, each bracketed by
+    ``sync()`` and ``time.perf_counter`` (launch overhead, Python and host-device waits included):
+    ``{"median_s", "min_s", "max_s", "repeats", "samples_s"}``.
+
+    Raises:
+        ValueError: ``repeats`` < 1."""
+    if repeats < 1:
+        raise ValueError(f"repeat_stats: repeats must be >= 1, got {repeats}")
+    samples = []
+    for i in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn(i)
+        sync()
+        samples.append(time.perf_counter() - start)
+    s = spread(samples)
+    return {"median_s": s["median"], "min_s": s["min"], "max_s": s["max"], "repeats": repeats, "samples_s": samples}

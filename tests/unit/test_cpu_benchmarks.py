@@ -86,3 +86,23 @@ def test_timing_helpers_on_cpu():
         timed(lambda i: None, 0)
     reset_peak()
     assert peak_gb() is None and math.isnan(peak_gb(missing=float("nan")))
+
+
+def test_repeat_stats_and_spread():
+    """benchmarks.lib.timing: the host-inclusive seconds of each call with median, min and max (the
+    GPU suite's timed numbers), and the spread of any samples."""
+    import time
+
+    from benchmarks.lib.timing import repeat_stats, spread
+
+    assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert spread([4.0, 1.0, 2.0, 3.0])["median"] == 2.5
+    calls = []
+    stats = repeat_stats(lambda i: (calls.append(i), time.sleep(0.01 * (i + 1))), 3)
+    assert calls == [0, 1, 2] and stats["repeats"] == 3 and len(stats["samples_s"]) == 3
+    assert 0.01 <= stats["min_s"] < stats["median_s"] < stats["max_s"] < 0.5
+    assert stats["median_s"] == sorted(stats["samples_s"])[1]
+    with pytest.raises(ValueError, match="repeats"):
+        repeat_stats(lambda i: None, 0)
+    with pytest.raises(ValueError, match="no samples"):
+        spread([])
