@@ -15,7 +15,7 @@ except to the hard-capped compile step; the whole suite stops at --total-budget,
   1. env_tests (50): environment record (GPU, driver, torch / triton / CUDA versions, commit); the
      CUDA kernel tests with a per-test budget of 20 s (``pytest -p benchmarks.gpu_suite.pytest_budget``:
      a test past it fails and the next one runs; no extra package, no conftest): ``-m gpu`` (realistic
-     shapes), then the rest of tests/test_kernels.py compiled on CUDA (no end-to-end test); the 5
+     shapes), then the rest of tests/unit/test_kernels.py compiled on CUDA (no end-to-end test); the 5
      slowest tests; the GPU's ``tl.randn`` / ``tl.rand`` re-init draws against the interpreter's.
   2. kernels (55): bench_kernels' cases, WRN-40-2 shapes first (batch 400 at 32 px, the paper's
      Table 2 teacher), then ResNet-50 (batch 256 at 224 px); channels_last, then NCHW; bf16: Triton
@@ -62,7 +62,7 @@ Output (at most 8 files, directly in the folder, as the device tool brings back)
 record), ``records.jsonl`` (records as they are measured), ``steps.log`` (the output of every
 step) and ``kernels.csv`` (bench_kernels rows with the min / max and host times). ``--dry-run``
 runs every step at toy sizes on CPU (Triton interpreter, one thread per process) and writes the
-same files; tests/test_gpu_suite.py runs it.
+same files; tests/integration/test_gpu_suite.py runs it.
 
 The package, one job per module (stdlib only at import time: the orchestrator starts on the GPU
 machine before anything is installed there; torch and nayer_scale are imported inside the step and

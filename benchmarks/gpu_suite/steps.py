@@ -70,13 +70,13 @@ class StepContext:
         return True
 
     def pytest(self, marker: str, keyword: str | None, timeout: float, per_test: float) -> dict:
-        """``pytest -v -m MARKER tests/test_kernels.py`` with a per-test budget of ``per_test`` s (the
+        """``pytest -v -m MARKER`` over ``KERNEL_TESTS[MARKER]`` with a per-test budget of ``per_test`` s (the
         suite's own plugin, ``benchmarks.gpu_suite.pytest_budget``: no extra package, no conftest):
         counts, failure messages and the slowest tests (parsed from the verbose output, so a timeout
         still reports the tests that ran)."""
         cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "-p", "no:cacheprovider", "-p",
                "benchmarks.gpu_suite.pytest_budget", f"--per-test-budget={per_test:g}", "--durations=5",
-               "--durations-min=0", "-m", marker, "tests/test_kernels.py"] + (["-k", keyword] if keyword else [])
+               "--durations-min=0", "-m", marker, *KERNEL_TESTS[marker]] + (["-k", keyword] if keyword else [])
         env = dict(os.environ, COLUMNS="400")  # the short summary's failure messages are cut at the width
         result = run_streamed(cmd, min(timeout, self.left()), sys.stdout, env=env, keep_all=True)
         outcomes = dict(re.findall(r"^(tests/\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)",
@@ -100,6 +100,13 @@ class StepContext:
         return rec
 
 
+# The kernel tests of each pytest call: the GPU tests are in both files (the RNG comparison starts a
+# process, so it is an integration test); "the rest" is the unit file (the integration file's other
+# tests run whole distillations or re-run the unit file in the interpreter).
+KERNEL_TESTS = {"gpu": ["tests/unit/test_kernels.py", "tests/integration/test_kernels_runs.py"],
+                "not gpu": ["tests/unit/test_kernels.py"]}
+
+
 def run_step_process(args: argparse.Namespace) -> int:
     """A step process (``--run-step NAME``): run the step, then record its ``step_end`` with the
     problems found (the orchestrator turns them into the status "partial"). Returns 0."""
@@ -114,7 +121,7 @@ def run_step_process(args: argparse.Namespace) -> int:
 
 def step_env_tests(ctx: StepContext) -> None:
     """Step 1: the environment record; the CUDA kernel tests with a per-test budget (``pytest -m gpu``
-    at realistic shapes, then the rest of tests/test_kernels.py compiled on CUDA without the
+    at realistic shapes, then the rest of tests/unit/test_kernels.py compiled on CUDA without the
     end-to-end test, a small subset in the dry run); the RNG comparison."""
     import torch
 
@@ -227,10 +234,10 @@ def step_compile(ctx: StepContext) -> None:
     """Step 7, last, under its own hard cap (the orchestrator gives it no time left over by others):
     torch.compile(bn_stats_loss_reference) on the BN shapes for up to 35% of the cap, then NAYER at
     the CIFAR-10 shapes with run.compile=true (bf16, Triton) with what is left (not in the dry run:
-    tests/test_compile.py runs run.compile=true on CPU)."""
+    tests/integration/test_compile.py runs run.compile=true on CPU)."""
     run_groups(ctx, [("compile", compile_cases(ctx.dry_run))], stop_after_s=0.35 * ctx.left())
     if ctx.dry_run:
-        ctx.record("compile_note", note="dry run: the trainer's run.compile=true is tested by tests/test_compile.py")
+        ctx.record("compile_note", note="dry run: the trainer's run.compile=true is tested by tests/integration/test_compile.py")
         return
     ctx.worker("cifar", _cifar_spec(CIFAR_COMPILE, compiled=True), ctx.left())
 
