@@ -40,6 +40,7 @@ here with a 1 GiB tensor copy; peak extra CUDA memory of one call.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -97,15 +98,23 @@ def time_case(fn, grad_to_none=None, host_reps: int = 5) -> dict:
     host-inclusive ``host_median_ms`` / ``host_min_ms`` / ``host_max_ms`` of ``host_reps`` calls, each
     bracketed by a device sync and ``time.perf_counter`` (launch and Python overhead included);
     ``median_ms`` is the device median on CUDA, the host median on CPU. Call it warmed up."""
+
     def call(_):
         for t in grad_to_none or []:
             t.grad = None
         fn()
 
     host = repeat_stats(call, host_reps)
-    out = {"host_median_ms": 1e3 * host["median_s"], "host_min_ms": 1e3 * host["min_s"],
-           "host_max_ms": 1e3 * host["max_s"], "host_reps": host_reps, "device_median_ms": None,
-           "device_min_ms": None, "device_max_ms": None, "device_reps": None}
+    out = {
+        "host_median_ms": 1e3 * host["median_s"],
+        "host_min_ms": 1e3 * host["min_s"],
+        "host_max_ms": 1e3 * host["max_s"],
+        "host_reps": host_reps,
+        "device_median_ms": None,
+        "device_min_ms": None,
+        "device_max_ms": None,
+        "device_reps": None,
+    }
     if torch.cuda.is_available():
         from triton.testing import do_bench
 
@@ -133,9 +142,8 @@ def copy_bandwidth_gbps() -> float | None:
     if not torch.cuda.is_available():
         return None
     src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src))
-    del src, dst
+    ms = median_ms(functools.partial(torch.empty_like(src).copy_, src))
+    del src
     torch.cuda.empty_cache()
     return 2 * 2**30 / (ms * 1e-3) / 1e9
 
@@ -179,8 +187,9 @@ def bn_setup(shape, dtype, channels_last: bool, provider: str, device: str):
     return x, (lambda: fn(x, *buffers, 0.9)[0])
 
 
-def bench_bn(shape, dtype_name: str, channels_last: bool, provider: str, mode: str, device: str,
-             detail: bool = False) -> dict:
+def bench_bn(
+    shape, dtype_name: str, channels_last: bool, provider: str, mode: str, device: str, detail: bool = False
+) -> dict:
     """One BN-statistics case: {"shape", "median_ms", "traffic" (bytes), "peak_mem_mb"}, and with
     ``detail`` every timing of ``time_case`` (median / min / max of the device and host times).
     Two untimed calls first (JIT compile or autotuning, then the warmed path).
@@ -273,24 +282,45 @@ def render_kernels(rows: list[dict], name: str) -> str:
     runs: dict[tuple, list[dict]] = {}
     for r in rows:
         runs.setdefault((r.get("commit"), r.get("device"), r.get("timestamp") or r.get("command")), []).append(r)
-    lines = ["# Kernel benchmarks", "",
-             "Speedup = eager torch median / this provider's median (same op, mode and shape). GB/s from the",
-             "minimum traffic (see benchmarks/bench_kernels.py); % of copy BW relative to the copy bandwidth",
-             "below.", ""]
+    lines = [
+        "# Kernel benchmarks",
+        "",
+        "Speedup = eager torch median / this provider's median (same op, mode and shape). GB/s from the",
+        "minimum traffic (see benchmarks/bench_kernels.py); % of copy BW relative to the copy bandwidth",
+        "below.",
+        "",
+    ]
     for i, run in enumerate(runs.values()):
         eager = {(r["op"], r["mode"], r["shape"]): float(r["median_ms"]) for r in run if r["provider"] == "torch"}
         body = []
         for r in run:
             base = eager.get((r["op"], r["mode"], r["shape"]))
-            body.append([r["op"], r["provider"], r["mode"], r["shape"], fixed(r["median_ms"], 3),
-                         fixed(base / float(r["median_ms"]) if base else None, 2), fixed(r["gbps"], 1),
-                         fixed(r["pct_of_copy_bw"], 1), fixed(r["peak_mem_mb"], 1)])
+            body.append(
+                [
+                    r["op"],
+                    r["provider"],
+                    r["mode"],
+                    r["shape"],
+                    fixed(r["median_ms"], 3),
+                    fixed(base / float(r["median_ms"]) if base else None, 2),
+                    fixed(r["gbps"], 1),
+                    fixed(r["pct_of_copy_bw"], 1),
+                    fixed(r["peak_mem_mb"], 1),
+                ]
+            )
         lines += [f"## Run {i + 1}", ""] if len(runs) > 1 else []
-        lines += [*provenance_lines(run)[:-1], f"- copy bandwidth (1 GiB copy): {_copy_bandwidth(run)}", "",
-                  *table(["op", "provider", "mode", "shape", "median ms", "speedup vs torch", "GB/s", "% of copy BW",
-                           "peak MB"], body, ["---"] * 4 + ["---:"] * 5), ""]
+        lines += [
+            *provenance_lines(run)[:-1],
+            f"- copy bandwidth (1 GiB copy): {_copy_bandwidth(run)}",
+            "",
+            *table(
+                ["op", "provider", "mode", "shape", "median ms", "speedup vs torch", "GB/s", "% of copy BW", "peak MB"],
+                body,
+                ["---"] * 4 + ["---:"] * 5,
+            ),
+            "",
+        ]
     return "\n".join(lines)
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -302,10 +332,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The command line: which ops, providers, modes, shapes; --smoke and --results-dir."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ops", nargs="+", default=["bn_stats", "noisy_init"], choices=["bn_stats", "noisy_init"])
-    p.add_argument("--providers", nargs="+", default=None,
-                   help="subset of triton torch compile torch_loop (default: all; smoke: triton torch torch_loop)")
-    p.add_argument("--modes", nargs="+", default=["forward", "backward", "full"],
-                   choices=["forward", "backward", "full"])
+    p.add_argument(
+        "--providers",
+        nargs="+",
+        default=None,
+        help="subset of triton torch compile torch_loop (default: all; smoke: triton torch torch_loop)",
+    )
+    p.add_argument(
+        "--modes", nargs="+", default=["forward", "backward", "full"], choices=["forward", "backward", "full"]
+    )
     p.add_argument("--suites", nargs="+", default=["resnet50", "wrn40_2"], choices=["resnet50", "wrn40_2"])
     p.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"], choices=["nchw", "channels_last"])
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
@@ -328,8 +363,11 @@ def main(argv=None) -> int:
                                    ["triton", "torch", "compile", "torch_loop"])  # fmt: skip
     device = "cuda" if on_gpu else "cpu"
     copy_bw = copy_bandwidth_gbps()
-    meta = {**provenance(command=command_line(argv, __file__)), "triton": triton_version(),
-            "copy_bw_gbps": round(copy_bw, 1) if copy_bw else ""}
+    meta = {
+        **provenance(command=command_line(argv, __file__)),
+        "triton": triton_version(),
+        "copy_bw_gbps": round(copy_bw, 1) if copy_bw else "",
+    }
     print("\n".join(f"{k}: {v}" for k, v in meta.items()))
 
     cases = []  # (op, provider, mode, thunk)
@@ -339,14 +377,15 @@ def main(argv=None) -> int:
             for layout in args.layouts:
                 for provider in [p for p in providers if p in ("triton", "torch", "compile")]:
                     for mode in args.modes:
-                        cases.append(("bn_stats", provider, mode, lambda s=shape, l=layout, p=provider, m=mode:
-                                      bench_bn(s, args.dtype, l == "channels_last", p, m, device)))  # fmt: skip
+                        cases.append(("bn_stats", provider, mode, lambda s=shape, lay=layout, p=provider, m=mode:
+                                      bench_bn(s, args.dtype, lay == "channels_last", p, m, device)))  # fmt: skip
     if "noisy_init" in args.ops:
         shape = NOISY_SHAPES["smoke" if args.smoke else "full"]
         for init in args.inits:
             for provider in [p for p in providers if p in ("triton", "torch", "torch_loop")]:
-                cases.append(("noisy_init", provider, "forward",
-                              lambda i=init, p=provider: bench_noisy(shape, i, p, device)))
+                cases.append(
+                    ("noisy_init", provider, "forward", lambda i=init, p=provider: bench_noisy(shape, i, p, device))
+                )
 
     rows = []
     for op, provider, mode, run in cases:

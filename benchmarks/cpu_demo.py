@@ -17,15 +17,20 @@ def demo_trainer(tmp: str | Path, overrides: list[str], smoke: bool = False):
         term is on); ``student_epoch()`` runs one epoch's ``distill.steps_per_epoch`` student steps.
     """
     from nayer_scale.config import apply_overrides
-    from nayer_scale.recipes import get_preset
     from nayer_scale.models import build_model
     from nayer_scale.models.io import save_model
+    from nayer_scale.recipes import get_preset
     from nayer_scale.trainer import NayerTrainer
 
     teacher = Path(tmp) / "teacher.safetensors"
     save_model(build_model("resnet20", num_classes=10, in_channels=1), teacher)
-    base = [f"teacher.weights={teacher}", "eval.dataset=none", f"run.run_dir={tmp}/run", "run.resume=false",
-            "run.progress=false"]
+    base = [
+        f"teacher.weights={teacher}",
+        "eval.dataset=none",
+        f"run.run_dir={tmp}/run",
+        "run.resume=false",
+        "run.progress=false",
+    ]
     small = ["synthesis.batch_size=20", "distill.batch_size=8", "lte.encoder=hashed:64"] if smoke else []
     cfg = apply_overrides(get_preset("fashion_mnist"), base + overrides + small).validate()
     trainer = NayerTrainer(cfg)

@@ -53,21 +53,39 @@ def parse_runs(items: list[str]) -> list[tuple[str, int]]:
     return runs
 
 
-def run_command(setting: str, method: str, epochs: int, run_dir: Path, processes: int, launcher: str,
-                overrides: list[str]) -> list[str]:
+def run_command(
+    setting: str, method: str, epochs: int, run_dir: Path, processes: int, launcher: str, overrides: list[str]
+) -> list[str]:
     """The command line of one run (the user-facing entry point, resumable)."""
     preset = setting if method == "nayer" else f"{setting}_{method}"
     if launcher == "accelerate":
-        cmd = ["accelerate", "launch", "--num_processes", str(processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd = [
+            "accelerate",
+            "launch",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ]
         if processes > 1:
             cmd.append("--multi_gpu")
     else:
         if processes != 1:
             raise SystemExit("--launcher python runs one process; use --launcher accelerate for more")
         cmd = [sys.executable]
-    return cmd + [str(ROOT / "launch" / "distill.py"), f"preset={preset}", f"run.epochs={epochs}",
-                  f"run.run_dir={run_dir}", "run.resume=true", "run.progress=false", *overrides]
+    return cmd + [
+        str(ROOT / "launch" / "distill.py"),
+        f"preset={preset}",
+        f"run.epochs={epochs}",
+        f"run.run_dir={run_dir}",
+        "run.resume=true",
+        "run.progress=false",
+        *overrides,
+    ]
 
 
 def check_setting(setting: str, runs: list[tuple[str, int]], overrides: list[str]) -> None:
@@ -78,13 +96,16 @@ def check_setting(setting: str, runs: list[tuple[str, int]], overrides: list[str
 
     for method, _ in runs:
         try:
-            cfg = apply_overrides(get_preset(setting if method == "nayer" else f"{setting}_{method}"),
-                                  list(overrides)).validate()
+            cfg = apply_overrides(
+                get_preset(setting if method == "nayer" else f"{setting}_{method}"), list(overrides)
+            ).validate()
         except ConfigError as err:
             raise SystemExit(f"--setting {setting} / {method}: {err}") from err
         if cfg.eval.dataset == "none":
-            raise SystemExit(f"--setting {setting} has no evaluation set: pass --set eval.dataset=<name> "
-                             "--set eval.root=<folder> (top-1 against hours needs one)")
+            raise SystemExit(
+                f"--setting {setting} has no evaluation set: pass --set eval.dataset=<name> "
+                "--set eval.root=<folder> (top-1 against hours needs one)"
+            )
 
 
 def read_run(run_dir: Path, method: str, epochs: int) -> tuple[dict, list[dict]]:
@@ -95,15 +116,34 @@ def read_run(run_dir: Path, method: str, epochs: int) -> tuple[dict, list[dict]]
         r = json.loads(line)
         if r.get("student_top1") is None:
             continue
-        rows.append({"method": method, "budget_epochs": epochs, "epoch": r["epoch"], "final": False,
-                     "top1": r["student_top1"], "device_hours": r["device_hours"],
-                     "synthesis_device_hours": r["synthesis_s"] * r["num_devices"] / 3600.0,
-                     "unit": r["device_hours_unit"], "device_kind": r["device_kind"],
-                     "num_devices": r["num_devices"]})
-    rows.append({"method": method, "budget_epochs": epochs, "epoch": epochs - 1, "final": True,
-                 "top1": summary["student_top1"], "device_hours": summary["device_hours"],
-                 "synthesis_device_hours": summary["synthesis_device_hours"], "unit": summary["device_hours_unit"],
-                 "device_kind": summary["device_kind"], "num_devices": summary["num_processes"]})
+        rows.append(
+            {
+                "method": method,
+                "budget_epochs": epochs,
+                "epoch": r["epoch"],
+                "final": False,
+                "top1": r["student_top1"],
+                "device_hours": r["device_hours"],
+                "synthesis_device_hours": r["synthesis_s"] * r["num_devices"] / 3600.0,
+                "unit": r["device_hours_unit"],
+                "device_kind": r["device_kind"],
+                "num_devices": r["num_devices"],
+            }
+        )
+    rows.append(
+        {
+            "method": method,
+            "budget_epochs": epochs,
+            "epoch": epochs - 1,
+            "final": True,
+            "top1": summary["student_top1"],
+            "device_hours": summary["device_hours"],
+            "synthesis_device_hours": summary["synthesis_device_hours"],
+            "unit": summary["device_hours_unit"],
+            "device_kind": summary["device_kind"],
+            "num_devices": summary["num_processes"],
+        }
+    )
     return summary, rows
 
 
@@ -135,18 +175,24 @@ def analyse(results: list[tuple[str, int, list[dict]]]) -> tuple[list[dict], lis
     if di_key:
         target = finals[di_key]["top1"]
         t_di = first_time_reaching(curves[di_key], target) or finals[di_key]["device_hours"]
-        lines.append(f"DeepInversion ({di_key[1]} epochs) ends at {100 * target:.2f}% top-1, first reached after "
-                     f"{t_di:.3f} {unit}.")
+        lines.append(
+            f"DeepInversion ({di_key[1]} epochs) ends at {100 * target:.2f}% top-1, first reached after "
+            f"{t_di:.3f} {unit}."
+        )
         for m, e, rows in results:
             if m != "nayer":
                 continue
             t = first_time_reaching(rows, target)
             if t is None:
-                lines.append(f"NAYER ({e} epochs) never reaches DeepInversion's final {100 * target:.2f}% "
-                             f"(it ends at {100 * finals[(m, e)]['top1']:.2f}%).")
+                lines.append(
+                    f"NAYER ({e} epochs) never reaches DeepInversion's final {100 * target:.2f}% "
+                    f"(it ends at {100 * finals[(m, e)]['top1']:.2f}%)."
+                )
             else:
-                lines.append(f"NAYER ({e} epochs) first reaches {100 * target:.2f}% after {t:.3f} {unit}: "
-                             f"**{t_di / t:.1f}x** faster than DeepInversion to equal accuracy.")
+                lines.append(
+                    f"NAYER ({e} epochs) first reaches {100 * target:.2f}% after {t:.3f} {unit}: "
+                    f"**{t_di / t:.1f}x** faster than DeepInversion to equal accuracy."
+                )
     nayer_runs = [(m, e) for m, e, _ in results if m == "nayer"]
     for m, e, _ in results:
         if m != "fast" or not nayer_runs:
@@ -155,10 +201,12 @@ def analyse(results: list[tuple[str, int, list[dict]]]) -> tuple[list[dict], lis
         nk = min(nayer_runs, key=lambda k: abs(finals[k]["device_hours"] - fast["device_hours"]))
         nayer = finals[nk]
         gap = 100 * (nayer["top1"] - fast["top1"])
-        lines.append(f"At about equal time, NAYER ({nk[1]} epochs, {nayer['device_hours']:.3f} {unit}) reaches "
-                     f"{100 * nayer['top1']:.2f}% and Fast ({e} epochs, {fast['device_hours']:.3f} {unit}) "
-                     f"{100 * fast['top1']:.2f}%: NAYER is **{gap:+.2f} points** "
-                     f"{'more' if gap >= 0 else 'less'} accurate.")
+        lines.append(
+            f"At about equal time, NAYER ({nk[1]} epochs, {nayer['device_hours']:.3f} {unit}) reaches "
+            f"{100 * nayer['top1']:.2f}% and Fast ({e} epochs, {fast['device_hours']:.3f} {unit}) "
+            f"{100 * fast['top1']:.2f}%: NAYER is **{gap:+.2f} points** "
+            f"{'more' if gap >= 0 else 'less'} accurate."
+        )
     return per_run, lines
 
 
@@ -179,10 +227,18 @@ def _gpu_hours_results(rows: list[dict]) -> list[tuple[str, int, list[dict]]]:
     """CSV rows -> [(method, budget epochs, typed rows)], as gpu_hours.analyse takes them."""
     runs: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
-        typed = {"method": r["method"], "budget_epochs": int(r["budget_epochs"]), "epoch": int(r["epoch"]),
-                 "final": str(r["final"]) == "True", "top1": float(r["top1"]),
-                 "device_hours": float(r["device_hours"]), "synthesis_device_hours": float(r["synthesis_device_hours"]),
-                 "unit": r["unit"], "device_kind": r["device_kind"], "num_devices": int(r["num_devices"])}
+        typed = {
+            "method": r["method"],
+            "budget_epochs": int(r["budget_epochs"]),
+            "epoch": int(r["epoch"]),
+            "final": str(r["final"]) == "True",
+            "top1": float(r["top1"]),
+            "device_hours": float(r["device_hours"]),
+            "synthesis_device_hours": float(r["synthesis_device_hours"]),
+            "unit": r["unit"],
+            "device_kind": r["device_kind"],
+            "num_devices": int(r["num_devices"]),
+        }
         runs.setdefault((typed["method"], typed["budget_epochs"]), []).append(typed)
     return [(m, e, rs) for (m, e), rs in runs.items()]
 
@@ -201,9 +257,14 @@ def plot_gpu_hours(rows: list[dict], path: Path) -> None:
     colors = {"nayer": "tab:red", "deepinversion": "tab:blue", "fast": "tab:green"}
     for m, e, rs in results:
         curve = [r for r in rs if not r["final"]]
-        ax.plot([r["device_hours"] for r in curve], [100 * r["top1"] for r in curve], marker=".",
-                color=colors[m], alpha=0.35 + 0.65 * (e == max(ep for mm, ep, _ in results if mm == m)),
-                label=f"{LABELS[m]} ({e} epochs)")
+        ax.plot(
+            [r["device_hours"] for r in curve],
+            [100 * r["top1"] for r in curve],
+            marker=".",
+            color=colors[m],
+            alpha=0.35 + 0.65 * (e == max(ep for mm, ep, _ in results if mm == m)),
+            label=f"{LABELS[m]} ({e} epochs)",
+        )
         final = rs[-1]
         ax.scatter([final["device_hours"]], [100 * final["top1"]], s=60, color=colors[m], edgecolor="black", zorder=3)
     ax.set_xscale("log")
@@ -234,15 +295,34 @@ def render_gpu_hours(rows: list[dict], name: str) -> str:
     lines = []
     for r in per_run:
         speed = f"{r['speedup_vs_di']:.2f}x" if r["speedup_vs_di"] is not None else "n/a"
-        lines.append([LABELS[r["method"]], r["budget_epochs"], f"{100 * r['top1']:.2f}", f"{r['device_hours']:.4f}",
-                      f"{r['synthesis_device_hours']:.4f}", speed])
-    md = [f"# Top-1 against {unit}: {setting}", "", *provenance_lines(rows),
-          f"Runs on {last['device_kind']} x {last['num_devices']} process(es); {unit} = wall-clock x processes.", "",
-          teacher, "",
-          *table(["Method", "Epochs", "Student top-1 (%)", unit, f"Synthesis-only {unit}",
-                   "Speed-up vs DeepInversion"], lines),
-          "", *[f"- {s}" for s in sentences], "",
-          f"Time-to-accuracy points: `{name}.csv`; plot: `{name}.png`.", ""]
+        lines.append(
+            [
+                LABELS[r["method"]],
+                r["budget_epochs"],
+                f"{100 * r['top1']:.2f}",
+                f"{r['device_hours']:.4f}",
+                f"{r['synthesis_device_hours']:.4f}",
+                speed,
+            ]
+        )
+    md = [
+        f"# Top-1 against {unit}: {setting}",
+        "",
+        *provenance_lines(rows),
+        f"Runs on {last['device_kind']} x {last['num_devices']} process(es); {unit} = wall-clock x processes.",
+        "",
+        teacher,
+        "",
+        *table(
+            ["Method", "Epochs", "Student top-1 (%)", unit, f"Synthesis-only {unit}", "Speed-up vs DeepInversion"],
+            lines,
+        ),
+        "",
+        *[f"- {s}" for s in sentences],
+        "",
+        f"Time-to-accuracy points: `{name}.csv`; plot: `{name}.png`.",
+        "",
+    ]
     return "\n".join(md)
 
 
@@ -250,10 +330,17 @@ def main(argv: list[str] | None = None) -> None:
     """Run (or reuse) every --runs item, then write <out>.csv, .md and .png (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", default="fashion_mnist", help="preset family: fashion_mnist, cifar10, cifar100")
-    p.add_argument("--runs", nargs="+", default=["nayer:10", "nayer:20", "fast:60", "deepinversion:60"],
-                   help="method:epochs items, method in nayer, deepinversion, fast")
-    p.add_argument("--out", default="benchmarks/results/gpu_hours_fashion_mnist",
-                   help="output path without suffix (.csv, .md and .png are written)")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=["nayer:10", "nayer:20", "fast:60", "deepinversion:60"],
+        help="method:epochs items, method in nayer, deepinversion, fast",
+    )
+    p.add_argument(
+        "--out",
+        default="benchmarks/results/gpu_hours_fashion_mnist",
+        help="output path without suffix (.csv, .md and .png are written)",
+    )
     p.add_argument("--processes", type=int, default=1, help="processes (GPUs) per run")
     add_common_args(p, "set", "launcher", "work_dir", work_dir="runs/gpu_hours")
     args = p.parse_args(argv)

@@ -63,8 +63,10 @@ def build_bank(root: Path, n: int, size: int, channels: int) -> None:
     g = torch.Generator().manual_seed(0)
     for start in range(0, n, SHARD):
         k = min(SHARD, n - start)
-        bank.write(torch.randint(0, 256, (k, channels, size, size), generator=g, dtype=torch.uint8),
-                   torch.randint(0, 10, (k,), generator=g))
+        bank.write(
+            torch.randint(0, 256, (k, channels, size, size), generator=g, dtype=torch.uint8),
+            torch.randint(0, 10, (k,), generator=g),
+        )
     bank.close()
 
 
@@ -146,8 +148,17 @@ def worker(rank: int, world: int, root: str, cache: str, args: dict, out: dict, 
         else:
             wait, total = wait + (t1 - t0), total + (t2 - t0)
     running = memory()  # the prefetch pipeline is full here: its batches in flight count
-    out[rank] = {"wait": wait, "total": total, "first": first, "read_s": read_s, "n_read": n_read,
-                 "before": before, "cached": cached, "running": running, "len": len(bank)}
+    out[rank] = {
+        "wait": wait,
+        "total": total,
+        "first": first,
+        "read_s": read_s,
+        "n_read": n_read,
+        "before": before,
+        "cached": cached,
+        "running": running,
+        "len": len(bank),
+    }
     del it
     bank.close()
 
@@ -191,10 +202,16 @@ def encoding_rows(smoke: bool) -> list[dict]:
             for blob in blobs:
                 shards.decode_image(blob, suffix, channels)
             seconds = time.perf_counter() - start
-            rows.append({"table": "encoding", "images": name, "encoding": encoding,
-                         "bytes_per_image": round(sum(map(len, blobs)) / len(blobs)),
-                         "raw_bytes_per_image": int(np.prod(images.shape[1:])),
-                         "decode_images_per_s_1core": round(len(blobs) / seconds)})
+            rows.append(
+                {
+                    "table": "encoding",
+                    "images": name,
+                    "encoding": encoding,
+                    "bytes_per_image": round(sum(map(len, blobs)) / len(blobs)),
+                    "raw_bytes_per_image": int(np.prod(images.shape[1:])),
+                    "decode_images_per_s_1core": round(len(blobs) / seconds),
+                }
+            )
     return rows
 
 
@@ -211,25 +228,41 @@ def host_alloc_rows(batch: int, repeats: int) -> list[dict]:
     rows = []
     for size in (32, 224):
         shape = (batch, 3, size, size)
-        for name, alloc in (("torch.empty", lambda: torch.empty(shape, dtype=torch.uint8)),
-                            ("host_empty", lambda: host_empty(shape))):
+        for name, alloc in (
+            ("torch.empty", lambda: torch.empty(shape, dtype=torch.uint8)),
+            ("host_empty", lambda: host_empty(shape)),
+        ):
             times, faults = [], []
             for _ in range(repeats):
                 f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
                 alloc().fill_(1)
                 times.append(time.perf_counter() - t0)
                 faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-            rows.append({"table": "host_alloc", "image_px": size, "batch": batch, "allocator": name,
-                         "batch_MB": round(float(np.prod(shape)) / 1e6, 1), "alloc_write_ms": round(1e3 * float(np.median(times)), 2),
-                         "page_faults": int(np.median(faults)), "thp": thp})
+            rows.append(
+                {
+                    "table": "host_alloc",
+                    "image_px": size,
+                    "batch": batch,
+                    "allocator": name,
+                    "batch_MB": round(float(np.prod(shape)) / 1e6, 1),
+                    "alloc_write_ms": round(1e3 * float(np.median(times)), 2),
+                    "page_faults": int(np.median(faults)),
+                    "thp": thp,
+                }
+            )
     return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring); --smoke shrinks the sizes, steps and batch."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", nargs="+", default=["32:100000", "224:8000"], metavar="PX:IMAGES",
-                   help="bank image size and number of images (default: 32 px x 100k, 224 px x 8k)")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["32:100000", "224:8000"],
+        metavar="PX:IMAGES",
+        help="bank image size and number of images (default: 32 px x 100k, 224 px x 8k)",
+    )
     p.add_argument("--caches", nargs="+", default=["device", "node", "none"], choices=["device", "cpu", "node", "none"])
     p.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     p.add_argument("--batch", type=int, default=256)
@@ -237,25 +270,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefetch", type=int, default=2)
     p.add_argument("--read-threads", type=int, default=8)
     p.add_argument("--compute", default="sleep:0.08", help="sleep:SECONDS (emulated GPU step) or fashion_mnist")
-    p.add_argument("--tables", nargs="+", default=["data_wait", "encoding", "host_alloc"],
-                   choices=["data_wait", "encoding", "host_alloc"], help="which measurements (default: all)")
+    p.add_argument(
+        "--tables",
+        nargs="+",
+        default=["data_wait", "encoding", "host_alloc"],
+        choices=["data_wait", "encoding", "host_alloc"],
+        help="which measurements (default: all)",
+    )
     p.add_argument("--no-encodings", action="store_true", help="the same as leaving encoding out of --tables")
     p.add_argument("--append", action="store_true", help="add rows to the existing CSV (another --compute)")
-    add_common_args(p, "work_dir", "results_dir", "smoke", work_dir=os.path.join(tempfile.gettempdir(), "nayer-bank-bench"))
+    add_common_args(
+        p, "work_dir", "results_dir", "smoke", work_dir=os.path.join(tempfile.gettempdir(), "nayer-bank-bench")
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.steps, args.batch = ["32:600", "64:300"], 4, 32
     return args
 
 
-def data_wait_row(root: Path, size: int, n: int, cache: str, world: int, args: argparse.Namespace,
-                  shm: str) -> dict:
+def data_wait_row(root: Path, size: int, n: int, cache: str, world: int, args: argparse.Namespace, shm: str) -> dict:
     """One (bank, cache, processes) measurement of ``worker`` as a CSV row: the step time, the share
     of it spent waiting for batches, the first batch's wait, the read throughput and node memory."""
     bank_bytes = n * 3 * size * size
-    conf = {"batch": args.batch, "steps": args.steps, "prefetch": args.prefetch, "size": size,
-            "read_threads": args.read_threads, "compute": args.compute,
-            "shm": shm}
+    conf = {
+        "batch": args.batch,
+        "steps": args.steps,
+        "prefetch": args.prefetch,
+        "size": size,
+        "read_threads": args.read_threads,
+        "compute": args.compute,
+        "shm": shm,
+    }
     res = measure(root, cache, world, conf)
     wait = sum(r["wait"] for r in res.values())
     total = sum(r["total"] for r in res.values())
@@ -265,15 +310,26 @@ def data_wait_row(root: Path, size: int, n: int, cache: str, world: int, args: a
         return sum(r[point]["private"] + r[point]["shm"] for r in res.values())
 
     base, node_mem, running = node("before"), node("cached"), node("running")
-    return {"table": "data_wait", "image_px": size, "bank_images": n, "bank_MB": round(bank_bytes / 1e6),
-            "cache": cache, "processes": world, "batch": args.batch, "prefetch": args.prefetch,
-            "compute": args.compute, "step_s": round(total / (world * (args.steps - 1)), 4),
-            "data_wait_frac": round(wait / total, 4),
-            "first_batch_wait_s": round(max(r["first"] for r in res.values()), 3),
-            "read_images_per_s": round(read_rate), "read_MB_per_s": round(read_rate * 3 * size * size / 1e6),
-            "node_mem_MB": round(node_mem / 1e6), "node_mem_before_MB": round(base / 1e6),
-            "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2),
-            "node_mem_running_MB": round(running / 1e6)}
+    return {
+        "table": "data_wait",
+        "image_px": size,
+        "bank_images": n,
+        "bank_MB": round(bank_bytes / 1e6),
+        "cache": cache,
+        "processes": world,
+        "batch": args.batch,
+        "prefetch": args.prefetch,
+        "compute": args.compute,
+        "step_s": round(total / (world * (args.steps - 1)), 4),
+        "data_wait_frac": round(wait / total, 4),
+        "first_batch_wait_s": round(max(r["first"] for r in res.values()), 3),
+        "read_images_per_s": round(read_rate),
+        "read_MB_per_s": round(read_rate * 3 * size * size / 1e6),
+        "node_mem_MB": round(node_mem / 1e6),
+        "node_mem_before_MB": round(base / 1e6),
+        "cache_copies_per_node": round((node_mem - base) / bank_bytes, 2),
+        "node_mem_running_MB": round(running / 1e6),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,11 +32,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nayer_scale.config import ConfigError, check_resume_compatible
-from nayer_scale.recipes import compose_config
-
 from benchmarks.lib.provenance import ROOT, add_common_args, command_line, results_dir, write_csv
 from benchmarks.lib.report import provenance_lines, register, table, write_report
+from nayer_scale.config import ConfigError, check_resume_compatible
+from nayer_scale.recipes import compose_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(argv, __file__)
     overrides = list(args.set)
     if args.smoke:
-        args.caps, overrides = [48, 0], overrides + [
-            "teacher.arch=resnet20", "synthesis.batch_size=24", "synthesis.num_generator_steps=1",
-            "distill.steps_per_epoch=2", "run.epochs=4", "eval.every_epochs=10", "synthesis.generator_width=8"]
+        args.caps, overrides = (
+            [48, 0],
+            overrides
+            + [
+                "teacher.arch=resnet20",
+                "synthesis.batch_size=24",
+                "synthesis.num_generator_steps=1",
+                "distill.steps_per_epoch=2",
+                "run.epochs=4",
+                "eval.every_epochs=10",
+                "synthesis.generator_width=8",
+            ],
+        )
     threads = [f"run.cpu_threads={max(1, (os.cpu_count() or 1) // args.jobs)}"]
-    runs = [(cap, policy, seed) for seed in args.seeds for cap in args.caps
-            for policy in (args.policies if cap else ["fifo"])]
+    runs = [
+        (cap, policy, seed)
+        for seed in args.seeds
+        for cap in args.caps
+        for policy in (args.policies if cap else ["fifo"])
+    ]
     work = Path(args.work_dir) / ("smoke" if args.smoke else "")
 
     def run_dir(cap: int, policy: str, seed: int) -> Path:
@@ -64,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def settings(run: tuple[int, str, int]) -> list[str]:
         cap, policy, seed = run
-        return [f"run.run_dir={run_dir(*run)}", "run.resume=true", "run.progress=false", f"run.seed={seed}",
-                f"memory.max_images={cap}", f"memory.retirement={policy}", *threads, *overrides]
+        return [
+            f"run.run_dir={run_dir(*run)}",
+            "run.resume=true",
+            "run.progress=false",
+            f"run.seed={seed}",
+            f"memory.max_images={cap}",
+            f"memory.retirement={policy}",
+            *threads,
+            *overrides,
+        ]
 
     runs_to_do = []
     for run in runs:  # before any work: a finished run is reused, a run with other settings refused
@@ -77,18 +98,30 @@ def main(argv: list[str] | None = None) -> int:
     def launch(run: tuple[int, str, int]) -> None:
         cmd = [sys.executable, str(ROOT / "launch" / "distill.py"), "preset=fashion_mnist", *settings(run)]
         print("+", shlex.join(cmd), flush=True)
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                       stdout=subprocess.DEVNULL if args.jobs > 1 else None)
+        subprocess.run(
+            cmd,
+            check=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL if args.jobs > 1 else None,
+        )
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(launch, runs_to_do))
     rows = []
     for cap, policy, seed in runs:
         summary = json.loads((run_dir(cap, policy, seed) / "summary.json").read_text())
-        rows.append({"max_images": cap or "all", "retirement": policy if cap else "-", "seed": seed,
-                     "memory_size_end": summary["memory_size"], "student_top1": round(100 * summary["student_top1"], 2),
-                     "teacher_top1": round(100 * summary["teacher_top1"], 2), "wall_s": round(summary["wall_s"]),
-                     "overrides": " ".join(overrides)})
+        rows.append(
+            {
+                "max_images": cap or "all",
+                "retirement": policy if cap else "-",
+                "seed": seed,
+                "memory_size_end": summary["memory_size"],
+                "student_top1": round(100 * summary["student_top1"], 2),
+                "teacher_top1": round(100 * summary["teacher_top1"], 2),
+                "wall_s": round(summary["wall_s"]),
+                "overrides": " ".join(overrides),
+            }
+        )
     out = results_dir(args, "memory_cap") / ("memory_cap_smoke.csv" if args.smoke else "memory_cap_fashion_mnist.csv")
     if out.exists():
         out.unlink()
@@ -116,11 +149,14 @@ def finished(run_dir: Path, overrides: list[str]) -> bool:
     try:
         check_resume_compatible(old, now)
     except ConfigError as err:
-        raise ConfigError(f"{run_dir} holds a run with other settings ({err}); delete it or give another "
-                          "--work-dir") from None
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({err}); delete it or give another --work-dir"
+        ) from None
     if old["run"]["epochs"] != now["run"]["epochs"]:
-        raise ConfigError(f"{run_dir} holds a run of {old['run']['epochs']} epochs, this study asks for "
-                          f"{now['run']['epochs']}; delete it or give another --work-dir")
+        raise ConfigError(
+            f"{run_dir} holds a run of {old['run']['epochs']} epochs, this study asks for "
+            f"{now['run']['epochs']}; delete it or give another --work-dir"
+        )
     return (run_dir / "summary.json").exists()
 
 
@@ -151,20 +187,37 @@ def render_table(rows: list[dict], name: str) -> str:
         each = f" ({', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
         return f"{_mean(values):.2f}{each}"
 
-    body = [[cap, "100%" if cap == "all" else f"{100 * int(cap) / made:.0f}%" if made else "?",
-             *((top1(cap, "-"), "-") if cap == "all" else (top1(cap, "fifo"), top1(cap, "reservoir")))]
-            for cap in caps]
-    per_cell = (f"Mean over seeds {', '.join(seeds)} (each seed in brackets)" if len(seeds) > 1
-                else f"One seed per cell (run.seed={seeds[0]})")
+    body = [
+        [
+            cap,
+            "100%" if cap == "all" else f"{100 * int(cap) / made:.0f}%" if made else "?",
+            *((top1(cap, "-"), "-") if cap == "all" else (top1(cap, "fifo"), top1(cap, "reservoir"))),
+        ]
+        for cap in caps
+    ]
+    per_cell = (
+        f"Mean over seeds {', '.join(seeds)} (each seed in brackets)"
+        if len(seeds) > 1
+        else f"One seed per cell (run.seed={seeds[0]})"
+    )
     first = rows[0]
-    lines = [f"# Student top-1 against the memory-bank cap: {name}", "", *provenance_lines(rows),
-             f"Preset `fashion_mnist` with `{first.get('overrides') or 'no overrides'}`; teacher top-1 "
-             f"{float(first['teacher_top1']):.2f}%; top-1 on the 10,000 real test images (%). "
-             f"{per_cell}. Plot: `{name}.png`.", "",
-             *table(["memory.max_images", "share of the images made", "FIFO (newest kept)",
-                      "reservoir (uniform over history)"], body, ["---:"] * 4), "",
-             "Paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18): 90.41% at 5k images, 91.64% at 100k, 91.94% "
-             "with all.", ""]
+    lines = [
+        f"# Student top-1 against the memory-bank cap: {name}",
+        "",
+        *provenance_lines(rows),
+        f"Preset `fashion_mnist` with `{first.get('overrides') or 'no overrides'}`; teacher top-1 "
+        f"{float(first['teacher_top1']):.2f}%; top-1 on the 10,000 real test images (%). "
+        f"{per_cell}. Plot: `{name}.png`.",
+        "",
+        *table(
+            ["memory.max_images", "share of the images made", "FIFO (newest kept)", "reservoir (uniform over history)"],
+            body,
+            ["---:"] * 4,
+        ),
+        "",
+        "Paper (Table 5, CIFAR-10, ResNet-34 -> ResNet-18): 90.41% at 5k images, 91.64% at 100k, 91.94% with all.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -180,8 +233,13 @@ def plot(rows: list[dict], path: Path) -> None:
     for policy, color in (("fifo", "tab:red"), ("reservoir", "tab:blue")):
         capped = [c for c in caps if (c, policy) in by]
         if capped:
-            ax.plot([int(c) for c in capped], [_mean(by[(c, policy)]) for c in capped], marker="o", color=color,
-                    label=f"{policy} retirement (mean)")
+            ax.plot(
+                [int(c) for c in capped],
+                [_mean(by[(c, policy)]) for c in capped],
+                marker="o",
+                color=color,
+                label=f"{policy} retirement (mean)",
+            )
             for c in capped:  # every seed as a dot
                 ax.scatter([int(c)] * len(by[(c, policy)]), by[(c, policy)], color=color, s=12, alpha=0.5)
     if ("all", "-") in by:

@@ -75,26 +75,67 @@ def measure(condition: str, steps: int, smoke: bool) -> dict:
     teacher_s = _median_time(teacher_step, steps)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, epoch, student_step = demo_trainer(
-            tmp, [f"run.mixed_precision={mixed}", f"run.channels_last={layout == 'cl'}",
-                  "synthesis.num_generator_steps=1", "distill.steps_per_epoch=1", "distill.batch_size=256"], smoke)
+            tmp,
+            [
+                f"run.mixed_precision={mixed}",
+                f"run.channels_last={layout == 'cl'}",
+                "synthesis.num_generator_steps=1",
+                "distill.steps_per_epoch=1",
+                "distill.batch_size=256",
+            ],
+            smoke,
+        )
         generator_s = _median_time(lambda: trainer.synthesize(epoch, 1), steps)
         student_s = _median_time(student_step, steps)
-    return {"condition": condition, "teacher_step_s": round(teacher_s, 3), "generator_step_s": round(generator_s, 3),
-            "student_step_s": round(student_s, 3), "threads": torch.get_num_threads()}
+    return {
+        "condition": condition,
+        "teacher_step_s": round(teacher_s, 3),
+        "generator_step_s": round(generator_s, 3),
+        "student_step_s": round(student_s, 3),
+        "threads": torch.get_num_threads(),
+    }
 
 
 @register("precision_cpu")
 def render_precision_cpu(rows: list[dict], name: str) -> str:
     """Seconds per teacher / generator / student step per condition, one row per measurement."""
     shown = ("device", "torch", "commit", "timestamp", "date", "precision")
-    lines = ["# Precision and memory format on CPU (Fashion-MNIST demo shapes)", "",
-             "Seconds per step, medians (random weights): ResNet-20 teacher SGD step at batch 256; one NAYER generator "
-             "step of the `fashion_mnist` preset (batch 200); one student step (ResNet-8, batch 256). `+cl` = "
-             "channels_last.", "", *provenance_lines(rows, skip=shown),
-             *table(["condition", "teacher step s", "generator step s", "student step s", "threads", "device",
-                      "torch", "commit", "date"],
-                     [[r["condition"], r["teacher_step_s"], r["generator_step_s"], r["student_step_s"], r["threads"],
-                       r["device"], r["torch"], short_commit(r["commit"]), date_of(r)] for r in rows])]
+    lines = [
+        "# Precision and memory format on CPU (Fashion-MNIST demo shapes)",
+        "",
+        "Seconds per step, medians (random weights): ResNet-20 teacher SGD step at batch 256; one NAYER generator "
+        "step of the `fashion_mnist` preset (batch 200); one student step (ResNet-8, batch 256). `+cl` = "
+        "channels_last.",
+        "",
+        *provenance_lines(rows, skip=shown),
+        *table(
+            [
+                "condition",
+                "teacher step s",
+                "generator step s",
+                "student step s",
+                "threads",
+                "device",
+                "torch",
+                "commit",
+                "date",
+            ],
+            [
+                [
+                    r["condition"],
+                    r["teacher_step_s"],
+                    r["generator_step_s"],
+                    r["student_step_s"],
+                    r["threads"],
+                    r["device"],
+                    r["torch"],
+                    short_commit(r["commit"]),
+                    date_of(r),
+                ]
+                for r in rows
+            ],
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -30,10 +30,19 @@ GROUPS = {
     "convolutions (forward)": ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::thnn_conv2d"),
     "convolutions (backward)": ("aten::convolution_backward",),
     # kernels.bn_stats.batch_statistics: mean, squared deviations, closed-form backward (addcmul)
-    "BN-statistics loss (batch statistics forward and backward)": ("aten::var_mean", "aten::mean", "aten::square_",
-                                                                   "aten::addcmul"),
+    "BN-statistics loss (batch statistics forward and backward)": (
+        "aten::var_mean",
+        "aten::mean",
+        "aten::square_",
+        "aten::addcmul",
+    ),
     "BatchNorm layers": ("aten::native_batch_norm", "aten::native_batch_norm_backward"),
-    "linear layers (noisy layer, generator input, classifier)": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+    "linear layers (noisy layer, generator input, classifier)": (
+        "aten::mm",
+        "aten::addmm",
+        "aten::bmm",
+        "aten::baddbmm",
+    ),
     "activations": ("aten::clamp_min", "aten::threshold_backward", "aten::leaky_relu", "aten::leaky_relu_backward"),
     "upsampling": ("aten::upsample_nearest2d", "aten::upsample_nearest2d_backward"),
     "optimizer (Adam / SGD)": ("aten::addcdiv_", "aten::addcmul_", "aten::lerp_", "aten::sqrt", "aten::_foreach*"),
@@ -64,14 +73,15 @@ def profile_steps(generator_steps: int, student_steps: int, smoke: bool) -> tupl
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         trainer, epoch, student_epoch = demo_trainer(
-            tmp, [f"synthesis.num_generator_steps={generator_steps}", f"distill.steps_per_epoch={student_steps}"],
-            smoke)
+            tmp, [f"synthesis.num_generator_steps={generator_steps}", f"distill.steps_per_epoch={student_steps}"], smoke
+        )
         cfg = trainer.cfg
         trainer.synthesize(epoch, 1)  # warm-up of the timed code path
         student_epoch()  # warm-up
         for phase, fn, steps, batch in (
-                ("generator step", lambda: trainer.synthesize(epoch, 2), generator_steps, cfg.synthesis.batch_size),
-                ("student step", student_epoch, student_steps, cfg.distill.batch_size)):
+            ("generator step", lambda: trainer.synthesize(epoch, 2), generator_steps, cfg.synthesis.batch_size),
+            ("student step", student_epoch, student_steps, cfg.distill.batch_size),
+        ):
             start = time.perf_counter()
             fn()
             wall = (time.perf_counter() - start) / steps
@@ -79,8 +89,16 @@ def profile_steps(generator_steps: int, student_steps: int, smoke: bool) -> tupl
                 fn()
             groups = grouped(prof)
             total = sum(groups.values())
-            rows += [{"phase": phase, "batch": batch, "ms_per_step": round(wall * 1000, 3), "group": g,
-                      "share": round(s / total, 6)} for g, s in groups.items()]
+            rows += [
+                {
+                    "phase": phase,
+                    "batch": batch,
+                    "ms_per_step": round(wall * 1000, 3),
+                    "group": g,
+                    "share": round(s / total, 6),
+                }
+                for g, s in groups.items()
+            ]
         precision = precision_label(trainer.precision)
     return rows, precision
 
@@ -91,13 +109,22 @@ def render_profile_cpu(rows: list[dict], name: str) -> str:
     phases: dict[tuple, list[dict]] = {}
     for r in rows:
         phases.setdefault((r["phase"], r["batch"], r["ms_per_step"]), []).append(r)
-    lines = ["# Where the Fashion-MNIST demo's time goes on CPU", "", *provenance_lines(rows),
-             "Share of the profiled CPU time (self time of aten operators) per group, one NAYER generator step of the "
-             "`fashion_mnist` preset and one student step (teacher forward + KD + SGD), random-weight teacher.", ""]
+    lines = [
+        "# Where the Fashion-MNIST demo's time goes on CPU",
+        "",
+        *provenance_lines(rows),
+        "Share of the profiled CPU time (self time of aten operators) per group, one NAYER generator step of the "
+        "`fashion_mnist` preset and one student step (teacher forward + KD + SGD), random-weight teacher.",
+        "",
+    ]
     for (phase, batch, ms), group_rows in phases.items():
         ranked = sorted(group_rows, key=lambda r: -float(r["share"]))
-        lines += [f"## {phase} (batch {batch}): {float(ms):.0f} ms per step (unprofiled)", "",
-                  *table(["group", "share"], [[r["group"], f"{float(r['share']) * 100:.1f}%"] for r in ranked]), ""]
+        lines += [
+            f"## {phase} (batch {batch}): {float(ms):.0f} ms per step (unprofiled)",
+            "",
+            *table(["group", "share"], [[r["group"], f"{float(r['share']) * 100:.1f}%"] for r in ranked]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -112,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(argv, __file__)
     with tempfile.TemporaryDirectory() as tmp:  # --smoke: the table is printed, nothing is recorded
         folder = Path(tmp) if args.smoke else results_dir(args, "profile_cpu")
-        md_path = write_report(write_csv(folder / "profile_cpu.csv", rows, precision=precision,
-                                                command=command), kind="profile_cpu")
+        md_path = write_report(
+            write_csv(folder / "profile_cpu.csv", rows, precision=precision, command=command), kind="profile_cpu"
+        )
         print(md_path.read_text())
     return 0
 

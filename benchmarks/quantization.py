@@ -41,9 +41,14 @@ from benchmarks.lib.provenance import ROOT, add_common_args, command_line, resul
 from benchmarks.lib.report import provenance_lines, register, table, write_report
 
 BITS = ("w8a8", "w6a6", "w4a8", "w4a4")
-ROWS = (("teacher", "float teacher", "yes"), ("ptq_minmax", "PTQ (min-max)", "yes"),
-        ("ptq_percentile", "PTQ (percentile 99.99)", "yes"), ("zeroq", "ZeroQ-style", "yes"),
-        ("nayer", "NAYER", "yes"), ("real", "real data: NOT data-free (upper bound)", "NO"))
+ROWS = (
+    ("teacher", "float teacher", "yes"),
+    ("ptq_minmax", "PTQ (min-max)", "yes"),
+    ("ptq_percentile", "PTQ (percentile 99.99)", "yes"),
+    ("zeroq", "ZeroQ-style", "yes"),
+    ("nayer", "NAYER", "yes"),
+    ("real", "real data: NOT data-free (upper bound)", "NO"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +146,7 @@ def _sources(args: argparse.Namespace, budget: Budget, nayer_cfg, zeroq_cfg, log
     nayer_bank, nayer_summary = _bank(nayer_cfg, log)
     zeroq_bank, zeroq_summary = _bank(zeroq_cfg, log)
     train_x, _ = load_fashion_mnist("train")  # the upper bound only: NOT data-free
-    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed))[:budget.real_images]
+    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed))[: budget.real_images]
     real = train_x[pick].float().div(255).reshape(-1, 1, 28, 28)
 
     def from_bank(bank):
@@ -150,8 +155,11 @@ def _sources(args: argparse.Namespace, budget: Budget, nayer_cfg, zeroq_cfg, log
     def from_real(n, g):
         return real[torch.randint(len(real), (n,), generator=g)]
 
-    return {"nayer": (from_bank(nayer_bank), nayer_summary, None),
-            "zeroq": (from_bank(zeroq_bank), zeroq_summary, None), "real": (from_real, None, len(real))}
+    return {
+        "nayer": (from_bank(nayer_bank), nayer_summary, None),
+        "zeroq": (from_bank(zeroq_bank), zeroq_summary, None),
+        "real": (from_real, None, len(real)),
+    }
 
 
 def _quantized_row(row: dict, spec, teacher, norm, test, sources: dict, nayer_cfg, args, budget: Budget, acc) -> dict:
@@ -206,9 +214,20 @@ def measure(args: argparse.Namespace, budget: Budget, log=print) -> list[dict]:
     for bits in args.bits:
         spec = parse_quantization(bits, keep_ends_8bit=not args.all_layers_low_bit)
         for key, label, data_free in ROWS:
-            row = {"bits": bits, "method": key, "label": label, "data_free": data_free, "calibration": "",
-                   "calibration_images": 0, "finetune_steps": 0, "own_device_hours": 0.0, "bank": "",
-                   "bank_images": 0, "bank_device_hours": 0.0, "eval_images": n_eval}
+            row = {
+                "bits": bits,
+                "method": key,
+                "label": label,
+                "data_free": data_free,
+                "calibration": "",
+                "calibration_images": 0,
+                "finetune_steps": 0,
+                "own_device_hours": 0.0,
+                "bank": "",
+                "bank_images": 0,
+                "bank_device_hours": 0.0,
+                "eval_images": n_eval,
+            }
             if key == "teacher":
                 row.update(top1=100 * teacher_top1, own_device_hours=_hours(teacher_eval_s))
             else:
@@ -243,48 +262,100 @@ def render_table(rows: list[dict], name: str) -> str:
             r = by.get((b, key))
             if r is None:
                 continue
-            body.append([label, "yes" if r["data_free"] == "yes" else "**NO**", b.upper(), _f(r["top1"]),
-                         _f(r["delta_vs_teacher"]), r["calibration"] or "-", r["finetune_steps"],
-                         _f(r["own_device_hours"], 4), r["bank"] or "-", r["bank_images"] or "-",
-                         _f(r["bank_device_hours"], 4) if r["bank"] else "-"])
+            body.append(
+                [
+                    label,
+                    "yes" if r["data_free"] == "yes" else "**NO**",
+                    b.upper(),
+                    _f(r["top1"]),
+                    _f(r["delta_vs_teacher"]),
+                    r["calibration"] or "-",
+                    r["finetune_steps"],
+                    _f(r["own_device_hours"], 4),
+                    r["bank"] or "-",
+                    r["bank_images"] or "-",
+                    _f(r["bank_device_hours"], 4) if r["bank"] else "-",
+                ]
+            )
     checks = []
     for b in bits:
         get = {k: float(by[(b, k)]["top1"]) for _, (bb, k) in enumerate(by) if bb == b}
         ptq = max(get.get("ptq_minmax", -1), get.get("ptq_percentile", -1))
         order = get.get("nayer", -1) >= get.get("zeroq", -1) >= ptq
-        checks.append(f"- {b.upper()}: NAYER {get.get('nayer', float('nan')):.2f} >= ZeroQ-style "
-                      f"{get.get('zeroq', float('nan')):.2f} >= best PTQ {ptq:.2f}: **{'met' if order else 'NOT met'}**")
+        checks.append(
+            f"- {b.upper()}: NAYER {get.get('nayer', float('nan')):.2f} >= ZeroQ-style "
+            f"{get.get('zeroq', float('nan')):.2f} >= best PTQ {ptq:.2f}: **{'met' if order else 'NOT met'}**"
+        )
     for b, limit in (("w8a8", 0.5), ("w4a8", 2.0)):
         if (b, "nayer") in by:
             gap = -float(by[(b, "nayer")]["delta_vs_teacher"])
-            checks.append(f"- {b.upper()} NAYER within {limit} point of the float teacher: gap {gap:.2f} -> "
-                          f"**{'met' if gap <= limit else 'NOT met'}**")
-    notes = [f"Budget `{first.get('budget', '?')}`, fine-tune lr {first.get('finetune_lr', '?')}, top-1 on "
-             f"{first.get('eval_images', '?')} real test images (%).",
-             "The NAYER and ZeroQ-style banks are synthesized ONCE per run and shared by the four bit widths "
-             "(NAYER's adversary: the lowest-bit student); their synthesis time is the bank column, counted once "
-             "per bank, not per row. Own device-hours: calibration + fine-tuning (teacher row: its evaluation); "
-             "CPU: one process, wall seconds / 3600.",
-             "The real-data row reads the Fashion-MNIST TRAINING split: it is NOT data-free (an upper bound)."]
-    header = ["method", "data-free", "W/A", "top-1 %", "vs float", "calibration", "fine-tune steps",
-              "own device-h", "bank", "bank images", "bank device-h (shared)"]
-    return "\n".join([f"# Data-free quantization: {name}", "", *provenance_lines(rows), *notes, "",
-                      *table(header, body, ["---"] * 3 + ["---:"] * 2 + ["---"] + ["---:"] * 2 + ["---"] +
-                              ["---:"] * 2), "", "Targets:", "", *checks, ""])
+            checks.append(
+                f"- {b.upper()} NAYER within {limit} point of the float teacher: gap {gap:.2f} -> "
+                f"**{'met' if gap <= limit else 'NOT met'}**"
+            )
+    notes = [
+        f"Budget `{first.get('budget', '?')}`, fine-tune lr {first.get('finetune_lr', '?')}, top-1 on "
+        f"{first.get('eval_images', '?')} real test images (%).",
+        "The NAYER and ZeroQ-style banks are synthesized ONCE per run and shared by the four bit widths "
+        "(NAYER's adversary: the lowest-bit student); their synthesis time is the bank column, counted once "
+        "per bank, not per row. Own device-hours: calibration + fine-tuning (teacher row: its evaluation); "
+        "CPU: one process, wall seconds / 3600.",
+        "The real-data row reads the Fashion-MNIST TRAINING split: it is NOT data-free (an upper bound).",
+    ]
+    header = [
+        "method",
+        "data-free",
+        "W/A",
+        "top-1 %",
+        "vs float",
+        "calibration",
+        "fine-tune steps",
+        "own device-h",
+        "bank",
+        "bank images",
+        "bank device-h (shared)",
+    ]
+    return "\n".join(
+        [
+            f"# Data-free quantization: {name}",
+            "",
+            *provenance_lines(rows),
+            *notes,
+            "",
+            *table(header, body, ["---"] * 3 + ["---:"] * 2 + ["---"] + ["---:"] * 2 + ["---"] + ["---:"] * 2),
+            "",
+            "Targets:",
+            "",
+            *checks,
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure every row (``measure``), write the CSV and render its markdown. Returns 0."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, "set", "work_dir", "results_dir", "smoke", work_dir=str(ROOT / "runs" / "bench_quantization"))
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="default",
-                   help="synthesis and fine-tuning sizes (default: <= ~25 min alone on 2 CPU cores; --smoke = smoke)")
-    p.add_argument("--bits", default=",".join(BITS), help="comma-separated w{B}a{B}, highest first (default %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-4,
-                   help="student lr of the KD fine-tuning (default %(default)s; 5e-3 diverged on the BN-folded W4A4 "
-                        "ResNet-20 in a 100-step probe on real images, 1e-4 and 5e-4 gained over PTQ)")
+    p.add_argument(
+        "--budget",
+        choices=sorted(BUDGETS),
+        default="default",
+        help="synthesis and fine-tuning sizes (default: <= ~25 min alone on 2 CPU cores; --smoke = smoke)",
+    )
+    p.add_argument(
+        "--bits", default=",".join(BITS), help="comma-separated w{B}a{B}, highest first (default %(default)s)"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-4,
+        help="student lr of the KD fine-tuning (default %(default)s; 5e-3 diverged on the BN-folded W4A4 "
+        "ResNet-20 in a 100-step probe on real images, 1e-4 and 5e-4 gained over PTQ)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--all-layers-low-bit", action="store_true", help="quantize the first / last layer at the bit width too")
+    p.add_argument(
+        "--all-layers-low-bit", action="store_true", help="quantize the first / last layer at the bit width too"
+    )
     p.add_argument("--name", default="quantization_fashion_mnist", help="CSV / markdown file stem")
     args = p.parse_args(argv)
     if args.smoke:
@@ -299,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = measure(args, budget)
     out = results_dir(args, "quantization")
-    csv_path = write_csv(out / f"{args.name}.csv", rows, precision="no, channels_last False",
-                         command=command_line(argv if argv is not None else sys.argv[1:]))
+    csv_path = write_csv(
+        out / f"{args.name}.csv",
+        rows,
+        precision="no, channels_last False",
+        command=command_line(argv if argv is not None else sys.argv[1:]),
+    )
     md = write_report(csv_path, kind="quantization")
     print(f"wrote {csv_path} and {md} ({time.perf_counter() - start:.0f} s in all)")
     print(json.dumps({f"{r['bits']}/{r['method']}": round(r["top1"], 2) for r in rows}))

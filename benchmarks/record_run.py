@@ -27,14 +27,19 @@ def main() -> None:
     p.add_argument("run_dir")
     p.add_argument("--name", required=True)
     p.add_argument("--command", required=True, help="the command that produced the run")
-    p.add_argument("--command-wall-s", type=float, default=None,
-                   help="seconds the whole command took (e.g. the README's first command from a fresh clone)")
+    p.add_argument(
+        "--command-wall-s",
+        type=float,
+        default=None,
+        help="seconds the whole command took (e.g. the README's first command from a fresh clone)",
+    )
     args = p.parse_args()
     run = Path(args.run_dir)
     config, summary = json.loads((run / "config.json").read_text()), json.loads((run / "summary.json").read_text())
     ran = summary.get("precision") or {}  # the precision that ran (config.json may say "auto")
-    fields = provenance(precision=ran.get("mixed_precision") or config.get("run", {}).get("mixed_precision"),
-                        command=args.command)
+    fields = provenance(
+        precision=ran.get("mixed_precision") or config.get("run", {}).get("mixed_precision"), command=args.command
+    )
     versions = {pkg: fields[pkg] for pkg in ("torch", "triton", "accelerate", "deepspeed")}
     versions.update({pkg: package_version(pkg) for pkg in ("webdataset", "sentence-transformers")})
     record = {
@@ -49,7 +54,8 @@ def main() -> None:
         "recorded": fields["timestamp"],
         "summary": summary,
         "student_top1_by_epoch": {
-            r["epoch"]: r["student_top1"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            r["epoch"]: r["student_top1"]
+            for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
             if r.get("student_top1") is not None
         },
         "config": config,

@@ -28,8 +28,17 @@ from benchmarks.lib.report import REGISTRY, detect_kind, render, write_report
 __all__ = ["SCRIPTS", "detect_kind", "load_renderers", "main", "render", "write_report"]
 
 # The scripts that register a renderer (importing one registers it).
-SCRIPTS = ("gpu_hours", "ablations", "precision_cpu", "profile_cpu", "imagenet_throughput", "bench_kernels",
-           "quantization", "memory_cap", "weak_scaling")
+SCRIPTS = (
+    "gpu_hours",
+    "ablations",
+    "precision_cpu",
+    "profile_cpu",
+    "imagenet_throughput",
+    "bench_kernels",
+    "quantization",
+    "memory_cap",
+    "weak_scaling",
+)
 
 
 def load_renderers() -> list[str]:

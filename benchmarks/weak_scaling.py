@@ -38,14 +38,38 @@ from benchmarks.lib.report import register, write_report
 from benchmarks.lib.timing import timed
 
 MARKER = "WEAK_SCALING_ROW "
-BASE = ["eval.dataset=none", "lte.encoder=hashed", "run.progress=false", "run.resume=false", "run.cpu_threads=1",
-        "run.mixed_precision=no"]
-SMOKE = ["synthesis.batch_size=16", "synthesis.num_generator_steps=2", "synthesis.generator_width=8",
-         "synthesis.noise_dim=32", "distill.batch_size=16", "teacher.arch=resnet8", "teacher.weights=",
-         "student.arch=resnet8"]
-COLUMNS = ["processes", "bn_stats_scope", "synthesis_images_per_s_per_process", "student_images_per_s_per_process",
-           "synthesis_efficiency", "student_efficiency", "synthesis_s_per_batch", "student_s_per_step",
-           "synthesis_batch", "generator_steps", "student_batch", "bn_allreduce_bytes_per_step"]
+BASE = [
+    "eval.dataset=none",
+    "lte.encoder=hashed",
+    "run.progress=false",
+    "run.resume=false",
+    "run.cpu_threads=1",
+    "run.mixed_precision=no",
+]
+SMOKE = [
+    "synthesis.batch_size=16",
+    "synthesis.num_generator_steps=2",
+    "synthesis.generator_width=8",
+    "synthesis.noise_dim=32",
+    "distill.batch_size=16",
+    "teacher.arch=resnet8",
+    "teacher.weights=",
+    "student.arch=resnet8",
+]
+COLUMNS = [
+    "processes",
+    "bn_stats_scope",
+    "synthesis_images_per_s_per_process",
+    "student_images_per_s_per_process",
+    "synthesis_efficiency",
+    "student_efficiency",
+    "synthesis_s_per_batch",
+    "student_s_per_step",
+    "synthesis_batch",
+    "generator_steps",
+    "student_batch",
+    "bn_allreduce_bytes_per_step",
+]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -59,9 +83,16 @@ def worker(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # every process of the launch uses rank 0's folder name: the run folder is shared
         run_dir = os.environ.get("WEAK_SCALING_RUN_DIR", f"{tmp}/run")
-        cfg = apply_overrides(get_preset("fashion_mnist"), [
-            *BASE, f"run.run_dir={run_dir}", f"synthesis.bn_stats_scope={args.scope}",
-            f"distill.steps_per_epoch={args.student_steps}", *args.set]).validate()
+        cfg = apply_overrides(
+            get_preset("fashion_mnist"),
+            [
+                *BASE,
+                f"run.run_dir={run_dir}",
+                f"synthesis.bn_stats_scope={args.scope}",
+                f"distill.steps_per_epoch={args.student_steps}",
+                *args.set,
+            ],
+        ).validate()
         trainer = NayerTrainer(cfg)
         acc, s, d = trainer.accelerator, cfg.synthesis, cfg.distill
         epoch = cfg.run.warmup_epochs  # after warm-up: the adversarial term (student forward) is on
@@ -76,14 +107,20 @@ def worker(args: argparse.Namespace) -> None:
         times = acc.gather(torch.tensor([[synth_s, step_s]], device=trainer.device)).double()
         mean_synth, mean_step = times.mean(0).tolist()
         if acc.is_main_process:
-            row = {"processes": acc.num_processes, "bn_stats_scope": args.scope,
-                   "synthesis_images_per_s_per_process": round(s.batch_size / mean_synth, 2),
-                   "student_images_per_s_per_process": round(d.batch_size / mean_step, 1),
-                   "synthesis_s_per_batch": round(mean_synth, 3), "student_s_per_step": round(mean_step, 4),
-                   "synthesis_batch": s.batch_size, "generator_steps": s.num_generator_steps,
-                   "student_batch": d.batch_size,
-                   "bn_allreduce_bytes_per_step": 4 * trainer.hooks.global_buffer_numel()
-                   if args.scope == "global" and acc.num_processes > 1 else 0}
+            row = {
+                "processes": acc.num_processes,
+                "bn_stats_scope": args.scope,
+                "synthesis_images_per_s_per_process": round(s.batch_size / mean_synth, 2),
+                "student_images_per_s_per_process": round(d.batch_size / mean_step, 1),
+                "synthesis_s_per_batch": round(mean_synth, 3),
+                "student_s_per_step": round(mean_step, 4),
+                "synthesis_batch": s.batch_size,
+                "generator_steps": s.num_generator_steps,
+                "student_batch": d.batch_size,
+                "bn_allreduce_bytes_per_step": 4 * trainer.hooks.global_buffer_numel()
+                if args.scope == "global" and acc.num_processes > 1
+                else 0,
+            }
             print(MARKER + json.dumps(row), flush=True)
         acc.wait_for_everyone()
 
@@ -93,8 +130,18 @@ def _launch(n: int, scope: str, args: argparse.Namespace, device: str) -> dict:
     if accelerate is None:
         raise SystemExit("weak_scaling: the `accelerate` command is not on PATH")
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    head = ["--num_processes", str(n), "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", "no",
-            "--main_process_port", str(args.port)]
+    head = [
+        "--num_processes",
+        str(n),
+        "--num_machines",
+        "1",
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        str(args.port),
+    ]
     if device == "cpu":
         env["ACCELERATE_USE_CPU"] = "1"
         head = (["--cpu"] if n == 1 else ["--multi_gpu"]) + head
@@ -104,33 +151,58 @@ def _launch(n: int, scope: str, args: argparse.Namespace, device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env["WEAK_SCALING_RUN_DIR"] = f"{tmp}/run"
         # -m: the worker is this module, imported from the repository root (cwd)
-        cmd = [accelerate, "launch", *head, "-m", "benchmarks.weak_scaling", "--worker", "--scope", scope,
-               "--synthesis-batches", str(args.synthesis_batches), "--student-steps", str(args.student_steps),
-               *[a for item in overrides for a in ("--set", item)]]
+        cmd = [
+            accelerate,
+            "launch",
+            *head,
+            "-m",
+            "benchmarks.weak_scaling",
+            "--worker",
+            "--scope",
+            scope,
+            "--synthesis-batches",
+            str(args.synthesis_batches),
+            "--student-steps",
+            str(args.student_steps),
+            *[a for item in overrides for a in ("--set", item)],
+        ]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
-    rows = [json.loads(line[len(MARKER):]) for line in done.stdout.splitlines() if line.startswith(MARKER)]
+    rows = [json.loads(line[len(MARKER) :]) for line in done.stdout.splitlines() if line.startswith(MARKER)]
     if done.returncode != 0 or not rows:
-        raise SystemExit(f"weak_scaling: {n} process(es), scope {scope} failed:\n"
-                         f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"weak_scaling: {n} process(es), scope {scope} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return rows[0]
 
 
 @register("weak_scaling")
 def render_weak_scaling(rows: list[dict], name: str) -> str:
     """The table of every row (newest last) with its device and commit, and the commands."""
-    lines = ["# Weak scaling: throughput per process at N processes / at 1", "",
-             "| processes | bn_stats_scope | synthesis img/s per process | efficiency | student img/s per process "
-             "| efficiency | BN all-reduce bytes / generator step | device | commit |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Weak scaling: throughput per process at N processes / at 1",
+        "",
+        "| processes | bn_stats_scope | synthesis img/s per process | efficiency | student img/s per process "
+        "| efficiency | BN all-reduce bytes / generator step | device | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['processes']} | {r['bn_stats_scope']} | {r['synthesis_images_per_s_per_process']} | "
-                     f"{r['synthesis_efficiency']} | {r['student_images_per_s_per_process']} | "
-                     f"{r['student_efficiency']} | {r['bn_allreduce_bytes_per_step']} | {r['device']} | "
-                     f"{r['commit']} |")
+        lines.append(
+            f"| {r['processes']} | {r['bn_stats_scope']} | {r['synthesis_images_per_s_per_process']} | "
+            f"{r['synthesis_efficiency']} | {r['student_images_per_s_per_process']} | "
+            f"{r['student_efficiency']} | {r['bn_allreduce_bytes_per_step']} | {r['device']} | "
+            f"{r['commit']} |"
+        )
     commands = sorted({r["command"] for r in rows})
-    lines += ["", "Commands:", "", *[f"    {c}" for c in commands], "",
-              "Sizes per process are the same at every N (weak scaling); each condition is one "
-              "`accelerate launch`; the slowest process sets each timed phase.", ""]
+    lines += [
+        "",
+        "Commands:",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
+        "Sizes per process are the same at every N (weak scaling); each condition is one "
+        "`accelerate launch`; the slowest process sets each timed phase.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -139,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     render weak_scaling.md. Returns 0 (argparse errors for an invalid set of processes)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--scopes", nargs="+", default=["process"], choices=["process", "global"],
-                   help="synthesis.bn_stats_scope of the runs with more than one process")
+    p.add_argument(
+        "--scopes",
+        nargs="+",
+        default=["process"],
+        choices=["process", "global"],
+        help="synthesis.bn_stats_scope of the runs with more than one process",
+    )
     p.add_argument("--synthesis-batches", type=int, default=2)
     p.add_argument("--student-steps", type=int, default=20)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
@@ -160,20 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cpu":
         torch.set_num_threads(1)  # the provenance's device label then names the workers' one thread
     if device == "cuda" and torch.cuda.device_count() < max(args.processes):
-        p.error(f"--device cuda with {max(args.processes)} processes needs as many GPUs "
-                f"({torch.cuda.device_count()} visible)")
+        p.error(
+            f"--device cuda with {max(args.processes)} processes needs as many GPUs "
+            f"({torch.cuda.device_count()} visible)"
+        )
     folder = results_dir(args, "weak_scaling")
     csv_path, command = folder / "weak_scaling.csv", command_line(argv, __file__)
     fields = provenance("no", command)
     base = None
     for n in sorted(args.processes):
-        for scope in (["process"] if n == 1 else args.scopes):
+        for scope in ["process"] if n == 1 else args.scopes:
             row = _launch(n, scope, args, device)
             base = base or row
-            row["synthesis_efficiency"] = round(row["synthesis_images_per_s_per_process"]
-                                                / base["synthesis_images_per_s_per_process"], 3)
-            row["student_efficiency"] = round(row["student_images_per_s_per_process"]
-                                              / base["student_images_per_s_per_process"], 3)
+            row["synthesis_efficiency"] = round(
+                row["synthesis_images_per_s_per_process"] / base["synthesis_images_per_s_per_process"], 3
+            )
+            row["student_efficiency"] = round(
+                row["student_images_per_s_per_process"] / base["student_images_per_s_per_process"], 3
+            )
             row = {k: row[k] for k in COLUMNS}
             print(row, flush=True)
             write_csv(csv_path, [row], append=True, fields=fields)

@@ -8,26 +8,27 @@ from mkdocs.structure.files import File
 
 
 def on_files(files, config):
+    from nayer_scale.cli import presets_text
     from nayer_scale.config.reference import reference_markdown
     from nayer_scale.recipes import PRESETS
 
-    from nayer_scale.cli import presets_text
-
-    page = "\n".join([
-        "# Configuration reference",
-        "",
-        "Every field of a run's config, by section, with its type, its default (the CPU demo recipe, "
-        "`preset=fashion_mnist`), its choices or range and its meaning. Set any of them as `section.key=value` "
-        "on the command line, in a YAML file (`config=run.yaml`), or in Python (`cfg.section.key = value`). "
-        "This page and `nayer-scale distill --help` are generated from the same dataclasses.",
-        "",
-        f"## Presets ({len(PRESETS)})",
-        "",
-        "```text",
-        presets_text(),
-        "```",
-        "",
-        reference_markdown(),
-    ])
+    page = "\n".join(
+        [
+            "# Configuration reference",
+            "",
+            "Every field of a run's config, by section, with its type, its default (the CPU demo recipe, "
+            "`preset=fashion_mnist`), its choices or range and its meaning. Set any of them as `section.key=value` "
+            "on the command line, in a YAML file (`config=run.yaml`), or in Python (`cfg.section.key = value`). "
+            "This page and `nayer-scale distill --help` are generated from the same dataclasses.",
+            "",
+            f"## Presets ({len(PRESETS)})",
+            "",
+            "```text",
+            presets_text(),
+            "```",
+            "",
+            reference_markdown(),
+        ]
+    )
     files.append(File.generated(config, "reference/config.md", content=page))
     return files

@@ -41,8 +41,16 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from .bn_tiles_triton import (TilePartials, channel_vector, check_device, launch_tile_backward, partial_stats,
-                              store_affine_tiles, tile_coords, validate_input)
+from .bn_tiles_triton import (
+    TilePartials,
+    channel_vector,
+    check_device,
+    launch_tile_backward,
+    partial_stats,
+    store_affine_tiles,
+    tile_coords,
+    validate_input,
+)
 
 __all__ = ["BNStatsLossFunction", "bn_stats_loss_triton"]
 
@@ -53,8 +61,9 @@ FINALIZE_BLOCK_P = 64
 
 
 @triton.jit
-def _combine_rows(pcount_ptr, pmean_ptr, pm2_ptr, p_lo, p_hi, C, c, c_mask, BLOCK_P: tl.constexpr,
-                  BLOCK_C: tl.constexpr):
+def _combine_rows(
+    pcount_ptr, pmean_ptr, pm2_ptr, p_lo, p_hi, C, c, c_mask, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr
+):
     """Chan et al.'s parallel variance over rows [p_lo, p_hi) of (count (P,), mean (P, C), M2 (P, C)):
     (count (scalar), mean (BLOCK_C,), M2 (BLOCK_C,)) of their union, means relative to the shift K."""
     # Pass 1: n = sum_p count_p, mean = sum_p count_p mean_p / n.
@@ -93,8 +102,9 @@ def _bn_combine_kernel(
     c_mask = c < C
     g = tl.program_id(1)
     p_lo = g * rows_per_group
-    count, mean, m2 = _combine_rows(pcount_ptr, pmean_ptr, pm2_ptr, p_lo, tl.minimum(p_lo + rows_per_group, P), C,
-                                    c, c_mask, BLOCK_P, BLOCK_C)
+    count, mean, m2 = _combine_rows(
+        pcount_ptr, pmean_ptr, pm2_ptr, p_lo, tl.minimum(p_lo + rows_per_group, P), C, c, c_mask, BLOCK_P, BLOCK_C
+    )
     tl.store(gmean_ptr + g * C + c, mean, mask=c_mask)
     tl.store(gm2_ptr + g * C + c, m2, mask=c_mask)
     if tl.program_id(0) == 0:
@@ -162,8 +172,9 @@ def _bn_backward_kernel(
     N, C, S, sx_n, sx_c, sx_s, sd_n, sd_c, sd_s, n_per_program, num_s_blocks, num_c_blocks,
     var_scale, mean_scale, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
-    c, s, c_mask, tile_mask, s_blk, n_blk = tile_coords(tl.program_id(0), num_c_blocks, num_s_blocks, C, S,
-                                                        BLOCK_C, BLOCK_S)
+    c, s, c_mask, tile_mask, s_blk, n_blk = tile_coords(
+        tl.program_id(0), num_c_blocks, num_s_blocks, C, S, BLOCK_C, BLOCK_S
+    )
     # Per-channel coefficients: dx = a_c * (x - mean_c) + b_c (a_c, b_c include g, (1 - m) and 1/M).
     g = tl.load(grad_ptr).to(tl.float32)
     norm_var = tl.load(norms_ptr)
@@ -173,8 +184,25 @@ def _bn_backward_kernel(
     mean = tl.load(mean_ptr + c, mask=c_mask, other=0.0)
     a = -g * var_scale * inv_norm_var * tl.load(diff_var_ptr + c, mask=c_mask, other=0.0)
     b = -g * mean_scale * inv_norm_mean * tl.load(diff_mean_ptr + c, mask=c_mask, other=0.0)
-    store_affine_tiles(x_ptr, dx_ptr, a, b, mean, c, s, tile_mask, n_blk * n_per_program, N, n_per_program,
-                       sx_n, sx_c, sx_s, sd_n, sd_c, sd_s)
+    store_affine_tiles(
+        x_ptr,
+        dx_ptr,
+        a,
+        b,
+        mean,
+        c,
+        s,
+        tile_mask,
+        n_blk * n_per_program,
+        N,
+        n_per_program,
+        sx_n,
+        sx_c,
+        sx_s,
+        sd_n,
+        sd_c,
+        sd_s,
+    )
 
 
 class BNStatsLossFunction(torch.autograd.Function):
@@ -217,7 +245,9 @@ class BNStatsLossFunction(torch.autograd.Function):
         x, mean, diff_mean, diff_var, norms = ctx.saved_tensors
         total = x.numel() // x.shape[1]
         dx = launch_tile_backward(
-            _bn_backward_kernel, x, (mean, diff_mean, diff_var, norms, grad_loss.reshape(1).float()),
+            _bn_backward_kernel,
+            x,
+            (mean, diff_mean, diff_var, norms, grad_loss.reshape(1).float()),
             ((1.0 - ctx.momentum) * 2.0 / total, (1.0 - ctx.momentum) / total),
         )
         return dx, None, None, None, None, None

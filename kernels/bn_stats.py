@@ -77,6 +77,7 @@ def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     return _BatchStatistics.apply(x)
 
+
 class _ShiftedSums(torch.autograd.Function):
     """Per-channel sums of (x - K) and (x - K)^2 with a one-pass backward (see ``bn_partial_sums_reference``)."""
 
@@ -211,9 +212,7 @@ def bn_stats_loss_reference(
         raise ValueError(f"BN-statistics loss expects (N, C, ...) input, got shape {tuple(x.shape)}")
     channels = x.shape[1]
     if running_mean.numel() != channels or running_var.numel() != channels:
-        raise ValueError(
-            f"input has {channels} channels but the BatchNorm buffers have {running_mean.numel()}"
-        )
+        raise ValueError(f"input has {channels} channels but the BatchNorm buffers have {running_mean.numel()}")
     var, mean = batch_statistics(x)
     if ema_mean is not None and ema_var is not None and momentum > 0:
         mean_cmp = (1.0 - momentum) * mean + momentum * ema_mean

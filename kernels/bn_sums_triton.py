@@ -25,8 +25,14 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from .bn_tiles_triton import (check_device, launch_tile_backward, partial_stats, store_affine_tiles, tile_coords,
-                              validate_input)
+from .bn_tiles_triton import (
+    check_device,
+    launch_tile_backward,
+    partial_stats,
+    store_affine_tiles,
+    tile_coords,
+    validate_input,
+)
 
 __all__ = ["BNPartialSumsFunction", "bn_partial_sums_triton"]
 
@@ -38,13 +44,31 @@ def _bn_sums_backward_kernel(
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     # dx = dL/dS1_c + 2 dL/dS2_c (x - K_c): the backward of the shifted partial sums, one pass.
-    c, s, c_mask, tile_mask, s_blk, n_blk = tile_coords(tl.program_id(0), num_c_blocks, num_s_blocks, C, S,
-                                                        BLOCK_C, BLOCK_S)
+    c, s, c_mask, tile_mask, s_blk, n_blk = tile_coords(
+        tl.program_id(0), num_c_blocks, num_s_blocks, C, S, BLOCK_C, BLOCK_S
+    )
     shift = tl.load(shift_ptr + c, mask=c_mask, other=0.0)
     a = tl.load(grad_s1_ptr + c, mask=c_mask, other=0.0)
     b = 2.0 * tl.load(grad_s2_ptr + c, mask=c_mask, other=0.0)
-    store_affine_tiles(x_ptr, dx_ptr, b, a, shift, c, s, tile_mask, n_blk * n_per_program, N, n_per_program,
-                       sx_n, sx_c, sx_s, sd_n, sd_c, sd_s)
+    store_affine_tiles(
+        x_ptr,
+        dx_ptr,
+        b,
+        a,
+        shift,
+        c,
+        s,
+        tile_mask,
+        n_blk * n_per_program,
+        N,
+        n_per_program,
+        sx_n,
+        sx_c,
+        sx_s,
+        sd_n,
+        sd_c,
+        sd_s,
+    )
 
 
 class BNPartialSumsFunction(torch.autograd.Function):

@@ -71,8 +71,9 @@ def tile_coords(pid, num_c_blocks, num_s_blocks, C, S, BLOCK_C: tl.constexpr, BL
 
 
 @triton.jit
-def store_affine_tiles(x_ptr, dx_ptr, alpha, beta, center, c, s, tile_mask, n0, N, n_per_program,
-                       sx_n, sx_c, sx_s, sd_n, sd_c, sd_s):
+def store_affine_tiles(
+    x_ptr, dx_ptr, alpha, beta, center, c, s, tile_mask, n0, N, n_per_program, sx_n, sx_c, sx_s, sd_n, sd_c, sd_s
+):
     """dx[n, c, s] = alpha_c * (x[n, c, s] - center_c) + beta_c for n0 <= n < min(n0 + n_per_program, N)."""
     x_offs = c[:, None].to(tl.int64) * sx_c + s[None, :].to(tl.int64) * sx_s
     d_offs = c[:, None].to(tl.int64) * sd_c + s[None, :].to(tl.int64) * sd_s
@@ -90,8 +91,9 @@ def _bn_partial_stats_kernel(
     N, C, S, stride_n, stride_c, stride_s, n_per_program, num_s_blocks, num_c_blocks,
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, GIVEN_SHIFT: tl.constexpr = False,
 ):  # fmt: skip
-    c, s, c_mask, tile_mask, s_blk, n_blk = tile_coords(tl.program_id(0), num_c_blocks, num_s_blocks, C, S,
-                                                        BLOCK_C, BLOCK_S)
+    c, s, c_mask, tile_mask, s_blk, n_blk = tile_coords(
+        tl.program_id(0), num_c_blocks, num_s_blocks, C, S, BLOCK_C, BLOCK_S
+    )
     tile_offs = c[:, None].to(tl.int64) * stride_c + s[None, :].to(tl.int64) * stride_s
     n0 = n_blk * n_per_program
 
@@ -189,8 +191,12 @@ def partial_stats(x: torch.Tensor, shift: torch.Tensor | None = None) -> TilePar
     f32 = {"device": x.device, "dtype": torch.float32}
     given = shift is not None
     shift = channel_vector(shift, x.device) if given else torch.empty(c, **f32)
-    parts = TilePartials(shift, torch.empty(cfg["num_rows"], **f32), torch.empty(cfg["num_rows"], c, **f32),
-                         torch.empty(cfg["num_rows"], c, **f32))
+    parts = TilePartials(
+        shift,
+        torch.empty(cfg["num_rows"], **f32),
+        torch.empty(cfg["num_rows"], c, **f32),
+        torch.empty(cfg["num_rows"], c, **f32),
+    )
     _bn_partial_stats_kernel[cfg["grid"]](
         x3, parts.shift, parts.count, parts.mean, parts.m2, n, c, s, *x3.stride(),
         cfg["n_per_program"], cfg["num_s_blocks"], cfg["num_c_blocks"],
@@ -239,9 +245,7 @@ def validate_input(x: torch.Tensor, running_mean: torch.Tensor, running_var: tor
         raise ValueError(f"BN-statistics loss got an empty input of shape {tuple(x.shape)}")
     channels = x.shape[1]
     if running_mean.numel() != channels or running_var.numel() != channels:
-        raise ValueError(
-            f"input has {channels} channels but the BatchNorm buffers have {running_mean.numel()}"
-        )
+        raise ValueError(f"input has {channels} channels but the BatchNorm buffers have {running_mean.numel()}")
 
 
 def channel_vector(t: torch.Tensor, device: torch.device) -> torch.Tensor:

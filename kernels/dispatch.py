@@ -73,7 +73,8 @@ def select_backend(preference: str = "auto") -> str:
     if choice == "triton" and not triton_available():
         raise ModuleNotFoundError(
             f"{source} asks for the Triton kernels, but triton is not installed: "
-            'pip install "nayer-scale[triton]" (or use "reference")', name="triton"
+            'pip install "nayer-scale[triton]" (or use "reference")',
+            name="triton",
         )
     return choice
 

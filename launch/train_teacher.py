@@ -27,13 +27,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from nayer_scale.augment import BatchAugment
-from nayer_scale.data import (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_fashion_mnist,
-                              tensor_eval_source)
+from nayer_scale.data import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    load_fashion_mnist,
+    tensor_eval_source,
+)
 from nayer_scale.evaluation import Evaluator
 from nayer_scale.models import build_model
+from nayer_scale.models.io import read_metadata, save_model
 from nayer_scale.precision import describe_device, resolve_precision
 from nayer_scale.storage import atomic_path
-from nayer_scale.models.io import read_metadata, save_model
 
 # Arguments that only say where things are, not what is trained: left out of the recorded settings.
 NOT_SETTINGS = ("out", "force", "data_root")
@@ -47,8 +52,12 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
-                   help="auto: bf16 where the GPU / CPU runs it natively, fp16 on GPUs without bf16, else fp32")
+    p.add_argument(
+        "--mixed-precision",
+        default="auto",
+        choices=["auto", "no", "bf16", "fp16"],
+        help="auto: bf16 where the GPU / CPU runs it natively, fp16 on GPUs without bf16, else fp32",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None, help="folder of the Fashion-MNIST *-ubyte.gz files")
     p.add_argument("--out", default="runs/teacher/fashion_mnist_resnet20.safetensors")
@@ -64,8 +73,9 @@ def training_settings(args) -> dict:
 def _commit() -> str:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -73,13 +83,23 @@ def _commit() -> str:
 def _record(args, precision, top1: float, wall: float, device: torch.device) -> dict[str, str]:
     """The metadata stored in the teacher file (and the JSON beside it): what the model is, its
     test top-1, the training settings, the precision that ran, commit, torch, wall time, device."""
-    return {"arch": args.arch, "num_classes": "10", "in_channels": "1", "image_size": "28",
-            "mean": json.dumps(FASHION_MNIST_MEAN), "std": json.dumps(FASHION_MNIST_STD),
-            "class_names": json.dumps(FASHION_MNIST_CLASSES), "test_top1": f"{top1:.4f}",
-            "train_settings": json.dumps(training_settings(args)), "precision": json.dumps(precision.to_dict()),
-            "commit": _commit(), "torch": torch.__version__, "train_wall_s": f"{wall:.0f}",
-            "threads": str(torch.get_num_threads()),
-            "device": describe_device(device)}
+    return {
+        "arch": args.arch,
+        "num_classes": "10",
+        "in_channels": "1",
+        "image_size": "28",
+        "mean": json.dumps(FASHION_MNIST_MEAN),
+        "std": json.dumps(FASHION_MNIST_STD),
+        "class_names": json.dumps(FASHION_MNIST_CLASSES),
+        "test_top1": f"{top1:.4f}",
+        "train_settings": json.dumps(training_settings(args)),
+        "precision": json.dumps(precision.to_dict()),
+        "commit": _commit(),
+        "torch": torch.__version__,
+        "train_wall_s": f"{wall:.0f}",
+        "threads": str(torch.get_num_threads()),
+        "device": describe_device(device),
+    }
 
 
 def train(args) -> float:
@@ -92,8 +112,11 @@ def train(args) -> float:
             return float(meta.get("test_top1", "nan"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(args.mixed_precision, "auto", device)
-    print(f"training {args.arch} on {device} ({torch.get_num_threads()} threads), precision "
-          f"{precision.mixed_precision}, channels_last {precision.channels_last} ({precision.reason})", flush=True)
+    print(
+        f"training {args.arch} on {device} ({torch.get_num_threads()} threads), precision "
+        f"{precision.mixed_precision}, channels_last {precision.channels_last} ({precision.reason})",
+        flush=True,
+    )
     torch.manual_seed(args.seed)
     train_x, train_y = load_fashion_mnist("train", args.data_root)
     test_x, test_y = load_fashion_mnist("test", args.data_root)
@@ -102,8 +125,9 @@ def train(args) -> float:
     model = model.to(memory_format=memory_format)
     steps_per_epoch = len(train_y) // args.batch_size
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+    )
     scaler = precision.grad_scaler()
     augment = BatchAugment(FASHION_MNIST_MEAN, FASHION_MNIST_STD, padding=2, flip=True).to(device)
     # the real test split in batches of 1000 (top-1 does not depend on the batch), channels_last as trained
@@ -127,8 +151,10 @@ def train(args) -> float:
             bar.update()
         top1 = evaluate(model).top1
         bar.set_postfix(epoch=f"{epoch + 1}/{args.epochs}", loss=f"{loss.item():.3f}", test_top1=f"{top1:.4f}")
-        bar.write(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, test top-1 {top1:.4f}, "
-                  f"{time.perf_counter() - start:.0f} s")
+        bar.write(
+            f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, test top-1 {top1:.4f}, "
+            f"{time.perf_counter() - start:.0f} s"
+        )
     bar.close()
     wall = time.perf_counter() - start
     record = _record(args, precision, top1, wall, device)
@@ -136,8 +162,9 @@ def train(args) -> float:
     with atomic_path(args.out) as tmp:  # fsync'ed temporary file renamed into place
         save_model(model.to(memory_format=torch.contiguous_format), tmp, record)
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:  # the same record, readable
-        json.dump({k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()},
-                  f, indent=2)
+        json.dump(
+            {k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()}, f, indent=2
+        )
         f.write("\n")
     print(f"teacher saved: {args.out} (test top-1 {top1:.4f}, {wall:.0f} s)")
     return top1

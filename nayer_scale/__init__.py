@@ -21,15 +21,19 @@ __version__ = "0.1.0"
 # the module nayer_scale.trainer)
 __all__ = ["NayerConfig", "NayerTrainer", "__version__", "distill", "get_preset"]
 
-_API = {"NayerConfig": "nayer_scale.config", "get_preset": "nayer_scale.recipes", "distill": "nayer_scale.api",
-        "NayerTrainer": "nayer_scale.trainer"}
+_API = {
+    "NayerConfig": "nayer_scale.config",
+    "get_preset": "nayer_scale.recipes",
+    "distill": "nayer_scale.api",
+    "NayerTrainer": "nayer_scale.trainer",
+}
 
 
 def __getattr__(name: str):
     """The public API, imported on first use (``import nayer_scale`` stays light)::
 
-        from nayer_scale import NayerConfig, get_preset, distill
-        summary = distill("fashion_mnist", ["run.epochs=2"])
+    from nayer_scale import NayerConfig, get_preset, distill
+    summary = distill("fashion_mnist", ["run.epochs=2"])
     """
     if name in _API:
         import importlib

@@ -47,8 +47,13 @@ def random_roll(x: torch.Tensor, max_shift: int, generator: torch.Generator | No
     return x.gather(3, cols.expand(n, c, h, w))
 
 
-def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                        flip: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_resized_crop(
+    x: torch.Tensor,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Batched RandomResizedCrop (Szegedy et al., CVPR 2015; torchvision's ImageNet train transform)
     with an optional horizontal flip, as one bilinear ``grid_sample`` per batch.
 
@@ -105,8 +110,15 @@ class BatchAugment(nn.Module):
     device, returns the normalised (N, C, H, W) tensor; differentiable w.r.t. x.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], padding: int = 4, flip: bool = True,
-                 roll: int = 0, resized_crop: tuple[float, float] | None = None):
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        padding: int = 4,
+        flip: bool = True,
+        roll: int = 0,
+        resized_crop: tuple[float, float] | None = None,
+    ):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.padding = int(padding)

@@ -59,8 +59,9 @@ def build_config(default_preset: str, args: list[str]) -> NayerConfig:
             overrides.append(item)
     if len(config_files) > 1:
         raise ConfigError(f"give one config=<file.yaml>, got {len(config_files)}: {', '.join(config_files)}")
-    return compose_config(default_preset, preset_name=preset, config_file=config_files[0] if config_files else None,
-                          overrides=overrides)
+    return compose_config(
+        default_preset, preset_name=preset, config_file=config_files[0] if config_files else None, overrides=overrides
+    )
 
 
 def resolve_run_dir(args: list[str], default_preset: str = "imagenet_r50") -> str:
@@ -86,54 +87,60 @@ def distill_help(default_preset: str = DEFAULT_PRESET, args: typing.Sequence[str
     its value in the preset named in ``args`` (``preset=...``), else in ``default_preset``."""
     name = next((a.split("=", 1)[1] for a in args if a.startswith("preset=")), default_preset)
     cfg = get_preset(name) if name in PRESETS else get_preset(default_preset)
-    return "\n".join([
-        "usage: nayer-scale distill [preset=NAME] [config=FILE.yaml] [section.key=value ...] [--debug]",
-        "",
-        "Data-free knowledge distillation with NAYER (or the DeepInversion / Fast baselines): synthesise images "
-        "from the",
-        "teacher, keep them in a sharded memory bank, train the student on them; evaluate on a real test split "
-        "if one is set.",
-        "",
-        "  accelerate launch -m nayer_scale distill preset=cifar10 teacher.weights=wrn40_2.pth   # one GPU or CPU",
-        "  accelerate launch --multi_gpu --num_processes 8 -m nayer_scale distill preset=imagenet_r50",
-        "  nayer-scale distill config=run.yaml run.epochs=40                                       # one process",
-        "",
-        "The launcher's own flags are honoured: --mixed_precision (with run.mixed_precision=auto), "
-        "--dynamo_backend, --use_deepspeed.",
-        "",
-        "presets:",
-        presets_text(),
-        "",
-        f"config fields (section.key=default in preset {name}, [type; choices or range]):",
-        reference_text(cfg),
-    ])
+    return "\n".join(
+        [
+            "usage: nayer-scale distill [preset=NAME] [config=FILE.yaml] [section.key=value ...] [--debug]",
+            "",
+            "Data-free knowledge distillation with NAYER (or the DeepInversion / Fast baselines): synthesise images "
+            "from the",
+            "teacher, keep them in a sharded memory bank, train the student on them; evaluate on a real test split "
+            "if one is set.",
+            "",
+            "  accelerate launch -m nayer_scale distill preset=cifar10 teacher.weights=wrn40_2.pth   # one GPU or CPU",
+            "  accelerate launch --multi_gpu --num_processes 8 -m nayer_scale distill preset=imagenet_r50",
+            "  nayer-scale distill config=run.yaml run.epochs=40                                       # one process",
+            "",
+            "The launcher's own flags are honoured: --mixed_precision (with run.mixed_precision=auto), "
+            "--dynamo_backend, --use_deepspeed.",
+            "",
+            "presets:",
+            presets_text(),
+            "",
+            f"config fields (section.key=default in preset {name}, [type; choices or range]):",
+            reference_text(cfg),
+        ]
+    )
 
 
 def _overview() -> str:
-    return "\n".join([
-        "usage: nayer-scale COMMAND [ARGS]      (also: python -m nayer_scale, accelerate launch -m nayer_scale)",
-        "",
-        "commands:",
-        "  distill   distill a teacher into a student without its data (any preset; see distill --help)",
-        "  export    publish a finished run: the synthetic set and the student, with hub cards (export --help)",
-        "  presets   list the presets: name, parent, one line each",
-        "  config    print the resolved config of [preset=...] [config=...] [overrides] as YAML; --explain KEY",
-        "",
-        "Run `nayer-scale COMMAND --help` for a command's options.",
-    ])
+    return "\n".join(
+        [
+            "usage: nayer-scale COMMAND [ARGS]      (also: python -m nayer_scale, accelerate launch -m nayer_scale)",
+            "",
+            "commands:",
+            "  distill   distill a teacher into a student without its data (any preset; see distill --help)",
+            "  export    publish a finished run: the synthetic set and the student, with hub cards (export --help)",
+            "  presets   list the presets: name, parent, one line each",
+            "  config    print the resolved config of [preset=...] [config=...] [overrides] as YAML; --explain KEY",
+            "",
+            "Run `nayer-scale COMMAND --help` for a command's options.",
+        ]
+    )
 
 
 def _config_command(default_preset: str, args: list[str]) -> None:
     if args and args[0] in ("-h", "--help"):
-        print("usage: nayer-scale config [preset=NAME] [config=FILE.yaml] [section.key=value ...] [--explain KEY]\n\n"
-              "Print the resolved config as YAML (what `distill` with the same arguments would run), or explain one "
-              "field.")
+        print(
+            "usage: nayer-scale config [preset=NAME] [config=FILE.yaml] [section.key=value ...] [--explain KEY]\n\n"
+            "Print the resolved config as YAML (what `distill` with the same arguments would run), or explain one "
+            "field."
+        )
         return
     if "--explain" in args:
         at = args.index("--explain")
         if at + 1 >= len(args):
             raise ConfigError("--explain takes a field, e.g. --explain synthesis.bn_loss_weight")
-        key, rest = args[at + 1], args[:at] + args[at + 2:]
+        key, rest = args[at + 1], args[:at] + args[at + 2 :]
         try:
             print(explain(key, build_config(default_preset, rest)))
         except KeyError as err:
@@ -162,8 +169,10 @@ def _distill(default_preset: str, args: list[str]) -> dict:
     if summary.get("preempted") or not trainer.accelerator.is_main_process:
         return summary  # SIGTERM / SIGUSR1: checkpointed at a safe point, exit cleanly
     run_dir, top1 = trainer.run_dir, summary["student_top1"]
-    print(f"teacher top-1 {summary['teacher_top1']}, student top-1 {top1}, teacher-student agreement on "
-          f"held-out synthetic images {summary['student_agreement']:.4f}, wall {summary['wall_s']:.0f} s")
+    print(
+        f"teacher top-1 {summary['teacher_top1']}, student top-1 {top1}, teacher-student agreement on "
+        f"held-out synthetic images {summary['student_agreement']:.4f}, wall {summary['wall_s']:.0f} s"
+    )
     print(f"student weights: {run_dir / 'student.safetensors'}")
     print(f"sample grids:    {run_dir / 'samples'}/epoch-*.png")
     print(f"metrics:         {run_dir / 'metrics.jsonl'} and {run_dir / 'summary.json'}")
@@ -186,8 +195,9 @@ def _reported_as_one_line(debug: bool) -> typing.Iterator[None]:
         raise SystemExit(2) from None
 
 
-def main(default_preset: str = DEFAULT_PRESET, argv: list[str] | None = None, *,
-         command: str | None = None) -> dict | None:
+def main(
+    default_preset: str = DEFAULT_PRESET, argv: list[str] | None = None, *, command: str | None = None
+) -> dict | None:
     """Run one command of ``argv`` (default ``sys.argv[1:]``). ``command`` fixes it (the launch
     scripts pass "distill"); otherwise the first argument names it, and arguments that start with
     none of the commands run ``distill`` (as the launch scripts always did). Returns the run summary
@@ -220,8 +230,9 @@ def main(default_preset: str = DEFAULT_PRESET, argv: list[str] | None = None, *,
     return None
 
 
-def run_and_exit(default_preset: str = DEFAULT_PRESET, *, command: str | None = None,
-                 argv: list[str] | None = None) -> None:
+def run_and_exit(
+    default_preset: str = DEFAULT_PRESET, *, command: str | None = None, argv: list[str] | None = None
+) -> None:
     """``main``, then a deterministic exit: every output file is written and closed by then;
     tearing down the process group and leaving with ``os._exit`` avoids the sporadic "terminate
     called without an active exception" abort of gloo / DeepSpeed threads at interpreter shutdown,

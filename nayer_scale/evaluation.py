@@ -48,9 +48,15 @@ class Evaluator:
         progress: show a progress bar.
     """
 
-    def __init__(self, source: Callable | None, normalize: Callable[[torch.Tensor], torch.Tensor],
-                 precision: Precision, device: torch.device,
-                 reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        source: Callable | None,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        precision: Precision,
+        device: torch.device,
+        reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        progress: bool = False,
+    ) -> None:
         self.source, self.normalize, self.precision = source, normalize, precision
         self.device, self.reduce_sum, self.progress = device, reduce_sum, progress
 
@@ -62,8 +68,9 @@ class Evaluator:
         was_training = model.training
         model.eval()
         counts = torch.zeros(2, device=self.device, dtype=torch.long)  # correct, total
-        for images, labels in tqdm(self.source(), desc="evaluating", unit="batch", leave=False,
-                                   disable=not self.progress):
+        for images, labels in tqdm(
+            self.source(), desc="evaluating", unit="batch", leave=False, disable=not self.progress
+        ):
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             x = self.normalize(images.float() / 255.0)
             if self.precision.channels_last:
@@ -87,14 +94,21 @@ class SyntheticProbe:
         precision: the run's precision; batch_size: images per forward; num_classes: K.
     """
 
-    def __init__(self, teacher: nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor], precision: Precision,
-                 batch_size: int, num_classes: int) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        precision: Precision,
+        batch_size: int,
+        num_classes: int,
+    ) -> None:
         self.teacher, self.normalize, self.precision = teacher, normalize, precision
         self.batch_size, self.num_classes = batch_size, num_classes
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 student: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor, int]:
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, student: nn.Module | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
         """Probe ``images`` (N, C, H, W) float in [0, 1] with pseudo ``labels`` (N,).
 
         Returns:
@@ -121,6 +135,9 @@ class SyntheticProbe:
             handle.remove()
             if student is not None:
                 student.train(was_training)
-        diversity = (feature_diversity(torch.cat(captured).flatten(1).float(), labels)
-                     if len(labels) > self.num_classes else None)
+        diversity = (
+            feature_diversity(torch.cat(captured).flatten(1).float(), labels)
+            if len(labels) > self.num_classes
+            else None
+        )
         return diversity, agree, (len(labels) if student is not None else 0)

@@ -62,8 +62,10 @@ def image_prior_losses(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (tv_l2, l2): float32 scalars.
     """
     x = x.float()
-    tv = (torch.linalg.vector_norm(x[..., :, :-1] - x[..., :, 1:])
-          + torch.linalg.vector_norm(x[..., :-1, :] - x[..., 1:, :])
-          + torch.linalg.vector_norm(x[..., 1:, :-1] - x[..., :-1, 1:])
-          + torch.linalg.vector_norm(x[..., :-1, :-1] - x[..., 1:, 1:]))
+    tv = (
+        torch.linalg.vector_norm(x[..., :, :-1] - x[..., :, 1:])
+        + torch.linalg.vector_norm(x[..., :-1, :] - x[..., 1:, :])
+        + torch.linalg.vector_norm(x[..., 1:, :-1] - x[..., :-1, 1:])
+        + torch.linalg.vector_norm(x[..., :-1, :-1] - x[..., 1:, 1:])
+    )
     return tv, torch.linalg.vector_norm(x)

@@ -80,5 +80,7 @@ def lte_nearest_classes(lte: torch.Tensor, class_names: list[str], k: int = 3) -
     sim.fill_diagonal_(-float("inf"))
     k = min(k, len(class_names) - 1)
     values, index = sim.topk(k, dim=1)
-    return {name: [[class_names[j], round(float(v), 4)] for v, j in zip(values[i], index[i].tolist())]
-            for i, name in enumerate(class_names)}
+    return {
+        name: [[class_names[j], round(float(v), 4)] for v, j in zip(values[i], index[i].tolist())]
+        for i, name in enumerate(class_names)
+    }

@@ -102,12 +102,17 @@ def cpu_capability() -> CpuCapability:
         except Exception:  # noqa: BLE001 - a failing probe means "not available"
             return flag in flags
 
-    family = (f"family {fields['cpu family']} model {fields['model']}"
-              if "cpu family" in fields and "model" in fields else "")
-    return CpuCapability(isa=torch.backends.cpu.get_cpu_capability(),
-                         amx_bf16=probe("_is_amx_tile_supported", "amx_bf16"),
-                         avx512_bf16=probe("_is_avx512_bf16_supported", "avx512_bf16"),
-                         model=fields.get("model name", ""), vendor=fields.get("vendor_id", ""), family_model=family)
+    family = (
+        f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
+    )
+    return CpuCapability(
+        isa=torch.backends.cpu.get_cpu_capability(),
+        amx_bf16=probe("_is_amx_tile_supported", "amx_bf16"),
+        avx512_bf16=probe("_is_avx512_bf16_supported", "avx512_bf16"),
+        model=fields.get("model name", ""),
+        vendor=fields.get("vendor_id", ""),
+        family_model=family,
+    )
 
 
 def describe_device(device: torch.device | str = "cpu") -> str:
@@ -120,8 +125,7 @@ def describe_device(device: torch.device | str = "cpu") -> str:
     cap = cpu_capability()
     flags = [flag for flag, on in (("amx_bf16", cap.amx_bf16), ("avx512_bf16", cap.avx512_bf16)) if on]
     kind = f"{cap.family_model}; " if cap.family_model else ""
-    return (f"{cap.model or 'CPU'} ({kind}{cap.isa}; native bf16: {', '.join(flags) or 'none'}; "
-            f"{os.cpu_count()} cores)")
+    return f"{cap.model or 'CPU'} ({kind}{cap.isa}; native bf16: {', '.join(flags) or 'none'}; {os.cpu_count()} cores)"
 
 
 @dataclass(frozen=True)
@@ -160,8 +164,13 @@ class Precision:
         return asdict(self)
 
 
-def resolve_precision(mixed_precision: str, channels_last: str | bool, device: torch.device | str,
-                      cpu: CpuCapability | None = None, cuda_bf16: bool | None = None) -> Precision:
+def resolve_precision(
+    mixed_precision: str,
+    channels_last: str | bool,
+    device: torch.device | str,
+    cpu: CpuCapability | None = None,
+    cuda_bf16: bool | None = None,
+) -> Precision:
     """Resolve ``run.mixed_precision`` and ``run.channels_last`` for a device (see module docstring).
 
     Args:
@@ -195,11 +204,15 @@ def resolve_precision(mixed_precision: str, channels_last: str | bool, device: t
         elif amd_bf16:
             why = f"the AMD CPU ({cap.isa}) has AVX512-BF16, where bf16 was measured 1.4-1.5x faster than fp32"
         elif cap.avx512_bf16:
-            why = (f"the CPU ({cap.isa}) has AVX512-BF16 but no AMX: on an Intel CPU bf16 was measured no faster "
-                   "than fp32 there (and it costs precision)")
+            why = (
+                f"the CPU ({cap.isa}) has AVX512-BF16 but no AMX: on an Intel CPU bf16 was measured no faster "
+                "than fp32 there (and it costs precision)"
+            )
         else:
-            why = (f"the CPU ({cap.isa}) has no native bf16 (no AMX-BF16 / AVX512-BF16): bf16 would be emulated, "
-                   "several times slower than fp32")
+            why = (
+                f"the CPU ({cap.isa}) has no native bf16 (no AMX-BF16 / AVX512-BF16): bf16 would be emulated, "
+                "several times slower than fp32"
+            )
     if mixed_precision == "auto":
         chosen, reason = native, f"auto: {why}"
     else:

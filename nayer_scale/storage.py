@@ -96,12 +96,15 @@ class DiskFullError(OSError):
 
     def __init__(self, code: int, path: str | os.PathLike) -> None:
         space = free_space(path)
-        where = (f"{_size(space[0])} free of {_size(space[1])} on its file system" if space else
-                 "free space unknown")
+        where = f"{_size(space[0])} free of {_size(space[1])} on its file system" if space else "free space unknown"
         what = "quota exceeded" if code == errno.EDQUOT else "no space left on device"
-        super().__init__(code, f"{what} while writing {path} ({where}); nothing partial was kept: free some "
-                               "space (or point run.run_dir elsewhere) and run the same command again, it resumes "
-                               "from the last complete checkpoint", str(path))
+        super().__init__(
+            code,
+            f"{what} while writing {path} ({where}); nothing partial was kept: free some "
+            "space (or point run.run_dir elsewhere) and run the same command again, it resumes "
+            "from the last complete checkpoint",
+            str(path),
+        )
 
     def __str__(self) -> str:
         return self.strerror
@@ -249,19 +252,24 @@ def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor], seen: set[i
         items = [_encode(v, f"{path}/{i}" if path else str(i), tensors, seen) for i, v in enumerate(value)]
         return {"__tuple__": items} if type(value) is tuple else items
     if isinstance(value, dict):  # OrderedDict (module state dicts) and other dicts: a plain dict
+
         def child(k):
             return f"{path}/{k}" if path else str(k)
 
         if all(type(k) is str for k in value) and not any(k in _TAGS for k in value):
             return {k: _encode(v, child(k), tensors, seen) for k, v in value.items()}
-        return {"__dict__": [[_encode(k, child(k) + "#key", tensors, seen), _encode(v, child(k), tensors, seen)]
-                             for k, v in value.items()]}
-    raise TypeError(f"cannot store {where}: type {type(value).__name__}; store its numbers instead "
-                    "(save_state never pickles)")
+        return {
+            "__dict__": [
+                [_encode(k, child(k) + "#key", tensors, seen), _encode(v, child(k), tensors, seen)]
+                for k, v in value.items()
+            ]
+        }
+    raise TypeError(
+        f"cannot store {where}: type {type(value).__name__}; store its numbers instead (save_state never pickles)"
+    )
 
 
-def _add_tensor(tensor: torch.Tensor, path: str, tensors: dict[str, torch.Tensor], seen: set[int],
-                where: str) -> str:
+def _add_tensor(tensor: torch.Tensor, path: str, tensors: dict[str, torch.Tensor], seen: set[int], where: str) -> str:
     if tensor.is_sparse or tensor.layout != torch.strided:
         raise TypeError(f"cannot store {where}: {tensor.layout} tensor; store a dense one")
     cpu = tensor.detach().cpu()
@@ -345,8 +353,10 @@ def load_state(path_stem: str | os.PathLike, device: torch.device | str = "cpu")
     except Exception as err:  # safetensors raises its own SafetensorError for a malformed file
         raise ValueError(f"{tensor_path} is not a safetensors file: {err}") from err
     if token != document.get("token"):
-        raise ValueError(f"{json_path} and {tensor_path} come from different save_state calls "
-                         "(a save interrupted between the two files?)")
+        raise ValueError(
+            f"{json_path} and {tensor_path} come from different save_state calls "
+            "(a save interrupted between the two files?)"
+        )
     return _decode(document["state"], tensors, torch.device(device))
 
 
@@ -356,7 +366,7 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], device: torch.device) 
     if not isinstance(value, dict):
         return value
     if len(value) == 1 and next(iter(value)) in _TAGS:
-        (tag, body), = value.items()
+        ((tag, body),) = value.items()
         if tag == "__tuple__":
             return tuple(_decode(v, tensors, device) for v in body)
         if tag == "__dict__":

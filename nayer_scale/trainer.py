@@ -37,8 +37,17 @@ from .memory import SHARD_PATTERN, batch_seed
 from .models.io import save_model
 from .quantization.student import export_student
 from .storage import atomic_write_json
-from .training import (Components, EpochProgress, Preempted, PreemptionGuard, build_accelerator, build_components,
-                       apply_launcher_settings, checkpoint_name, write_run_record)
+from .training import (
+    Components,
+    EpochProgress,
+    Preempted,
+    PreemptionGuard,
+    apply_launcher_settings,
+    build_accelerator,
+    build_components,
+    checkpoint_name,
+    write_run_record,
+)
 from .training.collectives import Collectives
 from .training.disk_check import check_free_space, estimate_run_bytes
 from .training.run_lock import hold_run_folder
@@ -71,11 +80,14 @@ class NayerTrainer:
         nayer_scale.extras.MissingExtraError, training.run_lock.RunFolderInUse.
     """
 
-    def __init__(self, config: NayerConfig, accelerator: Accelerator | None = None,
-                 components: Components | None = None) -> None:
+    def __init__(
+        self, config: NayerConfig, accelerator: Accelerator | None = None, components: Components | None = None
+    ) -> None:
         start = time.perf_counter()
         self.cfg = config.validate()
-        self.launched_with = apply_launcher_settings(self.cfg.run)  # accelerate launch --mixed_precision / --dynamo_backend
+        self.launched_with = apply_launcher_settings(
+            self.cfg.run
+        )  # accelerate launch --mixed_precision / --dynamo_backend
         self.run_dir = Path(self.cfg.run.run_dir)
         self.accelerator = acc = accelerator or build_accelerator(self.cfg.run)
         self.device, self.rank, self.world_size = acc.device, acc.process_index, acc.num_processes
@@ -91,13 +103,26 @@ class NayerTrainer:
     def _set_up(self, acc: Accelerator, components: Components | None, start: float) -> None:
         """Everything ``__init__`` does once the run folder is this job's."""
         if ((self.run_dir / "memory").exists() or (self.run_dir / "checkpoints").exists()) and not self.cfg.run.resume:
-            raise ConfigError(f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true "
-                              "to continue it, or choose a new run.run_dir; nothing was changed.")
+            raise ConfigError(
+                f"{self.run_dir} already holds a run (memory bank or checkpoints). Pass run.resume=true "
+                "to continue it, or choose a new run.run_dir; nothing was changed."
+            )
         acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
         c = components or build_components(self.cfg, acc, self.collectives.average, start)
         self.trackers = c.trackers
-        self.precision, self.kernel_backend, self.class_names, self.rngs = c.precision, c.kernel_backend, c.class_names, c.rngs
-        self.teacher, self.hooks, self.lte, self.synthesizer, self.labels = c.teacher, c.hooks, c.lte, c.synthesizer, c.labels
+        self.precision, self.kernel_backend, self.class_names, self.rngs = (
+            c.precision,
+            c.kernel_backend,
+            c.class_names,
+            c.rngs,
+        )
+        self.teacher, self.hooks, self.lte, self.synthesizer, self.labels = (
+            c.teacher,
+            c.hooks,
+            c.lte,
+            c.synthesizer,
+            c.labels,
+        )
         self.engine, self.memory, self.evaluator, self.probe = c.engine, c.memory, c.evaluator, c.probe
         self.checkpoints, self.logger, self.clock = c.checkpoints, c.logger, c.clock
         self.num_classes, self.rng = len(self.class_names), self.rngs.generator
@@ -105,14 +130,22 @@ class NayerTrainer:
         self.eval_images = 0  # real images in the last evaluation, over all processes
         self.guard = PreemptionGuard(self.device, self.collectives.sum if self.world_size > 1 else None)
         changes = self._resume() if self.cfg.run.resume else []
-        disk = check_free_space(self.run_dir, estimate_run_bytes(self.cfg, self.world_size, self.engine.unwrapped,
-                                                                 self.synthesizer.state_dict()))
+        disk = check_free_space(
+            self.run_dir,
+            estimate_run_bytes(self.cfg, self.world_size, self.engine.unwrapped, self.synthesizer.state_dict()),
+        )
         if disk:  # a warning: the estimate is an upper bound, and a full disk is survived anyway
             acc.print(disk)
         self.trackers.start(self.cfg.to_dict(), resumed=self.start_epoch > 0)
-        write_run_record(self.run_dir, self.cfg, {"precision": self.precision.to_dict()},
-                         {"start_epoch": self.start_epoch, "world_size": self.world_size,
-                          "changed_since_checkpoint": changes}, acc, self.lte, self.class_names)
+        write_run_record(
+            self.run_dir,
+            self.cfg,
+            {"precision": self.precision.to_dict()},
+            {"start_epoch": self.start_epoch, "world_size": self.world_size, "changed_since_checkpoint": changes},
+            acc,
+            self.lte,
+            self.class_names,
+        )
         acc.print(run_banner(self.cfg, c, self.world_size, self.device_kind, self.launched_with))
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
 
@@ -199,8 +232,9 @@ class NayerTrainer:
                 progress.sums["kd_sum"] += loss
                 total += loss
                 if (step + 1) % self.cfg.run.log_every_steps == 0:  # one host read every log_every_steps steps
-                    self.trackers.log({"train/kd_loss": loss.item()},
-                                      global_step(progress.epoch, step + 1, d.steps_per_epoch))
+                    self.trackers.log(
+                        {"train/kd_loss": loss.item()}, global_step(progress.epoch, step + 1, d.steps_per_epoch)
+                    )
                 progress.distill_steps = step + 1
                 if (step + 1) % every == 0 and step + 1 < d.steps_per_epoch:
                     self.safe_point()
@@ -225,8 +259,13 @@ class NayerTrainer:
             images, labels, losses = self.synthesize_batch(epoch, b)
             if b == n_batches - 1 and self.accelerator.is_main_process:
                 with self.clock.phase("io"):
-                    grid = save_sample_grid(images, labels, self.num_classes, self.run_dir / "samples" /
-                                            f"epoch-{epoch:04d}.png", self.cfg.run.grid_per_class)
+                    grid = save_sample_grid(
+                        images,
+                        labels,
+                        self.num_classes,
+                        self.run_dir / "samples" / f"epoch-{epoch:04d}.png",
+                        self.cfg.run.grid_per_class,
+                    )
                     self.trackers.log_image("samples", grid, global_step(epoch, 0, self.cfg.distill.steps_per_epoch))
             with self.clock.phase("evaluation"):
                 progress.add_synthesis(losses, *self.probe_synthetic(images, labels, student=not warmup))
@@ -305,8 +344,13 @@ class NayerTrainer:
                 with self.clock.phase("evaluation"):
                     teacher_top1 = self.evaluate(self.teacher)
                 acc.print(f"teacher top-1 on the real test split: {teacher_top1}")
-                bar = tqdm(range(self.start_epoch, run.epochs), initial=self.start_epoch, total=run.epochs, desc="NAYER",
-                           disable=not (run.progress and acc.is_local_main_process))
+                bar = tqdm(
+                    range(self.start_epoch, run.epochs),
+                    initial=self.start_epoch,
+                    total=run.epochs,
+                    desc="NAYER",
+                    disable=not (run.progress and acc.is_local_main_process),
+                )
                 for epoch in bar:
                     record = self.run_epoch(epoch)
                     with self.clock.phase("io"):
@@ -314,15 +358,25 @@ class NayerTrainer:
                     self.progress = None
                     with self.clock.phase("checkpoint"):
                         path = self.save_checkpoint(epoch)
-                    bar.set_postfix({k: f"{record[k]:.3g}" for k in ("synth_loss", "kd", "student_top1")
-                                     if record.get(k) is not None})
+                    bar.set_postfix(
+                        {
+                            k: f"{record[k]:.3g}"
+                            for k in ("synth_loss", "kd", "student_top1")
+                            if record.get(k) is not None
+                        }
+                    )
                     if epoch < run.epochs - 1 and self.guard.requested():
                         raise Preempted(str(path))
                 return self._finish(teacher_top1)
         except Preempted as stop:
-            acc.print(f"stop requested (signal {self.guard.signal}): checkpoint {stop} written; "
-                      "continue with run.resume=true")
-            return {"preempted": True, "checkpoint": str(stop), "epoch": log.history[-1]["epoch"] if log.history else None}
+            acc.print(
+                f"stop requested (signal {self.guard.signal}): checkpoint {stop} written; continue with run.resume=true"
+            )
+            return {
+                "preempted": True,
+                "checkpoint": str(stop),
+                "epoch": log.history[-1]["epoch"] if log.history else None,
+            }
         finally:
             self.close()
 
@@ -347,12 +401,23 @@ class NayerTrainer:
                 meta = student_metadata(self.cfg, self.class_names)
                 save_model(self.engine.unwrapped, self.run_dir / "student.safetensors", meta)
                 if self.cfg.student.quantization.enabled:  # integer weights, scales, activation ranges
-                    export_student(self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta)
+                    export_student(
+                        self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta
+                    )
             acc.wait_for_everyone()
-        summary = build_summary(self.cfg, teacher_top1=teacher_top1, student_top1=student_top1, agreement=agreement,
-                                eval_images=self.eval_images, precision=self.precision, times=self.time_accounting(),
-                                world_size=self.world_size, device=self.device, device_kind=self.device_kind,
-                                memory_size=len(self.memory))
+        summary = build_summary(
+            self.cfg,
+            teacher_top1=teacher_top1,
+            student_top1=student_top1,
+            agreement=agreement,
+            eval_images=self.eval_images,
+            precision=self.precision,
+            times=self.time_accounting(),
+            world_size=self.world_size,
+            device=self.device,
+            device_kind=self.device_kind,
+            memory_size=len(self.memory),
+        )
         if acc.is_main_process:
             atomic_write_json(self.run_dir / "summary.json", summary)
         acc.wait_for_everyone()
@@ -364,8 +429,13 @@ class NayerTrainer:
     def _stateful(self) -> tuple[dict, dict]:
         """(shared, per-process) components of a checkpoint, in loading order."""
         shared = {"student": self.engine, "history": self.logger, "clock": self.clock}
-        process = {"optimizer_partition": self.engine.process_part, "synthesizer": self.synthesizer,
-                   "bn_momentum": self.hooks, "memory": self.memory, "rng": self.rngs}
+        process = {
+            "optimizer_partition": self.engine.process_part,
+            "synthesizer": self.synthesizer,
+            "bn_momentum": self.hooks,
+            "memory": self.memory,
+            "rng": self.rngs,
+        }
         return shared, process
 
     def save_checkpoint(self, epoch: int, position: EpochProgress | None = None) -> Path:
@@ -397,8 +467,13 @@ class NayerTrainer:
         position = meta["position"]
         self.progress = EpochProgress.from_state(position, self.device) if position else None
         self.start_epoch = meta["epoch"] + (0 if position else 1)
-        where = (f" at synthesis batch {position['synthesis_batches']}, student step {position['distill_steps']}"
-                 if position else "")
-        self.accelerator.print(f"resumed from {path} (next epoch {self.start_epoch}{where})"
-                               + (f"; changed since: {', '.join(changes)}" if changes else ""))
+        where = (
+            f" at synthesis batch {position['synthesis_batches']}, student step {position['distill_steps']}"
+            if position
+            else ""
+        )
+        self.accelerator.print(
+            f"resumed from {path} (next epoch {self.start_epoch}{where})"
+            + (f"; changed since: {', '.join(changes)}" if changes else "")
+        )
         return changes

@@ -15,7 +15,11 @@ __all__ = ["save_sample_grid"]
 
 
 def save_sample_grid(
-    images: torch.Tensor, labels: torch.Tensor, num_classes: int, path: str | os.PathLike, per_class: int = 8,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    path: str | os.PathLike,
+    per_class: int = 8,
     max_rows: int = 100,
 ) -> np.ndarray:
     """Write a PNG grid with one row per class holding up to ``per_class`` of its images.

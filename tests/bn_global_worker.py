@@ -23,10 +23,19 @@ def tiny_teacher() -> nn.Module:
     """3 BatchNorm2d layers of 4, 5 and 6 channels on 3x8x8 input; random running statistics, some
     means far from 0 (the shifted sums must keep their precision)."""
     torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                            nn.Conv2d(4, 5, 3, stride=2), nn.BatchNorm2d(5), nn.ReLU(),
-                            nn.Conv2d(5, 6, 1), nn.BatchNorm2d(6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                            nn.Linear(6, 3))
+    teacher = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 5, 3, stride=2),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.Conv2d(5, 6, 1),
+        nn.BatchNorm2d(6),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    )
     for m in teacher.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_().mul_(3.0)

@@ -156,11 +156,24 @@ def tiny_overrides(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]
     command line's syntax): the fashion_mnist preset on a random resnet8 teacher -> resnet8 student,
     one synthesis batch of 24 per epoch, 2 student steps of 16, fp32, evaluated every epoch. The
     other tiny argument lists below are derived from it."""
-    return ["teacher.arch=resnet8", f"teacher.weights={teacher}", "student.arch=resnet8", f"lte.cache_dir={lte_cache}",
-            f"eval.root={eval_root}", "eval.every_epochs=1", "synthesis.batch_size=24",
-            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
-            "distill.steps_per_epoch=2", "run.warmup_epochs=1", "run.mixed_precision=no"]
+    return [
+        "teacher.arch=resnet8",
+        f"teacher.weights={teacher}",
+        "student.arch=resnet8",
+        f"lte.cache_dir={lte_cache}",
+        f"eval.root={eval_root}",
+        "eval.every_epochs=1",
+        "synthesis.batch_size=24",
+        "synthesis.num_generator_steps=2",
+        "synthesis.batches_per_epoch=1",
+        "synthesis.warmup_batches_per_epoch=1",
+        "synthesis.generator_width=8",
+        "synthesis.noise_dim=32",
+        "distill.batch_size=16",
+        "distill.steps_per_epoch=2",
+        "run.warmup_epochs=1",
+        "run.mixed_precision=no",
+    ]
 
 
 def merged_overrides(base: list[str], changes: typing.Iterable[str]) -> list[str]:
@@ -176,8 +189,13 @@ def merged_overrides(base: list[str], changes: typing.Iterable[str]) -> list[str
 def tiny_run_overrides(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, *overrides: str) -> list[str]:
     """``tiny_config``'s run as ``section.key=value`` arguments: ``nayer-scale distill`` (preset
     fashion_mnist) with these runs what ``NayerTrainer(tiny_config(...))`` runs."""
-    run = [f"run.run_dir={run_dir}", "run.epochs=3", "synthesis.generator_life_epochs=2", "run.progress=false",
-           "run.resume=false"]
+    run = [
+        f"run.run_dir={run_dir}",
+        "run.epochs=3",
+        "synthesis.generator_life_epochs=2",
+        "run.progress=false",
+        "run.resume=false",
+    ]
     return merged_overrides(merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), run), overrides)
 
 
@@ -185,8 +203,9 @@ def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, 
     """The fashion_mnist preset shrunk to a few seconds of CPU time (``tiny_overrides``, 3 epochs of
     which 1 warm-up, a generator living 2 epochs, no progress bar, no resume), then ``overrides``
     (``section.key=value`` strings, e.g. ``"run.epochs=4"``). Not validated (the trainer does)."""
-    return apply_overrides(get_preset("fashion_mnist"), tiny_run_overrides(run_dir, teacher, eval_root, lte_cache,
-                                                                           *overrides))
+    return apply_overrides(
+        get_preset("fashion_mnist"), tiny_run_overrides(run_dir, teacher, eval_root, lte_cache, *overrides)
+    )
 
 
 def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
@@ -202,9 +221,18 @@ def tiny_cli_args(teacher: Path, eval_root: Path, lte_cache: Path, run_dir: Path
     (for the tests that start real jobs as a user would): ``tiny_overrides`` with a third of the
     images and steps, the preset's evaluation every other epoch and its ``run.mixed_precision=auto``
     (which follows ``accelerate launch --mixed_precision``), one CPU thread, no progress bar."""
-    smaller = ["synthesis.batch_size=8", "synthesis.num_generator_steps=1", "synthesis.noise_dim=16",
-               "distill.batch_size=8", "distill.steps_per_epoch=1", "eval.every_epochs=2", "run.mixed_precision=auto",
-               "run.cpu_threads=1", "run.progress=false", f"run.run_dir={run_dir}"]
+    smaller = [
+        "synthesis.batch_size=8",
+        "synthesis.num_generator_steps=1",
+        "synthesis.noise_dim=16",
+        "distill.batch_size=8",
+        "distill.steps_per_epoch=1",
+        "eval.every_epochs=2",
+        "run.mixed_precision=auto",
+        "run.cpu_threads=1",
+        "run.progress=false",
+        f"run.run_dir={run_dir}",
+    ]
     return merged_overrides(tiny_overrides(teacher, eval_root, lte_cache), smaller)
 
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_config  # tests/ is sys.path[0]: this file is run as a script
 
+from conftest import tiny_config  # tests/ is sys.path[0]: this file is run as a script
 from nayer_scale.trainer import NayerTrainer
 
 if __name__ == "__main__":

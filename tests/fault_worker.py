@@ -55,7 +55,7 @@ def inject_fault(monkeypatch, pattern: str, nth: int, action: str) -> dict:
             write = f.write
 
             def half_then_fail(data):
-                write(data[:max(1, len(data) // 2)])
+                write(data[: max(1, len(data) // 2)])
                 f.flush()
                 os.fsync(f.fileno())
                 fail()

@@ -36,18 +36,35 @@ def prepare_environment(carry: Path, dry_run: bool, scratch: Path, log) -> tuple
     else:
         wheels = sorted((carry / "wheels").glob("*.whl"))
         if not wheels:
-            setup["wheels"] = (f"MISSING {', '.join(missing)} and no wheels in {carry / 'wheels'}: run "
-                               "scripts/prepare_gpu_suite.sh on the build machine and carry .gpu_carry")
+            setup["wheels"] = (
+                f"MISSING {', '.join(missing)} and no wheels in {carry / 'wheels'}: run "
+                "scripts/prepare_gpu_suite.sh on the build machine and carry .gpu_carry"
+            )
         else:
             site = scratch / "site"
-            cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                   "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--no-deps",
+                "--no-compile",
+                "--no-cache-dir",
+                "--upgrade",
+                "--target",
+                str(site),
+                *map(str, wheels),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             log.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
             paths.append(str(site))
-            setup["wheels"] = (f"installed {', '.join(w.name for w in wheels)} into {site}" if proc.returncode == 0
-                               else f"pip install of the carried wheels FAILED (rc {proc.returncode}): "
-                                    f"{proc.stderr.strip()[-300:]}")
+            setup["wheels"] = (
+                f"installed {', '.join(w.name for w in wheels)} into {site}"
+                if proc.returncode == 0
+                else f"pip install of the carried wheels FAILED (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"
+            )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -55,8 +72,11 @@ def prepare_environment(carry: Path, dry_run: bool, scratch: Path, log) -> tuple
     if dry_run:  # CPU only, kernels in the interpreter, one thread per process (2 threads spin on a busy CPU)
         env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     lte = carry / "lte"
-    setup["lte_cache"] = (f"{len(list(lte.glob('lte-*.safetensors')))} cached pool file(s) in {lte}"
-                          if lte.is_dir() else f"no carried LTE cache ({lte} missing)")
+    setup["lte_cache"] = (
+        f"{len(list(lte.glob('lte-*.safetensors')))} cached pool file(s) in {lte}"
+        if lte.is_dir()
+        else f"no carried LTE cache ({lte} missing)"
+    )
     return env, setup
 
 
@@ -71,11 +91,15 @@ def lte_overrides(class_key: str, carry: Path, scratch: Path, dry_run: bool) -> 
     names = get_class_names(class_key)
     path = carry / "lte" / f"lte-{lte_cache_key('minilm', 'photo_of', names)}.safetensors"
     if path.is_file():
-        return (["lte.encoder=minilm", "lte.template=photo_of", f"lte.cache_dir={path.parent}"],
-                {"lte": "minilm (carried cache)", "lte_file": str(path)})
+        return (
+            ["lte.encoder=minilm", "lte.template=photo_of", f"lte.cache_dir={path.parent}"],
+            {"lte": "minilm (carried cache)", "lte_file": str(path)},
+        )
     dim = 64 if dry_run else MINILM_DIM
-    return ([f"lte.encoder=hashed:{dim}", f"lte.cache_dir={scratch / 'lte'}"],
-            {"lte": f"hashed:{dim} (no carried MiniLM cache {path.name})", "lte_file": None})
+    return (
+        [f"lte.encoder=hashed:{dim}", f"lte.cache_dir={scratch / 'lte'}"],
+        {"lte": f"hashed:{dim} (no carried MiniLM cache {path.name})", "lte_file": None},
+    )
 
 
 def build_lte(folder: Path) -> None:
@@ -109,6 +133,8 @@ def fashion_root(carry: Path) -> tuple[str | None, str]:
     try:
         images, _ = find_fashion_mnist("test")
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"no Fashion-MNIST test split in {folder} (run scripts/prepare_gpu_suite.sh and "
-                                f"carry .gpu_carry) nor in the standard places: {e}") from None
+        raise FileNotFoundError(
+            f"no Fashion-MNIST test split in {folder} (run scripts/prepare_gpu_suite.sh and "
+            f"carry .gpu_carry) nor in the standard places: {e}"
+        ) from None
     return None, f"Fashion-MNIST test split found in {images.parent} (not carried)"

@@ -11,10 +11,25 @@ import time
 
 from benchmarks.lib.provenance import device_name
 
-BN_PROVIDERS = (("triton", "full"), ("torch", "full"), ("triton", "forward"), ("torch", "forward"),
-                ("var_mean", "forward"), ("batch_norm_stats", "forward"))
-EXTRA_COLUMNS = ["group", "device_median_ms", "device_min_ms", "device_max_ms", "device_reps", "host_median_ms",
-                 "host_min_ms", "host_max_ms", "host_reps"]
+BN_PROVIDERS = (
+    ("triton", "full"),
+    ("torch", "full"),
+    ("triton", "forward"),
+    ("torch", "forward"),
+    ("var_mean", "forward"),
+    ("batch_norm_stats", "forward"),
+)
+EXTRA_COLUMNS = [
+    "group",
+    "device_median_ms",
+    "device_min_ms",
+    "device_max_ms",
+    "device_reps",
+    "host_median_ms",
+    "host_min_ms",
+    "host_max_ms",
+    "host_reps",
+]
 
 
 def columns() -> list[str]:
@@ -39,10 +54,28 @@ def kernel_groups(dry_run: bool) -> list[tuple[str, list[tuple]]]:
             cases = [("bn", shape, cl, p, mode) for shape in shapes for p, mode in BN_PROVIDERS]
             groups.append((f"{suite}/{'channels_last' if cl else 'nchw'}", cases))
     noisy = bk.NOISY_SHAPES["smoke" if dry_run else "full"]
-    groups.append(("noisy_reinit", [("noisy", noisy, init, p) for init in ("normal", "kaiming_uniform")
-                                    for p in ("triton", "torch", "torch_loop")]))
-    groups.append(("backward_only", [("bn", shape, cl, p, "backward") for _, shapes in suites for cl in (True, False)
-                                     for shape in shapes for p in ("triton", "torch")]))
+    groups.append(
+        (
+            "noisy_reinit",
+            [
+                ("noisy", noisy, init, p)
+                for init in ("normal", "kaiming_uniform")
+                for p in ("triton", "torch", "torch_loop")
+            ],
+        )
+    )
+    groups.append(
+        (
+            "backward_only",
+            [
+                ("bn", shape, cl, p, "backward")
+                for _, shapes in suites
+                for cl in (True, False)
+                for shape in shapes
+                for p in ("triton", "torch")
+            ],
+        )
+    )
     return groups
 
 
@@ -97,16 +130,28 @@ def kernel_row(ctx, group: str, case: tuple, device: str, copy_bw: float | None,
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     gbps = r["traffic"] / (r["median_ms"] * 1e-3) / 1e9
-    row = {"op": op, "provider": case[3], "mode": mode, "shape": r["shape"], "median_ms": round(r["median_ms"], 4),
-           "gbps": round(gbps, 2), "pct_of_copy_bw": round(100 * gbps / copy_bw, 1) if copy_bw else "",
-           "peak_mem_mb": "" if r["peak_mem_mb"] is None else round(r["peak_mem_mb"], 1), **meta, "group": group,
-           **{k: r[k] if r[k] is None or isinstance(r[k], int) else round(r[k], 4) for k in EXTRA_COLUMNS[1:]}}
+    row = {
+        "op": op,
+        "provider": case[3],
+        "mode": mode,
+        "shape": r["shape"],
+        "median_ms": round(r["median_ms"], 4),
+        "gbps": round(gbps, 2),
+        "pct_of_copy_bw": round(100 * gbps / copy_bw, 1) if copy_bw else "",
+        "peak_mem_mb": "" if r["peak_mem_mb"] is None else round(r["peak_mem_mb"], 1),
+        **meta,
+        "group": group,
+        **{k: r[k] if r[k] is None or isinstance(r[k], int) else round(r[k], 4) for k in EXTRA_COLUMNS[1:]},
+    }
     with open(ctx.out / "kernels.csv", "a", newline="") as f:
         csv.DictWriter(f, fieldnames=columns(), restval="").writerow(row)
     ctx.record("kernel_row", **row)
     host = row["host_median_ms"]
-    print(f"{op:10s} {case[3]:16s} {mode:8s} {row['shape']:34s} {row['median_ms']:10.4f} ms (host {host:.4f}) "
-          f"{gbps:8.1f} GB/s", flush=True)
+    print(
+        f"{op:10s} {case[3]:16s} {mode:8s} {row['shape']:34s} {row['median_ms']:10.4f} ms (host {host:.4f}) "
+        f"{gbps:8.1f} GB/s",
+        flush=True,
+    )
 
 
 def run_groups(ctx, groups: list[tuple[str, list[tuple]]], stop_after_s: float | None = None) -> None:

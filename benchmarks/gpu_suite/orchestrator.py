@@ -28,16 +28,28 @@ from pathlib import Path
 from benchmarks.gpu_suite.install import build_lte, prepare_environment
 from benchmarks.gpu_suite.records import append_record, read_records, slug, utc_now, write_atomic
 from benchmarks.gpu_suite.render import render_summary
-from benchmarks.gpu_suite.spec import (DEFAULT_CARRY, DEVICE_TIMEOUT_S, FASHION_CARRY, FILES, HARD_CAP_STEPS, MODULE,
-                                       RESULTS_ROOT, ROOT, STEP_NAMES, STEPS, TOTAL_BUDGET_S)
+from benchmarks.gpu_suite.spec import (
+    DEFAULT_CARRY,
+    DEVICE_TIMEOUT_S,
+    FASHION_CARRY,
+    FILES,
+    HARD_CAP_STEPS,
+    MODULE,
+    RESULTS_ROOT,
+    ROOT,
+    STEP_NAMES,
+    STEPS,
+    TOTAL_BUDGET_S,
+)
 from benchmarks.lib.provenance import git_commit
 
 
 def nvidia_smi(query: str) -> str | None:
     """First line of ``nvidia-smi --query-gpu=QUERY --format=csv,noheader``, or None."""
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.stdout.strip().splitlines()
@@ -76,8 +88,16 @@ def run_streamed(cmd: list[str], timeout: float, sink, env: dict | None = None, 
     Returns ``{"rc", "timed_out", "seconds", "output"}`` (output: all lines with ``keep_all``, else
     the last 200)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env=env, text=True, errors="replace", bufsize=1)
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
     lines: collections.deque = collections.deque(maxlen=None if keep_all else 200)
 
     def pump() -> None:
@@ -96,8 +116,12 @@ def run_streamed(cmd: list[str], timeout: float, sink, env: dict | None = None, 
         kill_tree(proc.pid)
         rc = proc.wait()
     reader.join(timeout=5)
-    return {"rc": rc, "timed_out": timed_out, "seconds": round(time.perf_counter() - start, 2),
-            "output": "".join(lines)}
+    return {
+        "rc": rc,
+        "timed_out": timed_out,
+        "seconds": round(time.perf_counter() - start, 2),
+        "output": "".join(lines),
+    }
 
 
 def default_out(dry_run: bool) -> Path:
@@ -141,13 +165,21 @@ def orchestrate(args: argparse.Namespace) -> int:
     commit = args.commit or git_commit()
     if args.dirty and not commit.endswith("+dirty"):
         commit += "+dirty"
-    meta = {"commit": commit, "dry_run": args.dry_run, "started": utc_now(), "date": datetime.date.today().isoformat(),
-            "device": nvidia_smi("name") or ("CPU (dry run)" if args.dry_run else "no GPU found"),
-            "command": " ".join([Path(sys.executable).name, "-m", MODULE, *sys.argv[1:]]),
-            "total_budget_s": args.total_budget,
-            "python": platform.python_version(), "carry": str(args.carry)}
-    steps = [{"name": n, "title": t, "budget_s": budgets[n], "status": "pending" if n in selected else "not selected"}
-             for n, _, t in STEPS]
+    meta = {
+        "commit": commit,
+        "dry_run": args.dry_run,
+        "started": utc_now(),
+        "date": datetime.date.today().isoformat(),
+        "device": nvidia_smi("name") or ("CPU (dry run)" if args.dry_run else "no GPU found"),
+        "command": " ".join([Path(sys.executable).name, "-m", MODULE, *sys.argv[1:]]),
+        "total_budget_s": args.total_budget,
+        "python": platform.python_version(),
+        "carry": str(args.carry),
+    }
+    steps = [
+        {"name": n, "title": t, "budget_s": budgets[n], "status": "pending" if n in selected else "not selected"}
+        for n, _, t in STEPS
+    ]
     scratch = Path(tempfile.mkdtemp(prefix="nayer_gpu_suite_"))
     log = open(out / "steps.log", "a")
     try:
@@ -171,8 +203,11 @@ def orchestrate(args: argparse.Namespace) -> int:
             slack = max(0.0, allowed - result["wall_s"])
             meta["elapsed_s"] = round(time.monotonic() - start, 1)
             write_report(out, meta, steps)
-            print(f"gpu_suite: {step['name']}: {step['status']} in {step['wall_s']} s "
-                  f"(allowed {allowed:.0f} s){' - ' + step['note'] if step.get('note') else ''}", flush=True)
+            print(
+                f"gpu_suite: {step['name']}: {step['status']} in {step['wall_s']} s "
+                f"(allowed {allowed:.0f} s){' - ' + step['note'] if step.get('note') else ''}",
+                flush=True,
+            )
     finally:
         log.close()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -191,8 +226,23 @@ def run_step(name: str, allowed: float, args, out: Path, scratch: Path, env: dic
     """One step in its own process (own session of the GPU): status ok / partial (it finished but
     some measurement in it failed) / failed / timeout."""
     deadline = time.time() + allowed - 3  # the step stops its own sub-processes 3 s before it is killed
-    cmd = [sys.executable, "-m", MODULE, "--run-step", name, "--out", out, "--deadline", f"{deadline:.1f}",
-           "--carry", args.carry, "--scratch", scratch / name, "--commit", commit]
+    cmd = [
+        sys.executable,
+        "-m",
+        MODULE,
+        "--run-step",
+        name,
+        "--out",
+        out,
+        "--deadline",
+        f"{deadline:.1f}",
+        "--carry",
+        args.carry,
+        "--scratch",
+        scratch / name,
+        "--commit",
+        commit,
+    ]
     cmd += ["--dry-run"] if args.dry_run else []
     log.write(f"\n===== step {name} (allowed {allowed:.0f} s) {utc_now()} =====\n$ {' '.join(map(str, cmd))}\n")
     log.flush()
@@ -217,8 +267,10 @@ def write_report(out: Path, meta: dict, steps: list[dict]) -> None:
     env = next((r for r in records if r.get("kind") == "env"), None)
     if env:
         meta["device"] = env.get("gpu") or env.get("device") or meta["device"]
-    write_atomic(out / "results.json", json.dumps({"format": 1, "meta": meta, "steps": steps, "records": records},
-                                                  indent=1, default=str))
+    write_atomic(
+        out / "results.json",
+        json.dumps({"format": 1, "meta": meta, "steps": steps, "records": records}, indent=1, default=str),
+    )
     write_atomic(out / "summary.md", render_summary(meta, steps, records))
 
 
@@ -252,9 +304,13 @@ def device_call() -> dict:
 
     Raises:
         SystemExit: no .gpu_carry here (run scripts/prepare_gpu_suite.sh first)."""
-    if (not (DEFAULT_CARRY / "wheels").is_dir() or not any((DEFAULT_CARRY / "lte").glob("lte-*.safetensors"))
-            or not any((DEFAULT_CARRY / FASHION_CARRY).glob("t10k-*.gz"))):
+    if (
+        not (DEFAULT_CARRY / "wheels").is_dir()
+        or not any((DEFAULT_CARRY / "lte").glob("lte-*.safetensors"))
+        or not any((DEFAULT_CARRY / FASHION_CARRY).glob("t10k-*.gz"))
+    ):
         raise SystemExit(f"{DEFAULT_CARRY} is missing or incomplete: run bash scripts/prepare_gpu_suite.sh first")
+
     def git(*words: str) -> str:
         return subprocess.run(["git", *words], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -267,8 +323,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The command line (the internal --run-step / --worker flags start a step or a worker process)."""
     from benchmarks import gpu_suite as package  # its docstring is the --help text
 
-    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=package.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}", description=package.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", help="output folder (default: $OUT, else benchmarks/results/gpu/<date>-<device>)")
     p.add_argument("--commit", help="git commit of the tree (the GPU machine has no .git); default: git here")
     p.add_argument("--dirty", action="store_true", help="the tree had uncommitted changes (appends +dirty)")
@@ -276,10 +333,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", nargs="+", choices=STEP_NAMES, help="run only these steps (always in priority order)")
     p.add_argument("--budget", action="append", default=[], metavar="STEP=SECONDS", help="a step's time budget")
     p.add_argument("--total-budget", type=float, default=TOTAL_BUDGET_S, help="seconds for the whole suite")
-    p.add_argument("--carry", default=str(DEFAULT_CARRY),
-                   help="folder of wheels/ and lte/ (made by scripts/prepare_gpu_suite.sh)")
-    p.add_argument("--collect", metavar="FOLDER",
-                   help="copy a finished run's files to benchmarks/results/gpu/<date>-<device>/")
+    p.add_argument(
+        "--carry", default=str(DEFAULT_CARRY), help="folder of wheels/ and lte/ (made by scripts/prepare_gpu_suite.sh)"
+    )
+    p.add_argument(
+        "--collect", metavar="FOLDER", help="copy a finished run's files to benchmarks/results/gpu/<date>-<device>/"
+    )
     p.add_argument("--results-root", default=str(RESULTS_ROOT), help="where --collect puts the run's folder")
     p.add_argument("--build-lte", metavar="FOLDER", help="build the MiniLM LTE caches the suite needs into FOLDER")
     p.add_argument("--print-command", action="store_true", help="print the device call (command, carry, timeout_s)")

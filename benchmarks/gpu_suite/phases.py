@@ -24,8 +24,12 @@ BN_BACKWARD = ("BNStatsLossFunctionBackward", "_BatchStatisticsBackward")
 
 def _stats(rep: dict, per: int = 1) -> dict:
     """``repeat_stats`` seconds divided by ``per`` (calls per repetition)."""
-    return {"median_s": rep["median_s"] / per, "min_s": rep["min_s"] / per, "max_s": rep["max_s"] / per,
-            "repeats": rep["repeats"]}
+    return {
+        "median_s": rep["median_s"] / per,
+        "min_s": rep["min_s"] / per,
+        "max_s": rep["max_s"] / per,
+        "repeats": rep["repeats"],
+    }
 
 
 def time_phases(trainer, reps: int, student_steps: int, warm_student: int) -> dict:
@@ -45,6 +49,7 @@ def time_phases(trainer, reps: int, student_steps: int, warm_student: int) -> di
     def synth(e: int, first: int):
         def one(i: int) -> None:
             out["images"], out["labels"], out["losses"] = trainer.synthesize_batch(e, first + i)
+
         return one
 
     adv = _stats(repeat_stats(synth(epoch, 2), reps))
@@ -64,9 +69,16 @@ def time_phases(trainer, reps: int, student_steps: int, warm_student: int) -> di
         kd["kd_sum"], kd["steps"] = r["kd_sum"], r["steps"]
 
     step = _stats(repeat_stats(steps, reps), student_steps)
-    return {"adv": adv, "warm": warm, "step": step, "synthesis_peak_gb": _round(synth_peak),
-            "student_peak_gb": _round(peak_gb()), "last_synthesis_loss": float(out["losses"]["loss"]),
-            "kd_loss": float(kd["kd_sum"]) / kd["steps"], "next_batch": 2 + reps}
+    return {
+        "adv": adv,
+        "warm": warm,
+        "step": step,
+        "synthesis_peak_gb": _round(synth_peak),
+        "student_peak_gb": _round(peak_gb()),
+        "last_synthesis_loss": float(out["losses"]["loss"]),
+        "kd_loss": float(kd["kd_sum"]) / kd["steps"],
+        "next_batch": 2 + reps,
+    }
 
 
 def _round(gb: float | None) -> float | None:
@@ -89,6 +101,7 @@ def _ranges():
         def ranged(*args, **kwargs):
             with torch.profiler.record_function(name):
                 return fn(*args, **kwargs)
+
         return ranged
 
     for (module, attr), name in originals.items():
@@ -135,16 +148,25 @@ def share_table(events) -> dict:
     batch = [e for e in events if e.name == BATCH_RANGE]
     cpu_total = sum(e.cpu_time_total for e in batch) / 1e3
     device_total = sum(_self_device(e) for e in events if e.device_type != DeviceType.CPU) / 1e3
-    backward = [e for e in events if e.name.startswith("autograd::engine::evaluate_function")
-                and any(n in e.name for n in BN_BACKWARD)]
-    groups = {"bn_stats_loss (forward + backward)": [e for e in events if e.name == BN_RANGE] + backward,
-              "bn_stats_loss forward": [e for e in events if e.name == BN_RANGE],
-              "noisy re-init": [e for e in events if e.name == REINIT_RANGE]}
+    backward = [
+        e
+        for e in events
+        if e.name.startswith("autograd::engine::evaluate_function") and any(n in e.name for n in BN_BACKWARD)
+    ]
+    groups = {
+        "bn_stats_loss (forward + backward)": [e for e in events if e.name == BN_RANGE] + backward,
+        "bn_stats_loss forward": [e for e in events if e.name == BN_RANGE],
+        "noisy re-init": [e for e in events if e.name == REINIT_RANGE],
+    }
     rows = {}
     for name, evs in groups.items():
         cpu = sum(e.cpu_time_total for e in evs) / 1e3
         dev = sum(_device_total(e) for e in evs) / 1e3
-        rows[name] = {"calls": len(evs), "cpu_ms": cpu, "cpu_share": cpu / cpu_total if cpu_total else None,
-                      "cuda_ms": dev if device_total else None,
-                      "cuda_share": dev / device_total if device_total else None}
+        rows[name] = {
+            "calls": len(evs),
+            "cpu_ms": cpu,
+            "cpu_share": cpu / cpu_total if cpu_total else None,
+            "cuda_ms": dev if device_total else None,
+            "cuda_share": dev / device_total if device_total else None,
+        }
     return {"batch_cpu_ms": cpu_total, "batch_cuda_ms": device_total or None, "rows": rows}

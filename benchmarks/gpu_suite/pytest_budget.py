@@ -24,8 +24,12 @@ class TestBudgetExceeded(Exception):
 
 def pytest_addoption(parser) -> None:
     """``--per-test-budget SECONDS`` (0 = no budget)."""
-    parser.addoption("--per-test-budget", type=float, default=0.0,
-                     help="fail a test whose call phase runs longer than this many seconds (GPU suite)")
+    parser.addoption(
+        "--per-test-budget",
+        type=float,
+        default=0.0,
+        help="fail a test whose call phase runs longer than this many seconds (GPU suite)",
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 
-
 def utc_now() -> str:
     """Now, as "YYYY-MM-DD HH:MM:SS UTC"."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

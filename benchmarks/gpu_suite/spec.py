@@ -62,8 +62,16 @@ CIFAR_DRY_CONDITIONS = [  # every method once; the Triton kernels in the interpr
     ("fast", "reference", "fp32", 2, TIMED_REPS, 2, False),
 ]
 # Toy sizes of the dry run: a small teacher at 8 px keeps the Triton interpreter to seconds.
-CIFAR_DRY = ["teacher.arch=resnet8", "student.arch=resnet8", "teacher.image_size=8", "synthesis.batch_size=4",
-             "synthesis.generator_width=8", "synthesis.noise_dim=16", "distill.batch_size=8", "run.cpu_threads=1"]
+CIFAR_DRY = [
+    "teacher.arch=resnet8",
+    "student.arch=resnet8",
+    "teacher.image_size=8",
+    "synthesis.batch_size=4",
+    "synthesis.generator_width=8",
+    "synthesis.noise_dim=16",
+    "distill.batch_size=8",
+    "run.cpu_threads=1",
+]
 # fashion_mnist conditions: (kernels, also time per batch / step for the projection first)
 FASHION_CONDITIONS = [("triton", True), ("reference", False)]
 # The dry run: the reference kernels (the Triton interpreter would take minutes at the shipped teacher's
@@ -71,12 +79,25 @@ FASHION_CONDITIONS = [("triton", True), ("reference", False)]
 FASHION_DRY_CONDITIONS = [("reference", True), ("auto", False)]
 # Toy sizes of the dry run's fit(): 2 epochs (1 warm-up), tiny batches; the evaluator reads the whole
 # real test split (10,000 images), so large evaluation batches.
-FASHION_DRY = ["run.epochs=2", "run.warmup_epochs=1", "synthesis.batch_size=4", "synthesis.num_generator_steps=2",
-               "synthesis.warmup_batches_per_epoch=1", "synthesis.generator_width=8", "synthesis.noise_dim=16",
-               "distill.batch_size=8", "distill.steps_per_epoch=4", "eval.batch_size=1000", "run.cpu_threads=1"]
+FASHION_DRY = [
+    "run.epochs=2",
+    "run.warmup_epochs=1",
+    "synthesis.batch_size=4",
+    "synthesis.num_generator_steps=2",
+    "synthesis.warmup_batches_per_epoch=1",
+    "synthesis.generator_width=8",
+    "synthesis.noise_dim=16",
+    "distill.batch_size=8",
+    "distill.steps_per_epoch=4",
+    "eval.batch_size=1000",
+    "run.cpu_threads=1",
+]
 # imagenet conditions: (label, precision, kernels, torch.compile)
-IMAGENET_CONDITIONS = [("bf16/triton", "bf16", "triton", False), ("bf16/reference", "bf16", "reference", False),
-                       ("fp32/triton", "fp32", "triton", False)]
+IMAGENET_CONDITIONS = [
+    ("bf16/triton", "bf16", "triton", False),
+    ("bf16/reference", "bf16", "reference", False),
+    ("fp32/triton", "fp32", "triton", False),
+]
 IMAGENET_DRY_CONDITIONS = [("fp32/reference", "fp32", "reference", False)]  # ResNet-50 in the interpreter: minutes
 # The compile step's trainer condition: NAYER at the CIFAR-10 shapes with run.compile=true (the WRN-16-2
 # student and the teacher's KD forward compiled). ResNet-50 under inductor takes longer than the step's cap.

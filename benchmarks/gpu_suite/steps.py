@@ -19,12 +19,21 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.gpu_suite.kernel_steps import compile_cases, kernel_groups, run_groups
 from benchmarks.gpu_suite.orchestrator import nvidia_smi, run_streamed
 from benchmarks.gpu_suite.records import append_record, utc_now
-from benchmarks.gpu_suite.kernel_steps import compile_cases, kernel_groups, run_groups
-from benchmarks.gpu_suite.spec import (CIFAR_COMPILE, CIFAR_CONDITIONS, CIFAR_DRY_CONDITIONS, FASHION_CONDITIONS,
-                                       FASHION_DRY_CONDITIONS, HANG_ENV, IMAGENET_CONDITIONS,
-                                       IMAGENET_DRY_CONDITIONS, MODULE, PER_TEST_BUDGET_S)
+from benchmarks.gpu_suite.spec import (
+    CIFAR_COMPILE,
+    CIFAR_CONDITIONS,
+    CIFAR_DRY_CONDITIONS,
+    FASHION_CONDITIONS,
+    FASHION_DRY_CONDITIONS,
+    HANG_ENV,
+    IMAGENET_CONDITIONS,
+    IMAGENET_DRY_CONDITIONS,
+    MODULE,
+    PER_TEST_BUDGET_S,
+)
 from benchmarks.lib.provenance import device_name, package_version
 from benchmarks.lib.timing import sync, timed
 
@@ -58,8 +67,25 @@ class StepContext:
         if timeout < 5:
             self.problems.append(f"{kind} {spec.get('label')}: not run (step budget spent)")
             return False
-        cmd = [sys.executable, "-m", MODULE, "--worker", kind, "--spec", json.dumps(spec), "--out", self.out,
-               "--carry", self.carry, "--scratch", self.scratch, "--run-step", self.name, "--commit", self.commit]
+        cmd = [
+            sys.executable,
+            "-m",
+            MODULE,
+            "--worker",
+            kind,
+            "--spec",
+            json.dumps(spec),
+            "--out",
+            self.out,
+            "--carry",
+            self.carry,
+            "--scratch",
+            self.scratch,
+            "--run-step",
+            self.name,
+            "--commit",
+            self.commit,
+        ]
         cmd += ["--dry-run"] if self.dry_run else []
         print(f"--- {kind} {spec.get('label')} (timeout {timeout:.0f} s)", flush=True)
         result = run_streamed(cmd, timeout, sys.stdout)
@@ -74,27 +100,58 @@ class StepContext:
         suite's own plugin, ``benchmarks.gpu_suite.pytest_budget``: no extra package, no conftest):
         counts, failure messages and the slowest tests (parsed from the verbose output, so a timeout
         still reports the tests that ran)."""
-        cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "-p", "no:cacheprovider", "-p",
-               "benchmarks.gpu_suite.pytest_budget", f"--per-test-budget={per_test:g}", "--durations=5",
-               "--durations-min=0", "-m", marker, *KERNEL_TESTS[marker]] + (["-k", keyword] if keyword else [])
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-v",
+            "-rfE",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "benchmarks.gpu_suite.pytest_budget",
+            f"--per-test-budget={per_test:g}",
+            "--durations=5",
+            "--durations-min=0",
+            "-m",
+            marker,
+            *KERNEL_TESTS[marker],
+        ] + (["-k", keyword] if keyword else [])
         env = dict(os.environ, COLUMNS="400")  # the short summary's failure messages are cut at the width
         result = run_streamed(cmd, min(timeout, self.left()), sys.stdout, env=env, keep_all=True)
-        outcomes = dict(re.findall(r"^(tests/\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)",
-                                   result["output"], re.M))
+        outcomes = dict(
+            re.findall(r"^(tests/\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", result["output"], re.M)
+        )
         counts = collections.Counter(v.lower() for v in outcomes.values())
-        failures = {m[1]: (m[2] or m[0])[:300] for m in re.findall(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$",
-                                                                   result["output"], re.M)}
-        slowest = [{"seconds": float(m[0]), "phase": m[1], "test": m[2]}
-                   for m in re.findall(r"^([0-9.]+)s (call|setup|teardown)\s+(\S+)$", result["output"], re.M)]
+        failures = {
+            m[1]: (m[2] or m[0])[:300]
+            for m in re.findall(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$", result["output"], re.M)
+        }
+        slowest = [
+            {"seconds": float(m[0]), "phase": m[1], "test": m[2]}
+            for m in re.findall(r"^([0-9.]+)s (call|setup|teardown)\s+(\S+)$", result["output"], re.M)
+        ]
         over = [t for t, msg in failures.items() if "TestBudgetExceeded" in msg]
-        rec = self.record("pytest", command=shlex.join(["pytest", *cmd[3:]]), counts=dict(counts), outcomes=outcomes,
-                          failures=failures, rc=result["rc"], timed_out=result["timed_out"], seconds=result["seconds"],
-                          per_test_budget_s=per_test, over_budget=over, slowest=slowest)
+        rec = self.record(
+            "pytest",
+            command=shlex.join(["pytest", *cmd[3:]]),
+            counts=dict(counts),
+            outcomes=outcomes,
+            failures=failures,
+            rc=result["rc"],
+            timed_out=result["timed_out"],
+            seconds=result["seconds"],
+            per_test_budget_s=per_test,
+            over_budget=over,
+            slowest=slowest,
+        )
         if result["timed_out"]:
             self.problems.append(f"pytest -m {marker} timed out after {result['seconds']} s")
         if counts["failed"] or counts["error"] or (result["rc"] not in (0, 5) and not result["timed_out"]):
-            self.problems.append(f"pytest -m {marker}: {counts['failed']} failed ({len(over)} over the per-test "
-                                 f"budget), {counts['error']} errors (exit status {result['rc']})")
+            self.problems.append(
+                f"pytest -m {marker}: {counts['failed']} failed ({len(over)} over the per-test "
+                f"budget), {counts['error']} errors (exit status {result['rc']})"
+            )
         if not self.dry_run and counts["skipped"] and marker == "gpu":
             self.problems.append(f"{counts['skipped']} GPU tests skipped")
         return rec
@@ -103,8 +160,10 @@ class StepContext:
 # The kernel tests of each pytest call: the GPU tests are in both files (the RNG comparison starts a
 # process, so it is an integration test); "the rest" is the unit file (the integration file's other
 # tests run whole distillations or re-run the unit file in the interpreter).
-KERNEL_TESTS = {"gpu": ["tests/unit/test_kernels.py", "tests/integration/test_kernels_runs.py"],
-                "not gpu": ["tests/unit/test_kernels.py"]}
+KERNEL_TESTS = {
+    "gpu": ["tests/unit/test_kernels.py", "tests/integration/test_kernels_runs.py"],
+    "not gpu": ["tests/unit/test_kernels.py"],
+}
 
 
 def run_step_process(args: argparse.Namespace) -> int:
@@ -113,8 +172,15 @@ def run_step_process(args: argparse.Namespace) -> int:
     ctx = StepContext(args)
     if os.environ.get(HANG_ENV) == ctx.name:  # tests: a step that never finishes
         time.sleep(3600)
-    {"env_tests": step_env_tests, "kernels": step_kernels, "fashion_mnist": step_fashion, "cifar10": step_cifar10,
-     "imagenet": step_imagenet, "memory_bank": step_memory_bank, "compile": step_compile}[ctx.name](ctx)
+    {
+        "env_tests": step_env_tests,
+        "kernels": step_kernels,
+        "fashion_mnist": step_fashion,
+        "cifar10": step_cifar10,
+        "imagenet": step_imagenet,
+        "memory_bank": step_memory_bank,
+        "compile": step_compile,
+    }[ctx.name](ctx)
     ctx.record("step_end", problems=ctx.problems)
     return 0
 
@@ -127,22 +193,36 @@ def step_env_tests(ctx: StepContext) -> None:
 
     import nayer_kernels
 
-    env = {"device": device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "python": platform.python_version(), "cpu_count": os.cpu_count(), "commit": ctx.commit, "date": utc_now(),
-           "triton_interpret": os.environ.get("TRITON_INTERPRET"), "nayer_kernels": nayer_kernels.__file__}
+    env = {
+        "device": device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "commit": ctx.commit,
+        "date": utc_now(),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET"),
+        "nayer_kernels": nayer_kernels.__file__,
+    }
     for dist in ("triton", "accelerate", "transformers", "numpy", "safetensors", "webdataset", "braceexpand"):
         env[dist] = package_version(dist)  # wheels installed with --target carry their metadata
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, capability=f"{props.major}.{props.minor}", sm_count=props.multi_processor_count,
-                   gpu_memory_gb=round(props.total_memory / 2**30, 1), driver=nvidia_smi("driver_version"))
+        env.update(
+            gpu=props.name,
+            capability=f"{props.major}.{props.minor}",
+            sm_count=props.multi_processor_count,
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            driver=nvidia_smi("driver_version"),
+        )
     ctx.record("env", **env)
     print(json.dumps(env, indent=1), flush=True)
     per_test = 60 if ctx.dry_run else PER_TEST_BUDGET_S
     ctx.pytest("gpu", None, ctx.left() - 20, per_test)
-    ctx.pytest("not gpu", "noisy_seed_mixing or select_backend" if ctx.dry_run else "not end_to_end",
-               ctx.left() - 8, per_test)
+    ctx.pytest(
+        "not gpu", "noisy_seed_mixing or select_backend" if ctx.dry_run else "not end_to_end", ctx.left() - 8, per_test
+    )
     try:
         rng_compare(ctx)
     except Exception as e:  # noqa: BLE001 - reported, and the step goes on
@@ -171,8 +251,13 @@ def rng_compare(ctx: StepContext, seed: int = 123456789) -> None:
 
     path = ctx.scratch / "interpreter_draws.pt"
     env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", RNG_CODE, str(path), str(seed)], env=env, capture_output=True,
-                          text=True, timeout=max(5, min(120, ctx.left())))
+    proc = subprocess.run(
+        [sys.executable, "-c", RNG_CODE, str(path), str(seed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=max(5, min(120, ctx.left())),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"interpreter draws failed: {proc.stderr[-1000:]}")
     reference = torch.load(path)
@@ -182,10 +267,18 @@ def rng_compare(ctx: StepContext, seed: int = 123456789) -> None:
         w = torch.empty(ref.shape, device=device)
         reinit_noisy_linears_triton(w, None, init, seed)
         diff = (w.cpu() - ref).abs()
-        inits[init] = {"max_abs_diff": diff.max().item(), "bit_identical_fraction": (diff == 0).float().mean().item(),
-                       "within_1e-5": bool(torch.allclose(w.cpu(), ref, atol=1e-5, rtol=1e-5))}
-    rec = ctx.record("rng_compare", seed=seed, values=reference["normal"].numel(), inits=inits,
-                     device=torch.cuda.get_device_name(0) if device == "cuda" else "interpreter (dry run)")
+        inits[init] = {
+            "max_abs_diff": diff.max().item(),
+            "bit_identical_fraction": (diff == 0).float().mean().item(),
+            "within_1e-5": bool(torch.allclose(w.cpu(), ref, atol=1e-5, rtol=1e-5)),
+        }
+    rec = ctx.record(
+        "rng_compare",
+        seed=seed,
+        values=reference["normal"].numel(),
+        inits=inits,
+        device=torch.cuda.get_device_name(0) if device == "cuda" else "interpreter (dry run)",
+    )
     if not all(v["within_1e-5"] for v in rec["inits"].values()):
         ctx.problems.append("GPU re-init draws differ from the interpreter's beyond 1e-5")
 
@@ -202,20 +295,28 @@ def step_fashion(ctx: StepContext) -> None:
     """Step 3: the fashion_mnist preset's real fit() (shipped teacher, carried real test split), one
     process per kernel backend; the Triton one first times the preset per batch and per step and
     projects the whole run, to set beside its measured wall clock."""
-    for kernels, project in (FASHION_DRY_CONDITIONS if ctx.dry_run else FASHION_CONDITIONS):
+    for kernels, project in FASHION_DRY_CONDITIONS if ctx.dry_run else FASHION_CONDITIONS:
         ctx.worker("fashion", {"label": f"fashion_mnist/{kernels}", "kernels": kernels, "project": project}, 75)
 
 
 def _cifar_spec(condition: tuple, compiled: bool = False) -> dict:
     method, kernels, precision, timed_steps, batches, student_steps, profile = condition
-    return {"label": f"{method}/{kernels}/{precision}{'+compile' if compiled else ''}", "method": method,
-            "kernels": kernels, "precision": precision, "timed_steps": timed_steps, "batches": batches,
-            "student_steps": student_steps, "profile": profile, "compile": compiled}
+    return {
+        "label": f"{method}/{kernels}/{precision}{'+compile' if compiled else ''}",
+        "method": method,
+        "kernels": kernels,
+        "precision": precision,
+        "timed_steps": timed_steps,
+        "batches": batches,
+        "student_steps": student_steps,
+        "profile": profile,
+        "compile": compiled,
+    }
 
 
 def step_cifar10(ctx: StepContext) -> None:
     """Step 4: one process per CIFAR-10 condition, in priority order."""
-    for condition in (CIFAR_DRY_CONDITIONS if ctx.dry_run else CIFAR_CONDITIONS):
+    for condition in CIFAR_DRY_CONDITIONS if ctx.dry_run else CIFAR_CONDITIONS:
         ctx.worker("cifar", _cifar_spec(condition), 60 if ctx.dry_run else 35)
 
 
@@ -226,7 +327,7 @@ def _imagenet_spec(condition: tuple) -> dict:
 
 def step_imagenet(ctx: StepContext) -> None:
     """Step 5: the imagenet_r50 shapes, one process per condition (bf16 Triton, bf16 reference, fp32)."""
-    for condition in (IMAGENET_DRY_CONDITIONS if ctx.dry_run else IMAGENET_CONDITIONS):
+    for condition in IMAGENET_DRY_CONDITIONS if ctx.dry_run else IMAGENET_CONDITIONS:
         ctx.worker("imagenet", _imagenet_spec(condition), 60 if ctx.dry_run else 40)
 
 
@@ -237,7 +338,10 @@ def step_compile(ctx: StepContext) -> None:
     tests/integration/test_compile.py runs run.compile=true on CPU)."""
     run_groups(ctx, [("compile", compile_cases(ctx.dry_run))], stop_after_s=0.35 * ctx.left())
     if ctx.dry_run:
-        ctx.record("compile_note", note="dry run: the trainer's run.compile=true is tested by tests/integration/test_compile.py")
+        ctx.record(
+            "compile_note",
+            note="dry run: the trainer's run.compile=true is tested by tests/integration/test_compile.py",
+        )
         return
     ctx.worker("cifar", _cifar_spec(CIFAR_COMPILE, compiled=True), ctx.left())
 
@@ -282,8 +386,15 @@ def _memory_write(ctx: StepContext, root: Path, device, shards: int, per: int, s
         writer.write(images, labels, {"epoch": 0, "batch": i})
     seconds = time.perf_counter() - start
     mb = shards * images.numel() / 1e6
-    ctx.record("memory_write", shards=shards, images_per_shard=per, image_shape=[3, size, size], mb=mb,
-               seconds=seconds, mb_per_s=mb / seconds)
+    ctx.record(
+        "memory_write",
+        shards=shards,
+        images_per_shard=per,
+        image_shape=[3, size, size],
+        mb=mb,
+        seconds=seconds,
+        mb_per_s=mb / seconds,
+    )
 
 
 def _memory_sample(ctx: StepContext, root: Path, device, cache: str, per: int, iters: int, image_mb: float) -> None:
@@ -301,8 +412,16 @@ def _memory_sample(ctx: StepContext, root: Path, device, cache: str, per: int, i
     for _ in range(2):
         bank.sample(per, gen)
     per_batch = timed(lambda _: bank.sample(per, gen), iters)
-    ctx.record("memory_sample", cache=cache, images=len(bank), load_s=load_s, sample_ms=1e3 * per_batch,
-               images_per_s=per / per_batch, mb_per_s=per * image_mb / per_batch, device=str(device))
+    ctx.record(
+        "memory_sample",
+        cache=cache,
+        images=len(bank),
+        load_s=load_s,
+        sample_ms=1e3 * per_batch,
+        images_per_s=per / per_batch,
+        mb_per_s=per * image_mb / per_batch,
+        device=str(device),
+    )
 
 
 def _memory_batches(ctx: StepContext, root: Path, device, cache: str, per: int, iters: int, step_s: float) -> None:
@@ -322,6 +441,12 @@ def _memory_batches(ctx: StepContext, root: Path, device, cache: str, per: int, 
         if i >= 2:  # the first two fill the pipeline
             wait, total = wait + t1 - t0, total + time.perf_counter() - t0
     it.close()
-    ctx.record("memory_batches", cache=cache, prefetch=2, emulated_step_s=step_s,
-               data_wait_frac=wait / max(total, 1e-9), device=str(device))
+    ctx.record(
+        "memory_batches",
+        cache=cache,
+        prefetch=2,
+        emulated_step_s=step_s,
+        data_wait_frac=wait / max(total, 1e-9),
+        device=str(device),
+    )
     bank.close(remove_node_cache=True)

@@ -25,19 +25,45 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["PROVENANCE_KEYS", "RESULTS", "ROOT", "add_common_args", "command_line", "device_name", "git_commit",
-           "package_version", "precision_label", "provenance", "results_dir", "write_csv"]
+__all__ = [
+    "PROVENANCE_KEYS",
+    "RESULTS",
+    "ROOT",
+    "add_common_args",
+    "command_line",
+    "device_name",
+    "git_commit",
+    "package_version",
+    "precision_label",
+    "provenance",
+    "results_dir",
+    "write_csv",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 # The columns write_csv adds to every row (a row's own value of one of them wins).
-PROVENANCE_KEYS = ("device", "torch", "triton", "accelerate", "deepspeed", "python", "commit", "precision", "command",
-                   "timestamp")
+PROVENANCE_KEYS = (
+    "device",
+    "torch",
+    "triton",
+    "accelerate",
+    "deepspeed",
+    "python",
+    "commit",
+    "precision",
+    "command",
+    "timestamp",
+)
 VERSIONED = ("torch", "triton", "accelerate", "deepspeed")
 
 
-def add_common_args(parser: argparse.ArgumentParser, *names: str, work_dir: str | None = None,
-                    smoke_help: str = "tiny sizes: checks the script, measures nothing") -> argparse.ArgumentParser:
+def add_common_args(
+    parser: argparse.ArgumentParser,
+    *names: str,
+    work_dir: str | None = None,
+    smoke_help: str = "tiny sizes: checks the script, measures nothing",
+) -> argparse.ArgumentParser:
     """Add the arguments the benchmark scripts share; ``names`` picks them (in this order):
 
     - ``"set"``: ``--set SECTION.KEY=VALUE`` (repeatable) config overrides, into ``args.set`` (list);
@@ -51,20 +77,31 @@ def add_common_args(parser: argparse.ArgumentParser, *names: str, work_dir: str 
     if unknown:
         raise ValueError(f"add_common_args: unknown argument(s) {sorted(unknown)}")
     if "set" in names:
-        parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                            help="config override for every run or condition (repeatable), e.g. "
-                                 "--set teacher.weights=/ckpt.pth")
+        parser.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="config override for every run or condition (repeatable), e.g. --set teacher.weights=/ckpt.pth",
+        )
     if "launcher" in names:
-        parser.add_argument("--launcher", choices=("accelerate", "python"), default="accelerate",
-                            help="how each run is started: `accelerate launch` or plain python (one process)")
+        parser.add_argument(
+            "--launcher",
+            choices=("accelerate", "python"),
+            default="accelerate",
+            help="how each run is started: `accelerate launch` or plain python (one process)",
+        )
     if "work_dir" in names:
         if work_dir is None:
             raise ValueError("add_common_args: 'work_dir' needs its default folder (work_dir=...)")
         parser.add_argument("--work-dir", default=work_dir, help="where the runs live (resumed or reused when present)")
     if "results_dir" in names:
-        parser.add_argument("--results-dir", type=Path, default=None,
-                            help="where the CSV and markdown go (default benchmarks/results; with --smoke a "
-                                 "temporary folder)")
+        parser.add_argument(
+            "--results-dir",
+            type=Path,
+            default=None,
+            help="where the CSV and markdown go (default benchmarks/results; with --smoke a temporary folder)",
+        )
     if "smoke" in names:
         parser.add_argument("--smoke", action="store_true", help=smoke_help)
     return parser
@@ -117,8 +154,9 @@ def git_commit(cwd: str | os.PathLike = ROOT) -> str:
     """HEAD commit of the checkout at ``cwd``, suffixed '+dirty' when tracked files differ from it;
     'unknown' without git or a repository (e.g. on a GPU machine the tree was copied to)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
         dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=cwd, capture_output=True).returncode
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -127,8 +165,12 @@ def git_commit(cwd: str | os.PathLike = ROOT) -> str:
 
 def _nvidia_driver() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.stdout.strip().splitlines()
@@ -166,9 +208,13 @@ def provenance(precision: str | None = None, command: str | None = None) -> dict
     (default ``command_line()``) and a UTC ``timestamp`` (ISO 8601, seconds)."""
     record = {"device": device_name()}
     record.update({dist: package_version(dist) for dist in VERSIONED})
-    record.update(python=platform.python_version(), commit=git_commit(), precision=precision,
-                  command=command or command_line(),
-                  timestamp=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    record.update(
+        python=platform.python_version(),
+        commit=git_commit(),
+        precision=precision,
+        command=command or command_line(),
+        timestamp=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     return record
 
 
@@ -178,8 +224,15 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict], *, append: bool = False, precision: str | None = None,
-              command: str | None = None, fields: dict | None = None) -> Path:
+def write_csv(
+    path: str | os.PathLike,
+    rows: list[dict],
+    *,
+    append: bool = False,
+    precision: str | None = None,
+    command: str | None = None,
+    fields: dict | None = None,
+) -> Path:
     """Write ``rows`` to the CSV ``path`` with the provenance columns on EVERY row.
 
     Args:

@@ -27,8 +27,22 @@ from pathlib import Path
 
 from benchmarks.lib.provenance import PROVENANCE_KEYS
 
-__all__ = ["REGISTRY", "Renderer", "blank", "date_of", "detect_kind", "fixed", "provenance_lines", "read_rows",
-           "register", "render", "render_generic", "short_commit", "table", "write_report"]
+__all__ = [
+    "REGISTRY",
+    "Renderer",
+    "blank",
+    "date_of",
+    "detect_kind",
+    "fixed",
+    "provenance_lines",
+    "read_rows",
+    "register",
+    "render",
+    "render_generic",
+    "short_commit",
+    "table",
+    "write_report",
+]
 
 Render = Callable[[list[dict], str], str]  # (CSV rows, file stem) -> markdown
 Plot = Callable[[list[dict], Path], None]  # (CSV rows, .png path) -> None
@@ -113,8 +127,9 @@ def provenance_lines(rows: list[dict], skip: tuple[str, ...] = ()) -> list[str]:
     return lines + [""] if lines else []
 
 
-def table(header: list[str], rows: list[list], align: list[str] | None = None,
-          cell: Callable[[object], str] = str) -> list[str]:
+def table(
+    header: list[str], rows: list[list], align: list[str] | None = None, cell: Callable[[object], str] = str
+) -> list[str]:
     """Markdown table lines; ``align``: one separator per column ("---", "---:"), default "---";
     ``cell`` turns each value into its text (default ``str``)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "".join(f"{a}|" for a in align or ["---"] * len(header))]
@@ -195,5 +210,5 @@ def write_report(csv_path: str | os.PathLike, kind: str | None = None, plots: bo
         try:
             renderer.plot(rows, csv_path.with_suffix(".png"))
         except ImportError as err:
-            print(f"report: no plot for {csv_path.name} ({err}): pip install -e \".[bench]\"")
+            print(f'report: no plot for {csv_path.name} ({err}): pip install -e ".[bench]"')
     return md_path

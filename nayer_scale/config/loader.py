@@ -26,17 +26,39 @@ import yaml
 from .schema import NayerConfig, QuantizationConfig
 from .validate import ConfigError, hints, type_name, type_ok
 
-__all__ = ["CONVERTED_FIELDS", "RENAMED_FIELDS", "REPLACED_FIELDS", "apply_overrides", "config_from_dict", "flatten", "layer", "read_yaml"]
+__all__ = [
+    "CONVERTED_FIELDS",
+    "RENAMED_FIELDS",
+    "REPLACED_FIELDS",
+    "apply_overrides",
+    "config_from_dict",
+    "flatten",
+    "layer",
+    "read_yaml",
+]
 
 #: old key -> its place now; accepted with a DeprecationWarning.
 RENAMED_FIELDS: dict[str, str] = {
-    **{f"synthesis.{name}": f"synthesis.{sub}.{name}"
-       for sub, names in (
-           ("nayer", ("generator_input", "noise_beta", "noisy_layer", "noisy_layer_reinit", "noisy_layer_init",
-                      "noisy_layer_batchnorm", "shared_generator")),
-           ("deepinversion", ("tv_loss_weight", "l2_loss_weight")),
-           ("fast", ("latent_lr", "meta_learning")))
-       for name in names},
+    **{
+        f"synthesis.{name}": f"synthesis.{sub}.{name}"
+        for sub, names in (
+            (
+                "nayer",
+                (
+                    "generator_input",
+                    "noise_beta",
+                    "noisy_layer",
+                    "noisy_layer_reinit",
+                    "noisy_layer_init",
+                    "noisy_layer_batchnorm",
+                    "shared_generator",
+                ),
+            ),
+            ("deepinversion", ("tv_loss_weight", "l2_loss_weight")),
+            ("fast", ("latent_lr", "meta_learning")),
+        )
+        for name in names
+    },
     "run.memory_cache": "memory.cache",
     "run.memory_cache_gb": "memory.cache_gb",
     "student.quantization_keep_ends_8bit": "student.quantization.keep_ends_8bit",
@@ -87,7 +109,7 @@ def _locate(config: NayerConfig, path: str) -> tuple[Any, str]:
             return owner, part
         owner = getattr(owner, part)
         if not dataclasses.is_dataclass(owner):
-            raise ConfigError(f"{'.'.join(parts[:depth + 1])} is a value, not a section: unknown key {path!r}")
+            raise ConfigError(f"{'.'.join(parts[: depth + 1])} is a value, not a section: unknown key {path!r}")
     raise AssertionError("unreachable")
 
 
@@ -199,8 +221,12 @@ def _from_v1_deepinversion(data: dict) -> dict:
     for old, new in (("generator_lr", "pixel_lr"), ("generator_betas", "pixel_betas")):
         if old in s:
             pixel[new] = s.pop(old)
-            warnings.warn(f"synthesis.{old} of a v1 DeepInversion config is deprecated and will be removed: use "
-                          f"synthesis.deepinversion.{new}", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"synthesis.{old} of a v1 DeepInversion config is deprecated and will be removed: use "
+                f"synthesis.deepinversion.{new}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
     return {**data, "synthesis": {**s, "deepinversion": {**s.get("deepinversion", {}), **pixel}}}
 
 
@@ -240,13 +266,15 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (run:, synthesis:, ...), "
-                          f"got a {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (run:, synthesis:, ...), got a {type(data).__name__}"
+        )
     return data
 
 
-def layer(base: NayerConfig, data: dict, overrides: typing.Sequence[str], source: str | Path | None = None
-          ) -> NayerConfig:
+def layer(
+    base: NayerConfig, data: dict, overrides: typing.Sequence[str], source: str | Path | None = None
+) -> NayerConfig:
     """``base`` (a recipe's config) with a YAML file's sections ``data`` and then ``overrides`` on
     top, validated.
 

@@ -58,9 +58,15 @@ def _walk(section: Section, prefix: str) -> typing.Iterator[FieldInfo]:
             continue
         choices = typing.get_args(annotation) if typing.get_origin(annotation) is Literal else ()
         allowed: Range | None = f.metadata.get("range")
-        yield FieldInfo(key=key, section=prefix, type="choice" if choices else type_name(annotation),
-                        default=_text(value), allowed=" | ".join(choices) if choices else (str(allowed) if allowed else ""),
-                        doc=f.metadata.get("doc", ""), section_doc=type(section).SUMMARY)
+        yield FieldInfo(
+            key=key,
+            section=prefix,
+            type="choice" if choices else type_name(annotation),
+            default=_text(value),
+            allowed=" | ".join(choices) if choices else (str(allowed) if allowed else ""),
+            doc=f.metadata.get("doc", ""),
+            section_doc=type(section).SUMMARY,
+        )
 
 
 def field_reference(config: NayerConfig | None = None) -> list[FieldInfo]:
@@ -81,9 +87,12 @@ def explain(key: str, config: NayerConfig | None = None) -> str:
         close = [k for k in infos if key.split(".")[-1] in k] or [k for k in infos if k.startswith(key)]
         raise KeyError(f"no config field {key!r}" + (f"; did you mean {', '.join(close[:6])}?" if close else ""))
     info = infos[key]
-    lines = [f"{info.key}  ({info.type}{': ' + info.allowed if info.allowed else ''})",
-             f"  value: {info.default}", f"  {info.doc}" if info.doc else "",
-             f"  section {info.section}: {info.section_doc}"]
+    lines = [
+        f"{info.key}  ({info.type}{': ' + info.allowed if info.allowed else ''})",
+        f"  value: {info.default}",
+        f"  {info.doc}" if info.doc else "",
+        f"  section {info.section}: {info.section_doc}",
+    ]
     return "\n".join(line for line in lines if line)
 
 
@@ -108,8 +117,15 @@ def reference_markdown(config: NayerConfig | None = None) -> str:
     for info in field_reference(config):
         if info.section != section:
             section = info.section
-            out += ["", f"## `{section}`", "", info.section_doc, "", "| key | type | default | allowed | meaning |",
-                    "|---|---|---|---|---|"]
+            out += [
+                "",
+                f"## `{section}`",
+                "",
+                info.section_doc,
+                "",
+                "| key | type | default | allowed | meaning |",
+                "|---|---|---|---|---|",
+            ]
         cell = lambda s: s.replace("|", "\\|")  # noqa: E731
         out.append(f"| `{info.key}` | {info.type} | `{cell(info.default)}` | {cell(info.allowed)} | {cell(info.doc)} |")
     return "\n".join(out).lstrip("\n") + "\n"

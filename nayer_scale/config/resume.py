@@ -10,16 +10,32 @@ from __future__ import annotations
 import fnmatch
 import warnings
 
-from .loader import flatten, config_from_dict
+from .loader import config_from_dict, flatten
 from .validate import ConfigError
 
 __all__ = ["EXTENDABLE_FIELDS", "RESUMABLE_FIELDS", "check_resume_compatible"]
 
 #: Fields (fnmatch patterns) that may change when a run is resumed; every other change is refused.
 RESUMABLE_FIELDS: tuple[str, ...] = (
-    "eval.*", "run.resume", "run.progress", "run.log_with", "run.log_every_steps", "run.keep_checkpoints", "run.safe_point_every_steps",
-    "run.grid_per_class", "run.cpu_threads", "memory.cache", "memory.cache_gb", "run.kernels",
-    "run.compile", "run.compile_backend", "run.compile_mode", "run.run_dir", "memory.prefetch", "memory.encoding", "memory.webp_quality",
+    "eval.*",
+    "run.resume",
+    "run.progress",
+    "run.log_with",
+    "run.log_every_steps",
+    "run.keep_checkpoints",
+    "run.safe_point_every_steps",
+    "run.grid_per_class",
+    "run.cpu_threads",
+    "memory.cache",
+    "memory.cache_gb",
+    "run.kernels",
+    "run.compile",
+    "run.compile_backend",
+    "run.compile_mode",
+    "run.run_dir",
+    "memory.prefetch",
+    "memory.encoding",
+    "memory.webp_quality",
 )
 #: Fields that may grow (not shrink) when a run is resumed: a longer schedule extends the run.
 EXTENDABLE_FIELDS: tuple[str, ...] = ("run.epochs",)
@@ -54,6 +70,8 @@ def check_resume_compatible(saved: dict, now: dict) -> list[str]:
             grow = " (it may only grow)" if key in EXTENDABLE_FIELDS else ""
             refused.append(f"{key} changed from {before!r} to {value!r} since the checkpoint{grow}")
     if refused:
-        raise ConfigError("cannot resume: " + "; ".join(refused) + "; put the checkpoint's values back, or start "
-                          "a new run in another run.run_dir")
+        raise ConfigError(
+            "cannot resume: " + "; ".join(refused) + "; put the checkpoint's values back, or start "
+            "a new run in another run.run_dir"
+        )
     return allowed

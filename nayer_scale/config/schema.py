@@ -49,9 +49,25 @@ import yaml
 from .validate import Section, at_least, check, in_range, positive
 
 __all__ = [
-    "CHANNELS_LAST", "DEMO_TEACHER", "EVAL_DATASETS", "GENERATOR_INPUTS", "MIXED_PRECISIONS", "SYNTHESIS_METHODS",
-    "DeepInversionConfig", "DistillConfig", "EvalConfig", "FastConfig", "LTEConfig", "MemoryConfig", "NayerConfig",
-    "NayerMethodConfig", "QuantizationConfig", "RunConfig", "StudentConfig", "SynthesisConfig", "TeacherConfig",
+    "CHANNELS_LAST",
+    "DEMO_TEACHER",
+    "EVAL_DATASETS",
+    "GENERATOR_INPUTS",
+    "MIXED_PRECISIONS",
+    "SYNTHESIS_METHODS",
+    "DeepInversionConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "FastConfig",
+    "LTEConfig",
+    "MemoryConfig",
+    "NayerConfig",
+    "NayerMethodConfig",
+    "QuantizationConfig",
+    "RunConfig",
+    "StudentConfig",
+    "SynthesisConfig",
+    "TeacherConfig",
     "option",
 ]
 
@@ -92,8 +108,10 @@ def option(default: Any, doc: str) -> Any:
 
 
 def _check_scale(scale: tuple[float, ...], name: str) -> None:
-    check(len(scale) == 0 or (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1),
-          f"{name} takes two area fractions 0 < min <= max <= 1 (e.g. 0.08,1), or nothing; got {scale}")
+    check(
+        len(scale) == 0 or (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1),
+        f"{name} takes two area fractions 0 < min <= max <= 1 (e.g. 0.08,1), or nothing; got {scale}",
+    )
 
 
 @dataclass
@@ -111,26 +129,35 @@ class TeacherConfig(Section):
     SECTION: ClassVar[str] = "teacher"
     SUMMARY: ClassVar[str] = "the pretrained teacher: architecture, weights, input normalisation, class names"
 
-    arch: str = option("resnet20", "zoo name, torchvision:<name>, timm:<name>, package.module:factory, or "
-                                   "hf:<hub id or folder>")
+    arch: str = option(
+        "resnet20", "zoo name, torchvision:<name>, timm:<name>, package.module:factory, or hf:<hub id or folder>"
+    )
     weights: str = option(DEMO_TEACHER, "weights file (.safetensors / .pth) or hub spec; empty: random weights")
-    class_names: str = option("fashion_mnist", "a dataset key (see nayer_scale.lte), a .txt file, one name per "
-                                               "line, or id2label: the teacher source's own names")
-    mean: tuple[float, ...] = in_range(0.0, 1.0, default=(0.2860,), doc="input normalisation mean of [0, 1] pixels, "
-                                                                         "per channel")
+    class_names: str = option(
+        "fashion_mnist",
+        "a dataset key (see nayer_scale.lte), a .txt file, one name per "
+        "line, or id2label: the teacher source's own names",
+    )
+    mean: tuple[float, ...] = in_range(
+        0.0, 1.0, default=(0.2860,), doc="input normalisation mean of [0, 1] pixels, per channel"
+    )
     std: tuple[float, ...] = positive((0.3530,), doc="input normalisation std of [0, 1] pixels, per channel")
     in_channels: int = positive(1, doc="input channels")
     image_size: int = at_least(8, default=28, doc="input side in pixels (square images)")
 
     def check_relations(self) -> None:
         check(bool(self.arch), "teacher.arch is empty: give a zoo name (e.g. resnet20) or package.module:factory")
-        check(self.class_names != "id2label" or self.arch.startswith(("hf:", "torchvision:", "timm:")),
-              "teacher.class_names=id2label (the teacher source's own names: a model folder's config.json, "
-              "torchvision weights' categories) needs teacher.arch=hf:<hub id or folder>, torchvision:<name> or "
-              "timm:<name>: set teacher.class_names to a dataset key or a .txt file")
-        check(len(self.mean) == len(self.std) == self.in_channels,
-              f"teacher.mean {self.mean} and teacher.std {self.std} need one value per input channel "
-              f"(teacher.in_channels={self.in_channels})")
+        check(
+            self.class_names != "id2label" or self.arch.startswith(("hf:", "torchvision:", "timm:")),
+            "teacher.class_names=id2label (the teacher source's own names: a model folder's config.json, "
+            "torchvision weights' categories) needs teacher.arch=hf:<hub id or folder>, torchvision:<name> or "
+            "timm:<name>: set teacher.class_names to a dataset key or a .txt file",
+        )
+        check(
+            len(self.mean) == len(self.std) == self.in_channels,
+            f"teacher.mean {self.mean} and teacher.std {self.std} need one value per input channel "
+            f"(teacher.in_channels={self.in_channels})",
+        )
 
 
 @dataclass
@@ -158,10 +185,12 @@ class QuantizationConfig(Section):
         if str(name) == "none":
             return cls(**changes)
         match = re.fullmatch(r"w([2-8])a([2-8])", str(name))
-        check(match is not None,
-              f"student.quantization={name!r} is not w{{B}}a{{B}} with bit widths B in 2..8: set "
-              "student.quantization.weight_bits and .activation_bits (e.g. 4 and 4 for w4a4), or use e.g. w8a8, "
-              "w6a6, w4a8 or w4a4, or none (a float student)")
+        check(
+            match is not None,
+            f"student.quantization={name!r} is not w{{B}}a{{B}} with bit widths B in 2..8: set "
+            "student.quantization.weight_bits and .activation_bits (e.g. 4 and 4 for w4a4), or use e.g. w8a8, "
+            "w6a6, w4a8 or w4a4, or none (a float student)",
+        )
         return cls(weight_bits=int(match.group(1)), activation_bits=int(match.group(2)), **changes)
 
     @property
@@ -176,9 +205,11 @@ class QuantizationConfig(Section):
 
     def check_relations(self) -> None:
         w, a = self.weight_bits, self.activation_bits
-        check((w == 0 and a == 0) or (2 <= w <= 8 and 2 <= a <= 8),
-              f"student.quantization has weight_bits={w}, activation_bits={a}: set both in 2..8 (e.g. 4 and 4 for "
-              "W4A4), or both to 0 (a float student)")
+        check(
+            (w == 0 and a == 0) or (2 <= w <= 8 and 2 <= a <= 8),
+            f"student.quantization has weight_bits={w}, activation_bits={a}: set both in 2..8 (e.g. 4 and 4 for "
+            "W4A4), or both to 0 (a float student)",
+        )
 
 
 @dataclass
@@ -207,8 +238,9 @@ class LTEConfig(Section):
     SUMMARY: ClassVar[str] = "label-text embeddings: text encoder, prompt template, cache folder"
 
     encoder: str = option("minilm", "minilm, minilm:/folder, clip:<hub id or folder>, or hashed[:dim]")
-    template: str = option("photo_of", "prompt template: a key (photo_of, class_of, ...) or a format string "
-                                       "with {name} / {index}")
+    template: str = option(
+        "photo_of", "prompt template: a key (photo_of, class_of, ...) or a format string with {name} / {index}"
+    )
     cache_dir: str = option("~/.cache/nayer-scale/lte", "folder of the LTE cache (safetensors)")
 
     def check_relations(self) -> None:
@@ -225,13 +257,15 @@ class NayerMethodConfig(Section):
 
     generator_input: GeneratorInput = option("lte", "what feeds the noisy layer (Table 4): lte is NAYER")
     noise_beta: float = at_least(0.0, default=1.0, doc="beta of lte_plus_noise: e_y + beta * z")
-    noisy_layer: NoisyLayerKind = option("k_to_1", "one linear per copy of the K classes (NAYER), one per sample, "
-                                                   "or none")
+    noisy_layer: NoisyLayerKind = option(
+        "k_to_1", "one linear per copy of the K classes (NAYER), one per sample, or none"
+    )
     noisy_layer_reinit: bool = option(True, "re-draw the noisy linears before every synthesis batch")
     noisy_layer_init: NoisyLayerInit = option("normal", "initialisation of the noisy linears (normal is published)")
     noisy_layer_batchnorm: bool = option(True, "BatchNorm1d before the noisy linears")
-    shared_generator: bool = option(False, "one generator for all processes: same initial weights, gradients "
-                                           "all-reduced")
+    shared_generator: bool = option(
+        False, "one generator for all processes: same initial weights, gradients all-reduced"
+    )
 
 
 @dataclass
@@ -243,8 +277,9 @@ class DeepInversionConfig(Section):
     SUMMARY: ClassVar[str] = "DeepInversion's own fields: the pixel optimiser and the image priors"
 
     pixel_lr: float = positive(0.1, doc="Adam learning rate of the pixels")
-    pixel_betas: tuple[float, float] = in_range(0.0, 1.0, default=(0.5, 0.99), high_open=True,
-                                                doc="Adam betas of the pixels")
+    pixel_betas: tuple[float, float] = in_range(
+        0.0, 1.0, default=(0.5, 0.99), high_open=True, doc="Adam betas of the pixels"
+    )
     tv_loss_weight: float = at_least(0.0, default=0.0, doc="weight of the total-variation (l2) image prior")
     l2_loss_weight: float = at_least(0.0, default=0.0, doc="weight of the l2 norm of the (normalised) pixels")
 
@@ -262,8 +297,18 @@ class FastConfig(Section):
 
 #: synthesis.<old name> of config v1 -> the sub-section it moved to (read and written with a warning).
 _MOVED_SYNTHESIS = {
-    **dict.fromkeys(("generator_input", "noise_beta", "noisy_layer", "noisy_layer_reinit", "noisy_layer_init",
-                     "noisy_layer_batchnorm", "shared_generator"), "nayer"),
+    **dict.fromkeys(
+        (
+            "generator_input",
+            "noise_beta",
+            "noisy_layer",
+            "noisy_layer_reinit",
+            "noisy_layer_init",
+            "noisy_layer_batchnorm",
+            "shared_generator",
+        ),
+        "nayer",
+    ),
     **dict.fromkeys(("tv_loss_weight", "l2_loss_weight"), "deepinversion"),
     **dict.fromkeys(("latent_lr", "meta_learning"), "fast"),
 }
@@ -292,25 +337,32 @@ class SynthesisConfig(Section):
     batches_per_epoch: int = positive(1, doc="synthesis batches per epoch after warm-up")
     warmup_batches_per_epoch: int = at_least(0, default=2, doc="synthesis batches per warm-up epoch")
     generator_lr: float = positive(4e-3, doc="Adam learning rate of generator and noisy layer")
-    generator_betas: tuple[float, float] = in_range(0.0, 1.0, default=(0.5, 0.999), high_open=True,
-                                                    doc="Adam betas of generator and noisy layer")
+    generator_betas: tuple[float, float] = in_range(
+        0.0, 1.0, default=(0.5, 0.999), high_open=True, doc="Adam betas of generator and noisy layer"
+    )
     generator_width: int = positive(32, doc="channels of the generator's last stages")
     generator_life_epochs: int = positive(10, doc="the generator is re-created every this many epochs")
     noise_dim: int = positive(1000, doc="width of the generator input (the noisy layer's output)")
     ce_loss_weight: float = at_least(0.0, default=0.5, doc="weight of the teacher cross-entropy")
     bn_loss_weight: float = at_least(0.0, default=10.0, doc="weight of the BN-statistics loss")
     adv_loss_weight: float = at_least(0.0, default=1.33, doc="weight of the adversarial term (after warm-up)")
-    bn_momentum: float = in_range(0.0, 1.0, default=0.9, high_open=True,
-                                  doc="EMA blend of the BN statistics of earlier batches; 0 = off")
+    bn_momentum: float = in_range(
+        0.0, 1.0, default=0.9, high_open=True, doc="EMA blend of the BN statistics of earlier batches; 0 = off"
+    )
     first_bn_multiplier: float = at_least(0.0, default=1.0, doc="weight of the first BN layer's term")
-    bn_stats_scope: BNStatsScope = option("process", "process (published): BN statistics of each process's batch; "
-                                                     "global: of all processes' batches (one all-reduce per step)")
+    bn_stats_scope: BNStatsScope = option(
+        "process",
+        "process (published): BN statistics of each process's batch; "
+        "global: of all processes' batches (one all-reduce per step)",
+    )
     crop_padding: int = at_least(0, default=2, doc="pixels of the padded random crop")
     flip: bool = option(True, "random horizontal flip")
-    roll_jitter: int = at_least(0, default=0, doc="pixels; random roll of up to this many per axis (ImageNet: "
-                                                  "size // 8)")
-    resized_crop_scale: tuple[float, ...] = option((), "(min, max) area of a random resized crop instead of the "
-                                                       "padded crop; empty = off")
+    roll_jitter: int = at_least(
+        0, default=0, doc="pixels; random roll of up to this many per axis (ImageNet: size // 8)"
+    )
+    resized_crop_scale: tuple[float, ...] = option(
+        (), "(min, max) area of a random resized crop instead of the padded crop; empty = off"
+    )
     nayer: NayerMethodConfig = option(NayerMethodConfig, "NAYER's own fields")
     deepinversion: DeepInversionConfig = option(DeepInversionConfig, "DeepInversion's own fields")
     fast: FastConfig = option(FastConfig, "Fast's own fields")
@@ -332,8 +384,10 @@ class SynthesisConfig(Section):
 
     def check_relations(self) -> None:
         _check_scale(self.resized_crop_scale, "synthesis.resized_crop_scale")
-        check(not self.nayer.shared_generator or self.method == "nayer",
-              "synthesis.nayer.shared_generator applies to synthesis.method=nayer only: set it to false")
+        check(
+            not self.nayer.shared_generator or self.method == "nayer",
+            "synthesis.nayer.shared_generator applies to synthesis.method=nayer only: set it to false",
+        )
 
 
 @dataclass
@@ -352,8 +406,9 @@ class DistillConfig(Section):
     temperature: float = positive(20.0, doc="KD temperature tau")
     crop_padding: int = at_least(0, default=2, doc="pixels of the padded random crop")
     flip: bool = option(True, "random horizontal flip")
-    resized_crop_scale: tuple[float, ...] = option((), "(min, max) area of a random resized crop (ImageNet: 0.08, 1); "
-                                                       "empty = off")
+    resized_crop_scale: tuple[float, ...] = option(
+        (), "(min, max) area of a random resized crop (ImageNet: 0.08, 1); empty = off"
+    )
 
     def check_relations(self) -> None:
         _check_scale(self.resized_crop_scale, "distill.resized_crop_scale")
@@ -368,19 +423,32 @@ class MemoryConfig(Section):
     SECTION: ClassVar[str] = "memory"
     SUMMARY: ClassVar[str] = "the memory bank: its bound, shard encoding, cache and prefetching"
 
-    max_images: int = at_least(0, default=0, doc="images kept over all processes (each keeps max_images // processes "
-                                                 "of its own); 0 = all, as published. When full, whole shards retire "
-                                                 "(paper Table 5)")
-    retirement: Retirement = option("fifo", "fifo: the oldest shards retire (the paper's buffer); reservoir: a "
-                                            "uniform sample of the history is kept")
+    max_images: int = at_least(
+        0,
+        default=0,
+        doc="images kept over all processes (each keeps max_images // processes "
+        "of its own); 0 = all, as published. When full, whole shards retire "
+        "(paper Table 5)",
+    )
+    retirement: Retirement = option(
+        "fifo",
+        "fifo: the oldest shards retire (the paper's buffer); reservoir: a uniform sample of the history is kept",
+    )
     encoding: ShardEncoding = option("raw", "raw | png | webp (lossless); webp_lossy only when asked for by name")
     webp_quality: int = in_range(1, 100, default=90, doc="quality of encoding=webp_lossy")
     prefetch: int = at_least(0, default=2, doc="student batches gathered ahead in a background thread; 0 = inline")
-    cache: MemoryCache = option("auto", "where decoded images live: auto (the training device when the bank fits, "
-                                        "else one copy per node in shared memory, else none), device, cpu (per "
-                                        "process), node (/dev/shm, one copy per node) or none (read from the shards)")
-    cache_gb: float = at_least(0.0, default=0.0, doc="cap on the cache per process in GiB; 0 = a quarter of the GPU's "
-                                                     "memory, or half of this process's share of the host RAM")
+    cache: MemoryCache = option(
+        "auto",
+        "where decoded images live: auto (the training device when the bank fits, "
+        "else one copy per node in shared memory, else none), device, cpu (per "
+        "process), node (/dev/shm, one copy per node) or none (read from the shards)",
+    )
+    cache_gb: float = at_least(
+        0.0,
+        default=0.0,
+        doc="cap on the cache per process in GiB; 0 = a quarter of the GPU's "
+        "memory, or half of this process's share of the host RAM",
+    )
 
 
 @dataclass
@@ -391,28 +459,38 @@ class EvalConfig(Section):
     SUMMARY: ClassVar[str] = "evaluation on a real test split (never used for training or model selection)"
 
     dataset: EvalDataset = option("fashion_mnist", "the real test set to report top-1 on; none = data-free only")
-    root: str = option("", "folder of the dataset files; empty searches the standard places. imagenet: an "
-                           "ImageFolder of the val split or webdataset val shards (folder, .tar or brace pattern)")
-    batch_size: int = positive(250, doc="images per evaluation batch (250 was 2x faster per image than 1000 on a "
-                                        "2-core CPU)")
+    root: str = option(
+        "",
+        "folder of the dataset files; empty searches the standard places. imagenet: an "
+        "ImageFolder of the val split or webdataset val shards (folder, .tar or brace pattern)",
+    )
+    batch_size: int = positive(
+        250, doc="images per evaluation batch (250 was 2x faster per image than 1000 on a 2-core CPU)"
+    )
     every_epochs: int = positive(2, doc="evaluate the student every this many epochs after warm-up (and at the end)")
-    resize: int = at_least(0, default=0, doc="imagenet, hf: shorter side before the centre crop; 0 = image_size / "
-                                             "0.875")
+    resize: int = at_least(
+        0, default=0, doc="imagenet, hf: shorter side before the centre crop; 0 = image_size / 0.875"
+    )
     num_workers: int = at_least(0, default=8, doc="imagenet, hf: decoding workers per process")
     hf_path: str = option("", "hf: a hub id, a save_to_disk folder, a parquet / arrow file or glob, or an image folder")
     hf_split: str = option("", "hf: the split; empty = the test or validation split")
     hf_image_column: str = option("", "hf: the image column; empty = the Image feature")
     hf_label_column: str = option("", "hf: the label column; empty = the ClassLabel feature")
     hf_streaming: bool = option(False, "hf: stream a hub set instead of downloading the split first")
-    hf_match_class_names: bool = option(True, "hf: false = the set's label i is the teacher's class i under another "
-                                              "name")
+    hf_match_class_names: bool = option(
+        True, "hf: false = the set's label i is the teacher's class i under another name"
+    )
 
     def check_relations(self) -> None:
-        check(self.dataset != "imagenet" or bool(self.root),
-              "eval.dataset=imagenet needs eval.root: an ImageFolder of the val split or webdataset val shards")
-        check(self.dataset != "hf" or bool(self.hf_path),
-              "eval.dataset=hf needs eval.hf_path: a hub id (e.g. ILSVRC/imagenet-1k), a save_to_disk folder, "
-              "a parquet / arrow file or glob, or an image folder")
+        check(
+            self.dataset != "imagenet" or bool(self.root),
+            "eval.dataset=imagenet needs eval.root: an ImageFolder of the val split or webdataset val shards",
+        )
+        check(
+            self.dataset != "hf" or bool(self.hf_path),
+            "eval.dataset=hf needs eval.hf_path: a hub id (e.g. ILSVRC/imagenet-1k), a save_to_disk folder, "
+            "a parquet / arrow file or glob, or an image folder",
+        )
 
 
 @dataclass
@@ -426,28 +504,41 @@ class RunConfig(Section):
     epochs: int = positive(10, doc="epochs in all, warm-up included")
     warmup_epochs: int = at_least(0, default=1, doc="synthesis-only epochs at the start (no adversarial term)")
     seed: int = at_least(0, default=0, doc="seed of every random stream of the run")
-    mixed_precision: MixedPrecision = option("auto", "auto (by capability: see nayer_scale.precision), no, bf16 or "
-                                                     "fp16")
+    mixed_precision: MixedPrecision = option(
+        "auto", "auto (by capability: see nayer_scale.precision), no, bf16 or fp16"
+    )
     channels_last: ChannelsLast = option("auto", "NHWC memory format; auto: on (measured faster on GPU and CPU)")
     resume: bool = option(True, "continue from run_dir's latest checkpoint (or report a finished run)")
     keep_checkpoints: int = at_least(1, default=2, doc="complete checkpoints kept")
-    log_with: str = option("none", "experiment trackers: none, all (every one installed), or a comma-separated list "
-                                   "of tensorboard, wandb, trackio, mlflow")
+    log_with: str = option(
+        "none",
+        "experiment trackers: none, all (every one installed), or a comma-separated list "
+        "of tensorboard, wandb, trackio, mlflow",
+    )
     log_every_steps: int = positive(10, doc="student steps between two loss records sent to the trackers")
     progress: bool = option(True, "tqdm bars on the main process")
     grid_per_class: int = positive(8, doc="images per class in the per-epoch sample grid")
     cpu: bool = option(False, "force CPU even when a GPU is present")
-    cpu_threads: int = at_least(0, default=0, doc="torch threads per process on CPU; 0 = cores / processes on this "
-                                                  "node")
+    cpu_threads: int = at_least(
+        0, default=0, doc="torch threads per process on CPU; 0 = cores / processes on this node"
+    )
     kernels: KernelChoice = option("auto", "auto: Triton on CUDA, else the PyTorch reference; env NAYER_KERNELS wins")
-    compile: bool = option(False, "torch.compile the student and the teacher's KD forward (the first steps pay the "
-                                  "compile time); accelerate launch --dynamo_backend turns it on")
-    compile_backend: str = option("inductor", "torch.compile backend with run.compile (accelerate launch "
-                                              "--dynamo_backend sets it)")
-    compile_mode: CompileMode = option("default", "torch.compile mode with run.compile (accelerate launch "
-                                                  "--dynamo_mode sets it)")
-    safe_point_every_steps: int = positive(50, doc="SIGTERM / SIGUSR1 are acted on after a synthesis batch, every "
-                                                   "this many student steps, and at the end of an epoch")
+    compile: bool = option(
+        False,
+        "torch.compile the student and the teacher's KD forward (the first steps pay the "
+        "compile time); accelerate launch --dynamo_backend turns it on",
+    )
+    compile_backend: str = option(
+        "inductor", "torch.compile backend with run.compile (accelerate launch --dynamo_backend sets it)"
+    )
+    compile_mode: CompileMode = option(
+        "default", "torch.compile mode with run.compile (accelerate launch --dynamo_mode sets it)"
+    )
+    safe_point_every_steps: int = positive(
+        50,
+        doc="SIGTERM / SIGUSR1 are acted on after a synthesis batch, every "
+        "this many student steps, and at the end of an epoch",
+    )
 
     def validate(self) -> RunConfig:
         """Check the section (configs written before "auto" stored channels_last as a bool)."""
@@ -457,13 +548,19 @@ class RunConfig(Section):
         return super().validate()
 
     def check_relations(self) -> None:
-        check(self.warmup_epochs < self.epochs,
-              f"run.warmup_epochs ({self.warmup_epochs}) must be in [0, run.epochs={self.epochs})")
+        check(
+            self.warmup_epochs < self.epochs,
+            f"run.warmup_epochs ({self.warmup_epochs}) must be in [0, run.epochs={self.epochs})",
+        )
         names = [n.strip() for n in str(self.log_with).lower().split(",") if n.strip()]
-        check(names in (["none"], ["all"], []) or all(n in TRACKERS for n in names),
-              f"run.log_with={self.log_with!r}: use none, all, or a comma-separated list of {', '.join(TRACKERS)}")
-        check(bool(str(self.compile_backend).strip()),
-              "run.compile_backend must name a torch.compile backend, e.g. inductor (torch._dynamo.list_backends())")
+        check(
+            names in (["none"], ["all"], []) or all(n in TRACKERS for n in names),
+            f"run.log_with={self.log_with!r}: use none, all, or a comma-separated list of {', '.join(TRACKERS)}",
+        )
+        check(
+            bool(str(self.compile_backend).strip()),
+            "run.compile_backend must name a torch.compile backend, e.g. inductor (torch._dynamo.list_backends())",
+        )
 
 
 @dataclass
@@ -485,9 +582,11 @@ class NayerConfig:
         for section in dataclasses.fields(self):
             getattr(self, section.name).validate()
         q = self.student.quantization
-        check(not q.enabled or self.student.arch == self.teacher.arch,
-              f"student.quantization={q.name} quantizes a copy of the teacher, but student.arch={self.student.arch!r} "
-              f"differs from teacher.arch={self.teacher.arch!r}: set student.arch={self.teacher.arch}")
+        check(
+            not q.enabled or self.student.arch == self.teacher.arch,
+            f"student.quantization={q.name} quantizes a copy of the teacher, but student.arch={self.student.arch!r} "
+            f"differs from teacher.arch={self.teacher.arch!r}: set student.arch={self.teacher.arch}",
+        )
         return self
 
     def to_dict(self) -> dict:
@@ -512,4 +611,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
-

@@ -14,8 +14,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-__all__ = ["ConfigError", "Range", "Section", "at_least", "check", "hints", "in_range", "positive", "type_name",
-           "type_ok"]
+__all__ = [
+    "ConfigError",
+    "Range",
+    "Section",
+    "at_least",
+    "check",
+    "hints",
+    "in_range",
+    "positive",
+    "type_name",
+    "type_ok",
+]
 
 
 class ConfigError(ValueError):
@@ -49,8 +59,7 @@ class Range:
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         if self.low is None:
             return f"{'<' if self.high_open else '<='} {self.high:g}"
-        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                f"{')' if self.high_open else ']'}")
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
 def _ranged(default: Any, allowed: Range, doc: str) -> Any:
@@ -112,9 +121,11 @@ def _check_field(f: dataclasses.Field, value: Any, annotation: Any, key: str) ->
     if allowed is not None:
         items = value if isinstance(value, (tuple, list)) else (value,)
         several = isinstance(value, (tuple, list))
-        check(all(v in allowed for v in items),
-              f"{'every value of ' if several else ''}{key} must be {allowed}, got {value!r}: "
-              f"set {key} to {'values' if several else 'a value'} {allowed}")
+        check(
+            all(v in allowed for v in items),
+            f"{'every value of ' if several else ''}{key} must be {allowed}, got {value!r}: "
+            f"set {key} to {'values' if several else 'a value'} {allowed}",
+        )
 
 
 class Section:

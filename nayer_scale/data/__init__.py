@@ -5,13 +5,43 @@ reads them through (``eval_source``)."""
 
 from .cifar import find_cifar, load_cifar
 from .eval_source import EvalSource, build_eval_source, check_eval_data, tensor_eval_source
-from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, find_fashion_mnist, load_fashion_mnist
-from .imagenet import (IMAGE_EXTENSIONS, ImageFolderEval, ImageNetEvalInfo, check_imagenet_eval, imagenet_eval_loader,
-                       imagenet_eval_transform, resized_size)
+from .fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    find_fashion_mnist,
+    load_fashion_mnist,
+)
+from .imagenet import (
+    IMAGE_EXTENSIONS,
+    ImageFolderEval,
+    ImageNetEvalInfo,
+    check_imagenet_eval,
+    imagenet_eval_loader,
+    imagenet_eval_transform,
+    resized_size,
+)
 from .splits import find_eval_data, load_eval_data
 
-__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "find_cifar", "find_eval_data",
-           "find_fashion_mnist", "load_cifar", "load_eval_data", "load_fashion_mnist",
-           "IMAGE_EXTENSIONS", "ImageFolderEval", "ImageNetEvalInfo", "check_imagenet_eval", "imagenet_eval_loader",
-           "imagenet_eval_transform", "resized_size", "EvalSource", "build_eval_source", "check_eval_data",
-           "tensor_eval_source"]
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "find_cifar",
+    "find_eval_data",
+    "find_fashion_mnist",
+    "load_cifar",
+    "load_eval_data",
+    "load_fashion_mnist",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderEval",
+    "ImageNetEvalInfo",
+    "check_imagenet_eval",
+    "imagenet_eval_loader",
+    "imagenet_eval_transform",
+    "resized_size",
+    "EvalSource",
+    "build_eval_source",
+    "check_eval_data",
+    "tensor_eval_source",
+]

@@ -18,8 +18,10 @@ import torch
 
 __all__ = ["find_cifar", "load_cifar"]
 
-_LAYOUT = {"cifar10": ("cifar-10-batches-py", "test_batch", b"labels", 10),
-           "cifar100": ("cifar-100-python", "test", b"fine_labels", 100)}
+_LAYOUT = {
+    "cifar10": ("cifar-10-batches-py", "test_batch", b"labels", 10),
+    "cifar100": ("cifar-100-python", "test", b"fine_labels", 100),
+}
 
 
 def find_cifar(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -39,9 +41,11 @@ def find_cifar(name: str, root: str | os.PathLike | None = None) -> Path:
             searched.append(str(candidate))
             if candidate.is_file():
                 return candidate
-    raise FileNotFoundError(f"{name} test split not found (looked for {searched}). Download the python version "
-                            f"from https://www.cs.toronto.edu/~kriz/cifar.html, extract it and pass "
-                            f"eval.root=<folder> (or set NAYER_CIFAR).")
+    raise FileNotFoundError(
+        f"{name} test split not found (looked for {searched}). Download the python version "
+        f"from https://www.cs.toronto.edu/~kriz/cifar.html, extract it and pass "
+        f"eval.root=<folder> (or set NAYER_CIFAR)."
+    )
 
 
 def load_cifar(name: str, root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:

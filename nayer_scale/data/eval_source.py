@@ -12,16 +12,22 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from .splits import find_eval_data, load_eval_data
 from .imagenet import check_imagenet_eval, imagenet_eval_loader
+from .splits import find_eval_data, load_eval_data
 
 __all__ = ["EvalSource", "build_eval_source", "check_eval_data", "tensor_eval_source"]
 
 EvalSource = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 
-def tensor_eval_source(images: torch.Tensor, labels: torch.Tensor, batch_size: int, rank: int = 0,
-                       world_size: int = 1, device: torch.device | str = "cpu") -> EvalSource:
+def tensor_eval_source(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+) -> EvalSource:
     """Batches of an in-memory split: process ``rank`` takes every ``world_size``-th image.
 
     Args:
@@ -31,12 +37,15 @@ def tensor_eval_source(images: torch.Tensor, labels: torch.Tensor, batch_size: i
     """
     images = images[rank::world_size].to(device)
     labels = labels[rank::world_size].to(device)
-    return lambda: [(images[i : i + batch_size], labels[i : i + batch_size])  # views: a sized list
-                    for i in range(0, len(labels), batch_size)]
+    return lambda: [
+        (images[i : i + batch_size], labels[i : i + batch_size])  # views: a sized list
+        for i in range(0, len(labels), batch_size)
+    ]
 
 
-def check_eval_data(eval_cfg, num_classes: int, in_channels: int | None = None,
-                    class_names: list[str] | None = None) -> None:
+def check_eval_data(
+    eval_cfg, num_classes: int, in_channels: int | None = None, class_names: list[str] | None = None
+) -> None:
     """Fail fast (before a teacher download or model build) when the evaluation data is missing.
 
     ``in_channels`` and ``class_names`` (the teacher's) are used by ``eval.dataset=hf``
@@ -58,9 +67,16 @@ def check_eval_data(eval_cfg, num_classes: int, in_channels: int | None = None,
         find_eval_data(eval_cfg.dataset, eval_cfg.root or None)
 
 
-def build_eval_source(eval_cfg, in_channels: int, image_size: int, num_classes: int, rank: int = 0,
-                      world_size: int = 1, device: torch.device | str = "cpu",
-                      class_names: list[str] | None = None) -> EvalSource | None:
+def build_eval_source(
+    eval_cfg,
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+    class_names: list[str] | None = None,
+) -> EvalSource | None:
     """The evaluation source of ``eval_cfg`` (an ``EvalConfig``) for a teacher that takes
     (in_channels, image_size, image_size) inputs and has ``num_classes`` classes; None for
     ``eval.dataset=none``. Checks, before any training, that the data fits the teacher (call
@@ -83,12 +99,24 @@ def build_eval_source(eval_cfg, in_channels: int, image_size: int, num_classes: 
         if in_channels != 3:
             raise ValueError(f"eval.dataset=imagenet gives RGB images, the teacher takes {in_channels} channels")
         resize = e.resize or round(image_size / 0.875)
-        return lambda: imagenet_eval_loader(e.root, rank, world_size, e.batch_size, resize=resize, crop=image_size,
-                                            num_workers=e.num_workers, num_classes=num_classes)
+        return lambda: imagenet_eval_loader(
+            e.root,
+            rank,
+            world_size,
+            e.batch_size,
+            resize=resize,
+            crop=image_size,
+            num_workers=e.num_workers,
+            num_classes=num_classes,
+        )
     images, labels = load_eval_data(e.dataset, e.root or None)
     if images.shape[1:] != (in_channels, image_size, image_size):
-        raise ValueError(f"eval.dataset {e.dataset} has images of shape {tuple(images.shape[1:])}, "
-                         f"the teacher takes ({in_channels}, {image_size}, {image_size})")
+        raise ValueError(
+            f"eval.dataset {e.dataset} has images of shape {tuple(images.shape[1:])}, "
+            f"the teacher takes ({in_channels}, {image_size}, {image_size})"
+        )
     if int(labels.max()) >= num_classes:
-        raise ValueError(f"eval.dataset {e.dataset} has label {int(labels.max())}, the teacher has {num_classes} classes")
+        raise ValueError(
+            f"eval.dataset {e.dataset} has label {int(labels.max())}, the teacher has {num_classes} classes"
+        )
     return tensor_eval_source(images, labels, e.batch_size, rank, world_size, device)

@@ -15,10 +15,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "find_fashion_mnist", "load_fashion_mnist"]
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "find_fashion_mnist",
+    "load_fashion_mnist",
+]
 
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 _FILES = {
@@ -28,8 +44,12 @@ _FILES = {
 
 
 def _candidates(root: str | os.PathLike | None) -> list[Path]:
-    dirs = [root, os.environ.get("NAYER_FASHION_MNIST"), "/usr/share/datasets/fashion-mnist",
-            "~/.cache/nayer-scale/fashion-mnist"]
+    dirs = [
+        root,
+        os.environ.get("NAYER_FASHION_MNIST"),
+        "/usr/share/datasets/fashion-mnist",
+        "~/.cache/nayer-scale/fashion-mnist",
+    ]
     return [Path(d).expanduser() for d in dirs if d]
 
 
@@ -78,5 +98,4 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> tup
     labels = _read_idx(label_path, 8)
     if images.size != labels.size * 28 * 28:
         raise ValueError(f"{image_path} holds {images.size} bytes of pixels for {labels.size} labels")
-    return (torch.from_numpy(images.copy()).view(-1, 1, 28, 28),
-            torch.from_numpy(labels.astype(np.int64)))
+    return (torch.from_numpy(images.copy()).view(-1, 1, 28, 28), torch.from_numpy(labels.astype(np.int64)))

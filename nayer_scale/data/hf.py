@@ -71,16 +71,20 @@ def _pick_split(available: list[str], split: str, path: str) -> str:
     test / validation / the only split."""
     if split:
         if split not in available:
-            raise ValueError(f"eval.hf_path={path} has no split {split!r}; its splits are {available}: set "
-                             f"eval.hf_split to one of them")
+            raise ValueError(
+                f"eval.hf_path={path} has no split {split!r}; its splits are {available}: set "
+                f"eval.hf_split to one of them"
+            )
         return split
     for name in _SPLIT_PREFERENCE:
         if name in available:
             return name
     if len(available) == 1:
         return available[0]
-    raise ValueError(f"eval.hf_path={path} has the splits {available} and none is called test or validation: "
-                     f"set eval.hf_split to the held-out one")
+    raise ValueError(
+        f"eval.hf_path={path} has the splits {available} and none is called test or validation: "
+        f"set eval.hf_split to the held-out one"
+    )
 
 
 def _open_folder(datasets, local: Path, path: str, split: str, streaming: bool) -> tuple[Any, str]:
@@ -93,8 +97,10 @@ def _open_folder(datasets, local: Path, path: str, split: str, streaming: bool) 
         ds = datasets.load_from_disk(str(local))
         recorded = str(ds.split) if ds.split is not None else None
         if split and recorded and split != recorded:
-            raise ValueError(f"eval.hf_path={path} was saved from split {recorded!r}, not {split!r}: set "
-                             f"eval.hf_split={recorded} (or leave it empty)")
+            raise ValueError(
+                f"eval.hf_path={path} was saved from split {recorded!r}, not {split!r}: set "
+                f"eval.hf_split={recorded} (or leave it empty)"
+            )
         name = split or recorded or "saved"
     else:
         dd = datasets.load_dataset("imagefolder", data_dir=str(local), streaming=streaming)
@@ -130,29 +136,39 @@ def open_hf_dataset(path: str, split: str = "", streaming: bool = False) -> tupl
     suffix = next((s for s in _FILE_BUILDERS if text.lower().endswith(s)), None)
     if local.is_file() or _is_glob(text) or suffix:
         if suffix is None:
-            raise ValueError(f"eval.hf_path={path} is a file but not a .parquet or .arrow file: pass a parquet / "
-                             f"arrow file or glob, a save_to_disk folder, an image folder or a hub id")
+            raise ValueError(
+                f"eval.hf_path={path} is a file but not a .parquet or .arrow file: pass a parquet / "
+                f"arrow file or glob, a save_to_disk folder, an image folder or a hub id"
+            )
         if not (local.is_file() or glob.glob(text)):
-            raise FileNotFoundError(f"eval.hf_path={path}: no such file{' (the glob matches nothing)' if _is_glob(text) else ''}")
+            raise FileNotFoundError(
+                f"eval.hf_path={path}: no such file{' (the glob matches nothing)' if _is_glob(text) else ''}"
+            )
         name = split or "test"
         dd = datasets.load_dataset(_FILE_BUILDERS[suffix], data_files={name: text}, streaming=streaming)
         return dd[name], name
     if _looks_local(text):
-        raise FileNotFoundError(f"eval.hf_path={path} does not exist (expected a save_to_disk folder, a parquet / "
-                                f"arrow file or glob, an image folder, or a hub id such as ILSVRC/imagenet-1k)")
-    advice = (f"if this machine is offline, run `datasets.load_dataset({path!r}, split=...).save_to_disk(folder)` "
-              f"on one with internet and pass that folder as eval.hf_path")
+        raise FileNotFoundError(
+            f"eval.hf_path={path} does not exist (expected a save_to_disk folder, a parquet / "
+            f"arrow file or glob, an image folder, or a hub id such as ILSVRC/imagenet-1k)"
+        )
+    advice = (
+        f"if this machine is offline, run `datasets.load_dataset({path!r}, split=...).save_to_disk(folder)` "
+        f"on one with internet and pass that folder as eval.hf_path"
+    )
     try:
         available = list(datasets.get_dataset_split_names(path))
     except Exception as err:  # offline, unknown or gated repo
-        raise ValueError(f"cannot read the splits of hub dataset eval.hf_path={path} ({type(err).__name__}: {err}); "
-                         f"{advice}") from err
+        raise ValueError(
+            f"cannot read the splits of hub dataset eval.hf_path={path} ({type(err).__name__}: {err}); {advice}"
+        ) from err
     name = _pick_split(available, split, path)
     try:
         return datasets.load_dataset(path, split=name, streaming=streaming), name
     except Exception as err:
-        raise ValueError(f"cannot load split {name} of hub dataset eval.hf_path={path} ({type(err).__name__}: "
-                         f"{err}); {advice}") from err
+        raise ValueError(
+            f"cannot load split {name} of hub dataset eval.hf_path={path} ({type(err).__name__}: {err}); {advice}"
+        ) from err
 
 
 def _features(ds) -> dict:
@@ -215,34 +231,47 @@ def _columns(e, features: dict, path: str) -> tuple[str, str]:
     image_col, label_col = e.hf_image_column, e.hf_label_column
     if image_col:
         if image_col not in features:
-            raise ValueError(f"eval.hf_path={path} has no column {image_col!r}; its columns are {columns}: set "
-                             f"eval.hf_image_column to the image column")
+            raise ValueError(
+                f"eval.hf_path={path} has no column {image_col!r}; its columns are {columns}: set "
+                f"eval.hf_image_column to the image column"
+            )
     else:
         found = [c for c, f in features.items() if isinstance(f, datasets.Image)]
         if len(found) != 1:
-            raise ValueError(f"eval.hf_path={path} has {len(found)} Image columns {found} among {columns}: set "
-                             f"eval.hf_image_column to the one to evaluate on")
+            raise ValueError(
+                f"eval.hf_path={path} has {len(found)} Image columns {found} among {columns}: set "
+                f"eval.hf_image_column to the one to evaluate on"
+            )
         image_col = found[0]
     if label_col:
         if label_col not in features:
-            raise ValueError(f"eval.hf_path={path} has no column {label_col!r}; its columns are {columns}: set "
-                             f"eval.hf_label_column to the label column")
+            raise ValueError(
+                f"eval.hf_path={path} has no column {label_col!r}; its columns are {columns}: set "
+                f"eval.hf_label_column to the label column"
+            )
     else:
         found = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
         if len(found) != 1:
-            raise ValueError(f"eval.hf_path={path} has {len(found)} ClassLabel columns {found} among {columns}: set "
-                             f"eval.hf_label_column to the column of integer class labels")
+            raise ValueError(
+                f"eval.hf_path={path} has {len(found)} ClassLabel columns {found} among {columns}: set "
+                f"eval.hf_label_column to the column of integer class labels"
+            )
         label_col = found[0]
     label = features[label_col]
-    if not (isinstance(label, datasets.ClassLabel)
-            or (isinstance(label, datasets.Value) and label.dtype.startswith(("int", "uint")))):
-        raise ValueError(f"eval.hf_label_column={label_col!r} of eval.hf_path={path} holds {label}, not integer "
-                         f"class labels: set eval.hf_label_column to a ClassLabel or integer column")
+    if not (
+        isinstance(label, datasets.ClassLabel)
+        or (isinstance(label, datasets.Value) and label.dtype.startswith(("int", "uint")))
+    ):
+        raise ValueError(
+            f"eval.hf_label_column={label_col!r} of eval.hf_path={path} holds {label}, not integer "
+            f"class labels: set eval.hf_label_column to a ClassLabel or integer column"
+        )
     return image_col, label_col
 
 
-def check_hf_eval(eval_cfg, num_classes: int, in_channels: int | None = None,
-                  class_names: list[str] | None = None, dataset=None) -> HFEvalInfo:
+def check_hf_eval(
+    eval_cfg, num_classes: int, in_channels: int | None = None, class_names: list[str] | None = None, dataset=None
+) -> HFEvalInfo:
     """Check an ``eval.dataset=hf`` set against the teacher before any work (reads the features and
     decodes the first image; a map-style integer label column is scanned with one arrow min/max).
 
@@ -284,75 +313,95 @@ def check_hf_eval(eval_cfg, num_classes: int, in_channels: int | None = None,
     image = example[image_col]
     mode = getattr(image, "mode", None)
     if mode is None:
-        raise ValueError(f"eval.hf_image_column={image_col!r} of eval.hf_path={path} holds {type(image).__name__}, "
-                         f"not images: set eval.hf_image_column to the Image column")
+        raise ValueError(
+            f"eval.hf_image_column={image_col!r} of eval.hf_path={path} holds {type(image).__name__}, "
+            f"not images: set eval.hf_image_column to the Image column"
+        )
     if in_channels is not None:
         _check_image_mode(mode, in_channels, where)
     num_rows = len(ds) if isinstance(ds, datasets.Dataset) else None
     return HFEvalInfo(path, split, image_col, label_col, names, num_rows, mode)
 
 
-_FIX_LABELS = ("evaluate on the set the teacher was trained for, or set eval.hf_label_column to the column "
-               "that holds the teacher's class indices")
+_FIX_LABELS = (
+    "evaluate on the set the teacher was trained for, or set eval.hf_label_column to the column "
+    "that holds the teacher's class indices"
+)
 
 
 def _check_labels(ds, datasets, names: tuple | None, label_col: str, num_classes: int, where: str) -> None:
     """Refuse labels outside the teacher's [0, K): a ClassLabel with more names, or (map-style, integer
     column) a min / max outside the range, read from the arrow column without decoding any image."""
     if names is not None and len(names) > num_classes:
-        raise ValueError(f"{where} has {len(names)} classes in {label_col!r} but the teacher "
-                         f"has {num_classes}: labels {num_classes}..{len(names) - 1} are outside the teacher's "
-                         f"classes; {_FIX_LABELS}")
+        raise ValueError(
+            f"{where} has {len(names)} classes in {label_col!r} but the teacher "
+            f"has {num_classes}: labels {num_classes}..{len(names) - 1} are outside the teacher's "
+            f"classes; {_FIX_LABELS}"
+        )
     if names is None and isinstance(ds, datasets.Dataset) and len(ds):
         values = ds.data.column(label_col).to_numpy()
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= num_classes:
-            raise ValueError(f"{where} has labels in [{low}, {high}] in {label_col!r}, the "
-                             f"teacher has classes 0..{num_classes - 1}: {_FIX_LABELS}")
+            raise ValueError(
+                f"{where} has labels in [{low}, {high}] in {label_col!r}, the "
+                f"teacher has classes 0..{num_classes - 1}: {_FIX_LABELS}"
+            )
 
 
 def _check_class_names(names: tuple, class_names: list[str], where: str) -> None:
     """Refuse ClassLabel names that are not the teacher's (``_same_class``), naming the first difference."""
     if len(names) != len(class_names) or not all(map(_same_class, names, class_names)):
-        first = next((i for i, (a, b) in enumerate(zip(names, class_names)) if not _same_class(a, b)),
-                     min(len(names), len(class_names)))
+        first = next(
+            (i for i, (a, b) in enumerate(zip(names, class_names)) if not _same_class(a, b)),
+            min(len(names), len(class_names)),
+        )
         raise ValueError(
             f"the class names of {where} ({len(names)}: {_preview(list(names))}) disagree "
             f"with the teacher's ({len(class_names)}: {_preview(list(class_names))}), first at index {first}. "
             "If the dataset's label i is the teacher's class i under other names (e.g. wnids), set "
             "eval.hf_match_class_names=false; otherwise evaluate on the teacher's own dataset or fix "
-            "teacher.class_names")
+            "teacher.class_names"
+        )
 
 
 def _check_image_mode(mode: str, in_channels: int, where: str) -> None:
     """Refuse grey images for a colour teacher, colour images for a grey one, or a teacher that is neither."""
     if in_channels not in (1, 3):
-        raise ValueError(f"eval.dataset=hf decodes images to grey (1 channel) or RGB (3 channels); the teacher "
-                         f"takes {in_channels}: use another eval.dataset")
+        raise ValueError(
+            f"eval.dataset=hf decodes images to grey (1 channel) or RGB (3 channels); the teacher "
+            f"takes {in_channels}: use another eval.dataset"
+        )
     grey = mode in _GREY_MODES
     if grey and in_channels == 3:
-        raise ValueError(f"{where} has grey images (PIL mode {mode}) but the teacher takes "
-                         f"colour input (teacher.in_channels=3): evaluate on the colour set the teacher was "
-                         f"trained for, or check teacher.in_channels")
+        raise ValueError(
+            f"{where} has grey images (PIL mode {mode}) but the teacher takes "
+            f"colour input (teacher.in_channels=3): evaluate on the colour set the teacher was "
+            f"trained for, or check teacher.in_channels"
+        )
     if not grey and in_channels == 1:
-        raise ValueError(f"{where} has colour images (PIL mode {mode}) but the teacher takes "
-                         f"grey input (teacher.in_channels=1): evaluate on the grey set the teacher was trained "
-                         f"for, or check teacher.in_channels")
+        raise ValueError(
+            f"{where} has colour images (PIL mode {mode}) but the teacher takes "
+            f"grey input (teacher.in_channels=1): evaluate on the grey set the teacher was trained "
+            f"for, or check teacher.in_channels"
+        )
 
 
 class _Transform:
     """Picklable per-example transform (DataLoader workers): PIL image -> uint8 (C, crop, crop)."""
 
-    def __init__(self, image_col: str, label_col: str, mode: str, resize: int, crop: int, num_classes: int,
-                 where: str) -> None:
+    def __init__(
+        self, image_col: str, label_col: str, mode: str, resize: int, crop: int, num_classes: int, where: str
+    ) -> None:
         self.image_col, self.label_col, self.mode = image_col, label_col, mode
         self.resize, self.crop, self.num_classes, self.where = resize, crop, num_classes, where
 
     def __call__(self, example: dict) -> tuple[torch.Tensor, int]:
         image, label = example[self.image_col], int(example[self.label_col])
         if not 0 <= label < self.num_classes:
-            raise ValueError(f"{self.where}: label {label} outside the teacher's classes 0..{self.num_classes - 1}; "
-                             "set eval.hf_label_column to the column of the teacher's class indices")
+            raise ValueError(
+                f"{self.where}: label {label} outside the teacher's classes 0..{self.num_classes - 1}; "
+                "set eval.hf_label_column to the column of the teacher's class indices"
+            )
         if self.resize == 0:  # eval.resize=0: images at the teacher's size pass unchanged
             size = self.crop if image.size == (self.crop, self.crop) else round(self.crop / 0.875)
         else:
@@ -397,8 +446,15 @@ class _Streamed:
         return _batched(self.ds, self.transform, self.batch_size)
 
 
-def hf_eval_loader(eval_cfg, in_channels: int, image_size: int, num_classes: int, rank: int = 0,
-                   world_size: int = 1, class_names: list[str] | None = None):
+def hf_eval_loader(
+    eval_cfg,
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    rank: int = 0,
+    world_size: int = 1,
+    class_names: list[str] | None = None,
+):
     """This process's batches of an ``eval.dataset=hf`` set (checked first with ``check_hf_eval``).
 
     Yields ``(images, labels)``: images uint8 (B, in_channels, image_size, image_size), 0..255, not
@@ -423,12 +479,26 @@ def hf_eval_loader(eval_cfg, in_channels: int, image_size: int, num_classes: int
     e = eval_cfg
     ds, split = open_hf_dataset(e.hf_path, e.hf_split, e.hf_streaming)
     info = check_hf_eval(e, num_classes, in_channels, class_names, dataset=(ds, split))
-    ds = split_dataset_by_node(ds.select_columns([info.image_column, info.label_column]), rank=rank,
-                               world_size=world_size)
-    transform = _Transform(info.image_column, info.label_column, "L" if in_channels == 1 else "RGB", e.resize,
-                           image_size, num_classes, f"eval.hf_path={e.hf_path} [{split}]")
+    ds = split_dataset_by_node(
+        ds.select_columns([info.image_column, info.label_column]), rank=rank, world_size=world_size
+    )
+    transform = _Transform(
+        info.image_column,
+        info.label_column,
+        "L" if in_channels == 1 else "RGB",
+        e.resize,
+        image_size,
+        num_classes,
+        f"eval.hf_path={e.hf_path} [{split}]",
+    )
     if isinstance(ds, HFDataset):
         workers = min(int(e.num_workers), max(0, len(ds) // max(1, e.batch_size)))
-        return DataLoader(_MapItems(ds, transform), batch_size=e.batch_size, shuffle=False, num_workers=workers,
-                          collate_fn=_collate, drop_last=False)
+        return DataLoader(
+            _MapItems(ds, transform),
+            batch_size=e.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            drop_last=False,
+        )
     return _Streamed(ds, transform, e.batch_size)

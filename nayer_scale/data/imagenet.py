@@ -38,8 +38,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderEval", "ImageNetEvalInfo", "check_imagenet_eval",
-           "imagenet_eval_loader", "imagenet_eval_transform", "resized_size"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFolderEval",
+    "ImageNetEvalInfo",
+    "check_imagenet_eval",
+    "imagenet_eval_loader",
+    "imagenet_eval_transform",
+    "resized_size",
+]
 
 # torchvision's IMG_EXTENSIONS, compared lower-cased.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -92,8 +99,10 @@ def _check_sizes(resize: int, crop: int) -> None:
     if resize < 1 or crop < 1:
         raise ValueError(f"resize and crop must be >= 1, got resize={resize}, crop={crop}")
     if crop > resize:
-        raise ValueError(f"crop ({crop}) must not exceed resize ({resize}): the shorter side after the "
-                         f"resize would be smaller than the crop")
+        raise ValueError(
+            f"crop ({crop}) must not exceed resize ({resize}): the shorter side after the "
+            f"resize would be smaller than the crop"
+        )
 
 
 def _load_image(source, what: str, resize: int, crop: int) -> torch.Tensor:
@@ -163,8 +172,9 @@ def _folder_samples(root: Path, classes: list[str]) -> list[tuple[str, int]]:
             empty.append(name)
     if empty:
         shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-        raise FileNotFoundError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class "
-                                f"folder(s) {shown}")
+        raise FileNotFoundError(
+            f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folder(s) {shown}"
+        )
     return samples
 
 
@@ -185,19 +195,25 @@ def _resolve(root: str | os.PathLike) -> tuple[str, list[str] | None, list[str] 
         shards = sorted(str(path / e.name) for e in entries if e.is_file() and _is_shard(e.name))
         classes = _find_classes(path)
         if shards and classes:
-            raise ValueError(f"{path} holds both webdataset shards ({len(shards)} tar files) and class folders "
-                             f"({len(classes)}); pass a folder with only one of them, or a shard pattern "
-                             f"such as {path}/imagenet-val-{{000000..000049}}.tar")
+            raise ValueError(
+                f"{path} holds both webdataset shards ({len(shards)} tar files) and class folders "
+                f"({len(classes)}); pass a folder with only one of them, or a shard pattern "
+                f"such as {path}/imagenet-val-{{000000..000049}}.tar"
+            )
         if shards:
             return "webdataset", None, shards
         if not classes:
-            raise FileNotFoundError(f"{path} holds neither class folders with images (ImageFolder layout "
-                                    f"root/<wnid>/<image>) nor webdataset shards (*.tar)")
+            raise FileNotFoundError(
+                f"{path} holds neither class folders with images (ImageFolder layout "
+                f"root/<wnid>/<image>) nor webdataset shards (*.tar)"
+            )
         return "folder", classes, None
     if path.is_file():
         if not _is_shard(path.name):
-            raise ValueError(f"{path} is a file but not a webdataset shard (.tar, .tar.gz, .tgz); pass a "
-                             f"folder of class folders, a folder of shards, a shard or a brace pattern")
+            raise ValueError(
+                f"{path} is a file but not a webdataset shard (.tar, .tar.gz, .tgz); pass a "
+                f"folder of class folders, a folder of shards, a shard or a brace pattern"
+            )
         return "webdataset", None, [str(path)]
     if _is_remote(text):
         return "webdataset", None, _expand_pattern(text)
@@ -209,9 +225,11 @@ def _resolve(root: str | os.PathLike) -> tuple[str, list[str] | None, list[str] 
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             raise FileNotFoundError(f"{len(missing)} of the {len(shards)} shards of {text} are missing: {shown}")
         return "webdataset", None, shards
-    raise FileNotFoundError(f"ImageNet validation data not found: {text} does not exist (expected an "
-                            f"ImageFolder directory, a folder of webdataset .tar shards, a shard or a "
-                            f"brace pattern like /data/imagenet-val-{{000000..000049}}.tar)")
+    raise FileNotFoundError(
+        f"ImageNet validation data not found: {text} does not exist (expected an "
+        f"ImageFolder directory, a folder of webdataset .tar shards, a shard or a "
+        f"brace pattern like /data/imagenet-val-{{000000..000049}}.tar)"
+    )
 
 
 def _peek_shard(shard: str) -> None:
@@ -236,8 +254,10 @@ def _peek_shard(shard: str) -> None:
     if key is None:
         raise FileNotFoundError(f"{shard} holds no files")
     if not any(n.rsplit(".", 1)[-1] in _WDS_IMAGE_KEYS for n in names) or "cls" not in names:
-        raise ValueError(f"{shard}: the first sample {key!r} has members {names}; an ImageNet webdataset "
-                         f"sample needs an image ({', '.join(_WDS_IMAGE_KEYS)}) and a 'cls' (label) member")
+        raise ValueError(
+            f"{shard}: the first sample {key!r} has members {names}; an ImageNet webdataset "
+            f"sample needs an image ({', '.join(_WDS_IMAGE_KEYS)}) and a 'cls' (label) member"
+        )
 
 
 def check_imagenet_eval(root: str | os.PathLike, num_classes: int) -> ImageNetEvalInfo:
@@ -261,8 +281,9 @@ def check_imagenet_eval(root: str | os.PathLike, num_classes: int) -> ImageNetEv
     location = os.fspath(root)
     if kind == "folder":
         if len(classes) != num_classes:
-            raise ValueError(f"{location} has {len(classes)} class folders, expected {num_classes} "
-                             f"(first ones: {classes[:5]})")
+            raise ValueError(
+                f"{location} has {len(classes)} class folders, expected {num_classes} (first ones: {classes[:5]})"
+            )
         samples = _folder_samples(Path(location).expanduser(), classes)
         return ImageNetEvalInfo("folder", location, num_images=len(samples), num_classes=len(classes))
     if not _is_remote(shards[0]):
@@ -299,8 +320,10 @@ def _decode_wds_sample(sample: dict, resize: int, crop: int, num_classes: int | 
     image_key = next((k for k in sample if not k.startswith("__") and k.rsplit(".", 1)[-1] in _WDS_IMAGE_KEYS), None)
     if image_key is None or "cls" not in sample:
         members = sorted(k for k in sample if not k.startswith("__"))
-        raise ValueError(f"webdataset sample {where} has members {members}; it needs an image "
-                         f"({', '.join(_WDS_IMAGE_KEYS)}) and a 'cls' (label) member")
+        raise ValueError(
+            f"webdataset sample {where} has members {members}; it needs an image "
+            f"({', '.join(_WDS_IMAGE_KEYS)}) and a 'cls' (label) member"
+        )
     raw = sample["cls"]
     try:
         label = int(raw.decode("utf-8").strip() if isinstance(raw, (bytes, bytearray)) else raw)
@@ -320,9 +343,16 @@ def _default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def imagenet_eval_loader(root: str | os.PathLike, rank: int, world_size: int, batch_size: int,
-                         resize: int = 256, crop: int = 224, num_workers: int | None = None,
-                         num_classes: int | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+def imagenet_eval_loader(
+    root: str | os.PathLike,
+    rank: int,
+    world_size: int,
+    batch_size: int,
+    resize: int = 256,
+    crop: int = 224,
+    num_workers: int | None = None,
+    num_classes: int | None = None,
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's share of the ImageNet validation images, in batches, with the standard
     "resize 256 / center crop 224" evaluation protocol (``imagenet_eval_transform``).
 
@@ -374,7 +404,9 @@ def imagenet_eval_loader(root: str | os.PathLike, rank: int, world_size: int, ba
         return DataLoader(_Empty(), batch_size=None)
     # nodesplitter=None: the default (single_node_only) raises under RANK/WORLD_SIZE or an initialised
     # process group, and the split by rank is done above. The worker split stays (split_by_worker).
-    dataset = (wds.WebDataset(mine, shardshuffle=False, empty_check=False, nodesplitter=None)
-               .map(functools.partial(_decode_wds_sample, resize=resize, crop=crop, num_classes=num_classes))
-               .batched(batch_size, collation_fn=_collate, partial=True))
+    dataset = (
+        wds.WebDataset(mine, shardshuffle=False, empty_check=False, nodesplitter=None)
+        .map(functools.partial(_decode_wds_sample, resize=resize, crop=crop, num_classes=num_classes))
+        .batched(batch_size, collation_fn=_collate, partial=True)
+    )
     return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(mine)))

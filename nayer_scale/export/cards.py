@@ -24,23 +24,48 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 
 from .run_folder import RunFolder
 
-__all__ = ["CARD_TAGS", "EVAL_SETS", "TEMPLATES", "dataset_card", "evaluation_set", "model_card", "numbers_table",
-           "size_category", "teacher_hub_id", "teacher_line"]
+__all__ = [
+    "CARD_TAGS",
+    "EVAL_SETS",
+    "TEMPLATES",
+    "dataset_card",
+    "evaluation_set",
+    "model_card",
+    "numbers_table",
+    "size_category",
+    "teacher_hub_id",
+    "teacher_line",
+]
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: tags of every card (plus the method's name)
 CARD_TAGS = ("knowledge-distillation", "data-free", "nayer", "image-classification")
 #: eval.dataset -> (hub dataset id, split) of the built-in evaluation sets
-EVAL_SETS = {"fashion_mnist": ("zalando-datasets/fashion_mnist", "test"), "cifar10": ("uoft-cs/cifar10", "test"),
-             "cifar100": ("uoft-cs/cifar100", "test"), "imagenet": ("ILSVRC/imagenet-1k", "validation")}
-_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+EVAL_SETS = {
+    "fashion_mnist": ("zalando-datasets/fashion_mnist", "test"),
+    "cifar10": ("uoft-cs/cifar10", "test"),
+    "cifar100": ("uoft-cs/cifar100", "test"),
+    "imagenet": ("ILSVRC/imagenet-1k", "validation"),
+}
+_SIZES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
 
 
 def _is_hub_id(text: str) -> bool:
     """``org/name`` (or a bare name) that is not a local path, as ``nayer_scale.models.hf`` tells them apart."""
-    return bool(text) and not Path(text).expanduser().exists() and not text.startswith(("/", ".", "~")) \
+    return (
+        bool(text)
+        and not Path(text).expanduser().exists()
+        and not text.startswith(("/", ".", "~"))
         and text.count("/") <= 1
+    )
 
 
 def teacher_hub_id(teacher: dict) -> str | None:
@@ -57,7 +82,7 @@ def teacher_hub_id(teacher: dict) -> str | None:
     if arch.startswith("hf:"):
         return arch[3:] if _is_hub_id(arch[3:]) else None
     if weights.startswith("hf-hub:"):
-        parts = weights[len("hf-hub:"):].strip("/").split("/")
+        parts = weights[len("hf-hub:") :].strip("/").split("/")
         return "/".join(parts[:2]) if len(parts) >= 2 else None
     if arch.startswith("timm:") and weights and "." in arch[5:]:
         return f"timm/{arch[5:]}"
@@ -98,21 +123,25 @@ def numbers_table(summary: dict | None) -> str:
     """The run's numbers as a markdown table (method, top-1s, agreement, device-hours, processes, device)."""
     if summary is None:
         return "The run has not finished (no summary.json): no final numbers.\n"
-    return ("| method | teacher top-1 | student top-1 | held-out agreement | device-hours | processes | device |\n"
-            "| --- | --- | --- | --- | --- | --- | --- |\n"
-            f"| {summary.get('method')} | {_pct(summary.get('teacher_top1'))} | {_pct(summary.get('student_top1'))} | "
-            f"{_pct(summary.get('student_agreement'))} | {_hours(summary)} | "
-            f"{summary.get('num_processes')} | {summary.get('device_kind')} |\n\n"
-            f"Top-1 is on {summary.get('eval_images', 0)} real evaluation images (`eval.*` of the config); the "
-            "held-out agreement is the student's top-1 agreement with the teacher on synthetic images it never "
-            "trained on.\n")
+    return (
+        "| method | teacher top-1 | student top-1 | held-out agreement | device-hours | processes | device |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n"
+        f"| {summary.get('method')} | {_pct(summary.get('teacher_top1'))} | {_pct(summary.get('student_top1'))} | "
+        f"{_pct(summary.get('student_agreement'))} | {_hours(summary)} | "
+        f"{summary.get('num_processes')} | {summary.get('device_kind')} |\n\n"
+        f"Top-1 is on {summary.get('eval_images', 0)} real evaluation images (`eval.*` of the config); the "
+        "held-out agreement is the student's top-1 agreement with the teacher on synthetic images it never "
+        "trained on.\n"
+    )
 
 
 def teacher_line(teacher: dict) -> str:
     """The teacher in one line: ``teacher.arch``, its weights and its input shape."""
     weights = f", weights `{teacher['weights']}`" if teacher.get("weights") else ""
-    return (f"`{teacher['arch']}`{weights} ({teacher['in_channels']} x {teacher['image_size']} x "
-            f"{teacher['image_size']} input)")
+    return (
+        f"`{teacher['arch']}`{weights} ({teacher['in_channels']} x {teacher['image_size']} x "
+        f"{teacher['image_size']} input)"
+    )
 
 
 def _tags(method: str, *extra: str) -> list[str]:
@@ -125,15 +154,37 @@ def _eval_result(run: RunFolder, model_name: str) -> list[EvalResult] | None:
     if not isinstance(top1, (int, float)) or where is None:
         return None
     dataset_id, name, split = where
-    return [EvalResult(task_type="image-classification", task_name="Image Classification", dataset_type=dataset_id,
-                       dataset_name=name, dataset_split=split, metric_type="accuracy", metric_name="top-1",
-                       metric_value=float(top1))]
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=dataset_id,
+            dataset_name=name,
+            dataset_split=split,
+            metric_type="accuracy",
+            metric_name="top-1",
+            metric_value=float(top1),
+        )
+    ]
 
 
-def model_card(run: RunFolder, *, arch: str, class_names: list[str], in_channels: int, image_size: int,
-               mean: list[float], std: list[float], command: str, usage: str, library_name: str,
-               model_name: str, license: str = "other", dataset_repo: str | None = None,
-               extra_tags: tuple[str, ...] = ()) -> ModelCard:
+def model_card(
+    run: RunFolder,
+    *,
+    arch: str,
+    class_names: list[str],
+    in_channels: int,
+    image_size: int,
+    mean: list[float],
+    std: list[float],
+    command: str,
+    usage: str,
+    library_name: str,
+    model_name: str,
+    license: str = "other",
+    dataset_repo: str | None = None,
+    extra_tags: tuple[str, ...] = (),
+) -> ModelCard:
     """The student's model card (metadata: see the module docstring; text: what it is, how it was made,
     how to use it, the run's numbers and the command).
 
@@ -147,24 +198,53 @@ def model_card(run: RunFolder, *, arch: str, class_names: list[str], in_channels
     """
     summary = run.summary or {}
     base_model = teacher_hub_id(run.teacher)
-    data = ModelCardData(base_model=base_model, datasets=[dataset_repo] if dataset_repo else None, license=license,
-                         library_name=library_name, model_name=model_name, pipeline_tag="image-classification",
-                         tags=_tags(run.method, *extra_tags), eval_results=_eval_result(run, model_name))
+    data = ModelCardData(
+        base_model=base_model,
+        datasets=[dataset_repo] if dataset_repo else None,
+        license=license,
+        library_name=library_name,
+        model_name=model_name,
+        pipeline_tag="image-classification",
+        tags=_tags(run.method, *extra_tags),
+        eval_results=_eval_result(run, model_name),
+    )
     where = evaluation_set(run.config)
     return ModelCard.from_template(
-        data, template_path=str(TEMPLATES / "model_card.md"),
-        title=f"{arch} distilled without data from {run.teacher['arch']}", arch=arch, num_classes=len(class_names),
-        in_channels=in_channels, image_size=image_size, mean=list(mean), std=list(std), method=run.method,
-        teacher_line=teacher_line(run.teacher), student_top1=_pct(summary.get("student_top1")),
-        teacher_top1=_pct(summary.get("teacher_top1")), eval_images=summary.get("eval_images", 0),
+        data,
+        template_path=str(TEMPLATES / "model_card.md"),
+        title=f"{arch} distilled without data from {run.teacher['arch']}",
+        arch=arch,
+        num_classes=len(class_names),
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=list(mean),
+        std=list(std),
+        method=run.method,
+        teacher_line=teacher_line(run.teacher),
+        student_top1=_pct(summary.get("student_top1")),
+        teacher_top1=_pct(summary.get("teacher_top1")),
+        eval_images=summary.get("eval_images", 0),
         eval_set=f" (`{where[0]}`{f', split {where[2]}' if where[2] else ''})" if where else "",
-        device_hours=_hours(summary), num_processes=summary.get("num_processes", "?"),
-        device_kind=summary.get("device_kind", "?"), command=command, dataset_repo=dataset_repo, usage=usage,
-        numbers=numbers_table(run.summary))
+        device_hours=_hours(summary),
+        num_processes=summary.get("num_processes", "?"),
+        device_kind=summary.get("device_kind", "?"),
+        command=command,
+        dataset_repo=dataset_repo,
+        usage=usage,
+        numbers=numbers_table(run.summary),
+    )
 
 
-def dataset_card(run: RunFolder, *, rows: int, class_names: list[str], processes: int, image_size: int,
-                 info=None, license: str = "other") -> DatasetCard:
+def dataset_card(
+    run: RunFolder,
+    *,
+    rows: int,
+    class_names: list[str],
+    processes: int,
+    image_size: int,
+    info=None,
+    license: str = "other",
+) -> DatasetCard:
     """The synthetic set's dataset card: it says the images are synthetic, from which teacher and by which
     method, how many, their features, the run's numbers and ``run.yaml``.
 
@@ -178,23 +258,40 @@ def dataset_card(run: RunFolder, *, rows: int, class_names: list[str], processes
     weights = str(run.teacher.get("weights") or "")
     if weights and Path(weights).expanduser().is_absolute():
         weights = Path(weights).name  # a local file: its name, not this machine's path
-    nayer = {"teacher": run.teacher["arch"], "teacher_weights": weights or None,
-             "teacher_hub_id": base_model, "method": run.method, "images": rows, "processes": processes}
-    data = DatasetCardData(license=license, task_categories=["image-classification"],
-                           size_categories=[size_category(rows)],
-                           pretty_name=f"Synthetic images ({run.method}) of {run.teacher['arch']}",
-                           tags=list(dict.fromkeys(["synthetic", *CARD_TAGS[:3], run.method])),
-                           nayer_scale={k: v for k, v in nayer.items() if v is not None})
+    nayer = {
+        "teacher": run.teacher["arch"],
+        "teacher_weights": weights or None,
+        "teacher_hub_id": base_model,
+        "method": run.method,
+        "images": rows,
+        "processes": processes,
+    }
+    data = DatasetCardData(
+        license=license,
+        task_categories=["image-classification"],
+        size_categories=[size_category(rows)],
+        pretty_name=f"Synthetic images ({run.method}) of {run.teacher['arch']}",
+        tags=list(dict.fromkeys(["synthetic", *CARD_TAGS[:3], run.method])),
+        nayer_scale={k: v for k, v in nayer.items() if v is not None},
+    )
     if info is not None:
         from datasets.info import DatasetInfosDict
 
         DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     shown = ", ".join(class_names[:20]) + (" ..." if len(class_names) > 20 else "")
     return DatasetCard.from_template(
-        data, template_path=str(TEMPLATES / "dataset_card.md"),
-        title=f"Synthetic images of a data-free distillation run ({run.method})", rows=rows,
-        teacher_line=teacher_line(run.teacher), processes=processes, method=run.method, base_model=base_model,
-        mode="grey" if int(run.teacher["in_channels"]) == 1 else "RGB", image_size=image_size,
-        num_classes=len(class_names), class_list=shown, numbers=numbers_table(run.summary),
-        run_yaml=run.run_yaml if run.run_yaml.endswith("\n") or not run.run_yaml else run.run_yaml + "\n")
-
+        data,
+        template_path=str(TEMPLATES / "dataset_card.md"),
+        title=f"Synthetic images of a data-free distillation run ({run.method})",
+        rows=rows,
+        teacher_line=teacher_line(run.teacher),
+        processes=processes,
+        method=run.method,
+        base_model=base_model,
+        mode="grey" if int(run.teacher["in_channels"]) == 1 else "RGB",
+        image_size=image_size,
+        num_classes=len(class_names),
+        class_list=shown,
+        numbers=numbers_table(run.summary),
+        run_yaml=run.run_yaml if run.run_yaml.endswith("\n") or not run.run_yaml else run.run_yaml + "\n",
+    )

@@ -70,8 +70,16 @@ def _fingerprint(manifests: dict, names: list[str], channels: int) -> str:
     """A digest of what the rows depend on (the shards listed, the class names, the channels), given to
     ``from_generator`` so that it does not hash the generator and its arguments itself (a pickle of them);
     the build cache is a fresh temporary folder, so it never returns an older build."""
-    text = json.dumps({"manifests": {str(k): v for k, v in sorted(manifests.items())}, "names": names,
-                       "channels": channels, "format": 1}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "manifests": {str(k): v for k, v in sorted(manifests.items())},
+            "names": names,
+            "channels": channels,
+            "format": 1,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -103,15 +111,25 @@ def export_memory_dataset(run_dir: str | Path, out: str | Path, license: str = "
     if not entries:
         raise FileNotFoundError(f"{root} lists no shard: nothing to export")
     names, channels = run.class_names(), int(run.teacher["in_channels"])
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names),
-                                  "process": datasets.Value("int32"), "batch": datasets.Value("int32")})
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=names),
+            "process": datasets.Value("int32"),
+            "batch": datasets.Value("int32"),
+        }
+    )
     processes = len({rank for rank, _ in entries})
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(tempfile.mkdtemp(prefix=".export-cache-", dir=out.parent))
     try:
         ds = datasets.Dataset.from_generator(
-            bank_rows, features=features, cache_dir=str(cache), fingerprint=_fingerprint(manifests, names, channels),
-            gen_kwargs={"root": str(root), "reader": reader, "entries": entries, "channels": channels})
+            bank_rows,
+            features=features,
+            cache_dir=str(cache),
+            fingerprint=_fingerprint(manifests, names, channels),
+            gen_kwargs={"root": str(root), "reader": reader, "entries": entries, "channels": channels},
+        )
         datasets.DatasetDict({"train": ds}).save_to_disk(str(out), num_shards={"train": min(processes, len(ds))})
         rows, info = len(ds), ds.info
         del ds
@@ -120,7 +138,8 @@ def export_memory_dataset(run_dir: str | Path, out: str | Path, license: str = "
     from ..storage import atomic_write_text
 
     side = int(run.teacher["image_size"])
-    card = dataset_card(run, rows=rows, class_names=names, processes=processes, image_size=side, info=info,
-                        license=license)
+    card = dataset_card(
+        run, rows=rows, class_names=names, processes=processes, image_size=side, info=info, license=license
+    )
     atomic_write_text(out / "README.md", str(card))
     return out

@@ -20,8 +20,9 @@ def _push_dataset(folder: Path, repo: str) -> None:
 
     api = huggingface_hub.HfApi()
     api.create_repo(repo, repo_type="dataset", exist_ok=True)
-    api.upload_file(path_or_fileobj=str(folder / "README.md"), path_in_repo="README.md",
-                    repo_id=repo, repo_type="dataset")  # push_to_hub keeps the card, adds the features
+    api.upload_file(
+        path_or_fileobj=str(folder / "README.md"), path_in_repo="README.md", repo_id=repo, repo_type="dataset"
+    )  # push_to_hub keeps the card, adds the features
     datasets.load_from_disk(str(folder)).push_to_hub(repo)
 
 
@@ -33,9 +34,16 @@ def _push_student(folder: Path, repo: str) -> None:
     api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model")
 
 
-def export_hf(run_dir: str | Path, out: str | Path, push_to_hub: str | None = None,
-              push_student_to_hub: str | None = None, command: str | None = None, *,
-              student_format: str = "auto", license: str = "other") -> dict[str, Path]:
+def export_hf(
+    run_dir: str | Path,
+    out: str | Path,
+    push_to_hub: str | None = None,
+    push_student_to_hub: str | None = None,
+    command: str | None = None,
+    *,
+    student_format: str = "auto",
+    license: str = "other",
+) -> dict[str, Path]:
     """``OUT/dataset`` (:func:`~nayer_scale.export.dataset.export_memory_dataset`) and ``OUT/student``
     (:func:`~nayer_scale.export.student.export_student`, when the run has finished), optionally uploaded:
     the dataset to ``push_to_hub`` (card first), the student folder to ``push_student_to_hub`` (its card
@@ -54,8 +62,15 @@ def export_hf(run_dir: str | Path, out: str | Path, push_to_hub: str | None = No
     out = Path(out)
     written = {"dataset": export_memory_dataset(run_dir, out / "dataset", license=license)}
     if (Path(run_dir) / "student.safetensors").is_file() or push_student_to_hub:
-        written["student"] = export_student(run_dir, out / "student", command, student_format=student_format,
-                                            license=license, dataset_repo=push_to_hub, repo_id=push_student_to_hub)
+        written["student"] = export_student(
+            run_dir,
+            out / "student",
+            command,
+            student_format=student_format,
+            license=license,
+            dataset_repo=push_to_hub,
+            repo_id=push_student_to_hub,
+        )
     if push_to_hub:
         _push_dataset(written["dataset"], push_to_hub)
     if push_student_to_hub:
@@ -74,15 +89,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the dataset to this hub dataset repository")
     parser.add_argument("--push-student-to-hub", metavar="REPO", help="upload the student to this hub model repository")
     parser.add_argument("--command", help="the command that made the run, for the model card")
-    parser.add_argument("--student-format", choices=STUDENT_FORMATS, default="auto",
-                        help="auto: timm's format for students with timm's keys (tv_resnet18/34/50), "
-                             "else nayer-scale's")
-    parser.add_argument("--license", default="other",
-                        help="hub license id of the cards (the teacher's license governs what is distilled from it)")
+    parser.add_argument(
+        "--student-format",
+        choices=STUDENT_FORMATS,
+        default="auto",
+        help="auto: timm's format for students with timm's keys (tv_resnet18/34/50), else nayer-scale's",
+    )
+    parser.add_argument(
+        "--license",
+        default="other",
+        help="hub license id of the cards (the teacher's license governs what is distilled from it)",
+    )
     args = parser.parse_args(argv)
     try:
-        written = export_hf(args.run_dir, args.out, args.push_to_hub, args.push_student_to_hub, args.command,
-                            student_format=args.student_format, license=args.license)
+        written = export_hf(
+            args.run_dir,
+            args.out,
+            args.push_to_hub,
+            args.push_student_to_hub,
+            args.command,
+            student_format=args.student_format,
+            license=args.license,
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

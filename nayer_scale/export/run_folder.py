@@ -67,6 +67,9 @@ def load_run(run_dir: str | Path) -> RunFolder:
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json): give the run.run_dir of a run")
     yaml_path, summary_path = run_dir / "run.yaml", run_dir / "summary.json"
-    return RunFolder(run_dir, json.loads(config_path.read_text()),
-                     yaml_path.read_text() if yaml_path.is_file() else "",
-                     json.loads(summary_path.read_text()) if summary_path.is_file() else None)
+    return RunFolder(
+        run_dir,
+        json.loads(config_path.read_text()),
+        yaml_path.read_text() if yaml_path.is_file() else "",
+        json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+    )

@@ -30,15 +30,25 @@ from ..models.timm_teacher import ZOO_EQUIVALENTS
 from .cards import model_card
 from .run_folder import RunFolder, load_run
 
-__all__ = ["STUDENT_FORMATS", "TIMM_ARCHITECTURES", "TORCHVISION_ARCHITECTURES", "export_student",
-           "save_timm_folder", "student_format_of"]
+__all__ = [
+    "STUDENT_FORMATS",
+    "TIMM_ARCHITECTURES",
+    "TORCHVISION_ARCHITECTURES",
+    "export_student",
+    "save_timm_folder",
+    "student_format_of",
+]
 
 STUDENT_FORMATS = ("auto", "timm", "nayer-scale")
 #: zoo architecture -> timm architecture with the same state_dict keys and forward pass
 TIMM_ARCHITECTURES = {zoo: timm for timm, zoo in ZOO_EQUIVALENTS.items()}
 #: zoo architecture -> torchvision.models builder with the same state_dict keys
-TORCHVISION_ARCHITECTURES = {"tv_resnet18": "resnet18", "tv_resnet34": "resnet34", "tv_resnet50": "resnet50",
-                             "tv_mobilenet_v2": "mobilenet_v2"}
+TORCHVISION_ARCHITECTURES = {
+    "tv_resnet18": "resnet18",
+    "tv_resnet34": "resnet34",
+    "tv_resnet50": "resnet50",
+    "tv_mobilenet_v2": "mobilenet_v2",
+}
 _NUM_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
 
@@ -51,8 +61,10 @@ def student_format_of(arch: str, requested: str = "auto") -> str:
     if requested not in STUDENT_FORMATS:
         raise ValueError(f"unknown student format {requested!r}: use one of {', '.join(STUDENT_FORMATS)}")
     if requested == "timm" and arch not in TIMM_ARCHITECTURES:
-        raise ValueError(f"the student {arch} has no timm equivalent (its state_dict keys are not a timm model's; "
-                         f"only {', '.join(TIMM_ARCHITECTURES)} are): use --student-format nayer-scale or auto")
+        raise ValueError(
+            f"the student {arch} has no timm equivalent (its state_dict keys are not a timm model's; "
+            f"only {', '.join(TIMM_ARCHITECTURES)} are): use --student-format nayer-scale or auto"
+        )
     if requested == "auto":
         return "timm" if arch in TIMM_ARCHITECTURES else "nayer-scale"
     return requested
@@ -70,9 +82,20 @@ def _crop_pct(config: dict, image_size: int) -> float:
     return math.floor(image_size / resize * 10_000) / 10_000
 
 
-def save_timm_folder(model: nn.Module, out: str | Path, *, architecture: str, class_names: list[str],
-                     in_channels: int, image_size: int, mean: list[float], std: list[float], crop_pct: float,
-                     card: str, extra: dict | None = None) -> Path:
+def save_timm_folder(
+    model: nn.Module,
+    out: str | Path,
+    *,
+    architecture: str,
+    class_names: list[str],
+    in_channels: int,
+    image_size: int,
+    mean: list[float],
+    std: list[float],
+    crop_pct: float,
+    card: str,
+    extra: dict | None = None,
+) -> Path:
     """Write ``model`` (a zoo model with timm's keys) as a timm hub folder: ``model.safetensors``,
     ``config.json`` (timm's layout, module docstring; ``extra`` at the top level) and ``README.md``.
 
@@ -90,14 +113,31 @@ def save_timm_folder(model: nn.Module, out: str | Path, *, architecture: str, cl
     out.mkdir(parents=True, exist_ok=True)
     save_model(model, out / "model.safetensors", {"format": "pt"})
     pool = max(1, math.ceil(image_size / 32))
-    pretrained_cfg = {"tag": "nayer", "custom_load": False, "input_size": [in_channels, image_size, image_size],
-                      "fixed_input_size": False, "interpolation": "bilinear", "crop_pct": crop_pct,
-                      "crop_mode": "center", "mean": list(mean), "std": list(std), "num_classes": len(class_names),
-                      "pool_size": [pool, pool], "first_conv": "conv1", "classifier": "fc"}
-    config = {"architecture": architecture, "num_classes": len(class_names),
-              "num_features": _NUM_FEATURES[architecture], "global_pool": "avg", "label_names": list(class_names),
-              "model_args": {"num_classes": len(class_names), "in_chans": int(in_channels), "global_pool": "avg"},
-              "pretrained_cfg": pretrained_cfg, **(extra or {})}
+    pretrained_cfg = {
+        "tag": "nayer",
+        "custom_load": False,
+        "input_size": [in_channels, image_size, image_size],
+        "fixed_input_size": False,
+        "interpolation": "bilinear",
+        "crop_pct": crop_pct,
+        "crop_mode": "center",
+        "mean": list(mean),
+        "std": list(std),
+        "num_classes": len(class_names),
+        "pool_size": [pool, pool],
+        "first_conv": "conv1",
+        "classifier": "fc",
+    }
+    config = {
+        "architecture": architecture,
+        "num_classes": len(class_names),
+        "num_features": _NUM_FEATURES[architecture],
+        "global_pool": "avg",
+        "label_names": list(class_names),
+        "model_args": {"num_classes": len(class_names), "in_chans": int(in_channels), "global_pool": "avg"},
+        "pretrained_cfg": pretrained_cfg,
+        **(extra or {}),
+    }
     atomic_write_json(out / "config.json", config)
     atomic_write_text(out / "README.md", card)
     return out
@@ -106,19 +146,25 @@ def save_timm_folder(model: nn.Module, out: str | Path, *, architecture: str, cl
 def _usage(arch: str, fmt: str, num_classes: int, in_channels: int, repo_id: str | None) -> str:
     """The "Use" section of the model card: nayer-scale, and timm / torchvision where the keys are theirs."""
     where = repo_id or "<this folder or hub id>"
-    text = ("```python\nfrom nayer_scale.models.hf import load_model_folder\n"
-            f"model, spec = load_model_folder(\"{where}\")  # (N, C, H, W) normalised input -> logits\n```\n\n"
-            f"As a teacher: `teacher.arch=hf:{where}`.\n")
+    text = (
+        "```python\nfrom nayer_scale.models.hf import load_model_folder\n"
+        f'model, spec = load_model_folder("{where}")  # (N, C, H, W) normalised input -> logits\n```\n\n'
+        f"As a teacher: `teacher.arch=hf:{where}`.\n"
+    )
     if fmt == "timm":
         hub = f"hf-hub:{repo_id}" if repo_id else "hf-hub:<hub id>"
-        text += ("\nWith timm (this folder is a timm repository):\n\n```python\nimport timm\n"
-                 f"model = timm.create_model(\"{hub}\", pretrained=True)  # a local copy: \"local-dir:<folder>\"\n"
-                 "```\n")
+        text += (
+            "\nWith timm (this folder is a timm repository):\n\n```python\nimport timm\n"
+            f'model = timm.create_model("{hub}", pretrained=True)  # a local copy: "local-dir:<folder>"\n'
+            "```\n"
+        )
     if arch in TORCHVISION_ARCHITECTURES and in_channels == 3:
-        text += ("\nWith torchvision (the same `state_dict` keys):\n\n```python\nimport torchvision\n"
-                 "from safetensors.torch import load_file\n"
-                 f"model = torchvision.models.{TORCHVISION_ARCHITECTURES[arch]}(num_classes={num_classes})\n"
-                 "model.load_state_dict(load_file(\"model.safetensors\"))\n```\n")
+        text += (
+            "\nWith torchvision (the same `state_dict` keys):\n\n```python\nimport torchvision\n"
+            "from safetensors.torch import load_file\n"
+            f"model = torchvision.models.{TORCHVISION_ARCHITECTURES[arch]}(num_classes={num_classes})\n"
+            'model.load_state_dict(load_file("model.safetensors"))\n```\n'
+        )
     return text
 
 
@@ -132,20 +178,34 @@ def _read_student(run: RunFolder) -> tuple[nn.Module, dict]:
 
     path = run.path / "student.safetensors"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run has not finished; continue it with run.resume=true "
-                                "(the student is written at the end)")
+        raise FileNotFoundError(
+            f"{path} does not exist: the run has not finished; continue it with run.resume=true "
+            "(the student is written at the end)"
+        )
     meta = read_metadata(path)
     names = json.loads(meta["class_names"])
     model = build_model(meta["arch"], len(names), int(meta["in_channels"]))
     model.load_state_dict(load_state_dict_file(path))
-    return model, {"arch": meta["arch"], "names": names, "in_channels": int(meta["in_channels"]),
-                   "image_size": int(meta["image_size"]), "mean": json.loads(meta["mean"]),
-                   "std": json.loads(meta["std"])}
+    return model, {
+        "arch": meta["arch"],
+        "names": names,
+        "in_channels": int(meta["in_channels"]),
+        "image_size": int(meta["image_size"]),
+        "mean": json.loads(meta["mean"]),
+        "std": json.loads(meta["std"]),
+    }
 
 
-def export_student(run_dir: str | Path, out: str | Path, command: str | None = None, *,
-                   student_format: str = "auto", license: str = "other", dataset_repo: str | None = None,
-                   repo_id: str | None = None) -> Path:
+def export_student(
+    run_dir: str | Path,
+    out: str | Path,
+    command: str | None = None,
+    *,
+    student_format: str = "auto",
+    license: str = "other",
+    dataset_repo: str | None = None,
+    repo_id: str | None = None,
+) -> Path:
     """Write the run's distilled student as a hub model folder (``model.safetensors``, ``config.json``,
     ``README.md`` model card, ``run.yaml``) that ``teacher.arch=hf:<out>`` loads, in timm's format where
     the student has timm's keys (module docstring).
@@ -167,26 +227,62 @@ def export_student(run_dir: str | Path, out: str | Path, command: str | None = N
     summary = run.summary or {}
     teacher = re.sub(r"[^A-Za-z0-9._-]+", "-", str(run.teacher["arch"]).split(":")[-1].rstrip("/").split("/")[-1])
     model_name = repo_id.split("/")[-1] if repo_id else f"{s['arch']}-{run.method}-from-{teacher}"
-    card = str(model_card(
-        run, arch=s["arch"], class_names=s["names"], in_channels=s["in_channels"], image_size=s["image_size"],
-        mean=s["mean"], std=s["std"], command=_command_line(command),
-        usage=_usage(s["arch"], fmt, len(s["names"]), s["in_channels"], repo_id),
-        library_name="timm" if fmt == "timm" else "nayer-scale", model_name=model_name, license=license,
-        dataset_repo=dataset_repo, extra_tags=("timm",) if fmt == "timm" else ()))
-    extra = {"teacher": run.teacher["arch"], "method": run.method, "student_top1": summary.get("student_top1"),
-             "teacher_top1": summary.get("teacher_top1"), "device_hours": summary.get("device_hours"),
-             "device_hours_unit": summary.get("device_hours_unit"), "command": _command_line(command)}
+    card = str(
+        model_card(
+            run,
+            arch=s["arch"],
+            class_names=s["names"],
+            in_channels=s["in_channels"],
+            image_size=s["image_size"],
+            mean=s["mean"],
+            std=s["std"],
+            command=_command_line(command),
+            usage=_usage(s["arch"], fmt, len(s["names"]), s["in_channels"], repo_id),
+            library_name="timm" if fmt == "timm" else "nayer-scale",
+            model_name=model_name,
+            license=license,
+            dataset_repo=dataset_repo,
+            extra_tags=("timm",) if fmt == "timm" else (),
+        )
+    )
+    extra = {
+        "teacher": run.teacher["arch"],
+        "method": run.method,
+        "student_top1": summary.get("student_top1"),
+        "teacher_top1": summary.get("teacher_top1"),
+        "device_hours": summary.get("device_hours"),
+        "device_hours_unit": summary.get("device_hours_unit"),
+        "command": _command_line(command),
+    }
     if fmt == "timm":
-        save_timm_folder(model, out, architecture=TIMM_ARCHITECTURES[s["arch"]], class_names=s["names"],
-                         in_channels=s["in_channels"], image_size=s["image_size"], mean=s["mean"], std=s["std"],
-                         crop_pct=_crop_pct(run.config, s["image_size"]), card=card,
-                         extra={"nayer_scale_architecture": s["arch"], **extra})
+        save_timm_folder(
+            model,
+            out,
+            architecture=TIMM_ARCHITECTURES[s["arch"]],
+            class_names=s["names"],
+            in_channels=s["in_channels"],
+            image_size=s["image_size"],
+            mean=s["mean"],
+            std=s["std"],
+            crop_pct=_crop_pct(run.config, s["image_size"]),
+            card=card,
+            extra={"nayer_scale_architecture": s["arch"], **extra},
+        )
     else:
         from ..models.io import save_model_folder
 
-        save_model_folder(model, out, architecture=s["arch"], class_names=s["names"], in_channels=s["in_channels"],
-                          image_size=s["image_size"], mean=tuple(s["mean"]), std=tuple(s["std"]), card=card,
-                          extra=extra)
+        save_model_folder(
+            model,
+            out,
+            architecture=s["arch"],
+            class_names=s["names"],
+            in_channels=s["in_channels"],
+            image_size=s["image_size"],
+            mean=tuple(s["mean"]),
+            std=tuple(s["std"]),
+            card=card,
+            extra=extra,
+        )
     if run.run_yaml:
         from ..storage import atomic_write_text
 

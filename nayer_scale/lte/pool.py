@@ -47,8 +47,10 @@ def _resolve_template(template: str) -> str:
     except ValueError as e:  # unbalanced braces
         fields = {f"<{e}>"}
     if not fields or not fields <= _FIELDS:
-        raise ValueError(f"prompt template {template!r} is neither a key of PROMPT_TEMPLATES "
-                         f"({', '.join(PROMPT_TEMPLATES)}) nor a format string using only {{name}} and/or {{index}}")
+        raise ValueError(
+            f"prompt template {template!r} is neither a key of PROMPT_TEMPLATES "
+            f"({', '.join(PROMPT_TEMPLATES)}) nor a format string using only {{name}} and/or {{index}}"
+        )
     return fmt
 
 
@@ -118,9 +120,13 @@ def _save_atomic(path: Path, lte: torch.Tensor, metadata: dict[str, str]) -> Non
     atomic_write_bytes(path, save({_TENSOR_KEY: lte.contiguous()}, metadata=metadata))
 
 
-def load_or_build_lte(class_names: list[str], encoder: str, template: str = "photo_of",
-                      cache_dir: str | os.PathLike | None = None,
-                      log: Callable[[str], None] | None = None) -> torch.Tensor:
+def load_or_build_lte(
+    class_names: list[str],
+    encoder: str,
+    template: str = "photo_of",
+    cache_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> torch.Tensor:
     """The label-text embedding pool of NAYER (Tran et al., CVPR 2024, Sec. 3).
 
     Args:
@@ -159,16 +165,28 @@ def load_or_build_lte(class_names: list[str], encoder: str, template: str = "pho
         if cached is not None:
             return cached
     if log is not None:
-        log(f"label-text embeddings: loading text encoder {encoder!r} and encoding {len(prompts)} prompts "
-            f"(once; cached{' in ' + str(path.parent) if path is not None else ': no, cache_dir is None'})")
+        log(
+            f"label-text embeddings: loading text encoder {encoder!r} and encoding {len(prompts)} prompts "
+            f"(once; cached{' in ' + str(path.parent) if path is not None else ': no, cache_dir is None'})"
+        )
     lte = build_text_encoder(encoder).encode(prompts).detach().to("cpu", torch.float32).contiguous()
     if lte.dim() != 2 or lte.shape[0] != len(class_names):
-        raise RuntimeError(f"text encoder {encoder!r} returned shape {tuple(lte.shape)}, "
-                           f"expected ({len(class_names)}, D)")
+        raise RuntimeError(
+            f"text encoder {encoder!r} returned shape {tuple(lte.shape)}, expected ({len(class_names)}, D)"
+        )
     if path is not None:
-        _save_atomic(path, lte, {"encoder": encoder, "template": template, "class_names": names_json,
-                                 "prompts": _canonical_json(prompts), "dim": str(lte.shape[1]),
-                                 "created_by": "nayer-scale"})
+        _save_atomic(
+            path,
+            lte,
+            {
+                "encoder": encoder,
+                "template": template,
+                "class_names": names_json,
+                "prompts": _canonical_json(prompts),
+                "dim": str(lte.shape[1]),
+                "created_by": "nayer-scale",
+            },
+        )
     return lte
 
 
@@ -179,12 +197,19 @@ def _cached_pool(path: Path, encoder: str, template: str, names_json: str, k: in
         return None
     try:
         lte, meta = load_lte_file(path)
-        ok = (meta.get("encoder") == encoder and meta.get("template") == template
-              and meta.get("class_names") == names_json and lte.shape[0] == k)
+        ok = (
+            meta.get("encoder") == encoder
+            and meta.get("template") == template
+            and meta.get("class_names") == names_json
+            and lte.shape[0] == k
+        )
     except Exception as e:  # a damaged file is rebuilt
         ok, meta = False, {"error": repr(e)}
     if ok:
         return lte
-    warnings.warn(f"cached LTE pool {path} does not match the request ({meta.get('error', 'metadata differ')}); "
-                  "rebuilding it", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"cached LTE pool {path} does not match the request ({meta.get('error', 'metadata differ')}); rebuilding it",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return None

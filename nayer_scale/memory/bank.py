@@ -64,10 +64,22 @@ class MemoryBank:
             quality given to a lossless encoding.
     """
 
-    def __init__(self, root: str | os.PathLike, rank: int = 0, world_size: int = 1,
-                 device: torch.device | str = "cpu", cache: str = "device", read_threads: int = 8,
-                 progress: bool = False, max_images: int = 0, retirement: str = "fifo", encoding: str = "raw",
-                 quality: int | None = None, seed: int = 0, shm_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+        cache: str = "device",
+        read_threads: int = 8,
+        progress: bool = False,
+        max_images: int = 0,
+        retirement: str = "fifo",
+        encoding: str = "raw",
+        quality: int | None = None,
+        seed: int = 0,
+        shm_dir: str | os.PathLike | None = None,
+    ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if cache not in CACHES:
@@ -128,22 +140,29 @@ class MemoryBank:
         self._cached.check_shape(tuple(images.shape[1:]))
         shards.check_encoding(self.encoding, images.shape[1], self.quality)
         index, n = self._manifest.next_index, images.shape[0]
-        admitted, retire, slot = retention.admit(self._manifest.live, index, n, self.cap, self.retirement,
-                                                 self.seed, self.rank)
+        admitted, retire, slot = retention.admit(
+            self._manifest.live, index, n, self.cap, self.retirement, self.seed, self.rank
+        )
         metadata = dict(metadata or {})
         images_cpu, labels_cpu = images.cpu().contiguous(), labels.cpu().to(torch.int64)
         name = shard_name(self.rank, index)
         entry, data = None, b""
         if admitted:
-            entry, data, images_cpu = self._manifest.write_shard(index, images_cpu, labels_cpu, metadata,
-                                                                 self.encoding, self.quality, slot)
+            entry, data, images_cpu = self._manifest.write_shard(
+                index, images_cpu, labels_cpu, metadata, self.encoding, self.quality, slot
+            )
         self._manifest.commit(index, entry, retire)
         for e in retire:
             if (self.rank, e["index"]) in self._cached.entries:
                 self._cached.drop((self.rank, e["index"]))
         if entry:
-            self._cached.put((self.rank, index), entry, labels_cpu, images_cpu,
-                             lambda: shards.read_shard(data, name, images=False)[2])
+            self._cached.put(
+                (self.rank, index),
+                entry,
+                labels_cpu,
+                images_cpu,
+                lambda: shards.read_shard(data, name, images=False)[2],
+            )
         return name if entry else None
 
     def _load(self, rank: int, entry: dict) -> bool:
@@ -153,11 +172,19 @@ class MemoryBank:
             images, labels, where = read_listed(self.root, entry, self._cached.cache.wants_images(entry))
         except ShardError as err:
             self._bad.add(name)
-            self._report("damaged_shard", name, f"{err.reason}; dropped from the memory bank "
-                                                "(synthetic data can be made again), the run continues")
+            self._report(
+                "damaged_shard",
+                name,
+                f"{err.reason}; dropped from the memory bank (synthetic data can be made again), the run continues",
+            )
             return False
-        self._cached.put((rank, entry["index"]), entry, torch.from_numpy(labels),
-                         torch.from_numpy(images) if images is not None else None, lambda: where)
+        self._cached.put(
+            (rank, entry["index"]),
+            entry,
+            torch.from_numpy(labels),
+            torch.from_numpy(images) if images is not None else None,
+            lambda: where,
+        )
         return True
 
     def refresh(self) -> int:
@@ -199,8 +226,9 @@ class MemoryBank:
     # ------------------------------------------------------------------------------------------
     # Sampling
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniform sample with replacement, drawn with ``torch.randint`` on ``generator`` (its
         device; CPU if None) over the logical order: equal generator states give equal batches
         whatever the cache. A CUDA generator with a host cache costs one host sync (the student
@@ -215,8 +243,9 @@ class MemoryBank:
         self._check_not_empty()
         return self._staging.sample(batch_size, generator, dtype)
 
-    def batches(self, batch_size: int, seeds: Iterable[int], prefetch: int = 2,
-                dtype: torch.dtype | None = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, seeds: Iterable[int], prefetch: int = 2, dtype: torch.dtype | None = torch.float32
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One batch per seed (``nayer_scale.memory.sampler.batch_seed``), gathered ``prefetch``
         batches ahead in a background thread (0: inline; the batches are the same).
 
@@ -288,4 +317,3 @@ class MemoryBank:
         """Stop the reader threads; with ``remove_node_cache`` delete the node's shared-memory copy
         (one process per node, once the others are done with it)."""
         self._cached.cache.close(remove_node_cache)
-

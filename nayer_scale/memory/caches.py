@@ -37,8 +37,17 @@ from .sampler import host_empty
 
 CACHES = ("device", "cpu", "node", "none")
 
-__all__ = ["CACHES", "Cache", "CachedShards", "DeviceCache", "HostCache", "NodeCache", "Order", "ShardReader",
-           "make_cache"]
+__all__ = [
+    "CACHES",
+    "Cache",
+    "CachedShards",
+    "DeviceCache",
+    "HostCache",
+    "NodeCache",
+    "Order",
+    "ShardReader",
+    "make_cache",
+]
 
 Key = tuple[int, int]  # (rank, index) of a shard
 Members = Callable[[], list]  # the shard's (offset, size, suffix) of every image member, on demand
@@ -181,8 +190,11 @@ class DeviceCache:
 
     def prepare(self, order: Order) -> None:
         base = torch.tensor([self._rows[k][0] for k in order.keys], dtype=torch.int64)
-        shift = torch.repeat_interleave(base - torch.from_numpy(order.starts[:-1]),
-                                        torch.tensor(order.sizes, dtype=torch.int64), output_size=order.size)
+        shift = torch.repeat_interleave(
+            base - torch.from_numpy(order.starts[:-1]),
+            torch.tensor(order.sizes, dtype=torch.int64),
+            output_size=order.size,
+        )
         self._logical_rows = shift + torch.arange(order.size)
         self._rows_on = {}
 
@@ -284,8 +296,7 @@ class NodeCache(HostCache):
         return not self.files.has(entry)
 
     def put(self, key: Key, entry: dict, images: torch.Tensor | None, members: Members) -> None:
-        self._mapped[key] = self.files.get(entry, lambda: images.numpy() if images is not None else
-                                           self._decode(entry))
+        self._mapped[key] = self.files.get(entry, lambda: images.numpy() if images is not None else self._decode(entry))
 
     def _decode(self, entry: dict) -> np.ndarray:
         """The verified images of a listed shard (its node file vanished since it was checked)."""
@@ -381,8 +392,15 @@ def _decode_member(data: bytes, suffix: str, shape: tuple[int, ...]) -> np.ndarr
     return shards.decode_image(data, suffix, shape[0])
 
 
-def make_cache(kind: str, root: Path, device: torch.device, rank: int, world_size: int, read_threads: int,
-               shm_dir: str | os.PathLike | None) -> Cache:
+def make_cache(
+    kind: str,
+    root: Path,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    read_threads: int,
+    shm_dir: str | os.PathLike | None,
+) -> Cache:
     """The cache named ``kind`` (one of ``CACHES``), built once for a bank at ``root``.
 
     Raises:

@@ -142,8 +142,11 @@ class Manifest:
             total += e["num_samples"]
         self.live, self.retired = live, []
         self.next_index = max((e["index"] for e in entries), default=-1) + 1
-        self._report("manifest_rebuilt", self.path.name,
-                     f"{why}; rebuilt from the {len(live)} shards of rank {self.rank} that decode")
+        self._report(
+            "manifest_rebuilt",
+            self.path.name,
+            f"{why}; rebuilt from the {len(live)} shards of rank {self.rank} that decode",
+        )
         self.write()
         return {"shards": self.live, "retired": [], "next_index": self.next_index}
 
@@ -159,12 +162,28 @@ class Manifest:
             shards.read_shard(data, path.name, shape[0])  # every image decodes
         except ShardError:
             return None
-        return {"name": path.name, "rank": self.rank, "index": int(path.stem.split("-")[-1]),
-                "num_samples": len(labels), "epoch": meta.get("epoch"), "shape": shape,
-                "metadata": meta, "encoding": shards.encoding_of(where[0][2]), **shards.describe(data)}
+        return {
+            "name": path.name,
+            "rank": self.rank,
+            "index": int(path.stem.split("-")[-1]),
+            "num_samples": len(labels),
+            "epoch": meta.get("epoch"),
+            "shape": shape,
+            "metadata": meta,
+            "encoding": shards.encoding_of(where[0][2]),
+            **shards.describe(data),
+        }
 
-    def write_shard(self, index: int, images: torch.Tensor, labels: torch.Tensor, metadata: dict, encoding: str,
-                    quality: int | None, slot: int | None) -> tuple[dict, bytes, torch.Tensor]:
+    def write_shard(
+        self,
+        index: int,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        metadata: dict,
+        encoding: str,
+        quality: int | None,
+        slot: int | None,
+    ) -> tuple[dict, bytes, torch.Tensor]:
         """Encode shard ``index`` of this rank and write its file atomically (not listed yet: see
         ``commit``).
 
@@ -179,9 +198,17 @@ class Manifest:
         """
         name = shard_name(self.rank, index)
         data = shards.shard_bytes(images, labels, f"{self.rank:03d}-{index:06d}", metadata, encoding, quality)
-        entry = {"name": name, "rank": self.rank, "index": index, "num_samples": images.shape[0],
-                 "epoch": metadata.get("epoch"), "shape": list(images.shape[1:]), "metadata": metadata,
-                 "encoding": encoding, **shards.describe(data)}
+        entry = {
+            "name": name,
+            "rank": self.rank,
+            "index": index,
+            "num_samples": images.shape[0],
+            "epoch": metadata.get("epoch"),
+            "shape": list(images.shape[1:]),
+            "metadata": metadata,
+            "encoding": encoding,
+            **shards.describe(data),
+        }
         if slot is not None:
             entry["slot"] = slot
         with atomic_path(self.root / name) as tmp:
@@ -192,8 +219,17 @@ class Manifest:
 
     def write(self) -> None:
         """Rewrite this rank's manifest file atomically."""
-        atomic_write_json(self.path, {"format": FORMAT, "rank": self.rank, "next_index": self.next_index,
-                                      "shards": self.live, "retired": self.retired}, indent=1)
+        atomic_write_json(
+            self.path,
+            {
+                "format": FORMAT,
+                "rank": self.rank,
+                "next_index": self.next_index,
+                "shards": self.live,
+                "retired": self.retired,
+            },
+            indent=1,
+        )
 
     def clean_files(self, keep: set[str]) -> None:
         """Delete this rank's ``.tmp`` files and shards whose names are not in ``keep``."""

@@ -32,8 +32,9 @@ def reservoir_draw(seed: int, rank: int, t: int) -> int:
     return derive_seed(seed, rank, t) % (t + 1)
 
 
-def admit(kept: list[dict], t: int, n: int, cap: int, policy: str, seed: int = 0, rank: int = 0
-          ) -> tuple[bool, list[dict], int | None]:
+def admit(
+    kept: list[dict], t: int, n: int, cap: int, policy: str, seed: int = 0, rank: int = 0
+) -> tuple[bool, list[dict], int | None]:
     """Decide what happens when shard ``t`` (``n`` images) of this process arrives.
 
     Args:
@@ -53,8 +54,10 @@ def admit(kept: list[dict], t: int, n: int, cap: int, policy: str, seed: int = 0
     if cap <= 0:
         return True, [], None
     if n > cap:
-        raise ValueError(f"a shard of {n} images does not fit a memory of {cap} images per process: raise "
-                         "memory.max_images to at least synthesis.batch_size x processes")
+        raise ValueError(
+            f"a shard of {n} images does not fit a memory of {cap} images per process: raise "
+            "memory.max_images to at least synthesis.batch_size x processes"
+        )
     if policy == "fifo":
         total, retire = sum(e["num_samples"] for e in kept), []
         for entry in kept:

@@ -25,8 +25,22 @@ import numpy as np
 import torch
 import webdataset as wds
 
-__all__ = ["ENCODINGS", "LOSSLESS", "ShardError", "as_uint8", "check_encoding", "decode_image", "describe", "encode_image",
-           "encoding_of", "first_image_shape", "image_member", "read_shard", "shard_bytes", "verify"]
+__all__ = [
+    "ENCODINGS",
+    "LOSSLESS",
+    "ShardError",
+    "as_uint8",
+    "check_encoding",
+    "decode_image",
+    "describe",
+    "encode_image",
+    "encoding_of",
+    "first_image_shape",
+    "image_member",
+    "read_shard",
+    "shard_bytes",
+    "verify",
+]
 
 #: member extension of each encoding
 ENCODINGS = {"raw": "npy", "png": "png", "webp": "webp", "webp_lossy": "webp"}
@@ -56,11 +70,14 @@ def check_encoding(encoding: str, channels: int, quality: int | None = None) -> 
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown memory-bank encoding {encoding!r}: use one of {sorted(ENCODINGS)}")
     if encoding != "raw" and channels not in (1, 3):
-        raise ValueError(f"memory.encoding={encoding} stores 1- or 3-channel images, these have {channels}: "
-                         "use memory.encoding=raw")
+        raise ValueError(
+            f"memory.encoding={encoding} stores 1- or 3-channel images, these have {channels}: use memory.encoding=raw"
+        )
     if encoding in LOSSLESS and quality is not None:
-        raise ValueError(f"memory.encoding={encoding} is lossless and takes no quality; lossy storage must be "
-                         "asked for by name: memory.encoding=webp_lossy")
+        raise ValueError(
+            f"memory.encoding={encoding} is lossless and takes no quality; lossy storage must be "
+            "asked for by name: memory.encoding=webp_lossy"
+        )
     if encoding == "webp_lossy" and not (quality is not None and 1 <= quality <= 100):
         raise ValueError(f"memory.encoding=webp_lossy needs a quality in [1, 100], got {quality!r}")
 
@@ -100,8 +117,14 @@ def decode_image(data: bytes, suffix: str, channels: int) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def shard_bytes(images: torch.Tensor, labels: torch.Tensor, key_prefix: str, metadata: dict, encoding: str = "raw",
-                quality: int | None = None) -> bytes:
+def shard_bytes(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    key_prefix: str,
+    metadata: dict,
+    encoding: str = "raw",
+    quality: int | None = None,
+) -> bytes:
     """The tar file of one shard, in memory.
 
     Args:
@@ -114,8 +137,14 @@ def shard_bytes(images: torch.Tensor, labels: torch.Tensor, key_prefix: str, met
     buf = io.BytesIO()
     with wds.TarWriter(buf) as sink:
         for i in range(len(labels)):
-            sink.write({"__key__": f"{key_prefix}-{i:06d}", member: encode_image(images[i].numpy(), encoding, quality),
-                        "cls": str(int(labels[i])).encode(), "json": meta})
+            sink.write(
+                {
+                    "__key__": f"{key_prefix}-{i:06d}",
+                    member: encode_image(images[i].numpy(), encoding, quality),
+                    "cls": str(int(labels[i])).encode(),
+                    "json": meta,
+                }
+            )
     return buf.getvalue()
 
 
@@ -137,12 +166,17 @@ def verify(path: Path, entry: dict) -> bytes:
         raise ShardError(name, f"the file is missing (expected {entry.get('bytes', '?')} bytes at {path})")
     data = path.read_bytes()
     if "bytes" in entry and len(data) != entry["bytes"]:
-        raise ShardError(name, f"{len(data)} bytes on disk, the manifest lists {entry['bytes']} (truncated or overwritten)")
+        raise ShardError(
+            name, f"{len(data)} bytes on disk, the manifest lists {entry['bytes']} (truncated or overwritten)"
+        )
     if "sha256" in entry:
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry["sha256"]:
-            raise ShardError(name, f"SHA-256 {digest[:16]}... differs from the manifest's {entry['sha256'][:16]}... "
-                                   "(the file was modified or bit-flipped)")
+            raise ShardError(
+                name,
+                f"SHA-256 {digest[:16]}... differs from the manifest's {entry['sha256'][:16]}... "
+                "(the file was modified or bit-flipped)",
+            )
     return data
 
 
@@ -170,8 +204,9 @@ def first_image_shape(data: bytes, where: list[tuple[int, int, str]], name: str)
         raise ShardError(name, f"first image does not decode ({err})") from err
 
 
-def read_shard(data: bytes, name: str, channels: int | None = None, *, images: bool = True
-               ) -> tuple[np.ndarray | None, np.ndarray, list[tuple[int, int, str]], dict | None]:
+def read_shard(
+    data: bytes, name: str, channels: int | None = None, *, images: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, list[tuple[int, int, str]], dict | None]:
     """Decode a shard's content.
 
     Args:
@@ -209,8 +244,9 @@ def read_shard(data: bytes, name: str, channels: int | None = None, *, images: b
     return stacked, np.asarray(labels, dtype=np.int64), where, meta
 
 
-def _finish(sample: dict, decoded: list, labels: list, where: list, name: str, channels: int | None,
-            images: bool) -> None:
+def _finish(
+    sample: dict, decoded: list, labels: list, where: list, name: str, channels: int | None, images: bool
+) -> None:
     """Append one complete sample (its members gathered in ``sample``) to the outputs."""
     img = [s for s in sample if s.startswith("img.")]
     if not img or "cls" not in sample:
@@ -235,8 +271,10 @@ def as_uint8(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             values outside [0, 1] (or NaN).
     """
     if images.dim() != 4 or labels.dim() != 1 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
-        raise ValueError(f"expected images (N, C, H, W) and labels (N,) with N > 0, got "
-                         f"{tuple(images.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected images (N, C, H, W) and labels (N,) with N > 0, got "
+            f"{tuple(images.shape)} and {tuple(labels.shape)}"
+        )
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     if images.is_floating_point():

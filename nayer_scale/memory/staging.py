@@ -96,8 +96,9 @@ class Staging:
             images = images.to(dtype) / 255
         return images, labels.to(self.device, non_blocking=True)
 
-    def sample(self, batch_size: int, generator: torch.Generator | None,
-               dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None, dtype: torch.dtype | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch drawn with ``torch.randint`` on ``generator`` (its device; CPU if None) over the
         logical order (``MemoryBank.sample``)."""
         device = generator.device if generator is not None else torch.device("cpu")
@@ -105,8 +106,9 @@ class Staging:
         logical = torch.randint(order.size, (batch_size,), generator=generator, device=device)
         return self.deliver(self.cached.cache.sampled(logical, order), dtype)
 
-    def batches(self, batch_size: int, seeds: Iterable[int], prefetch: int,
-                dtype: torch.dtype | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, seeds: Iterable[int], prefetch: int, dtype: torch.dtype | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One batch per seed, staged ``prefetch`` batches ahead in a background thread (0:
         inline), delivered here (``MemoryBank.batches``)."""
         self.cached.order()  # built before the thread starts

@@ -58,8 +58,16 @@ from .registry import build_model
 from .teacher import ResolvedTeacher, has_batchnorm
 from .timm_teacher import build_timm_folder_model, is_timm_config, load_timm_folder, timm_folder_config
 
-__all__ = ["HF_PREFIX", "HFImageClassifier", "HFModelSpec", "build_hf_teacher", "is_hf_arch", "load_model_folder",
-           "read_hf_model_spec", "resolve_hf_teacher"]
+__all__ = [
+    "HF_PREFIX",
+    "HFImageClassifier",
+    "HFModelSpec",
+    "build_hf_teacher",
+    "is_hf_arch",
+    "load_model_folder",
+    "read_hf_model_spec",
+    "resolve_hf_teacher",
+]
 
 HF_PREFIX = "hf:"
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
@@ -114,12 +122,16 @@ def _local_folder(source: str, files: list[str] | None) -> Path:
     if path.is_dir():
         return path
     if _is_local(source):
-        raise TeacherLoadError(f"teacher.arch=hf:{source}: the folder {path} does not exist; give a model folder "
-                               "(config.json + weights) or a hub id such as microsoft/resnet-50")
+        raise TeacherLoadError(
+            f"teacher.arch=hf:{source}: the folder {path} does not exist; give a model folder "
+            "(config.json + weights) or a hub id such as microsoft/resnet-50"
+        )
     import huggingface_hub
 
-    advice = (f"if this machine is offline, download it on one with internet (`hf download {source} "
-              f"--local-dir <folder>`) and set teacher.arch=hf:<folder>")
+    advice = (
+        f"if this machine is offline, download it on one with internet (`hf download {source} "
+        f"--local-dir <folder>`) and set teacher.arch=hf:<folder>"
+    )
     try:
         if files is None:
             return Path(huggingface_hub.snapshot_download(source, allow_patterns=_WEIGHT_PATTERNS))
@@ -132,8 +144,9 @@ def _local_folder(source: str, files: list[str] | None) -> Path:
                     raise
         return folder
     except Exception as err:
-        raise TeacherLoadError(f"cannot download teacher.arch=hf:{source} ({type(err).__name__}: {err}); "
-                               f"{advice}") from err
+        raise TeacherLoadError(
+            f"cannot download teacher.arch=hf:{source} ({type(err).__name__}: {err}); {advice}"
+        ) from err
 
 
 def _side(value: Any, what: str, source: str) -> int | None:
@@ -145,8 +158,10 @@ def _side(value: Any, what: str, source: str) -> int | None:
         return int(value["shortest_edge"])
     if "height" in value and "width" in value:
         if value["height"] != value["width"]:
-            raise TeacherLoadError(f"teacher.arch=hf:{source}: {what} {value} is not square; nayer-scale synthesises "
-                                   "square images: use a model with a square input size")
+            raise TeacherLoadError(
+                f"teacher.arch=hf:{source}: {what} {value} is not square; nayer-scale synthesises "
+                "square images: use a model with a square input size"
+            )
         return int(value["height"])
     return None
 
@@ -163,7 +178,12 @@ def _input_size(pre: dict, config: dict, source: str) -> tuple[int | None, int |
     side = _side(size, "size", source)
     if side is not None:
         pct = pre.get("crop_pct")
-        if isinstance(size, (dict, int)) and pct and (not isinstance(size, dict) or "shortest_edge" in size) and side < 384:
+        if (
+            isinstance(size, (dict, int))
+            and pct
+            and (not isinstance(size, dict) or "shortest_edge" in size)
+            and side < 384
+        ):
             return side, int(round(side / pct))
         return side, side
     fallback = config.get("image_size")
@@ -180,9 +200,11 @@ def _meta_model(folder: Path, source: str):
         with torch.device("meta"):
             return AutoModelForImageClassification.from_config(config)
     except Exception as err:  # an unknown model_type, not an image classifier
-        raise TeacherLoadError(f"teacher.arch=hf:{source} is not a transformers image classifier "
-                               f"(AutoModelForImageClassification: {type(err).__name__}: {err}); use a model with an "
-                               "image-classification head (e.g. microsoft/resnet-50)") from err
+        raise TeacherLoadError(
+            f"teacher.arch=hf:{source} is not a transformers image classifier "
+            f"(AutoModelForImageClassification: {type(err).__name__}: {err}); use a model with an "
+            "image-classification head (e.g. microsoft/resnet-50)"
+        ) from err
 
 
 def _check_batchnorm(model: nn.Module, source: str) -> None:
@@ -194,7 +216,8 @@ def _check_batchnorm(model: nn.Module, source: str) -> None:
         f"{f' (it normalises with {norms})' if norms else ''}: NAYER's BN-statistics loss makes the "
         "synthetic images match the running mean and variance that each BatchNorm layer of the teacher recorded on "
         "its training data, and a model without BatchNorm has no such statistics to match. Use a BatchNorm teacher "
-        "(ResNet, MobileNetV2, EfficientNet, RegNet)")
+        "(ResNet, MobileNetV2, EfficientNet, RegNet)"
+    )
 
 
 def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec:
@@ -213,25 +236,40 @@ def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec
             image classifier, has no BatchNorm layer (the message says why NAYER needs it), or has a
             non-square input size.
     """
-    source = source[len(HF_PREFIX):] if source.startswith(HF_PREFIX) else source
+    source = source[len(HF_PREFIX) :] if source.startswith(HF_PREFIX) else source
     folder = _local_folder(source, ["config.json", "preprocessor_config.json"])
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise TeacherLoadError(f"teacher.arch=hf:{source}: no config.json in {folder}; give a transformers model "
-                               "folder (save_pretrained) or a nayer-scale export (python -m nayer_scale.export)")
+        raise TeacherLoadError(
+            f"teacher.arch=hf:{source}: no config.json in {folder}; give a transformers model "
+            "folder (save_pretrained) or a nayer-scale export (python -m nayer_scale.export)"
+        )
     config = json.loads(config_path.read_text())
     if config.get("library_name") == NAYER_LIBRARY:
         names = tuple(config["class_names"])
-        return HFModelSpec(source, folder, "nayer-scale", config["architecture"], len(names), names,
-                           int(config["in_channels"]), tuple(config["mean"]), tuple(config["std"]),
-                           int(config["image_size"]), config.get("eval_resize"), config)
+        return HFModelSpec(
+            source,
+            folder,
+            "nayer-scale",
+            config["architecture"],
+            len(names),
+            names,
+            int(config["in_channels"]),
+            tuple(config["mean"]),
+            tuple(config["std"]),
+            int(config["image_size"]),
+            config.get("eval_resize"),
+            config,
+        )
     if is_timm_config(config):
         return _timm_spec(source, folder, config, check_batchnorm)
     if "model_type" not in config:
-        raise TeacherLoadError(f"teacher.arch=hf:{source}: {config_path} has no model_type (transformers) nor "
-                               "architecture + pretrained_cfg (timm); give a transformers model folder "
-                               "(save_pretrained), a timm repository (e.g. timm/resnet50.a1_in1k) or a nayer-scale "
-                               "export (python -m nayer_scale.export)")
+        raise TeacherLoadError(
+            f"teacher.arch=hf:{source}: {config_path} has no model_type (transformers) nor "
+            "architecture + pretrained_cfg (timm); give a transformers model folder "
+            "(save_pretrained), a timm repository (e.g. timm/resnet50.a1_in1k) or a nayer-scale "
+            "export (python -m nayer_scale.export)"
+        )
     model = _meta_model(folder, source)
     if check_batchnorm:
         _check_batchnorm(model, source)
@@ -247,9 +285,20 @@ def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec
     in_channels = int(config.get("num_channels", 3))
     if mean is not None and len(mean) != in_channels:  # a grey model with ImageNet's 3-channel default
         mean, std = None, None
-    return HFModelSpec(source, folder, "transformers", type(model).__name__, num_classes, names, in_channels,
-                       tuple(map(float, mean)) if mean is not None else None,
-                       tuple(map(float, std)) if std is not None else None, image_size, resize, config)
+    return HFModelSpec(
+        source,
+        folder,
+        "transformers",
+        type(model).__name__,
+        num_classes,
+        names,
+        in_channels,
+        tuple(map(float, mean)) if mean is not None else None,
+        tuple(map(float, std)) if std is not None else None,
+        image_size,
+        resize,
+        config,
+    )
 
 
 def _timm_spec(source: str, folder: Path, config: dict, check_batchnorm: bool) -> HFModelSpec:
@@ -259,8 +308,21 @@ def _timm_spec(source: str, folder: Path, config: dict, check_batchnorm: bool) -
     architecture, model_args, src = timm_folder_config(config, where)
     if check_batchnorm:
         _check_batchnorm(build_timm_folder_model(architecture, model_args, where, meta=True), source)
-    return HFModelSpec(source, folder, "timm", architecture, src.num_classes, src.class_names, src.in_channels,
-                       src.mean, src.std, src.image_size, src.eval_resize, config, model_args)
+    return HFModelSpec(
+        source,
+        folder,
+        "timm",
+        architecture,
+        src.num_classes,
+        src.class_names,
+        src.in_channels,
+        src.mean,
+        src.std,
+        src.image_size,
+        src.eval_resize,
+        config,
+        model_args,
+    )
 
 
 class HFImageClassifier(nn.Module):
@@ -303,14 +365,17 @@ def load_model_folder(source: str) -> tuple[nn.Module, HFModelSpec]:
         folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)
         where = f"teacher.arch=hf:{spec.source}"
         return load_timm_folder(folder, spec.model_name, spec.model_args, where), spec
-    AutoModelForImageClassification = require("transformers", "hf", "teacher.arch=hf:...").AutoModelForImageClassification
+    AutoModelForImageClassification = require(
+        "transformers", "hf", "teacher.arch=hf:..."
+    ).AutoModelForImageClassification
 
     folder = spec.folder if Path(spec.source).expanduser().is_dir() else _local_folder(spec.source, None)
     try:
         model = AutoModelForImageClassification.from_pretrained(str(folder), dtype=torch.float32)
     except Exception as err:
-        raise TeacherLoadError(f"cannot load the weights of teacher.arch=hf:{spec.source} from {folder} "
-                               f"({type(err).__name__}: {err})") from err
+        raise TeacherLoadError(
+            f"cannot load the weights of teacher.arch=hf:{spec.source} from {folder} ({type(err).__name__}: {err})"
+        ) from err
     return HFImageClassifier(model).eval(), spec
 
 
@@ -325,17 +390,23 @@ def build_hf_teacher(arch: str, weights: str | os.PathLike | None, num_classes: 
         TeacherLoadError: ``weights`` given (the folder holds them); a class or channel count other
             than the model's; anything ``read_hf_model_spec`` / ``load_model_folder`` refuses.
     """
-    source = arch[len(HF_PREFIX):]
+    source = arch[len(HF_PREFIX) :]
     if weights:
-        raise TeacherLoadError(f"teacher.weights={weights} with teacher.arch={arch}: the weights are the model "
-                               "folder's; set teacher.weights= (empty)")
+        raise TeacherLoadError(
+            f"teacher.weights={weights} with teacher.arch={arch}: the weights are the model "
+            "folder's; set teacher.weights= (empty)"
+        )
     spec = read_hf_model_spec(source)
     if spec.num_classes != num_classes:
-        raise TeacherLoadError(f"teacher.arch={arch} has {spec.num_classes} classes but {num_classes} class names "
-                               "were given: set teacher.class_names=id2label (the model's own names)")
+        raise TeacherLoadError(
+            f"teacher.arch={arch} has {spec.num_classes} classes but {num_classes} class names "
+            "were given: set teacher.class_names=id2label (the model's own names)"
+        )
     if spec.in_channels != in_channels:
-        raise TeacherLoadError(f"teacher.arch={arch} takes {spec.in_channels} input channels, not {in_channels}: "
-                               f"set teacher.in_channels={spec.in_channels}")
+        raise TeacherLoadError(
+            f"teacher.arch={arch} takes {spec.in_channels} input channels, not {in_channels}: "
+            f"set teacher.in_channels={spec.in_channels}"
+        )
     model, _ = load_model_folder(source)
     return model.eval().requires_grad_(False)
 
@@ -344,11 +415,22 @@ def _source_input(spec: HFModelSpec) -> SourceInput:
     """What the folder says about its input, for :func:`nayer_scale.models.inputs.resolve_source_input`."""
     where = f"{spec.folder} ({'preprocessor_config.json' if spec.kind == 'transformers' else 'config.json'})"
     timm = spec.kind == "timm"
-    return SourceInput(where=where, num_classes=spec.num_classes, class_names=spec.class_names,
-                       in_channels=spec.in_channels, mean=spec.mean, std=spec.std, image_size=spec.image_size,
-                       eval_resize=spec.eval_resize, names_must_match=not timm,
-                       no_names=(f"{spec.num_classes} classes and no label names in its config.json" if timm
-                                 else "only generic id2label names (LABEL_0, LABEL_1, ...)"))
+    return SourceInput(
+        where=where,
+        num_classes=spec.num_classes,
+        class_names=spec.class_names,
+        in_channels=spec.in_channels,
+        mean=spec.mean,
+        std=spec.std,
+        image_size=spec.image_size,
+        eval_resize=spec.eval_resize,
+        names_must_match=not timm,
+        no_names=(
+            f"{spec.num_classes} classes and no label names in its config.json"
+            if timm
+            else "only generic id2label names (LABEL_0, LABEL_1, ...)"
+        ),
+    )
 
 
 def resolve_hf_teacher(cfg: NayerConfig) -> ResolvedTeacher:
@@ -371,9 +453,11 @@ def resolve_hf_teacher(cfg: NayerConfig) -> ResolvedTeacher:
             value the folder does not give and the config leaves at its default.
         TeacherLoadError: as ``read_hf_model_spec`` (no BatchNorm, no config.json, ...).
     """
-    t, source = cfg.teacher, cfg.teacher.arch[len(HF_PREFIX):]
+    t, source = cfg.teacher, cfg.teacher.arch[len(HF_PREFIX) :]
     if t.weights and t.weights != DEMO_TEACHER:
-        raise ConfigError(f"teacher.weights={t.weights} with teacher.arch={t.arch}: the weights are the model "
-                          "folder's; set teacher.weights= (empty)")
+        raise ConfigError(
+            f"teacher.weights={t.weights} with teacher.arch={t.arch}: the weights are the model "
+            "folder's; set teacher.weights= (empty)"
+        )
     spec = read_hf_model_spec(source)
     return resolve_source_input(cfg, _source_input(spec), weights="")

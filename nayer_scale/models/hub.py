@@ -33,10 +33,23 @@ from ..extras import require
 from .io import TeacherLoadError, clean_state_dict, load_state_dict_file
 from .registry import list_models
 
-__all__ = ["HF_HUB_PREFIX", "TORCHVISION_PREFIX", "TORCHVISION_WEIGHTS", "check_torchvision_fit", "hf_hub_file",
-           "is_torchvision_spec", "is_weights_enum_name", "load_hf_hub_weights", "load_torchvision_weights",
-           "offline_advice", "refuse_offline", "torchvision_cache_file", "torchvision_models", "torchvision_weights",
-           "torchvision_weights_enum"]
+__all__ = [
+    "HF_HUB_PREFIX",
+    "TORCHVISION_PREFIX",
+    "TORCHVISION_WEIGHTS",
+    "check_torchvision_fit",
+    "hf_hub_file",
+    "is_torchvision_spec",
+    "is_weights_enum_name",
+    "load_hf_hub_weights",
+    "load_torchvision_weights",
+    "offline_advice",
+    "refuse_offline",
+    "torchvision_cache_file",
+    "torchvision_models",
+    "torchvision_weights",
+    "torchvision_weights_enum",
+]
 
 TORCHVISION_PREFIX, HF_HUB_PREFIX = "torchvision:", "hf-hub:"
 _TORCHVISION_DOWNLOADS = "https://download.pytorch.org/models/"
@@ -50,8 +63,12 @@ TORCHVISION_WEIGHTS: dict[str, str] = {
     "mobilenet_v2.IMAGENET1K_V1": _TORCHVISION_DOWNLOADS + "mobilenet_v2-b0353104.pth",
     "mobilenet_v2.IMAGENET1K_V2": _TORCHVISION_DOWNLOADS + "mobilenet_v2-7ebf99e0.pth",
 }
-_TORCHVISION_DEFAULT = {"resnet18": "IMAGENET1K_V1", "resnet34": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2",
-                        "mobilenet_v2": "IMAGENET1K_V2"}  # torchvision's ``*_Weights.DEFAULT``
+_TORCHVISION_DEFAULT = {
+    "resnet18": "IMAGENET1K_V1",
+    "resnet34": "IMAGENET1K_V1",
+    "resnet50": "IMAGENET1K_V2",
+    "mobilenet_v2": "IMAGENET1K_V2",
+}  # torchvision's ``*_Weights.DEFAULT``
 _ENUM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_Weights\.[A-Za-z][A-Za-z0-9_]*")
 
 
@@ -62,8 +79,11 @@ def _offline() -> bool:
 def is_weights_enum_name(weights: object) -> bool:
     """Whether ``teacher.weights`` is a torchvision weights enum name (``ResNet50_Weights.IMAGENET1K_V2``),
     not a local file."""
-    return (isinstance(weights, str) and _ENUM_NAME.fullmatch(weights) is not None
-            and not Path(weights).expanduser().exists())
+    return (
+        isinstance(weights, str)
+        and _ENUM_NAME.fullmatch(weights) is not None
+        and not Path(weights).expanduser().exists()
+    )
 
 
 def is_torchvision_spec(weights: object) -> bool:
@@ -103,29 +123,36 @@ def torchvision_weights_enum(spec: str) -> tuple[str, Any]:
     """
     models = torchvision_models(f"teacher.weights={spec}")
     if spec.startswith(TORCHVISION_PREFIX):
-        arch, _, tag = spec[len(TORCHVISION_PREFIX):].partition(".")
+        arch, _, tag = spec[len(TORCHVISION_PREFIX) :].partition(".")
         try:
             enum_class = models.get_model_weights(arch)
         except (ValueError, KeyError) as err:
-            raise TeacherLoadError(f"unknown torchvision weights {spec!r}: torchvision has no model {arch!r} "
-                                   "(torchvision.models.list_models()); or download the weights file and pass "
-                                   "its local path as teacher.weights") from err
+            raise TeacherLoadError(
+                f"unknown torchvision weights {spec!r}: torchvision has no model {arch!r} "
+                "(torchvision.models.list_models()); or download the weights file and pass "
+                "its local path as teacher.weights"
+            ) from err
         if tag not in enum_class.__members__:
-            raise TeacherLoadError(f"unknown torchvision weights {spec!r}: use torchvision:<arch>.<WEIGHTS> with one "
-                                   f"of {_tags(enum_class, arch + '.')}, or download the weights file and pass its "
-                                   "local path as teacher.weights")
+            raise TeacherLoadError(
+                f"unknown torchvision weights {spec!r}: use torchvision:<arch>.<WEIGHTS> with one "
+                f"of {_tags(enum_class, arch + '.')}, or download the weights file and pass its "
+                "local path as teacher.weights"
+            )
         return arch, enum_class[tag]
     enum_name, _, tag = spec.partition(".")
     try:
         weights = models.get_weight(spec)
     except KeyError as err:
         enum_class = type(models.get_weight(f"{enum_name}.DEFAULT"))
-        raise TeacherLoadError(f"unknown torchvision weights {spec!r}: {enum_name} has "
-                               f"{_tags(enum_class, enum_name + '.')}") from err
+        raise TeacherLoadError(
+            f"unknown torchvision weights {spec!r}: {enum_name} has {_tags(enum_class, enum_name + '.')}"
+        ) from err
     except ValueError as err:
-        raise TeacherLoadError(f"unknown torchvision weights {spec!r}: no enum {enum_name} in torchvision.models "
-                               "(e.g. ResNet50_Weights.IMAGENET1K_V2; torchvision.models.get_model_weights(<name>) "
-                               "lists a model's)") from err
+        raise TeacherLoadError(
+            f"unknown torchvision weights {spec!r}: no enum {enum_name} in torchvision.models "
+            "(e.g. ResNet50_Weights.IMAGENET1K_V2; torchvision.models.get_model_weights(<name>) "
+            "lists a model's)"
+        ) from err
     return _model_of_enum(models, type(weights)) or enum_name, weights
 
 
@@ -139,13 +166,15 @@ def torchvision_weights(spec: str) -> tuple[str, str]:
         TeacherLoadError: unknown weights. MissingExtraError: an enum name without torchvision.
     """
     if spec.startswith(TORCHVISION_PREFIX) and _torchvision_if_importable() is None:
-        arch, _, tag = spec[len(TORCHVISION_PREFIX):].partition(".")
+        arch, _, tag = spec[len(TORCHVISION_PREFIX) :].partition(".")
         key = f"{arch}.{_TORCHVISION_DEFAULT.get(arch, tag) if tag == 'DEFAULT' else tag}"
         if key not in TORCHVISION_WEIGHTS:
-            raise TeacherLoadError(f"unknown torchvision weights {spec!r}: use torchvision:<arch>.<WEIGHTS> with one "
-                                   f"of {', '.join(TORCHVISION_WEIGHTS)} (or <arch>.DEFAULT; more with torchvision "
-                                   'installed: pip install "nayer-scale[vision]"), or download the weights file and '
-                                   "pass its local path as teacher.weights")
+            raise TeacherLoadError(
+                f"unknown torchvision weights {spec!r}: use torchvision:<arch>.<WEIGHTS> with one "
+                f"of {', '.join(TORCHVISION_WEIGHTS)} (or <arch>.DEFAULT; more with torchvision "
+                'installed: pip install "nayer-scale[vision]"), or download the weights file and '
+                "pass its local path as teacher.weights"
+            )
         return arch, TORCHVISION_WEIGHTS[key]
     arch, weights = torchvision_weights_enum(spec)
     return arch, weights.url
@@ -166,17 +195,22 @@ def check_torchvision_fit(spec: str, arch: str, num_classes: int, in_channels: i
             classes (1000 for ImageNet) and 3 input channels.
     """
     tv_arch = torchvision_weights(spec)[0]
-    if (arch in list_models() and arch != f"tv_{tv_arch}") or (arch.startswith(TORCHVISION_PREFIX)
-                                                              and arch != TORCHVISION_PREFIX + tv_arch):
-        raise TeacherLoadError(f"{spec} are weights of torchvision's {tv_arch}: set teacher.arch to "
-                               f"{'tv_' + tv_arch if arch in list_models() else TORCHVISION_PREFIX + tv_arch}, "
-                               f"not {arch}")
+    if (arch in list_models() and arch != f"tv_{tv_arch}") or (
+        arch.startswith(TORCHVISION_PREFIX) and arch != TORCHVISION_PREFIX + tv_arch
+    ):
+        raise TeacherLoadError(
+            f"{spec} are weights of torchvision's {tv_arch}: set teacher.arch to "
+            f"{'tv_' + tv_arch if arch in list_models() else TORCHVISION_PREFIX + tv_arch}, "
+            f"not {arch}"
+        )
     classes = _num_classes(spec)
     if num_classes != classes or in_channels != 3:
-        raise TeacherLoadError(f"{spec} are {'ImageNet ' if classes == 1000 else ''}weights ({classes} classes, 3 "
-                               f"input channels) but num_classes={num_classes} and in_channels={in_channels} were "
-                               f"given: pass {'ImageNet' if classes == 1000 else 'their'} {classes} class names and "
-                               "teacher.in_channels=3")
+        raise TeacherLoadError(
+            f"{spec} are {'ImageNet ' if classes == 1000 else ''}weights ({classes} classes, 3 "
+            f"input channels) but num_classes={num_classes} and in_channels={in_channels} were "
+            f"given: pass {'ImageNet' if classes == 1000 else 'their'} {classes} class names and "
+            "teacher.in_channels=3"
+        )
 
 
 def torchvision_cache_file(url: str) -> Path:
@@ -186,8 +220,10 @@ def torchvision_cache_file(url: str) -> Path:
 
 def offline_advice(url: str) -> str:
     """What to do where ``url`` cannot be downloaded."""
-    return (f"download {url} on a machine with internet and pass its local path as teacher.weights "
-            f"(or copy it to {torchvision_cache_file(url)})")
+    return (
+        f"download {url} on a machine with internet and pass its local path as teacher.weights "
+        f"(or copy it to {torchvision_cache_file(url)})"
+    )
 
 
 def refuse_offline(spec: str, url: str) -> None:
@@ -198,8 +234,9 @@ def refuse_offline(spec: str, url: str) -> None:
     """
     cached = torchvision_cache_file(url)
     if _offline() and not cached.is_file():
-        raise TeacherLoadError(f"cannot download {spec}: HF_HUB_OFFLINE is set and {cached} is not cached; "
-                               f"{offline_advice(url)}")
+        raise TeacherLoadError(
+            f"cannot download {spec}: HF_HUB_OFFLINE is set and {cached} is not cached; {offline_advice(url)}"
+        )
 
 
 def hf_hub_file(spec: str) -> tuple[str, str]:
@@ -208,10 +245,12 @@ def hf_hub_file(spec: str) -> tuple[str, str]:
     Raises:
         TeacherLoadError: no ``<org>/<repo>`` in the spec.
     """
-    parts = spec[len(HF_HUB_PREFIX):].strip("/").split("/")
+    parts = spec[len(HF_HUB_PREFIX) :].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
-        raise TeacherLoadError(f"bad Hugging Face weights {spec!r}: use hf-hub:<org>/<repo> (its model.safetensors, "
-                               "e.g. hf-hub:timm/resnet50.tv_in1k) or hf-hub:<org>/<repo>/<file>")
+        raise TeacherLoadError(
+            f"bad Hugging Face weights {spec!r}: use hf-hub:<org>/<repo> (its model.safetensors, "
+            "e.g. hf-hub:timm/resnet50.tv_in1k) or hf-hub:<org>/<repo>/<file>"
+        )
     return "/".join(parts[:2]), "/".join(parts[2:]) or "model.safetensors"
 
 
@@ -230,8 +269,10 @@ def load_torchvision_weights(spec: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
     except Exception as err:  # URLError / OSError offline, RuntimeError on a hash mismatch, a bad pickle
-        raise TeacherLoadError(f"cannot download or read {spec} from {url} ({type(err).__name__}: {err}); if "
-                               f"this machine is offline, {offline_advice(url)}") from err
+        raise TeacherLoadError(
+            f"cannot download or read {spec} from {url} ({type(err).__name__}: {err}); if "
+            f"this machine is offline, {offline_advice(url)}"
+        ) from err
     return clean_state_dict(state, spec)
 
 
@@ -245,8 +286,10 @@ def load_hf_hub_weights(spec: str) -> dict[str, torch.Tensor]:
             ``HF_HUB_OFFLINE`` with nothing cached, an unknown repo or file); the file holds no state dict.
     """
     repo, filename = hf_hub_file(spec)
-    advice = (f"download {filename} of https://huggingface.co/{repo} on a machine with internet (e.g. "
-              f"`hf download {repo} {filename}`) and pass its local path as teacher.weights")
+    advice = (
+        f"download {filename} of https://huggingface.co/{repo} on a machine with internet (e.g. "
+        f"`hf download {repo} {filename}`) and pass its local path as teacher.weights"
+    )
     try:
         import huggingface_hub
     except ImportError as err:
@@ -254,6 +297,8 @@ def load_hf_hub_weights(spec: str) -> dict[str, torch.Tensor]:
     try:
         path = huggingface_hub.hf_hub_download(repo_id=repo, filename=filename)
     except Exception as err:  # offline, HF_HUB_OFFLINE with nothing cached, unknown repo or file, ...
-        raise TeacherLoadError(f"cannot download {spec} ({type(err).__name__}: {err}); if this machine is "
-                               f"offline (or HF_HUB_OFFLINE is set), {advice}") from err
+        raise TeacherLoadError(
+            f"cannot download {spec} ({type(err).__name__}: {err}); if this machine is "
+            f"offline (or HF_HUB_OFFLINE is set), {advice}"
+        ) from err
     return load_state_dict_file(path)

@@ -33,8 +33,18 @@ from torch import nn
 
 from .registry import register_model
 
-__all__ = ["BasicBlock", "Bottleneck", "ConvBNReLU6", "ImageNetResNet", "InvertedResidual", "MobileNetV2",
-           "tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_mobilenet_v2"]
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ConvBNReLU6",
+    "ImageNetResNet",
+    "InvertedResidual",
+    "MobileNetV2",
+    "tv_resnet18",
+    "tv_resnet34",
+    "tv_resnet50",
+    "tv_mobilenet_v2",
+]
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -116,8 +126,13 @@ class ImageNetResNet(nn.Module):
     H, W >= 1 works, pooling being adaptive.
     """
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
-                 num_classes: int = 1000, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: tuple[int, int, int, int],
+        num_classes: int = 1000,
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
         self.inplanes = 64
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
@@ -137,12 +152,14 @@ class ImageNetResNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
-                    stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
+            )
         layers = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
@@ -178,11 +195,12 @@ class ConvBNReLU6(nn.Sequential):
     (N, in_planes, H, W) float -> (N, out_planes, ceil(H / stride), ceil(W / stride)).
     """
 
-    def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1) -> None:
-        super().__init__(nn.Conv2d(in_planes, out_planes, kernel_size, stride, (kernel_size - 1) // 2,
-                                   groups=groups, bias=False),
-                         nn.BatchNorm2d(out_planes), nn.ReLU6(inplace=True))
+    def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_planes, out_planes, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_planes),
+            nn.ReLU6(inplace=True),
+        )
         self.out_channels = out_planes
 
 
@@ -208,8 +226,11 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvBNReLU6(inp, hidden_dim, kernel_size=1))
-        layers += [ConvBNReLU6(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim),
-                   nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        layers += [
+            ConvBNReLU6(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim),
+            nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
 
@@ -232,8 +253,15 @@ class MobileNetV2(nn.Module):
     """
 
     # t (expansion), c (output channels), n (blocks), s (stride of the first block)
-    SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-               (6, 320, 1, 1))
+    SETTING = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2) -> None:
         super().__init__()

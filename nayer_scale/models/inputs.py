@@ -79,9 +79,11 @@ def refuse_demo_weights(t: TeacherConfig, what: str) -> None:
         ConfigError: ``t.weights`` is the demo teacher; the message says what to set.
     """
     if t.weights == DEMO_TEACHER:
-        raise ConfigError(f"teacher.arch={t.arch} keeps teacher.weights at the default preset's Fashion-MNIST "
-                          f"ResNet-20 ({DEMO_TEACHER}), which does not fit it: set teacher.weights to {what}, or "
-                          "teacher.weights= (empty) for random weights")
+        raise ConfigError(
+            f"teacher.arch={t.arch} keeps teacher.weights at the default preset's Fashion-MNIST "
+            f"ResNet-20 ({DEMO_TEACHER}), which does not fit it: set teacher.weights to {what}, or "
+            "teacher.weights= (empty) for random weights"
+        )
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -105,20 +107,28 @@ def _input_fields(t: TeacherConfig, src: SourceInput) -> dict[str, Any]:
     """
     default = TeacherConfig()
     changes = {}
-    for name, value in (("in_channels", src.in_channels), ("mean", src.mean), ("std", src.std),
-                        ("image_size", src.image_size)):
+    for name, value in (
+        ("in_channels", src.in_channels),
+        ("mean", src.mean),
+        ("std", src.std),
+        ("image_size", src.image_size),
+    ):
         mine, unset = getattr(t, name), getattr(default, name)
         if value is None:
             if not _differs(mine, unset) and name != "in_channels":
-                raise ConfigError(f"teacher.arch={t.arch}: {src.where} gives no {name}; set teacher.{name} to the "
-                                  "model's (its training input)")
+                raise ConfigError(
+                    f"teacher.arch={t.arch}: {src.where} gives no {name}; set teacher.{name} to the "
+                    "model's (its training input)"
+                )
             continue
         if not _differs(mine, unset):
             changes[name] = tuple(value) if isinstance(value, tuple) else value
         elif _differs(mine, value) and src.describes_weights:
-            raise ConfigError(f"teacher.{name}={_fmt(mine)} (from the preset, config file or an override) disagrees "
-                              f"with teacher.arch={t.arch}, whose {src.where} gives {_fmt(value)}: remove the override "
-                              f"or set teacher.{name}={_fmt(value)}")
+            raise ConfigError(
+                f"teacher.{name}={_fmt(mine)} (from the preset, config file or an override) disagrees "
+                f"with teacher.arch={t.arch}, whose {src.where} gives {_fmt(value)}: remove the override "
+                f"or set teacher.{name}={_fmt(value)}"
+            )
     return changes
 
 
@@ -134,18 +144,24 @@ def _class_names(t: TeacherConfig, src: SourceInput) -> tuple[str, list[str]]:
     own = list(src.class_names) if src.class_names is not None else None
     if t.class_names in (TeacherConfig().class_names, OWN_NAMES, src.names_key):
         if own is None:
-            raise ConfigError(f"teacher.arch={t.arch} has {src.no_names}: set teacher.class_names to a dataset key or "
-                              f"a .txt file with its {src.num_classes} class names")
+            raise ConfigError(
+                f"teacher.arch={t.arch} has {src.no_names}: set teacher.class_names to a dataset key or "
+                f"a .txt file with its {src.num_classes} class names"
+            )
         return src.names_key, own
     names = resolve_class_names(t.class_names)
     if src.names_must_match and own is not None and names != own:
-        raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names {names[:10]}"
-                          f"{'...' if len(names) > 10 else ''} but teacher.arch={t.arch} was trained on "
-                          f"{len(own)} classes {own[:10]}{'...' if len(own) > 10 else ''} "
-                          f"(its {OWN_NAMES}): set teacher.class_names={OWN_NAMES} to use the model's names")
+        raise ConfigError(
+            f"teacher.class_names={t.class_names!r} gives {len(names)} names {names[:10]}"
+            f"{'...' if len(names) > 10 else ''} but teacher.arch={t.arch} was trained on "
+            f"{len(own)} classes {own[:10]}{'...' if len(own) > 10 else ''} "
+            f"(its {OWN_NAMES}): set teacher.class_names={OWN_NAMES} to use the model's names"
+        )
     if len(names) != src.num_classes and src.describes_weights:
-        raise ConfigError(f"teacher.class_names={t.class_names!r} gives {len(names)} names, teacher.arch={t.arch} "
-                          f"has {src.num_classes} classes: give its {src.num_classes} class names")
+        raise ConfigError(
+            f"teacher.class_names={t.class_names!r} gives {len(names)} names, teacher.arch={t.arch} "
+            f"has {src.num_classes} classes: give its {src.num_classes} class names"
+        )
     return t.class_names, names
 
 
@@ -170,8 +186,9 @@ def resolve_source_input(cfg: NayerConfig, src: SourceInput, weights: str | None
     t = cfg.teacher
     changes = _input_fields(t, src)
     recorded, names = _class_names(t, src)
-    teacher = dataclasses.replace(t, weights=t.weights if weights is None else weights, class_names=recorded,
-                                  **changes).validate()
+    teacher = dataclasses.replace(
+        t, weights=t.weights if weights is None else weights, class_names=recorded, **changes
+    ).validate()
     resize = cfg.eval.resize
     same_size = src.image_size is None or teacher.image_size == src.image_size  # not a config's own size
     if resize == 0 and src.eval_resize and same_size and src.eval_resize >= (teacher.image_size or 0):

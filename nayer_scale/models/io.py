@@ -20,8 +20,16 @@ from torch import nn
 from ..storage import atomic_path, atomic_write_json, atomic_write_text
 from .weights_file import describe_weights_file
 
-__all__ = ["FOLDER_FORMAT", "NAYER_LIBRARY", "TeacherLoadError", "clean_state_dict", "load_state_dict_file",
-           "read_metadata", "save_model", "save_model_folder"]
+__all__ = [
+    "FOLDER_FORMAT",
+    "NAYER_LIBRARY",
+    "TeacherLoadError",
+    "clean_state_dict",
+    "load_state_dict_file",
+    "read_metadata",
+    "save_model",
+    "save_model_folder",
+]
 
 #: ``library_name`` and ``format`` of the ``config.json`` of a nayer-scale model folder.
 NAYER_LIBRARY = "nayer-scale"
@@ -68,9 +76,11 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as err:  # what the file is, in our words: the loaders' own texts run to pages
         what = describe_weights_file(path)
         if what is None:
-            what = (f"holds pickled Python objects other than tensors, which torch.load(weights_only=True) "
-                    f"refuses to run ({type(err).__name__}); save the model's state_dict() with torch.save or "
-                    "safetensors, not the pickled model object")
+            what = (
+                f"holds pickled Python objects other than tensors, which torch.load(weights_only=True) "
+                f"refuses to run ({type(err).__name__}); save the model's state_dict() with torch.save or "
+                "safetensors, not the pickled model object"
+            )
         else:
             what += "; give the teacher's state_dict() saved with torch.save or safetensors"
         raise TeacherLoadError(f"cannot read weights file {path}: it {what}") from None
@@ -94,14 +104,16 @@ def clean_state_dict(state: object, source: str | os.PathLike) -> dict[str, torc
     state = _unwrap(state)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         found = f"a dict with keys {list(state)[:10]}" if isinstance(state, dict) else f"a {type(state).__name__}"
-        raise TeacherLoadError(f"{source} does not hold a state dict of tensors (found {found}); save "
-                               "model.state_dict(), optionally as {'state_dict': ...}")
+        raise TeacherLoadError(
+            f"{source} does not hold a state dict of tensors (found {found}); save "
+            "model.state_dict(), optionally as {'state_dict': ...}"
+        )
     changed = True
     while changed:
         changed = False
         for prefix in _PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
 
@@ -143,9 +155,19 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def save_model_folder(model: nn.Module, out: str | os.PathLike, *, architecture: str, class_names: list[str],
-                      in_channels: int, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                      card: str, extra: dict | None = None) -> Path:
+def save_model_folder(
+    model: nn.Module,
+    out: str | os.PathLike,
+    *,
+    architecture: str,
+    class_names: list[str],
+    in_channels: int,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    card: str,
+    extra: dict | None = None,
+) -> Path:
     """Write ``model`` (a zoo model) as a nayer-scale model folder that ``teacher.arch=hf:<folder>``
     and :func:`nayer_scale.models.hf.load_model_folder` load back: ``model.safetensors`` (state dict),
     ``config.json`` (``library_name``, ``architecture``, ``num_classes``, ``class_names``, ``id2label``,
@@ -158,10 +180,19 @@ def save_model_folder(model: nn.Module, out: str | os.PathLike, *, architecture:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_model(model, out / "model.safetensors", {"format": "pt"})
-    config = {"library_name": NAYER_LIBRARY, "format": FOLDER_FORMAT, "architecture": architecture,
-              "num_classes": len(class_names), "class_names": list(class_names),
-              "id2label": {str(i): n for i, n in enumerate(class_names)}, "in_channels": int(in_channels),
-              "image_size": int(image_size), "mean": list(mean), "std": list(std), **(extra or {})}
+    config = {
+        "library_name": NAYER_LIBRARY,
+        "format": FOLDER_FORMAT,
+        "architecture": architecture,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "id2label": {str(i): n for i, n in enumerate(class_names)},
+        "in_channels": int(in_channels),
+        "image_size": int(image_size),
+        "mean": list(mean),
+        "std": list(std),
+        **(extra or {}),
+    }
     atomic_write_json(out / "config.json", config)
     atomic_write_text(out / "README.md", card)
     return out

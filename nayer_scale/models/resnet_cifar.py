@@ -53,8 +53,7 @@ class CifarBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes))
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -75,8 +74,9 @@ class CifarResNet(nn.Module):
         ValueError: depth is not 6n + 2 with n >= 1.
     """
 
-    def __init__(self, depth: int, num_classes: int, in_channels: int = 3,
-                 widths: tuple[int, int, int, int] = (16, 16, 32, 64)) -> None:
+    def __init__(
+        self, depth: int, num_classes: int, in_channels: int = 3, widths: tuple[int, int, int, int] = (16, 16, 32, 64)
+    ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (8, 20, 32, 56, ...), got {depth}")
@@ -91,8 +91,9 @@ class CifarResNet(nn.Module):
 
     @staticmethod
     def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(*[CifarBasicBlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
-                               for i in range(blocks)])
+        return nn.Sequential(
+            *[CifarBasicBlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1) for i in range(blocks)]
+        )
 
     @property
     def classifier(self) -> nn.Linear:
@@ -173,8 +174,10 @@ def _cifar(depth: int):
         return CifarResNet(depth, num_classes, in_channels)
 
     factory.__name__ = factory.__qualname__ = f"resnet{depth}"
-    factory.__doc__ = (f"ResNet-{depth} for CIFAR (He et al., CVPR 2016): {(depth - 2) // 6} BasicBlock(s) per stage, "
-                       "16/32/64 channels.")
+    factory.__doc__ = (
+        f"ResNet-{depth} for CIFAR (He et al., CVPR 2016): {(depth - 2) // 6} BasicBlock(s) per stage, "
+        "16/32/64 channels."
+    )
     return factory
 
 

@@ -44,16 +44,43 @@ from torch import nn
 from ..config import NayerConfig
 from ..lte.classnames import resolve_class_names
 from .hf import build_hf_teacher, is_hf_arch, resolve_hf_teacher
-from .hub import (HF_HUB_PREFIX, TORCHVISION_PREFIX, check_torchvision_fit, hf_hub_file, is_weights_enum_name,
-                  load_hf_hub_weights, load_torchvision_weights, torchvision_weights)
+from .hub import (
+    HF_HUB_PREFIX,
+    TORCHVISION_PREFIX,
+    check_torchvision_fit,
+    hf_hub_file,
+    is_weights_enum_name,
+    load_hf_hub_weights,
+    load_torchvision_weights,
+    torchvision_weights,
+)
 from .io import TeacherLoadError, load_state_dict_file
+from .teacher import (
+    Factory,
+    ResolvedTeacher,
+    check_batchnorm,
+    check_classifier,
+    import_factory,
+    instantiate,
+    load_checked,
+    zoo_factory,
+)
 from .timm_teacher import is_timm_arch, resolve_timm_teacher, timm_factory
 from .torchvision_teacher import build_torchvision_teacher, is_torchvision_arch, resolve_torchvision_teacher
-from .teacher import (Factory, ResolvedTeacher, check_batchnorm, check_classifier, import_factory, instantiate,
-                      load_checked, zoo_factory)
 
-__all__ = ["TeacherSource", "WeightsSource", "build_teacher", "is_hub_spec", "load_hub_weights", "register_source",
-           "registered_sources", "resolve_architecture", "resolve_teacher", "teacher_source", "weights_source"]
+__all__ = [
+    "TeacherSource",
+    "WeightsSource",
+    "build_teacher",
+    "is_hub_spec",
+    "load_hub_weights",
+    "register_source",
+    "registered_sources",
+    "resolve_architecture",
+    "resolve_teacher",
+    "teacher_source",
+    "weights_source",
+]
 
 Weights = str | os.PathLike
 
@@ -119,17 +146,34 @@ def _prefixed(prefix: str) -> Callable[[object], bool]:
 
 _TEACHER_SOURCES: list[TeacherSource] = [
     TeacherSource("hf", is_hf_arch, build=build_hf_teacher, resolve=resolve_hf_teacher),
-    TeacherSource("torchvision", is_torchvision_arch, build=build_torchvision_teacher,
-                  resolve=resolve_torchvision_teacher, reads_weights=True),
+    TeacherSource(
+        "torchvision",
+        is_torchvision_arch,
+        build=build_torchvision_teacher,
+        resolve=resolve_torchvision_teacher,
+        reads_weights=True,
+    ),
     TeacherSource("timm", is_timm_arch, factory=timm_factory, resolve=resolve_timm_teacher),
     TeacherSource("zoo", lambda arch: ":" not in arch, factory=zoo_factory),
     TeacherSource("factory", lambda arch: ":" in arch, factory=import_factory),
 ]
 _WEIGHTS_SOURCES: list[WeightsSource] = [
-    WeightsSource("torchvision-enum", is_weights_enum_name, check=torchvision_weights,
-                  load=load_torchvision_weights, check_fit=check_torchvision_fit, hub=True),
-    WeightsSource("torchvision", _prefixed(TORCHVISION_PREFIX), check=torchvision_weights,
-                  load=load_torchvision_weights, check_fit=check_torchvision_fit, hub=True),
+    WeightsSource(
+        "torchvision-enum",
+        is_weights_enum_name,
+        check=torchvision_weights,
+        load=load_torchvision_weights,
+        check_fit=check_torchvision_fit,
+        hub=True,
+    ),
+    WeightsSource(
+        "torchvision",
+        _prefixed(TORCHVISION_PREFIX),
+        check=torchvision_weights,
+        load=load_torchvision_weights,
+        check_fit=check_torchvision_fit,
+        hub=True,
+    ),
     WeightsSource("hf-hub", _prefixed(HF_HUB_PREFIX), check=hf_hub_file, load=load_hf_hub_weights, hub=True),
     WeightsSource("file", lambda weights: True, check=_check_file, load=load_state_dict_file),
 ]
@@ -147,8 +191,10 @@ def register_source(source: TeacherSource | WeightsSource) -> None:
     if any(s.kind == source.kind for s in table):
         raise ValueError(f"a {type(source).__name__} of kind {source.kind!r} is already registered")
     if isinstance(source, TeacherSource) and (source.factory is None) == (source.build is None):
-        raise ValueError(f"teacher source {source.kind!r} needs exactly one of factory (weights from "
-                         "teacher.weights) and build (its own weights)")
+        raise ValueError(
+            f"teacher source {source.kind!r} needs exactly one of factory (weights from "
+            "teacher.weights) and build (its own weights)"
+        )
     table.insert(0, source)
 
 
@@ -191,8 +237,10 @@ def resolve_architecture(arch: str) -> Factory:
     """
     source = teacher_source(arch)
     if source.factory is None:
-        raise TeacherLoadError(f"{arch!r} is built with its weights, not by a factory: load it with build_teacher"
-                               f"{' or nayer_scale.models.hf.load_model_folder' if source.kind == 'hf' else ''}")
+        raise TeacherLoadError(
+            f"{arch!r} is built with its weights, not by a factory: load it with build_teacher"
+            f"{' or nayer_scale.models.hf.load_model_folder' if source.kind == 'hf' else ''}"
+        )
     return source.factory(arch)
 
 
@@ -218,13 +266,16 @@ def load_hub_weights(spec: str) -> dict[str, torch.Tensor]:
             missing; or the file does not hold a state dict of tensors.
     """
     if not is_hub_spec(spec):
-        raise TeacherLoadError(f"{spec!r} is not a hub spec: use <Model>_Weights.<NAME>, "
-                               "torchvision:<arch>.<WEIGHTS> or hf-hub:<org>/<repo>")
+        raise TeacherLoadError(
+            f"{spec!r} is not a hub spec: use <Model>_Weights.<NAME>, "
+            "torchvision:<arch>.<WEIGHTS> or hf-hub:<org>/<repo>"
+        )
     return weights_source(spec).load(spec)
 
 
-def build_teacher(arch: str, weights: Weights | None, num_classes: int, in_channels: int = 3, *,
-                  require_weights: bool = True) -> nn.Module:
+def build_teacher(
+    arch: str, weights: Weights | None, num_classes: int, in_channels: int = 3, *, require_weights: bool = True
+) -> nn.Module:
     """Build the teacher and load its weights, checking everything before any work starts.
 
     Checks, in this order: the weights file exists (when ``require_weights`` or ``weights`` is given),
@@ -263,9 +314,11 @@ def build_teacher(arch: str, weights: Weights | None, num_classes: int, in_chann
     if source.build is not None and not source.reads_weights:  # a model folder: weights from the folder
         return source.build(arch, weights, num_classes, in_channels)
     if weights is None and require_weights:
-        raise TeacherLoadError("teacher.weights is empty: give the teacher's weights file (.safetensors or .pth) "
-                               "or hub weights (<Model>_Weights.<NAME>, torchvision:<arch>.<WEIGHTS>, "
-                               "hf-hub:<org>/<repo>)")
+        raise TeacherLoadError(
+            "teacher.weights is empty: give the teacher's weights file (.safetensors or .pth) "
+            "or hub weights (<Model>_Weights.<NAME>, torchvision:<arch>.<WEIGHTS>, "
+            "hf-hub:<org>/<repo>)"
+        )
     if source.build is not None:  # torchvision:<name>: its builder reads the weights
         return source.build(arch, weights, num_classes, in_channels)
     where = None if weights is None else weights_source(weights)

@@ -26,8 +26,17 @@ from ..config import TeacherConfig
 from .io import TeacherLoadError
 from .registry import build_model, get_classifier, list_models
 
-__all__ = ["Factory", "ResolvedTeacher", "check_batchnorm", "check_classifier", "has_batchnorm", "import_factory",
-           "instantiate", "load_checked", "zoo_factory"]
+__all__ = [
+    "Factory",
+    "ResolvedTeacher",
+    "check_batchnorm",
+    "check_classifier",
+    "has_batchnorm",
+    "import_factory",
+    "instantiate",
+    "load_checked",
+    "zoo_factory",
+]
 
 #: ``f(num_classes, in_channels=3) -> nn.Module``: a teacher architecture with random weights.
 Factory = Callable[..., nn.Module]
@@ -60,8 +69,10 @@ def zoo_factory(arch: str) -> Factory:
         TeacherLoadError: ``arch`` is not in the zoo (the message lists the zoo).
     """
     if arch not in list_models():
-        raise TeacherLoadError(f"unknown architecture {arch!r}: use a zoo name ({', '.join(list_models())}) "
-                               "or an import path package.module:factory")
+        raise TeacherLoadError(
+            f"unknown architecture {arch!r}: use a zoo name ({', '.join(list_models())}) "
+            "or an import path package.module:factory"
+        )
     return lambda num_classes, in_channels=3: build_model(arch, num_classes, in_channels)
 
 
@@ -81,8 +92,10 @@ def import_factory(arch: str) -> Factory:
         for part in attr.split("."):
             factory = getattr(factory, part)
     except Exception as err:  # ImportError, AttributeError, or an error raised while importing the module
-        raise TeacherLoadError(f"cannot import teacher factory {arch!r} ({type(err).__name__}: {err}): check the "
-                               "module is importable (on PYTHONPATH) and defines that name") from err
+        raise TeacherLoadError(
+            f"cannot import teacher factory {arch!r} ({type(err).__name__}: {err}): check the "
+            "module is importable (on PYTHONPATH) and defines that name"
+        ) from err
     if not callable(factory):
         raise TeacherLoadError(f"teacher factory {arch!r} is a {type(factory).__name__}, not a callable")
     try:
@@ -104,8 +117,10 @@ def instantiate(arch: str, factory: Factory, num_classes: int, in_channels: int)
     try:
         model = factory(num_classes=num_classes, in_channels=in_channels)
     except Exception as err:
-        raise TeacherLoadError(f"building teacher {arch!r} with num_classes={num_classes}, in_channels={in_channels} "
-                               f"failed: {type(err).__name__}: {err}") from err
+        raise TeacherLoadError(
+            f"building teacher {arch!r} with num_classes={num_classes}, in_channels={in_channels} "
+            f"failed: {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(model, nn.Module):
         raise TeacherLoadError(f"teacher factory {arch!r} returned a {type(model).__name__}, not an nn.Module")
     return model
@@ -123,8 +138,10 @@ def check_classifier(model: nn.Module, arch: str, num_classes: int) -> None:
     except ValueError as err:
         raise TeacherLoadError(f"{arch} has no nn.Linear classifier: the teacher must end in one") from err
     if width != num_classes:
-        raise TeacherLoadError(f"the classifier of {arch} has {width} outputs but {num_classes} class names were "
-                               "given: pass the teacher's own class list")
+        raise TeacherLoadError(
+            f"the classifier of {arch} has {width} outputs but {num_classes} class names were "
+            "given: pass the teacher's own class list"
+        )
 
 
 def _preview(items: list[str]) -> str:
@@ -143,13 +160,20 @@ def load_checked(model: nn.Module, state: dict[str, torch.Tensor], weights: str 
     missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        raise TeacherLoadError(f"{weights} does not fit {arch}: missing keys [{_preview(missing)}]; unexpected "
-                               f"keys [{_preview(unexpected)}] (another architecture or depth?)")
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
+        raise TeacherLoadError(
+            f"{weights} does not fit {arch}: missing keys [{_preview(missing)}]; unexpected "
+            f"keys [{_preview(unexpected)}] (another architecture or depth?)"
+        )
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if wrong:
-        raise TeacherLoadError(f"{weights} has tensors of the wrong shape for {arch}: {_preview(wrong)} "
-                               "(another class count, input channel count or width?)")
+        raise TeacherLoadError(
+            f"{weights} has tensors of the wrong shape for {arch}: {_preview(wrong)} "
+            "(another class count, input channel count or width?)"
+        )
     model.load_state_dict({**own, **state})
 
 
@@ -165,5 +189,7 @@ def check_batchnorm(model: nn.Module, arch: str) -> None:
         TeacherLoadError: ``model`` has no BatchNorm layer.
     """
     if not has_batchnorm(model):
-        raise TeacherLoadError(f"{arch} has no BatchNorm layer: NAYER matches the teacher's BatchNorm running "
-                               "statistics and cannot distill a teacher without them")
+        raise TeacherLoadError(
+            f"{arch} has no BatchNorm layer: NAYER matches the teacher's BatchNorm running "
+            "statistics and cannot distill a teacher without them"
+        )

@@ -39,8 +39,18 @@ from .io import TeacherLoadError, load_state_dict_file
 from .registry import build_model
 from .teacher import Factory, ResolvedTeacher, load_checked
 
-__all__ = ["TIMM_PREFIX", "ZOO_EQUIVALENTS", "build_timm_folder_model", "is_timm_arch", "is_timm_config",
-           "load_timm_folder", "resolve_timm_teacher", "timm_factory", "timm_folder_config", "timm_source_input"]
+__all__ = [
+    "TIMM_PREFIX",
+    "ZOO_EQUIVALENTS",
+    "build_timm_folder_model",
+    "is_timm_arch",
+    "is_timm_config",
+    "load_timm_folder",
+    "resolve_timm_teacher",
+    "timm_factory",
+    "timm_folder_config",
+    "timm_source_input",
+]
 
 TIMM_PREFIX = "timm:"
 #: timm architecture -> the zoo model with the same state_dict keys and forward pass (timm's ResNets
@@ -74,10 +84,12 @@ def _timm_if_importable() -> ModuleType | None:
 
 
 def _model_name(arch: str, timm: ModuleType) -> str:
-    name = arch[len(TIMM_PREFIX):]
+    name = arch[len(TIMM_PREFIX) :]
     if not timm.is_model(name):
-        raise TeacherLoadError(f"teacher.arch={arch}: timm has no model {name!r}; list them with "
-                               f"timm.list_models('{name.split('.')[0][:6]}*') (a tag after the dot names weights)")
+        raise TeacherLoadError(
+            f"teacher.arch={arch}: timm has no model {name!r}; list them with "
+            f"timm.list_models('{name.split('.')[0][:6]}*') (a tag after the dot names weights)"
+        )
     return name
 
 
@@ -91,16 +103,19 @@ def timm_factory(arch: str) -> Factory:
     """
     timm = _timm(f"teacher.arch={arch}")
     name = _model_name(arch, timm)
-    return lambda num_classes, in_channels=3: timm.create_model(name, pretrained=False, num_classes=num_classes,
-                                                                in_chans=in_channels)
+    return lambda num_classes, in_channels=3: timm.create_model(
+        name, pretrained=False, num_classes=num_classes, in_chans=in_channels
+    )
 
 
 def _square(size: Any, where: str) -> tuple[int, int]:
     """(channels, side) of a timm ``input_size`` (C, H, W)."""
     channels, height, width = (int(v) for v in size)
     if height != width:
-        raise TeacherLoadError(f"{where}: input_size {list(size)} is not square; nayer-scale synthesises square "
-                               "images: use a model with a square input size")
+        raise TeacherLoadError(
+            f"{where}: input_size {list(size)} is not square; nayer-scale synthesises square "
+            "images: use a model with a square input size"
+        )
     return channels, height
 
 
@@ -123,11 +138,19 @@ def timm_source_input(pretrained_cfg: dict, num_classes: int, where: str, label_
     else:
         given = label_names if isinstance(label_names, (list, tuple)) and len(label_names) == num_classes else None
         names, key = (tuple(map(str, given)) if given else None), "id2label"
-    return SourceInput(where=where, num_classes=num_classes, class_names=names, in_channels=channels,
-                       mean=tuple(map(float, mean)) if mean is not None else None,
-                       std=tuple(map(float, std)) if std is not None else None, image_size=side,
-                       eval_resize=int(math.floor(side / crop_pct)), names_key=key, names_must_match=False,
-                       no_names=f"{num_classes} classes and no label names in its pretrained_cfg")
+    return SourceInput(
+        where=where,
+        num_classes=num_classes,
+        class_names=names,
+        in_channels=channels,
+        mean=tuple(map(float, mean)) if mean is not None else None,
+        std=tuple(map(float, std)) if std is not None else None,
+        image_size=side,
+        eval_resize=int(math.floor(side / crop_pct)),
+        names_key=key,
+        names_must_match=False,
+        no_names=f"{num_classes} classes and no label names in its pretrained_cfg",
+    )
 
 
 def timm_folder_config(config: dict, where: str) -> tuple[str, dict, SourceInput]:
@@ -144,8 +167,12 @@ def timm_folder_config(config: dict, where: str) -> tuple[str, dict, SourceInput
     model_args.setdefault("num_classes", num_classes)
     if model_args.get("in_chans") is not None:
         pretrained_cfg["input_size"] = (model_args["in_chans"], *pretrained_cfg.get("input_size", (3, 224, 224))[1:])
-    labels = (config.get("label_descriptions") or config.get("label_names") or pretrained_cfg.get("label_descriptions")
-              or pretrained_cfg.get("label_names"))
+    labels = (
+        config.get("label_descriptions")
+        or config.get("label_names")
+        or pretrained_cfg.get("label_descriptions")
+        or pretrained_cfg.get("label_names")
+    )
     if isinstance(labels, dict):  # label_descriptions may map label name -> description
         labels = list(labels.values())
     return str(config["architecture"]), model_args, timm_source_input(pretrained_cfg, num_classes, where, labels)
@@ -172,14 +199,17 @@ def build_timm_folder_model(architecture: str, model_args: dict, where: str, *, 
         with device:
             return build_model(zoo, int(args.get("num_classes", 1000)), int(args.get("in_chans", 3)))
     if timm is None:  # one line naming the extra (or the real import error of a broken install)
-        timm = _timm(f"{where} (timm's {architecture}; without timm only {', '.join(ZOO_EQUIVALENTS)} with "
-                     "default arguments load)")
+        timm = _timm(
+            f"{where} (timm's {architecture}; without timm only {', '.join(ZOO_EQUIVALENTS)} with "
+            "default arguments load)"
+        )
     try:
         with device:
             return timm.create_model(architecture, pretrained=False, **args)
     except Exception as err:
-        raise TeacherLoadError(f"{where}: timm.create_model({architecture!r}, **{args}) failed "
-                               f"({type(err).__name__}: {err})") from err
+        raise TeacherLoadError(
+            f"{where}: timm.create_model({architecture!r}, **{args}) failed ({type(err).__name__}: {err})"
+        ) from err
 
 
 def load_timm_folder(folder: str | os.PathLike, architecture: str, model_args: dict, where: str) -> nn.Module:

@@ -35,8 +35,15 @@ from torch import nn
 
 from ..config import ConfigError, NayerConfig
 from ..lte.classnames import resolve_class_names
-from .hub import (TORCHVISION_PREFIX, check_torchvision_fit, is_torchvision_spec, offline_advice, refuse_offline,
-                  torchvision_models, torchvision_weights_enum)
+from .hub import (
+    TORCHVISION_PREFIX,
+    check_torchvision_fit,
+    is_torchvision_spec,
+    offline_advice,
+    refuse_offline,
+    torchvision_models,
+    torchvision_weights_enum,
+)
 from .inputs import OWN_NAMES, SourceInput, refuse_demo_weights, resolve_source_input
 from .io import TeacherLoadError, load_state_dict_file
 from .teacher import ResolvedTeacher, check_batchnorm, check_classifier, instantiate, load_checked
@@ -50,11 +57,13 @@ def is_torchvision_arch(arch: object) -> bool:
 
 
 def _model_name(arch: str, models: ModuleType) -> str:
-    name = arch[len(TORCHVISION_PREFIX):]
+    name = arch[len(TORCHVISION_PREFIX) :]
     if name not in models.list_models(module=models):
-        raise TeacherLoadError(f"teacher.arch={arch}: torchvision has no classification model {name!r} "
-                               "(torchvision.models.list_models(module=torchvision.models) lists them, e.g. resnet101, "
-                               "efficientnet_b0, mobilenet_v3_large)")
+        raise TeacherLoadError(
+            f"teacher.arch={arch}: torchvision has no classification model {name!r} "
+            "(torchvision.models.list_models(module=torchvision.models) lists them, e.g. resnet101, "
+            "efficientnet_b0, mobilenet_v3_large)"
+        )
     return name
 
 
@@ -70,8 +79,10 @@ def _weights_of(weights: str | os.PathLike | None, name: str, models: ModuleType
     if is_torchvision_spec(weights):
         owner, enum = torchvision_weights_enum(str(weights))
         if owner != name:
-            raise TeacherLoadError(f"teacher.weights={weights} are weights of torchvision's {owner}: set "
-                                   f"teacher.arch={TORCHVISION_PREFIX}{owner}, not {TORCHVISION_PREFIX}{name}")
+            raise TeacherLoadError(
+                f"teacher.weights={weights} are weights of torchvision's {owner}: set "
+                f"teacher.arch={TORCHVISION_PREFIX}{owner}, not {TORCHVISION_PREFIX}{name}"
+            )
         return enum
     file_name = Path(weights).name
     enum_class = models.get_model_weights(name)
@@ -86,12 +97,18 @@ def torchvision_input(weights: Any) -> SourceInput:
     crop, resize = getattr(transform, "crop_size", None), getattr(transform, "resize_size", None)
     mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
     where = f"torchvision's {type(weights).__name__}.{weights.name} (transforms(), meta['categories'])"
-    return SourceInput(where=where,
-                       num_classes=len(names), class_names=names, in_channels=3,
-                       mean=tuple(map(float, mean)) if mean is not None else None,
-                       std=tuple(map(float, std)) if std is not None else None,
-                       image_size=int(crop[0]) if crop else None, eval_resize=int(resize[0]) if resize else None,
-                       names_must_match=False, no_names="no categories")
+    return SourceInput(
+        where=where,
+        num_classes=len(names),
+        class_names=names,
+        in_channels=3,
+        mean=tuple(map(float, mean)) if mean is not None else None,
+        std=tuple(map(float, std)) if std is not None else None,
+        image_size=int(crop[0]) if crop else None,
+        eval_resize=int(resize[0]) if resize else None,
+        names_must_match=False,
+        no_names="no categories",
+    )
 
 
 def _pretrained(models: ModuleType, arch: str, name: str, weights: Any, spec: str) -> nn.Module:
@@ -102,20 +119,26 @@ def _pretrained(models: ModuleType, arch: str, name: str, weights: Any, spec: st
             nothing cached, or the download / load failing.
     """
     with torch.device("meta"):  # the skeleton, no memory: refuse a model without BatchNorm before downloading
-        skeleton = instantiate(arch, lambda num_classes, in_channels=3: models.get_model(name, weights=None,
-                                                                                         num_classes=num_classes),
-                               len(weights.meta["categories"]), 3)
+        skeleton = instantiate(
+            arch,
+            lambda num_classes, in_channels=3: models.get_model(name, weights=None, num_classes=num_classes),
+            len(weights.meta["categories"]),
+            3,
+        )
     check_batchnorm(skeleton, arch)
     refuse_offline(spec, weights.url)
     try:
         return models.get_model(name, weights=weights, progress=False)
     except Exception as err:  # URLError / OSError offline, RuntimeError on a hash mismatch, a bad file
-        raise TeacherLoadError(f"cannot download or read {spec} from {weights.url} ({type(err).__name__}: {err}); "
-                               f"if this machine is offline, {offline_advice(weights.url)}") from err
+        raise TeacherLoadError(
+            f"cannot download or read {spec} from {weights.url} ({type(err).__name__}: {err}); "
+            f"if this machine is offline, {offline_advice(weights.url)}"
+        ) from err
 
 
-def build_torchvision_teacher(arch: str, weights: str | os.PathLike | None, num_classes: int,
-                              in_channels: int = 3) -> nn.Module:
+def build_torchvision_teacher(
+    arch: str, weights: str | os.PathLike | None, num_classes: int, in_channels: int = 3
+) -> nn.Module:
     """``nayer_scale.models.sources.build_teacher`` for ``teacher.arch=torchvision:<name>``.
 
     Checks, in this order: the weights file exists (a local file) or the weights enum parses and
@@ -138,15 +161,20 @@ def build_torchvision_teacher(arch: str, weights: str | os.PathLike | None, num_
         raise TeacherLoadError(f"teacher weights file {spec} does not exist")
     enum = _weights_of(spec, name, models) if spec is not None and is_torchvision_spec(spec) else None
     if in_channels != 3:
-        raise TeacherLoadError(f"teacher.arch={arch}: torchvision models take 3-channel input, not in_channels="
-                               f"{in_channels}: set teacher.in_channels=3 (and 3-channel teacher.mean / teacher.std)")
+        raise TeacherLoadError(
+            f"teacher.arch={arch}: torchvision models take 3-channel input, not in_channels="
+            f"{in_channels}: set teacher.in_channels=3 (and 3-channel teacher.mean / teacher.std)"
+        )
     if enum is not None:
         check_torchvision_fit(spec, arch, num_classes, in_channels)  # the class count, before the download
         model = _pretrained(models, arch, name, enum, spec)
     else:
-        model = instantiate(arch, lambda num_classes, in_channels=3: models.get_model(name, weights=None,
-                                                                                      num_classes=num_classes),
-                            num_classes, in_channels)
+        model = instantiate(
+            arch,
+            lambda num_classes, in_channels=3: models.get_model(name, weights=None, num_classes=num_classes),
+            num_classes,
+            in_channels,
+        )
         check_classifier(model, arch, num_classes)
         if spec is not None:
             load_checked(model, load_state_dict_file(spec), spec, arch)
@@ -170,13 +198,16 @@ def resolve_torchvision_teacher(cfg: NayerConfig) -> ResolvedTeacher:
     models = torchvision_models(f"teacher.arch={t.arch}")
     name = _model_name(t.arch, models)
     enum_name = models.get_model_weights(name).__name__
-    refuse_demo_weights(t, f"torchvision's weights of {name} by name (e.g. {enum_name}.DEFAULT, downloaded once) "
-                           "or a local file")
+    refuse_demo_weights(
+        t, f"torchvision's weights of {name} by name (e.g. {enum_name}.DEFAULT, downloaded once) or a local file"
+    )
     weights = _weights_of(t.weights, name, models)
     if weights is None:
         if t.class_names == OWN_NAMES:
-            raise ConfigError(f"teacher.class_names={OWN_NAMES} with teacher.arch={t.arch} needs weights that name "
-                              f"their classes (e.g. teacher.weights={enum_name}.DEFAULT): set teacher.class_names to "
-                              "a dataset key or a .txt file")
+            raise ConfigError(
+                f"teacher.class_names={OWN_NAMES} with teacher.arch={t.arch} needs weights that name "
+                f"their classes (e.g. teacher.weights={enum_name}.DEFAULT): set teacher.class_names to "
+                "a dataset key or a .txt file"
+            )
         return ResolvedTeacher(t, cfg.eval.resize, resolve_class_names(t.class_names))
     return resolve_source_input(cfg, torchvision_input(weights))

@@ -26,8 +26,10 @@ def _safetensors(head: bytes, size: int) -> str | None:
         return f"is not a safetensors file: it holds only {size} bytes, fewer than a safetensors header"
     (header_len,) = struct.unpack("<Q", head[:8])
     if header_len > size - 8:
-        return (f"is a truncated safetensors file: its header says {header_len} bytes of header, the whole file "
-                f"holds {size} bytes (an interrupted download or copy?)")
+        return (
+            f"is a truncated safetensors file: its header says {header_len} bytes of header, the whole file "
+            f"holds {size} bytes (an interrupted download or copy?)"
+        )
     return None
 
 
@@ -41,8 +43,10 @@ def _safetensors_data(path: Path, size: int) -> str | None:
     ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and "data_offsets" in v]
     needed = 8 + header_len + max(ends, default=0)
     if needed > size:
-        return (f"is a truncated safetensors file: its header lists {needed} bytes, the file holds {size} "
-                "(an interrupted download or copy?)")
+        return (
+            f"is a truncated safetensors file: its header lists {needed} bytes, the file holds {size} "
+            "(an interrupted download or copy?)"
+        )
     return None
 
 
@@ -55,8 +59,10 @@ def _text_kind(head: bytes, size: int) -> str | None:
         return None
     lowered = text.lstrip().lower()
     if lowered.startswith(("<!doctype html", "<html")) or "<html" in lowered[:512]:
-        return (f"is an HTML page ({size} bytes), not a weights file: the download saved a web page (an error, "
-                "login or redirect page) instead of the file; download the weights file itself")
+        return (
+            f"is an HTML page ({size} bytes), not a weights file: the download saved a web page (an error, "
+            "login or redirect page) instead of the file; download the weights file itself"
+        )
     first = text.strip().splitlines()[0][:60] if text.strip() else ""
     return f"is a text file ({size} bytes, starting {first!r}), not a weights file"
 
@@ -81,8 +87,10 @@ def describe_weights_file(path: str | os.PathLike) -> str | None:
             with zipfile.ZipFile(path) as archive:
                 archive.namelist()
         except zipfile.BadZipFile:
-            return ("is a damaged or truncated torch.save archive (a zip file without its directory: an interrupted "
-                    "download or copy?)")
+            return (
+                "is a damaged or truncated torch.save archive (a zip file without its directory: an interrupted "
+                "download or copy?)"
+            )
         return None
     if len(head) >= 2 and head[0] == 0x80 and head[1] in _PICKLE_PROTOCOLS:
         return None
@@ -93,5 +101,7 @@ def describe_weights_file(path: str | os.PathLike) -> str | None:
         return _safetensors(head, size) or _safetensors_data(path, size)
     if path.suffix == ".safetensors":
         return _safetensors(head, size) or "is not a safetensors file: no JSON header after its first 8 bytes"
-    return (f"is not a weights file: its first bytes ({head[:8].hex(' ')}) match no known format (safetensors, "
-            "a torch.save zip archive or pickle)")
+    return (
+        f"is not a weights file: its first bytes ({head[:8].hex(' ')}) match no known format (safetensors, "
+        "a torch.save zip archive or pickle)"
+    )

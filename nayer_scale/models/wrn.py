@@ -43,8 +43,12 @@ class NetworkBlock(nn.Module):
 
     def __init__(self, n: int, in_planes: int, out_planes: int, stride: int) -> None:
         super().__init__()
-        self.layer = nn.Sequential(*[WideBasicBlock(in_planes if i == 0 else out_planes, out_planes,
-                                                    stride if i == 0 else 1) for i in range(n)])
+        self.layer = nn.Sequential(
+            *[
+                WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                for i in range(n)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)

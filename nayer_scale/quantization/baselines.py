@@ -32,35 +32,43 @@ from ..recipes import as_deepinversion, get_preset
 __all__ = ["nayer_bank_config", "zeroq_config", "kd_finetune", "normalizer", "top1"]
 
 
-def nayer_bank_config(bits: str, run_dir: str, epochs: int, kd_steps: int, lr: float,
-                      base: str = "fashion_mnist") -> NayerConfig:
+def nayer_bank_config(
+    bits: str, run_dir: str, epochs: int, kd_steps: int, lr: float, base: str = "fashion_mnist"
+) -> NayerConfig:
     """A NAYER run whose student is the ``bits`` quantized copy of the teacher (the adversarial
     term is computed against it), ``epochs`` epochs (1 warm-up) of ``kd_steps`` student steps at
     ``lr``, no evaluation set; its memory bank is the synthetic data of the NAYER rows."""
     cfg = get_preset(base)
-    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig.from_name(bits))
+    cfg.student = dataclasses.replace(
+        cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig.from_name(bits)
+    )
     cfg.distill.lr, cfg.distill.lr_min, cfg.distill.steps_per_epoch = lr, min(cfg.distill.lr_min, lr), kd_steps
     cfg.synthesis.generator_life_epochs = max(epochs, 1)
     cfg.eval.dataset = "none"
-    cfg.run = dataclasses.replace(cfg.run, run_dir=run_dir, epochs=epochs, warmup_epochs=min(1, epochs - 1),
-                                  resume=True, progress=False)
+    cfg.run = dataclasses.replace(
+        cfg.run, run_dir=run_dir, epochs=epochs, warmup_epochs=min(1, epochs - 1), resume=True, progress=False
+    )
     return cfg.validate()
 
 
-def zeroq_config(bits: str, run_dir: str, batches: int, pixel_steps: int, lr: float,
-                 base: str = "fashion_mnist") -> NayerConfig:
+def zeroq_config(
+    bits: str, run_dir: str, batches: int, pixel_steps: int, lr: float, base: str = "fashion_mnist"
+) -> NayerConfig:
     """ZeroQ-style distilled data on the same harness: DeepInversion pixel optimisation
     (``as_deepinversion`` with ``pixel_steps`` Adam steps per batch) with ``ce_loss_weight`` 0 and
     ``adv_loss_weight`` 0, i.e. BN-statistics matching (plus DeepInversion's tiny image priors);
     ``batches`` epochs of one synthesis batch each; the run's own student steps are minimal (one per
     epoch): only its memory bank is used."""
     cfg = as_deepinversion(get_preset(base), steps=pixel_steps)
-    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig.from_name(bits))
+    cfg.student = dataclasses.replace(
+        cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig.from_name(bits)
+    )
     cfg.synthesis.ce_loss_weight, cfg.synthesis.adv_loss_weight = 0.0, 0.0
     cfg.distill.lr, cfg.distill.lr_min, cfg.distill.steps_per_epoch = lr, min(cfg.distill.lr_min, lr), 1
     cfg.eval.dataset = "none"
-    cfg.run = dataclasses.replace(cfg.run, run_dir=run_dir, epochs=batches, warmup_epochs=0, resume=True,
-                                  progress=False)
+    cfg.run = dataclasses.replace(
+        cfg.run, run_dir=run_dir, epochs=batches, warmup_epochs=0, resume=True, progress=False
+    )
     return cfg.validate()
 
 
@@ -74,13 +82,23 @@ def normalizer(mean: tuple[float, ...], std: tuple[float, ...]) -> Callable[[tor
 def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250) -> float:
     """Top-1 accuracy (fraction) of ``model`` (eval mode) on normalised ``images`` (N, C, H, W)."""
     model.eval()
-    correct = sum(int((model(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum())
-                  for i in range(0, len(images), batch_size))
+    correct = sum(
+        int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+        for i in range(0, len(images), batch_size)
+    )
     return correct / len(images)
 
 
-def kd_finetune(student: nn.Module, teacher: nn.Module, cfg: NayerConfig, sample: Callable[[int, torch.Generator],
-                torch.Tensor], steps: int, accelerator, seed: int = 0, schedule_chunks: int = 10) -> float:
+def kd_finetune(
+    student: nn.Module,
+    teacher: nn.Module,
+    cfg: NayerConfig,
+    sample: Callable[[int, torch.Generator], torch.Tensor],
+    steps: int,
+    accelerator,
+    seed: int = 0,
+    schedule_chunks: int = 10,
+) -> float:
     """``steps`` KD steps of ``StudentEngine`` (``cfg.distill``: SGD, lr, temperature, augmentation)
     on batches ``sample(batch_size, generator)`` of [0, 1] images (N, C, H, W); the cosine schedule
     spans ``schedule_chunks`` chunks of the steps. fp32, no channels_last (CPU-friendly). The

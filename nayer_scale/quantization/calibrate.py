@@ -25,9 +25,13 @@ CALIBRATION_METHODS = ("minmax", "percentile")
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], method: CalibrationMethod = "minmax",
-              percentile: float = 99.99, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
-              ) -> dict[str, tuple[float, float]]:
+def calibrate(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    method: CalibrationMethod = "minmax",
+    percentile: float = 99.99,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, tuple[float, float]]:
     """Set every activation range of ``model`` from ``batches``, in place (model left in eval mode).
 
     Args:

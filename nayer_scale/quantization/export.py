@@ -38,8 +38,16 @@ __all__ = ["export_quantized", "load_quantized", "FORMAT", "RESERVED_KEYS"]
 
 FORMAT = "nayer-scale-quantized/1"
 #: metadata keys written by ``export_quantized`` itself
-RESERVED_KEYS = ("format", "arch", "num_classes", "in_channels", "quantization", "keep_ends_8bit", "fold_bn",
-                 "layer_bits")
+RESERVED_KEYS = (
+    "format",
+    "arch",
+    "num_classes",
+    "in_channels",
+    "quantization",
+    "keep_ends_8bit",
+    "fold_bn",
+    "layer_bits",
+)
 
 
 def _layer_bits(model: nn.Module) -> dict[str, list[int]]:
@@ -47,8 +55,17 @@ def _layer_bits(model: nn.Module) -> dict[str, list[int]]:
 
 
 @torch.no_grad()
-def export_quantized(model: nn.Module, path: str | os.PathLike, *, arch: str, num_classes: int, in_channels: int,
-                     spec: QuantSpec, fold_bn: bool = True, metadata: dict[str, str] | None = None) -> dict:
+def export_quantized(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    spec: QuantSpec,
+    fold_bn: bool = True,
+    metadata: dict[str, str] | None = None,
+) -> dict:
     """Write ``model`` (from ``quantized_copy``, trained or calibrated) as integers + scales.
 
     Args:
@@ -66,8 +83,9 @@ def export_quantized(model: nn.Module, path: str | os.PathLike, *, arch: str, nu
     for name, layer in layers.items():
         wq, aq = layer.weight_fake_quant, layer.input_fake_quant
         if not bool(aq.calibrated[0]):
-            raise ValueError(f"{name}: its activation range was never observed; calibrate or train the model "
-                             "before exporting")
+            raise ValueError(
+                f"{name}: its activation range was never observed; calibrate or train the model before exporting"
+            )
         w = layer.weight.detach().float()
         if bool(wq.observer_enabled[0]):
             wq(w)  # scales of the current weights
@@ -87,9 +105,16 @@ def export_quantized(model: nn.Module, path: str | os.PathLike, *, arch: str, nu
     for key, value in model.state_dict().items():
         if key not in covered:
             tensors[key] = value.detach().contiguous()
-    meta = {"format": FORMAT, "arch": arch, "num_classes": str(num_classes), "in_channels": str(in_channels),
-            "quantization": spec.name, "keep_ends_8bit": json.dumps(spec.keep_ends_8bit), "fold_bn": json.dumps(fold_bn),
-            "layer_bits": json.dumps(_layer_bits(model))}
+    meta = {
+        "format": FORMAT,
+        "arch": arch,
+        "num_classes": str(num_classes),
+        "in_channels": str(in_channels),
+        "quantization": spec.name,
+        "keep_ends_8bit": json.dumps(spec.keep_ends_8bit),
+        "fold_bn": json.dumps(fold_bn),
+        "layer_bits": json.dumps(_layer_bits(model)),
+    }
     clash = set(meta) & set(metadata or {})
     if clash:
         raise ValueError(f"metadata keys {sorted(clash)} are reserved by the export format")
@@ -120,8 +145,10 @@ def load_quantized(path: str | os.PathLike, device: torch.device | str = "cpu") 
     base = build_model(meta["arch"], int(meta["num_classes"]), int(meta["in_channels"])).eval()
     model = quantized_copy(base, spec, fold_bn=json.loads(meta["fold_bn"]))
     if _layer_bits(model) != json.loads(meta["layer_bits"]):
-        raise ValueError(f"{path}: the layers / bit widths of the rebuilt {meta['arch']} differ from the file's "
-                         f"layer_bits; was it exported from another model?")
+        raise ValueError(
+            f"{path}: the layers / bit widths of the rebuilt {meta['arch']} differ from the file's "
+            f"layer_bits; was it exported from another model?"
+        )
     state = model.state_dict()
     for name, layer in quantized_layers(model).items():
         wq, aq = layer.weight_fake_quant, layer.input_fake_quant
@@ -141,7 +168,9 @@ def load_quantized(path: str | os.PathLike, device: torch.device | str = "cpu") 
     missing = [k for k in state if k not in tensors and not any(k.startswith(n + ".") for n in quantized_layers(model))]
     unexpected = [k for k in tensors if k not in state]
     if missing or unexpected:
-        raise ValueError(f"{path}: tensors do not match the rebuilt {meta['arch']}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{path}: tensors do not match the rebuilt {meta['arch']}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
     model.load_state_dict(tensors, strict=False)
     return model.to(device).eval(), dict(meta)

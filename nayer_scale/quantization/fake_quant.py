@@ -40,9 +40,20 @@ from torch.ao.quantization import FakeQuantize, MinMaxObserver, MovingAverageMin
 from torch.ao.quantization.qconfig import QConfig
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["QuantSpec", "parse_quantization", "WeightFakeQuantize", "ActivationFakeQuantize", "PercentileObserver",
-           "QuantConv2d", "QuantLinear", "fold_batchnorm", "quantized_copy", "quantized_layers",
-           "activation_quantizers", "QUANTIZATION_PATTERN"]
+__all__ = [
+    "QuantSpec",
+    "parse_quantization",
+    "WeightFakeQuantize",
+    "ActivationFakeQuantize",
+    "PercentileObserver",
+    "QuantConv2d",
+    "QuantLinear",
+    "fold_batchnorm",
+    "quantized_copy",
+    "quantized_layers",
+    "activation_quantizers",
+    "QUANTIZATION_PATTERN",
+]
 
 #: ``w{B}a{B}``: weight bits then activation bits, each 2..8.
 QUANTIZATION_PATTERN = re.compile(r"^w([2-8])a([2-8])$")
@@ -73,8 +84,10 @@ def parse_quantization(text: str, keep_ends_8bit: bool = True) -> QuantSpec | No
         return None
     match = QUANTIZATION_PATTERN.match(text)
     if not match:
-        raise ValueError(f"student.quantization={text!r} is not w{{B}}a{{B}} with bit widths B in 2..8: use e.g. "
-                         "w8a8, w6a6, w4a8, w4a4, or none")
+        raise ValueError(
+            f"student.quantization={text!r} is not w{{B}}a{{B}} with bit widths B in 2..8: use e.g. "
+            "w8a8, w6a6, w4a8, w4a4, or none"
+        )
     return QuantSpec(int(match.group(1)), int(match.group(2)), keep_ends_8bit)
 
 
@@ -87,8 +100,15 @@ class WeightFakeQuantize(FakeQuantize):
 
     def __init__(self, bits: int = 8, **kwargs) -> None:
         qmax = 2 ** (bits - 1) - 1
-        super().__init__(observer=PerChannelMinMaxObserver, quant_min=-qmax, quant_max=qmax, dtype=torch.qint8,
-                         qscheme=torch.per_channel_symmetric, ch_axis=0, **kwargs)
+        super().__init__(
+            observer=PerChannelMinMaxObserver,
+            quant_min=-qmax,
+            quant_max=qmax,
+            dtype=torch.qint8,
+            qscheme=torch.per_channel_symmetric,
+            ch_axis=0,
+            **kwargs,
+        )
         self.bits = bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,8 +130,14 @@ class ActivationFakeQuantize(FakeQuantize):
 
     def __init__(self, bits: int = 8, observer=MovingAverageMinMaxObserver, **kwargs) -> None:
         kwargs.setdefault("averaging_constant", EMA_CONSTANT) if observer is MovingAverageMinMaxObserver else None
-        super().__init__(observer=observer, quant_min=0, quant_max=2 ** bits - 1, dtype=torch.quint8,
-                         qscheme=torch.per_tensor_affine, **kwargs)
+        super().__init__(
+            observer=observer,
+            quant_min=0,
+            quant_max=2**bits - 1,
+            dtype=torch.quint8,
+            qscheme=torch.per_tensor_affine,
+            **kwargs,
+        )
         self.bits = bits
         self.calibrating = False
         self.register_buffer("calibrated", torch.zeros(1, dtype=torch.uint8))
@@ -224,8 +250,13 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
         source = node.args[0]
-        if (isinstance(source, fx.Node) and source.op == "call_module" and type(modules.get(source.target)) is nn.Conv2d
-                and len(source.users) == 1 and modules[node.target].track_running_stats):
+        if (
+            isinstance(source, fx.Node)
+            and source.op == "call_module"
+            and type(modules.get(source.target)) is nn.Conv2d
+            and len(source.users) == 1
+            and modules[node.target].track_running_stats
+        ):
             pairs.append((source.target, node.target))
     for conv_name, bn_name in pairs:
         _set_module(model, conv_name, fuse_conv_bn_eval(modules[conv_name], modules[bn_name]))
@@ -238,8 +269,11 @@ def _execution_order(model: nn.Module) -> list[str]:
     graph = _trace(model)
     modules = dict(model.named_modules())
     if graph is not None:
-        names = [n.target for n in graph.graph.nodes if n.op == "call_module"
-                 and type(modules.get(n.target)) in (nn.Conv2d, nn.Linear)]
+        names = [
+            n.target
+            for n in graph.graph.nodes
+            if n.op == "call_module" and type(modules.get(n.target)) in (nn.Conv2d, nn.Linear)
+        ]
         if names:
             return list(dict.fromkeys(names))
     return [name for name, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
@@ -271,8 +305,9 @@ def quantized_copy(model: nn.Module, spec: QuantSpec, fold_bn: bool = True) -> n
     for name in names:
         layer = student.get_submodule(name)
         w_bits, a_bits = (8, 8) if name in ends else (spec.weight_bits, spec.activation_bits)
-        layer.qconfig = QConfig(activation=ActivationFakeQuantize.with_args(bits=a_bits),
-                                weight=WeightFakeQuantize.with_args(bits=w_bits))
+        layer.qconfig = QConfig(
+            activation=ActivationFakeQuantize.with_args(bits=a_bits), weight=WeightFakeQuantize.with_args(bits=w_bits)
+        )
         cls = QuantConv2d if isinstance(layer, nn.Conv2d) else QuantLinear
         quant = cls.from_float(layer)
         quant.input_fake_quant = layer.qconfig.activation()

@@ -29,8 +29,9 @@ def quantized_student(student_cfg, teacher: nn.Module) -> nn.Module:
     """
     spec = quant_spec(student_cfg)
     if spec is None:
-        raise ValueError("student.quantization has no bit widths: build a float student with "
-                         "nayer_scale.models.build_model")
+        raise ValueError(
+            "student.quantization has no bit widths: build a float student with nayer_scale.models.build_model"
+        )
     was_training = teacher.training
     student = quantized_copy(teacher.eval(), spec, fold_bn=student_cfg.quantization.fold_bn)
     teacher.train(was_training)
@@ -44,6 +45,13 @@ def export_student(cfg, student: nn.Module, path, metadata: dict[str, str]) -> d
     from .export import RESERVED_KEYS, export_quantized
 
     extra = {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}
-    return export_quantized(student, path, arch=cfg.teacher.arch, num_classes=int(metadata["num_classes"]),
-                            in_channels=cfg.teacher.in_channels, spec=quant_spec(cfg.student),
-                            fold_bn=cfg.student.quantization.fold_bn, metadata=extra)
+    return export_quantized(
+        student,
+        path,
+        arch=cfg.teacher.arch,
+        num_classes=int(metadata["num_classes"]),
+        in_channels=cfg.teacher.in_channels,
+        spec=quant_spec(cfg.student),
+        fold_bn=cfg.student.quantization.fold_bn,
+        metadata=extra,
+    )

@@ -43,6 +43,7 @@ def as_fast(cfg: NayerConfig) -> NayerConfig:
 
 def described(fn, doc: str):
     """``fn`` under another docstring (``nayer-scale presets`` shows each preset's first sentence)."""
+
     def recipe(cfg: NayerConfig) -> NayerConfig:
         return fn(cfg)
 
@@ -52,9 +53,17 @@ def described(fn, doc: str):
 
 def register_baselines(parent: str) -> None:
     """Register ``<parent>_deepinversion`` and ``<parent>_fast`` with the published recipes."""
-    preset(f"{parent}_deepinversion", parent=parent)(described(
-        as_deepinversion, f"DeepInversion (Yin et al., CVPR 2020) on the {parent} teacher, student and schedule: "
-                          "2000 pixel steps per batch. See ``as_deepinversion``."))
-    preset(f"{parent}_fast", parent=parent)(described(
-        as_fast, f"Fast (Fang et al., AAAI 2022) on the {parent} teacher, student and schedule: a meta-learned "
-                 "generator, 5 steps per batch. See ``as_fast``."))
+    preset(f"{parent}_deepinversion", parent=parent)(
+        described(
+            as_deepinversion,
+            f"DeepInversion (Yin et al., CVPR 2020) on the {parent} teacher, student and schedule: "
+            "2000 pixel steps per batch. See ``as_deepinversion``.",
+        )
+    )
+    preset(f"{parent}_fast", parent=parent)(
+        described(
+            as_fast,
+            f"Fast (Fang et al., AAAI 2022) on the {parent} teacher, student and schedule: a meta-learned "
+            "generator, 5 steps per batch. See ``as_fast``.",
+        )
+    )

@@ -15,10 +15,21 @@ __all__ = ["cifar10", "cifar100", "tiny_imagenet"]
 def cifar10() -> NayerConfig:
     """CIFAR-10, wrn40_2 -> wrn16_2, published NAYER hyper-parameters (E=100 -> 120 epochs)."""
     return NayerConfig(
-        teacher=TeacherConfig(arch="wrn40_2", weights="", class_names="cifar10", mean=(0.4914, 0.4822, 0.4465),
-                              std=(0.2023, 0.1994, 0.2010), in_channels=3, image_size=32),
-        student=StudentConfig(arch="wrn16_2"), synthesis=published_synthesis(), distill=published_distill(),
-        eval=published_eval(), run=published_run("runs/cifar10"))
+        teacher=TeacherConfig(
+            arch="wrn40_2",
+            weights="",
+            class_names="cifar10",
+            mean=(0.4914, 0.4822, 0.4465),
+            std=(0.2023, 0.1994, 0.2010),
+            in_channels=3,
+            image_size=32,
+        ),
+        student=StudentConfig(arch="wrn16_2"),
+        synthesis=published_synthesis(),
+        distill=published_distill(),
+        eval=published_eval(),
+        run=published_run("runs/cifar10"),
+    )
 
 
 register_baselines("cifar10")
@@ -41,10 +52,20 @@ register_baselines("cifar100")
 def tiny_imagenet() -> NayerConfig:
     """Tiny-ImageNet (64 px), resnet34 -> resnet18, published hyper-parameters (no flip)."""
     return NayerConfig(
-        teacher=TeacherConfig(arch="resnet34", weights="", class_names="tiny_imagenet", mean=(0.4802, 0.4481, 0.3975),
-                              std=(0.2302, 0.2265, 0.2262), in_channels=3, image_size=64),
+        teacher=TeacherConfig(
+            arch="resnet34",
+            weights="",
+            class_names="tiny_imagenet",
+            mean=(0.4802, 0.4481, 0.3975),
+            std=(0.2302, 0.2265, 0.2262),
+            in_channels=3,
+            image_size=64,
+        ),
         student=StudentConfig(arch="resnet18"),
-        synthesis=published_synthesis(batch_size=200, num_generator_steps=60, batches_per_epoch=4,
-                                      warmup_batches_per_epoch=20, flip=False),
+        synthesis=published_synthesis(
+            batch_size=200, num_generator_steps=60, batches_per_epoch=4, warmup_batches_per_epoch=20, flip=False
+        ),
         distill=published_distill(batch_size=256, steps_per_epoch=1000, lr=0.1, flip=False),
-        eval=published_eval(), run=published_run("runs/tiny_imagenet"))
+        eval=published_eval(),
+        run=published_run("runs/tiny_imagenet"),
+    )

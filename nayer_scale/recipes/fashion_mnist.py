@@ -38,9 +38,13 @@ def fashion_mnist_deepinversion(cfg: NayerConfig) -> NayerConfig:
     return as_deepinversion(cfg, steps=200)
 
 
-preset("fashion_mnist_fast", parent="fashion_mnist")(described(
-    as_fast, "Fast (Fang et al., AAAI 2022) on the Fashion-MNIST CPU demo: a meta-learned generator, 5 steps per batch. "
-             "See ``as_fast``."))
+preset("fashion_mnist_fast", parent="fashion_mnist")(
+    described(
+        as_fast,
+        "Fast (Fang et al., AAAI 2022) on the Fashion-MNIST CPU demo: a meta-learned generator, 5 steps per batch. "
+        "See ``as_fast``.",
+    )
+)
 
 
 @preset("fashion_mnist_w4a4", parent="fashion_mnist")
@@ -51,8 +55,9 @@ def fashion_mnist_w4a4(cfg: NayerConfig) -> NayerConfig:
     quantized network diverges at the demo's 0.1: benchmarks/quantization.py). Other bit widths:
     ``student.quantization.weight_bits=8 student.quantization.activation_bits=8`` etc. The quantized
     export is ``student_quantized.safetensors``."""
-    cfg.student = dataclasses.replace(cfg.student, arch=cfg.teacher.arch,
-                                      quantization=QuantizationConfig(weight_bits=4, activation_bits=4))
+    cfg.student = dataclasses.replace(
+        cfg.student, arch=cfg.teacher.arch, quantization=QuantizationConfig(weight_bits=4, activation_bits=4)
+    )
     cfg.distill.lr, cfg.distill.lr_min = 1e-4, 1e-6
     cfg.run.run_dir = "runs/fashion_mnist_w4a4"
     return cfg

@@ -35,13 +35,21 @@ def imagenet_r50() -> NayerConfig:
     on: after a preemption the same command continues the run.
     """
     cfg = NayerConfig(
-        teacher=TeacherConfig(arch="tv_resnet50", weights="torchvision:resnet50.IMAGENET1K_V1", class_names="imagenet",
-                              mean=IMAGENET_MEAN, std=IMAGENET_STD, in_channels=3, image_size=224),
+        teacher=TeacherConfig(
+            arch="tv_resnet50",
+            weights="torchvision:resnet50.IMAGENET1K_V1",
+            class_names="imagenet",
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            in_channels=3,
+            image_size=224,
+        ),
         student=StudentConfig(arch="tv_resnet50"),
         synthesis=published_synthesis(batch_size=256, num_generator_steps=60, roll_jitter=224 // 8),
         distill=published_distill(batch_size=256, steps_per_epoch=500, lr=0.1, resized_crop_scale=(0.08, 1.0)),
         eval=published_eval(every_epochs=10),  # 50,000 val images: not every epoch
-        run=published_run("runs/imagenet_r50", epochs=320, grid_per_class=1, resume=True))
+        run=published_run("runs/imagenet_r50", epochs=320, grid_per_class=1, resume=True),
+    )
     cfg.memory.max_images = 300_000
     return cfg
 
@@ -74,6 +82,7 @@ def imagenet_r50_smoke(cfg: NayerConfig) -> NayerConfig:
     cfg.distill.batch_size, cfg.distill.steps_per_epoch = 8, 3
     cfg.eval.batch_size = 16
     cfg.memory.cache = "none"
-    cfg.run = dataclasses.replace(cfg.run, run_dir="runs/imagenet_r50_smoke", epochs=3, warmup_epochs=1,
-                                  safe_point_every_steps=1)
+    cfg.run = dataclasses.replace(
+        cfg.run, run_dir="runs/imagenet_r50_smoke", epochs=3, warmup_epochs=1, safe_point_every_steps=1
+    )
     return cfg

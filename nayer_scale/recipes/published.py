@@ -11,8 +11,14 @@ __all__ = ["published_distill", "published_eval", "published_run", "published_sy
 def published_synthesis(**changes) -> SynthesisConfig:
     """CIFAR-10: synthesis batches of 400, 30 generator steps, 2 batches per epoch (10 in warm-up),
     generator width 64, crop padding 4; the loss weights and momentum are the schema's defaults."""
-    values = dict(batch_size=400, num_generator_steps=30, batches_per_epoch=2, warmup_batches_per_epoch=10,
-                  generator_width=64, crop_padding=4)
+    values = dict(
+        batch_size=400,
+        num_generator_steps=30,
+        batches_per_epoch=2,
+        warmup_batches_per_epoch=10,
+        generator_width=64,
+        crop_padding=4,
+    )
     return SynthesisConfig(**{**values, **changes})
 
 

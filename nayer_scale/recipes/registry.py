@@ -30,6 +30,7 @@ def preset(name: str, parent: str | None = None) -> typing.Callable[[typing.Call
     Raises:
         ValueError: ``name`` is registered already, or ``parent`` is not (register parents first).
     """
+
     def register(fn: typing.Callable) -> PresetBuilder:
         if name in PRESETS:
             raise ValueError(f"preset {name!r} is registered twice")
@@ -46,6 +47,7 @@ def preset(name: str, parent: str | None = None) -> typing.Callable[[typing.Call
 
         PRESETS[name] = build
         return build
+
     return register
 
 
@@ -65,8 +67,13 @@ def get_preset(name: str) -> NayerConfig:
     return PRESETS[name]()
 
 
-def compose_config(default_preset: str, *, preset_name: str | None = None, config_file: str | Path | None = None,
-                   overrides: typing.Sequence[str] = ()) -> NayerConfig:
+def compose_config(
+    default_preset: str,
+    *,
+    preset_name: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: typing.Sequence[str] = (),
+) -> NayerConfig:
     """The validated config: preset, then the YAML file's sections, then the overrides on top.
 
     The preset is ``preset_name`` when given (command line ``preset=``), else the YAML file's

@@ -11,10 +11,29 @@ Files:
 from .bn_hooks import BN_STATS_SCOPES, BNStatsHooks
 from .generators import Generator
 from .labels import LabelSampler, batches_before_epoch, class_ordered_labels, rotating_class_slice
-from .methods import (DeepInversionSynthesizer, FastSynthesizer, NayerSynthesizer, SynthesisContext, Synthesizer,
-                      build_synthesizer)
+from .methods import (
+    DeepInversionSynthesizer,
+    FastSynthesizer,
+    NayerSynthesizer,
+    SynthesisContext,
+    Synthesizer,
+    build_synthesizer,
+)
 from .noisy_layer import NoisyLayer
 
-__all__ = ["BN_STATS_SCOPES", "BNStatsHooks", "DeepInversionSynthesizer", "FastSynthesizer", "Generator",
-           "LabelSampler", "NayerSynthesizer", "NoisyLayer", "SynthesisContext", "Synthesizer", "batches_before_epoch",
-           "build_synthesizer", "class_ordered_labels", "rotating_class_slice"]
+__all__ = [
+    "BN_STATS_SCOPES",
+    "BNStatsHooks",
+    "DeepInversionSynthesizer",
+    "FastSynthesizer",
+    "Generator",
+    "LabelSampler",
+    "NayerSynthesizer",
+    "NoisyLayer",
+    "SynthesisContext",
+    "Synthesizer",
+    "batches_before_epoch",
+    "build_synthesizer",
+    "class_ordered_labels",
+    "rotating_class_slice",
+]

@@ -85,8 +85,9 @@ class ProcessScope:
         """r_l and the batch statistics of x, straight away."""
         module = layer.module
         ema_mean, ema_var = layer.ema_pair()
-        loss, mean, var = bn_stats_loss(x, module.running_mean, module.running_var, ema_mean, ema_var, momentum,
-                                        backend=backend)
+        loss, mean, var = bn_stats_loss(
+            x, module.running_mean, module.running_var, ema_mean, ema_var, momentum, backend=backend
+        )
         layer.loss, layer.stats = loss, (mean, var)
 
     def finalize(self, layers: list[BNLayerState], momentum: float) -> None:
@@ -141,7 +142,13 @@ class GlobalScope:
             offset += 2 * c
             count = total[flat.numel() - n_layers + i]
             loss, mean, var = bn_stats_loss_from_sums(
-                count, s1, s2, module.running_mean, module.running_mean, module.running_var, *layer.ema_pair(),
+                count,
+                s1,
+                s2,
+                module.running_mean,
+                module.running_mean,
+                module.running_var,
+                *layer.ema_pair(),
                 momentum,
             )
             layer.loss, layer.stats = loss, (mean, var)
@@ -189,9 +196,15 @@ class BNStatsHooks:
         ImportError: backend "auto" with NAYER_KERNELS=triton and triton not installed.
     """
 
-    def __init__(self, teacher: nn.Module, momentum: float = 0.9, first_bn_multiplier: float = 1.0,
-                 backend: str = "reference", scope: str = "process",
-                 all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        teacher: nn.Module,
+        momentum: float = 0.9,
+        first_bn_multiplier: float = 1.0,
+        backend: str = "reference",
+        scope: str = "process",
+        all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self._layers = [BNLayerState(m) for m in teacher.modules() if isinstance(m, nn.BatchNorm2d)]
         if not self._layers:
             raise ValueError("the teacher has no BatchNorm2d layer: the BN-statistics loss needs one")

@@ -40,14 +40,18 @@ class Generator(nn.Module):
         imagenet = image_size >= 112
         stages = 4 if imagenet else 3 if image_size >= 64 else 2
         if image_size % (2**stages):
-            raise ValueError(f"image_size {image_size} must be divisible by {2 ** stages}")
+            raise ValueError(f"image_size {image_size} must be divisible by {2**stages}")
         self.init_size = image_size // 2**stages
         self.noise_dim = noise_dim
         self.fc = nn.Linear(noise_dim, 2 * width * self.init_size**2)
         if imagenet:
             widths = [2 * width, 2 * width, width, width, width]
-            layers: list[nn.Module] = [nn.BatchNorm2d(2 * width), nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False),
-                                       nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2, inplace=True)]
+            layers: list[nn.Module] = [
+                nn.BatchNorm2d(2 * width),
+                nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(2 * width),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         else:
             widths = [2 * width] * stages + [width]
             layers = [nn.BatchNorm2d(2 * width)]

@@ -29,21 +29,25 @@ def batches_before_epoch(epoch: int, warmup_epochs: int, warmup_batches: int, ba
     return warm * warmup_batches + (epoch - warm) * batches
 
 
-def rotating_class_slice(slot: int, batch_size: int, num_classes: int,
-                         device: torch.device | str = "cpu") -> torch.Tensor:
+def rotating_class_slice(
+    slot: int, batch_size: int, num_classes: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Labels (batch_size,) int64 of global synthesis slot ``slot``: ``(slot * B + i) mod K``.
 
     Raises:
         ValueError: negative slot, or batch_size / num_classes < 1.
     """
     if slot < 0 or batch_size < 1 or num_classes < 1:
-        raise ValueError(f"need slot >= 0 and positive batch_size / num_classes, got {slot}, {batch_size}, {num_classes}")
+        raise ValueError(
+            f"need slot >= 0 and positive batch_size / num_classes, got {slot}, {batch_size}, {num_classes}"
+        )
     start = (slot * batch_size) % num_classes
     return (start + torch.arange(batch_size, device=device)) % num_classes
 
 
-def class_ordered_labels(batch_size: int, num_classes: int, generator: torch.Generator,
-                         device: torch.device | str = "cpu") -> torch.Tensor:
+def class_ordered_labels(
+    batch_size: int, num_classes: int, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Published NAYER labels (batch_size,) int64: [0..K-1] repeated B // K times, then B % K random
     labels drawn from ``generator`` (on ``device``)."""
     extra = torch.randint(num_classes, (batch_size % num_classes,), device=device, generator=generator)
@@ -60,8 +64,18 @@ class LabelSampler:
         generator: draws the B % K random labels of the class-ordered scheme (on ``device``).
     """
 
-    def __init__(self, batch_size: int, num_classes: int, warmup_epochs: int, warmup_batches: int, batches: int,
-                 rank: int, world_size: int, generator: torch.Generator, device: torch.device | str) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        num_classes: int,
+        warmup_epochs: int,
+        warmup_batches: int,
+        batches: int,
+        rank: int,
+        world_size: int,
+        generator: torch.Generator,
+        device: torch.device | str,
+    ) -> None:
         self.batch_size, self.num_classes = batch_size, num_classes
         self.schedule = (warmup_epochs, warmup_batches, batches)
         self.rank, self.world_size, self.generator, self.device = rank, world_size, generator, device

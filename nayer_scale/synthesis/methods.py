@@ -88,8 +88,9 @@ class SynthesisContext:
     rank: int = 0
     all_reduce: Callable[[list[torch.Tensor]], None] | None = None
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor,
-             student: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, student: nn.Module | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The shared synthesis loss on one augmented view of ``images``.
 
         Args:
@@ -105,8 +106,11 @@ class SynthesisContext:
             teacher_logits = self.teacher(augmented)
         loss_bn = self.hooks.loss()
         loss_ce = F.cross_entropy(teacher_logits.float(), labels)
-        loss_adv = (adversarial_loss(student(augmented), teacher_logits) if student is not None
-                    else torch.zeros((), device=self.device))
+        loss_adv = (
+            adversarial_loss(student(augmented), teacher_logits)
+            if student is not None
+            else torch.zeros((), device=self.device)
+        )
         loss = s.bn_loss_weight * loss_bn + s.ce_loss_weight * loss_ce + s.adv_loss_weight * loss_adv
         return loss, {"bn": loss_bn.detach(), "ce": loss_ce.detach(), "adv": loss_adv.detach()}
 
@@ -172,8 +176,9 @@ class Synthesizer:
     def start_epoch(self, epoch: int) -> None:
         """Called before the first batch of every epoch."""
 
-    def synthesize(self, labels: torch.Tensor, epoch: int, batch_index: int,
-                   student: nn.Module | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def synthesize(
+        self, labels: torch.Tensor, epoch: int, batch_index: int, student: nn.Module | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -215,8 +220,9 @@ class NayerSynthesizer(Synthesizer):
         ValueError: an LTE input without ``lte``.
     """
 
-    def __init__(self, ctx: SynthesisContext, lte: torch.Tensor | None, num_classes: int,
-                 backend: str = "reference") -> None:
+    def __init__(
+        self, ctx: SynthesisContext, lte: torch.Tensor | None, num_classes: int, backend: str = "reference"
+    ) -> None:
         super().__init__(ctx)
         s, n = ctx.config, ctx.config.nayer
         if lte is None and n.generator_input.startswith("lte"):
@@ -224,14 +230,21 @@ class NayerSynthesizer(Synthesizer):
         self.lte, self.num_classes = lte, num_classes
         text_dim = lte.shape[1] if lte is not None else 0
         self.z_dim = {"noise": s.noise_dim, "lte_cat_noise": text_dim, "lte_plus_noise": text_dim}.get(
-            n.generator_input, 0)
-        in_dim = {"lte": text_dim, "onehot": num_classes, "noise": s.noise_dim, "lte_cat_noise": 2 * text_dim,
-                  "lte_plus_noise": text_dim}[n.generator_input]
+            n.generator_input, 0
+        )
+        in_dim = {
+            "lte": text_dim,
+            "onehot": num_classes,
+            "noise": s.noise_dim,
+            "lte_cat_noise": 2 * text_dim,
+            "lte_plus_noise": text_dim,
+        }[n.generator_input]
         self.noisy = None
         if n.noisy_layer != "none":
             rows_per_linear = num_classes if n.noisy_layer == "k_to_1" else 1
-            self.noisy = NoisyLayer(in_dim, s.noise_dim, rows_per_linear, s.batch_size, n.noisy_layer_init,
-                                    n.noisy_layer_batchnorm, backend).to(ctx.device)
+            self.noisy = NoisyLayer(
+                in_dim, s.noise_dim, rows_per_linear, s.batch_size, n.noisy_layer_init, n.noisy_layer_batchnorm, backend
+            ).to(ctx.device)
         self.generator_in = s.noise_dim if self.noisy is not None else in_dim
         self.generator = ctx.new_generator(self.generator_in, self._shared_seed(0))
 
@@ -246,8 +259,7 @@ class NayerSynthesizer(Synthesizer):
     def generator_inputs(self, labels: torch.Tensor) -> torch.Tensor:
         """v for a batch of labels (B,): (B, in_dim) float32 (see the class docstring)."""
         ctx, mode = self.ctx, self.ctx.config.nayer.generator_input
-        z = (torch.randn(labels.shape[0], self.z_dim, device=ctx.device, generator=ctx.rng)
-             if self.z_dim else None)
+        z = torch.randn(labels.shape[0], self.z_dim, device=ctx.device, generator=ctx.rng) if self.z_dim else None
         if mode == "lte":
             return self.lte[labels]
         if mode == "onehot":
@@ -282,8 +294,11 @@ class NayerSynthesizer(Synthesizer):
         return best.images.contiguous(), {"loss": loss.detach(), **parts}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.generator.state_dict(),
-                "noisy_layer": self.noisy.state_dict() if self.noisy is not None else None}
+        return {
+            **super().state_dict(),
+            "generator": self.generator.state_dict(),
+            "noisy_layer": self.noisy.state_dict() if self.noisy is not None else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -346,17 +361,20 @@ class FastSynthesizer(Synthesizer):
         super().__init__(ctx)
         s = ctx.config
         self.generator = ctx.new_generator(s.noise_dim)
-        self.meta_optimizer = torch.optim.Adam(self.generator.parameters(),
-                                               lr=s.generator_lr * s.num_generator_steps,
-                                               betas=tuple(s.generator_betas))
+        self.meta_optimizer = torch.optim.Adam(
+            self.generator.parameters(), lr=s.generator_lr * s.num_generator_steps, betas=tuple(s.generator_betas)
+        )
 
     def synthesize(self, labels, epoch, batch_index, student):
         ctx, s = self.ctx, self.ctx.config
         fast = copy.deepcopy(self.generator)
         fast_params = list(fast.parameters())
         z = torch.randn(labels.shape[0], s.noise_dim, device=ctx.device, generator=ctx.rng).requires_grad_()
-        optimizer = torch.optim.Adam([{"params": fast_params}, {"params": [z], "lr": s.fast.latent_lr}],
-                                     lr=s.generator_lr, betas=tuple(s.generator_betas))
+        optimizer = torch.optim.Adam(
+            [{"params": fast_params}, {"params": [z], "lr": s.fast.latent_lr}],
+            lr=s.generator_lr,
+            betas=tuple(s.generator_betas),
+        )
         meta_grads = [torch.zeros_like(p) for p in fast_params]
         best = _BestBatch(ctx.device)
         for _ in range(s.num_generator_steps):
@@ -381,8 +399,11 @@ class FastSynthesizer(Synthesizer):
         return best.images.contiguous(), {"loss": loss.detach(), **parts}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.generator.state_dict(),
-                "meta_optimizer": self.meta_optimizer.state_dict()}
+        return {
+            **super().state_dict(),
+            "generator": self.generator.state_dict(),
+            "meta_optimizer": self.meta_optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -390,8 +411,14 @@ class FastSynthesizer(Synthesizer):
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
 
 
-def build_synthesizer(ctx: SynthesisContext, lte: torch.Tensor | None, num_classes: int, mean: tuple[float, ...],
-                      std: tuple[float, ...], backend: str = "reference") -> Synthesizer:
+def build_synthesizer(
+    ctx: SynthesisContext,
+    lte: torch.Tensor | None,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    backend: str = "reference",
+) -> Synthesizer:
     """The synthesizer named by ``ctx.config.method``.
 
     Raises:

@@ -24,6 +24,25 @@ from .rng import RNGStreams
 from .setup import build_accelerator, set_cpu_threads
 from .student import StudentEngine
 
-__all__ = ["CheckpointManager", "Components", "EpochProgress", "LauncherSettings", "MetricsLogger", "Preempted", "PreemptionGuard",
-           "RNGStreams", "RunClock", "Stateful", "StudentEngine", "apply_launcher_settings", "build_accelerator", "build_components",
-           "check_class_names", "checkpoint_name", "launcher_settings", "set_cpu_threads", "to_numbers", "write_run_record"]
+__all__ = [
+    "CheckpointManager",
+    "Components",
+    "EpochProgress",
+    "LauncherSettings",
+    "MetricsLogger",
+    "Preempted",
+    "PreemptionGuard",
+    "RNGStreams",
+    "RunClock",
+    "Stateful",
+    "StudentEngine",
+    "apply_launcher_settings",
+    "build_accelerator",
+    "build_components",
+    "check_class_names",
+    "checkpoint_name",
+    "launcher_settings",
+    "set_cpu_threads",
+    "to_numbers",
+    "write_run_record",
+]

@@ -118,16 +118,27 @@ class CheckpointManager:
         meta_path = path / "meta.json"
         if not meta_path.is_file():
             pickled = sorted(p.name for p in path.glob("*.pt"))
-            raise ConfigError(f"cannot resume {path}: no meta.json" + (
-                f"; it holds pickled files {pickled} from an older nayer-scale, which are never loaded "
-                "(loading a pickle can run code)" if pickled else "") + ". Start a new run.run_dir.")
+            raise ConfigError(
+                f"cannot resume {path}: no meta.json"
+                + (
+                    f"; it holds pickled files {pickled} from an older nayer-scale, which are never loaded "
+                    "(loading a pickle can run code)"
+                    if pickled
+                    else ""
+                )
+                + ". Start a new run.run_dir."
+            )
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
-            raise ConfigError(f"cannot resume {path}: checkpoint format {meta.get('format')!r}, this version "
-                              f"reads {FORMAT!r}. Start a new run.run_dir.")
+            raise ConfigError(
+                f"cannot resume {path}: checkpoint format {meta.get('format')!r}, this version "
+                f"reads {FORMAT!r}. Start a new run.run_dir."
+            )
         if meta["world_size"] != self.accelerator.num_processes:
-            raise ConfigError(f"cannot resume {path}: it was written by {meta['world_size']} processes, this run "
-                              f"has {self.accelerator.num_processes}; launch with --num_processes {meta['world_size']}")
+            raise ConfigError(
+                f"cannot resume {path}: it was written by {meta['world_size']} processes, this run "
+                f"has {self.accelerator.num_processes}; launch with --num_processes {meta['world_size']}"
+            )
         return meta
 
     def load(self, path: Path, shared: dict[str, Stateful], process: dict[str, Stateful], device="cpu") -> None:
@@ -146,7 +157,9 @@ class CheckpointManager:
         for key, component in process.items():
             component.load_state_dict(own_state[key])
 
-    def resume(self, config: dict, shared: dict[str, Stateful], process: dict[str, Stateful]) -> tuple[Path, dict, list[str]] | None:
+    def resume(
+        self, config: dict, shared: dict[str, Stateful], process: dict[str, Stateful]
+    ) -> tuple[Path, dict, list[str]] | None:
         """Load the latest complete checkpoint into the components, after checking that ``config``
         (the run's config as a dict) may continue it (``config.resume.check_resume_compatible``).
 

@@ -77,7 +77,12 @@ class RunClock:
         "CPU-hours" on CPU, where a device is one process and its share of the cores).
         """
         elapsed = self.elapsed()
-        return {"elapsed_s": elapsed, "synthesis_s": self.seconds.get("synthesis", 0.0),
-                "phases_s": dict(self.seconds), "num_devices": world_size, "device_kind": device_kind,
-                "device_hours": elapsed * world_size / 3600.0,
-                "device_hours_unit": "GPU-hours" if self.device.type == "cuda" else "CPU-hours"}
+        return {
+            "elapsed_s": elapsed,
+            "synthesis_s": self.seconds.get("synthesis", 0.0),
+            "phases_s": dict(self.seconds),
+            "num_devices": world_size,
+            "device_kind": device_kind,
+            "device_hours": elapsed * world_size / 3600.0,
+            "device_hours_unit": "GPU-hours" if self.device.type == "cuda" else "CPU-hours",
+        }

@@ -77,9 +77,11 @@ def check_class_names(weights: str, class_names: list[str], spec: str) -> None:
         return
     recorded = read_metadata(weights).get("class_names")
     if recorded and json.loads(recorded) != class_names:
-        raise ConfigError(f"teacher.class_names={spec!r} gives {class_names}, but {weights} was trained on "
-                          f"{json.loads(recorded)}: the label texts would not match the teacher's classes. "
-                          "Set teacher.class_names to the recorded names (a dataset key or a .txt file).")
+        raise ConfigError(
+            f"teacher.class_names={spec!r} gives {class_names}, but {weights} was trained on "
+            f"{json.loads(recorded)}: the label texts would not match the teacher's classes. "
+            "Set teacher.class_names to the recorded names (a dataset key or a .txt file)."
+        )
 
 
 def check_memory_config(cfg: NayerConfig, world_size: int) -> None:
@@ -91,44 +93,74 @@ def check_memory_config(cfg: NayerConfig, world_size: int) -> None:
     """
     m, s = cfg.memory, cfg.synthesis
     if m.max_images and m.max_images // world_size < s.batch_size:
-        raise ConfigError(f"memory.max_images={m.max_images} leaves each of {world_size} process(es) "
-                          f"{m.max_images // world_size} images, less than one synthesis batch "
-                          f"(synthesis.batch_size={s.batch_size}): set memory.max_images >= {s.batch_size * world_size} "
-                          "or 0 (unbounded)")
+        raise ConfigError(
+            f"memory.max_images={m.max_images} leaves each of {world_size} process(es) "
+            f"{m.max_images // world_size} images, less than one synthesis batch "
+            f"(synthesis.batch_size={s.batch_size}): set memory.max_images >= {s.batch_size * world_size} "
+            "or 0 (unbounded)"
+        )
     if m.encoding != "raw" and cfg.teacher.in_channels not in (1, 3):
-        raise ConfigError(f"memory.encoding={m.encoding} stores 1- or 3-channel images, the teacher takes "
-                          f"{cfg.teacher.in_channels}: set memory.encoding=raw")
+        raise ConfigError(
+            f"memory.encoding={m.encoding} stores 1- or 3-channel images, the teacher takes "
+            f"{cfg.teacher.in_channels}: set memory.encoding=raw"
+        )
 
 
-def _build_teacher(cfg: NayerConfig, acc: Accelerator, num_classes: int, backend: str) -> tuple[nn.Module, BNStatsHooks]:
+def _build_teacher(
+    cfg: NayerConfig, acc: Accelerator, num_classes: int, backend: str
+) -> tuple[nn.Module, BNStatsHooks]:
     t = cfg.teacher
     with acc.main_process_first():  # a hub download happens once, the others read the cache
-        teacher = build_teacher(t.arch, t.weights or None, num_classes, t.in_channels,
-                                require_weights=bool(t.weights)).to(acc.device)
+        teacher = build_teacher(
+            t.arch, t.weights or None, num_classes, t.in_channels, require_weights=bool(t.weights)
+        ).to(acc.device)
     with torch.no_grad():
         out = teacher(torch.zeros(2, t.in_channels, t.image_size, t.image_size, device=acc.device))
     if out.shape != (2, num_classes):
-        raise ValueError(f"teacher output on {t.image_size}px input has shape {tuple(out.shape)}, "
-                         f"expected (2, {num_classes})")
-    return teacher, BNStatsHooks(teacher, cfg.synthesis.bn_momentum, cfg.synthesis.first_bn_multiplier, backend,
-                                 scope=cfg.synthesis.bn_stats_scope)  # "global": one all-reduce per generator step
+        raise ValueError(
+            f"teacher output on {t.image_size}px input has shape {tuple(out.shape)}, expected (2, {num_classes})"
+        )
+    return teacher, BNStatsHooks(
+        teacher,
+        cfg.synthesis.bn_momentum,
+        cfg.synthesis.first_bn_multiplier,
+        backend,
+        scope=cfg.synthesis.bn_stats_scope,
+    )  # "global": one all-reduce per generator step
 
 
-def _build_synthesizer(cfg: NayerConfig, acc: Accelerator, teacher, hooks, class_names, precision, rng, backend,
-                       average) -> tuple[torch.Tensor | None, Synthesizer]:
+def _build_synthesizer(
+    cfg: NayerConfig, acc: Accelerator, teacher, hooks, class_names, precision, rng, backend, average
+) -> tuple[torch.Tensor | None, Synthesizer]:
     s, t = cfg.synthesis, cfg.teacher
     lte = None
     if s.method == "nayer" and s.nayer.generator_input.startswith("lte"):  # only these need a text encoder
         with acc.main_process_first():  # the main process fills the cache first
             cache = cfg.lte.cache_dir
-            lte = load_or_build_lte(class_names, cfg.lte.encoder, cfg.lte.template,
-                                    os.path.expanduser(cache) if cache else None, log=acc.print).to(acc.device)
-    augment = BatchAugment(t.mean, t.std, s.crop_padding, s.flip, roll=s.roll_jitter,
-                           resized_crop=s.resized_crop_scale or None).to(acc.device)
+            lte = load_or_build_lte(
+                class_names,
+                cfg.lte.encoder,
+                cfg.lte.template,
+                os.path.expanduser(cache) if cache else None,
+                log=acc.print,
+            ).to(acc.device)
+    augment = BatchAugment(
+        t.mean, t.std, s.crop_padding, s.flip, roll=s.roll_jitter, resized_crop=s.resized_crop_scale or None
+    ).to(acc.device)
     shared = s.method == "nayer" and s.nayer.shared_generator and acc.num_processes > 1
-    context = SynthesisContext(teacher=teacher, hooks=hooks, augment=augment, config=s, precision=precision, rng=rng,
-                               device=acc.device, image_shape=(t.in_channels, t.image_size, t.image_size),
-                               run_seed=cfg.run.seed, rank=acc.process_index, all_reduce=average if shared else None)
+    context = SynthesisContext(
+        teacher=teacher,
+        hooks=hooks,
+        augment=augment,
+        config=s,
+        precision=precision,
+        rng=rng,
+        device=acc.device,
+        image_shape=(t.in_channels, t.image_size, t.image_size),
+        run_seed=cfg.run.seed,
+        rank=acc.process_index,
+        all_reduce=average if shared else None,
+    )
     return lte, build_synthesizer(context, lte, len(class_names), t.mean, t.std, backend)
 
 
@@ -158,32 +190,67 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
     # The order below fixes which random draws initialise which model: keep it.
     teacher, hooks = _build_teacher(cfg, acc, num_classes, backend)
     # student.quantization bit widths: a fake-quantized copy of the teacher (no random draw), else a fresh model
-    student = (quantized_student(cfg.student, teacher) if cfg.student.quantization.enabled
-               else build_model(cfg.student.arch, num_classes, t.in_channels)).to(device)
+    student = (
+        quantized_student(cfg.student, teacher)
+        if cfg.student.quantization.enabled
+        else build_model(cfg.student.arch, num_classes, t.in_channels)
+    ).to(device)
     if precision.channels_last:
         teacher.to(memory_format=torch.channels_last)
-    lte, synthesizer = _build_synthesizer(cfg, acc, teacher, hooks, class_names, precision, rngs.generator,
-                                          backend, average)
+    lte, synthesizer = _build_synthesizer(
+        cfg, acc, teacher, hooks, class_names, precision, rngs.generator, backend, average
+    )
     engine = StudentEngine(student, teacher, cfg, acc, precision)
-    eval_source = build_eval_source(cfg.eval, t.in_channels, t.image_size, num_classes, acc.process_index,
-                                    acc.num_processes, device, class_names)  # checks the data fits before anything is written
+    eval_source = build_eval_source(
+        cfg.eval, t.in_channels, t.image_size, num_classes, acc.process_index, acc.num_processes, device, class_names
+    )  # checks the data fits before anything is written
     s = cfg.synthesis
-    labels = LabelSampler(s.batch_size, num_classes, run.warmup_epochs, s.warmup_batches_per_epoch,
-                          s.batches_per_epoch, acc.process_index, acc.num_processes, rngs.generator, device)
+    labels = LabelSampler(
+        s.batch_size,
+        num_classes,
+        run.warmup_epochs,
+        s.warmup_batches_per_epoch,
+        s.batches_per_epoch,
+        acc.process_index,
+        acc.num_processes,
+        rngs.generator,
+        device,
+    )
     show = run.progress and acc.is_local_main_process
     reduce_sum = lambda x: acc.reduce(x, reduction="sum")  # noqa: E731
     run_dir = Path(run.run_dir)
     m = cfg.memory
-    memory = MemoryBank(run_dir / "memory", rank=acc.process_index, world_size=acc.num_processes, device=device,
-                        cache=choose_memory_cache(cfg, device, acc.num_processes), progress=show,
-                        max_images=m.max_images, retirement=m.retirement, encoding=m.encoding,
-                        quality=m.webp_quality if m.encoding == "webp_lossy" else None, seed=run.seed)
+    memory = MemoryBank(
+        run_dir / "memory",
+        rank=acc.process_index,
+        world_size=acc.num_processes,
+        device=device,
+        cache=choose_memory_cache(cfg, device, acc.num_processes),
+        progress=show,
+        max_images=m.max_images,
+        retirement=m.retirement,
+        encoding=m.encoding,
+        quality=m.webp_quality if m.encoding == "webp_lossy" else None,
+        seed=run.seed,
+    )
     trackers = Trackers(acc, tracker_names(run.log_with), run_dir)
     return Components(
-        accelerator=acc, precision=precision, kernel_backend=backend, class_names=class_names, rngs=rngs,
-        clock=RunClock(device, start), teacher=teacher, hooks=hooks, lte=lte, synthesizer=synthesizer,
-        labels=labels, engine=engine,
+        accelerator=acc,
+        precision=precision,
+        kernel_backend=backend,
+        class_names=class_names,
+        rngs=rngs,
+        clock=RunClock(device, start),
+        teacher=teacher,
+        hooks=hooks,
+        lte=lte,
+        synthesizer=synthesizer,
+        labels=labels,
+        engine=engine,
         evaluator=Evaluator(eval_source, engine.augment.normalize, precision, device, reduce_sum, show),
         probe=SyntheticProbe(teacher, engine.augment.normalize, precision, cfg.eval.batch_size, num_classes),
-        memory=memory, checkpoints=CheckpointManager(run_dir / "checkpoints", acc, run.keep_checkpoints),
-        logger=MetricsLogger(run_dir, acc, trackers, cfg.distill.steps_per_epoch), trackers=trackers)
+        memory=memory,
+        checkpoints=CheckpointManager(run_dir / "checkpoints", acc, run.keep_checkpoints),
+        logger=MetricsLogger(run_dir, acc, trackers, cfg.distill.steps_per_epoch),
+        trackers=trackers,
+    )

@@ -69,15 +69,20 @@ def estimate_run_bytes(cfg, world_size: int, student: nn.Module, synthesis_state
     s, r, t = cfg.synthesis, cfg.run, cfg.teacher
     per_image = t.in_channels * t.image_size * t.image_size * _SHARD_OVERHEAD
     per_epoch = s.batches_per_epoch * s.batch_size * world_size
-    images = (r.warmup_epochs * s.warmup_batches_per_epoch * s.batch_size * world_size
-              + (r.epochs - r.warmup_epochs) * per_epoch)
+    images = (
+        r.warmup_epochs * s.warmup_batches_per_epoch * s.batch_size * world_size
+        + (r.epochs - r.warmup_epochs) * per_epoch
+    )
     if cfg.memory.max_images:
         images = min(images, cfg.memory.max_images + r.keep_checkpoints * per_epoch)
     student_bytes = _nbytes(student)
     checkpoint = 2 * student_bytes + state_nbytes(synthesis_state) * world_size
     grids = r.epochs * (3 * 1024 * 1024)  # a PNG grid per epoch, generously
-    return DiskEstimate(memory_bank=int(images * per_image), checkpoints=(r.keep_checkpoints + 1) * checkpoint,
-                        other=student_bytes + grids)
+    return DiskEstimate(
+        memory_bank=int(images * per_image),
+        checkpoints=(r.keep_checkpoints + 1) * checkpoint,
+        other=student_bytes + grids,
+    )
 
 
 def _written(run_dir: Path) -> int:
@@ -100,9 +105,11 @@ def check_free_space(run_dir: str | Path, estimate: DiskEstimate) -> str | None:
     needed = estimate.total - _written(run_dir)
     if free >= needed:
         return None
-    return (f"warning: {run_dir} may run out of disk space: this run writes up to {_gib(estimate.total)} "
-            f"(memory bank {_gib(estimate.memory_bank)}, checkpoints {_gib(estimate.checkpoints)}), "
-            f"{_gib(max(needed, 0))} of it still to come, and its file system has {_gib(free)} free. "
-            "Free space, set memory.max_images (a bounded memory bank), fewer run.keep_checkpoints, or "
-            "another run.run_dir; a run that fills the disk stops with the file named and resumes once "
-            "space is freed.")
+    return (
+        f"warning: {run_dir} may run out of disk space: this run writes up to {_gib(estimate.total)} "
+        f"(memory bank {_gib(estimate.memory_bank)}, checkpoints {_gib(estimate.checkpoints)}), "
+        f"{_gib(max(needed, 0))} of it still to come, and its file system has {_gib(free)} free. "
+        "Free space, set memory.max_images (a bounded memory bank), fewer run.keep_checkpoints, or "
+        "another run.run_dir; a run that fills the disk stops with the file named and resumes once "
+        "space is freed."
+    )

@@ -53,8 +53,11 @@ def launcher_settings(environ: Mapping[str, str] | None = None) -> LauncherSetti
         v = env.get(name, "").strip().lower()
         return None if v in ("", "no", "none") else v
 
-    return LauncherSettings(value("ACCELERATE_MIXED_PRECISION"), value("ACCELERATE_DYNAMO_BACKEND"),
-                            value("ACCELERATE_DYNAMO_MODE") if value("ACCELERATE_DYNAMO_BACKEND") else None)
+    return LauncherSettings(
+        value("ACCELERATE_MIXED_PRECISION"),
+        value("ACCELERATE_DYNAMO_BACKEND"),
+        value("ACCELERATE_DYNAMO_MODE") if value("ACCELERATE_DYNAMO_BACKEND") else None,
+    )
 
 
 def apply_launcher_settings(run, launcher: LauncherSettings | None = None) -> list[str]:
@@ -70,20 +73,26 @@ def apply_launcher_settings(run, launcher: LauncherSettings | None = None) -> li
     mp = launcher.mixed_precision
     if mp is not None:
         if mp not in ("fp16", "bf16"):
-            raise ConfigError(f"accelerate launch --mixed_precision {mp} (ACCELERATE_MIXED_PRECISION) is not supported: "
-                              "use fp16, bf16 or no, or set run.mixed_precision")
+            raise ConfigError(
+                f"accelerate launch --mixed_precision {mp} (ACCELERATE_MIXED_PRECISION) is not supported: "
+                "use fp16, bf16 or no, or set run.mixed_precision"
+            )
         if run.mixed_precision == "auto":
             run.mixed_precision = mp
             taken.append(f"precision {mp} from accelerate launch --mixed_precision")
         elif run.mixed_precision != mp:
-            raise ConfigError(f"run.mixed_precision={run.mixed_precision} but accelerate launch --mixed_precision {mp} "
-                              "(ACCELERATE_MIXED_PRECISION, from the flag or the accelerate config file): make them "
-                              "equal, or drop one (run.mixed_precision=auto follows the launcher)")
+            raise ConfigError(
+                f"run.mixed_precision={run.mixed_precision} but accelerate launch --mixed_precision {mp} "
+                "(ACCELERATE_MIXED_PRECISION, from the flag or the accelerate config file): make them "
+                "equal, or drop one (run.mixed_precision=auto follows the launcher)"
+            )
     backend = launcher.dynamo_backend
     if backend is not None:
         if run.compile and run.compile_backend not in (backend, _DEFAULT_BACKEND):
-            raise ConfigError(f"run.compile_backend={run.compile_backend} but accelerate launch --dynamo_backend "
-                              f"{backend} (ACCELERATE_DYNAMO_BACKEND): make them equal, or drop one")
+            raise ConfigError(
+                f"run.compile_backend={run.compile_backend} but accelerate launch --dynamo_backend "
+                f"{backend} (ACCELERATE_DYNAMO_BACKEND): make them equal, or drop one"
+            )
         run.compile, run.compile_backend = True, backend
         taken.append(f"torch.compile backend {backend} from accelerate launch --dynamo_backend")
     if launcher.dynamo_mode is not None:

@@ -51,8 +51,10 @@ class MetricsLogger:
         self.history.append(record)
         if self.accelerator.is_main_process:
             append_line(self.path, json.dumps(record))  # never half a line, even on a full disk
-            self.trackers.log({f"epoch/{k}": v for k, v in record.items()},
-                              step=global_step(record["epoch"] + 1, 0, self.steps_per_epoch))
+            self.trackers.log(
+                {f"epoch/{k}": v for k, v in record.items()},
+                step=global_step(record["epoch"] + 1, 0, self.steps_per_epoch),
+            )
         return record
 
     def state_dict(self) -> dict:
@@ -65,8 +67,15 @@ class MetricsLogger:
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.history))
 
 
-def write_run_record(run_dir: Path, cfg, resolved: dict, session: dict, accelerator: Accelerator,
-                     lte: torch.Tensor | None = None, class_names: list[str] | None = None) -> None:
+def write_run_record(
+    run_dir: Path,
+    cfg,
+    resolved: dict,
+    session: dict,
+    accelerator: Accelerator,
+    lte: torch.Tensor | None = None,
+    class_names: list[str] | None = None,
+) -> None:
     """What a run is, next to it (process 0 only): ``config.json`` (the config, what was resolved
     at run time, and one entry per session: ``session`` plus the config it ran with), ``run.yaml``
     (reproduces the run with ``config=run.yaml``) and the LTE pool's nearest classes."""
@@ -76,8 +85,9 @@ def write_run_record(run_dir: Path, cfg, resolved: dict, session: dict, accelera
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.json"
     sessions = json.loads(path.read_text()).get("sessions", []) if cfg.run.resume and path.is_file() else []
-    sessions.append({"started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **session,
-                     "config": cfg.to_dict()})
+    sessions.append(
+        {"started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **session, "config": cfg.to_dict()}
+    )
     atomic_write_json(path, {**cfg.to_dict(), "resolved": resolved, "sessions": sessions})
     atomic_write_text(run_dir / "run.yaml", cfg.to_yaml())
     if lte is not None:  # the inter-class structure of the LTE pool

@@ -14,8 +14,13 @@ import torch
 __all__ = ["EpochProgress"]
 
 # Device accumulators: name -> dtype. float64 where the published record summed Python floats.
-_SUMS = {"kd_sum": torch.float32, "ce_min": torch.float32, "diversity_sum": torch.float64,
-         "agree": torch.int64, "agree_count": torch.int64}
+_SUMS = {
+    "kd_sum": torch.float32,
+    "ce_min": torch.float32,
+    "diversity_sum": torch.float64,
+    "agree": torch.int64,
+    "agree_count": torch.int64,
+}
 
 
 @dataclass
@@ -46,8 +51,9 @@ class EpochProgress:
         sums["ce_min"].fill_(math.inf)
         return cls(epoch, sums=sums)
 
-    def add_synthesis(self, losses: dict[str, torch.Tensor], diversity: torch.Tensor | None,
-                      agree: torch.Tensor, count: int) -> None:
+    def add_synthesis(
+        self, losses: dict[str, torch.Tensor], diversity: torch.Tensor | None, agree: torch.Tensor, count: int
+    ) -> None:
         """Account one synthesis batch: its losses, feature diversity (None when not measured)
         and student-teacher agreement (``agree`` int64 scalar of ``count`` probed images)."""
         self.last_losses = {k: v.detach().float() for k, v in losses.items()}
@@ -78,10 +84,13 @@ class EpochProgress:
     def state_dict(self) -> dict:
         """Plain numbers (JSON): position, sums and last losses."""
         numbers = self.read()
-        return {"epoch": self.epoch, "synthesis_batches": self.synthesis_batches,
-                "distill_steps": self.distill_steps,
-                "sums": {k: numbers[k] for k in self.sums},
-                "last_losses": {k: numbers[f"last_{k}"] for k in self.last_losses}}
+        return {
+            "epoch": self.epoch,
+            "synthesis_batches": self.synthesis_batches,
+            "distill_steps": self.distill_steps,
+            "sums": {k: numbers[k] for k in self.sums},
+            "last_losses": {k: numbers[f"last_{k}"] for k in self.last_losses},
+        }
 
     @classmethod
     def from_state(cls, state: dict, device: torch.device) -> "EpochProgress":
@@ -90,6 +99,7 @@ class EpochProgress:
         progress.synthesis_batches, progress.distill_steps = state["synthesis_batches"], state["distill_steps"]
         for k, v in state["sums"].items():
             progress.sums[k] = torch.tensor(v, dtype=_SUMS[k], device=device)
-        progress.last_losses = {k: torch.tensor(v, dtype=torch.float32, device=device)
-                                for k, v in state["last_losses"].items()}
+        progress.last_losses = {
+            k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in state["last_losses"].items()
+        }
         return progress

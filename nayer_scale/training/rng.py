@@ -27,9 +27,13 @@ class RNGStreams:
         self.generator = torch.Generator(device=device).manual_seed(process_seed + 17)
 
     def state_dict(self) -> dict:
-        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "trainer": self.generator.get_state()}
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "trainer": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         torch.set_rng_state(state["torch"])

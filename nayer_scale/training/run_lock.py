@@ -69,17 +69,25 @@ class LockHolder:
     @classmethod
     def of_this_process(cls, heartbeat_s: float) -> LockHolder:
         me = psutil.Process()
-        return cls(token=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(), pid_start=me.create_time(),
-                   started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   command=" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-                   job_id=os.environ.get("SLURM_JOB_ID", ""),
-                   restart_count=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
-                   heartbeat=time.time(), heartbeat_s=heartbeat_s)
+        return cls(
+            token=uuid.uuid4().hex,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            pid_start=me.create_time(),
+            started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            command=" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+            job_id=os.environ.get("SLURM_JOB_ID", ""),
+            restart_count=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+            heartbeat=time.time(),
+            heartbeat_s=heartbeat_s,
+        )
 
     def describe(self) -> str:
         job = f", SLURM job {self.job_id}" if self.job_id else ""
-        return (f"host {self.host}, process {self.pid}{job}, started {self.started_utc}, last heartbeat "
-                f"{max(0.0, time.time() - self.heartbeat):.0f} s ago, command: {self.command}")
+        return (
+            f"host {self.host}, process {self.pid}{job}, started {self.started_utc}, last heartbeat "
+            f"{max(0.0, time.time() - self.heartbeat):.0f} s ago, command: {self.command}"
+        )
 
 
 def _read(path: Path) -> LockHolder | None:
@@ -93,8 +101,18 @@ def _read(path: Path) -> LockHolder | None:
     try:
         return LockHolder(**json.loads(text))
     except (ValueError, TypeError):
-        return LockHolder(token="", host="?", pid=-1, pid_start=0.0, started_utc="?", command="?", job_id="",
-                          restart_count=0, heartbeat=mtime, heartbeat_s=0.0)
+        return LockHolder(
+            token="",
+            host="?",
+            pid=-1,
+            pid_start=0.0,
+            started_utc="?",
+            command="?",
+            job_id="",
+            restart_count=0,
+            heartbeat=mtime,
+            heartbeat_s=0.0,
+        )
 
 
 def _write_new(path: Path, holder: LockHolder) -> bool:
@@ -170,18 +188,29 @@ class RunLock:
             if why is None:
                 mine_too = holder.pid == os.getpid() and holder.host == socket.gethostname()
                 raise RunFolderInUse(
-                    f"{self.path.parent} is in use by " + ("an earlier NayerTrainer of this process that was not closed "
-                    "(call its close(), or let its fit() return) " if mine_too else "another job ")
+                    f"{self.path.parent} is in use by "
+                    + (
+                        "an earlier NayerTrainer of this process that was not closed "
+                        "(call its close(), or let its fit() return) "
+                        if mine_too
+                        else "another job "
+                    )
                     + f"({holder.describe()}). Wait for it to end or stop it, or choose another run.run_dir; nothing was changed. If that "
-                    f"job is gone, delete {self.path}.")
+                    f"job is gone, delete {self.path}."
+                )
             if self._break(holder):
-                warnings.warn(f"{self.path}: taking over the lock of a job that is gone ({why}): "
-                              f"{holder.describe()}", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{self.path}: taking over the lock of a job that is gone ({why}): {holder.describe()}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self.taken_over = holder
             else:
                 time.sleep(0.05)  # another job is taking it over: look again
-        raise RunFolderInUse(f"{self.path} keeps changing hands: another job is starting in {self.path.parent}; "
-                             "choose another run.run_dir or try again")
+        raise RunFolderInUse(
+            f"{self.path} keeps changing hands: another job is starting in {self.path.parent}; "
+            "choose another run.run_dir or try again"
+        )
 
     def _break(self, stale: LockHolder) -> bool:
         """Remove the stale lock if this job wins the breaker file and the lock is still ``stale``;
@@ -218,8 +247,12 @@ class RunLock:
         """Rewrite the lock with a fresh heartbeat (atomic rename); warns if another job took it."""
         current = _read(self.path)
         if self.holder is None or current is None or current.token != self.holder.token:
-            warnings.warn(f"{self.path}: this job no longer holds the run folder lock (another job took it over: "
-                          f"{current.describe() if current else 'the lock is gone'})", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.path}: this job no longer holds the run folder lock (another job took it over: "
+                f"{current.describe() if current else 'the lock is gone'})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return
         self.holder = LockHolder(**{**asdict(self.holder), "heartbeat": time.time()})
         tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")

@@ -41,8 +41,14 @@ def build_accelerator(run) -> Accelerator:
         mixed = resolve_precision(run.mixed_precision, run.channels_last, "cpu" if cpu else "cuda").mixed_precision
     trackers = tracker_names(run.log_with)  # a tracker that is not installed is named before any work
     project = ProjectConfiguration(project_dir=str(run.run_dir), logging_dir=str(Path(run.run_dir) / "tensorboard"))
-    return Accelerator(mixed_precision=mixed, cpu=run.cpu, kwargs_handlers=kwargs, log_with=trackers or None,
-                       project_config=project, dynamo_backend="no")
+    return Accelerator(
+        mixed_precision=mixed,
+        cpu=run.cpu,
+        kwargs_handlers=kwargs,
+        log_with=trackers or None,
+        project_config=project,
+        dynamo_backend="no",
+    )
 
 
 def set_cpu_threads(device: torch.device, cpu_threads: int, num_processes: int) -> None:

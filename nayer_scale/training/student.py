@@ -39,8 +39,9 @@ class StudentEngine:
         model: the prepared student (DDP wrapper / DeepSpeed engine); ``unwrapped`` is the module.
     """
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, cfg, accelerator: Accelerator,
-                 precision: Precision) -> None:
+    def __init__(
+        self, student: nn.Module, teacher: nn.Module, cfg, accelerator: Accelerator, precision: Precision
+    ) -> None:
         d, run = cfg.distill, cfg.run
         self.cfg, self.accelerator, self.precision = d, accelerator, precision
         self.strategy = "deepspeed" if accelerator.distributed_type == DistributedType.DEEPSPEED else "ddp"
@@ -50,23 +51,31 @@ class StudentEngine:
         # One scheduler step per post-warm-up epoch, stepped by hand (a prepared scheduler steps once per
         # process). Built on the plain SGD: ZeRO keeps using its param groups, so this lr is the one used.
         self.post_warmup_epochs = max(1, run.epochs - run.warmup_epochs)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.post_warmup_epochs,
-                                                                    eta_min=d.lr_min)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.post_warmup_epochs, eta_min=d.lr_min
+        )
         if self.strategy == "deepspeed":
             self._configure_deepspeed(d.batch_size)
         self.model, self.optimizer = accelerator.prepare(student, optimizer)
-        compile_kwargs = {"backend": run.compile_backend, "mode": None if run.compile_mode == "default" else run.compile_mode}
+        compile_kwargs = {
+            "backend": run.compile_backend,
+            "mode": None if run.compile_mode == "default" else run.compile_mode,
+        }
         if run.compile and self.strategy == "deepspeed":
             self.model.compile(backend=run.compile_backend, compile_kwargs={"mode": compile_kwargs["mode"]})
         elif run.compile:  # the prepared module (DDP wrapper included), as accelerate's dynamo_backend would
             self.model = torch.compile(self.model, **compile_kwargs)
-        self.scaler = (precision.grad_scaler() if self.strategy == "ddp"
-                       else torch.amp.GradScaler(accelerator.device.type, enabled=False))
+        self.scaler = (
+            precision.grad_scaler()
+            if self.strategy == "ddp"
+            else torch.amp.GradScaler(accelerator.device.type, enabled=False)
+        )
         # The teacher's KD forward is compiled too; synthesis keeps it eager (BN hooks change per call).
         self.teacher_kd = torch.compile(teacher, **compile_kwargs) if run.compile else teacher
         t = cfg.teacher
-        self.augment = BatchAugment(t.mean, t.std, d.crop_padding, d.flip,
-                                    resized_crop=d.resized_crop_scale or None).to(accelerator.device)
+        self.augment = BatchAugment(
+            t.mean, t.std, d.crop_padding, d.flip, resized_crop=d.resized_crop_scale or None
+        ).to(accelerator.device)
 
     def _configure_deepspeed(self, batch_size: int) -> None:
         ds_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
@@ -78,7 +87,7 @@ class StudentEngine:
 
     @property
     def name(self) -> str:
-        """"DDP" or "DeepSpeed ZeRO-2" (for logs)."""
+        """ "DDP" or "DeepSpeed ZeRO-2" (for logs)."""
         return "DeepSpeed ZeRO-2" if self.strategy == "deepspeed" else "DDP"
 
     @property
@@ -132,10 +141,13 @@ class StudentEngine:
 
     def state_dict(self) -> dict:
         """The state every process shares (process 0 writes it)."""
-        return {"student": self.unwrapped.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "optimizer": self.optimizer.optimizer.state_dict() if self.strategy == "ddp" else None,
-                "strategy": self.strategy}
+        return {
+            "student": self.unwrapped.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "optimizer": self.optimizer.optimizer.state_dict() if self.strategy == "ddp" else None,
+            "strategy": self.strategy,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the shared state (before ``load_process_state_dict``).
@@ -144,9 +156,11 @@ class StudentEngine:
             ConfigError: the checkpoint was written under the other strategy.
         """
         if state["strategy"] != self.strategy:
-            raise ConfigError(f"the checkpoint was written by a {state['strategy']} run and this run is "
-                              f"{self.strategy}: DeepSpeed checkpoints resume only under DeepSpeed "
-                              "(accelerate launch --use_deepspeed), DDP checkpoints only without it")
+            raise ConfigError(
+                f"the checkpoint was written by a {state['strategy']} run and this run is "
+                f"{self.strategy}: DeepSpeed checkpoints resume only under DeepSpeed "
+                "(accelerate launch --use_deepspeed), DDP checkpoints only without it"
+            )
         self.unwrapped.load_state_dict(state["student"])
         if self.strategy == "ddp":
             self.optimizer.optimizer.load_state_dict(state["optimizer"])
@@ -183,8 +197,9 @@ def _zero_state_to_plain(state: dict) -> dict:
     DeepSpeed's universal checkpoints) are dropped, enums become their values."""
     plain = {k: v for k, v in state.items() if k not in ("loss_scaler", "param_slice_mappings")}
     scaler = state.get("loss_scaler")
-    plain["loss_scaler"] = {k: v for k, v in vars(scaler).items()
-                            if isinstance(v, (bool, int, float))} if scaler is not None else {}
+    plain["loss_scaler"] = (
+        {k: v for k, v in vars(scaler).items() if isinstance(v, (bool, int, float))} if scaler is not None else {}
+    )
     return plain
 
 

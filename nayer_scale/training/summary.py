@@ -8,42 +8,75 @@ import torch
 
 __all__ = ["AGREEMENT_SOURCE", "run_banner", "student_metadata", "build_summary"]
 
-AGREEMENT_SOURCE = ("top-1 agreement of student and teacher on one extra synthesis batch per process, made "
-                    "without the adversarial term after training and never stored in the memory bank")
+AGREEMENT_SOURCE = (
+    "top-1 agreement of student and teacher on one extra synthesis batch per process, made "
+    "without the adversarial term after training and never stored in the memory bank"
+)
 
 
 def run_banner(cfg, components, world_size: int, device_kind: str, launched_with: list[str]) -> str:
     """The one line a run prints once it is set up: method, processes, device, threads, precision
     (and why), kernel backend, student strategy, memory-bank cache, compile, launcher settings."""
     c = components
-    return (f"nayer-scale: {cfg.synthesis.method} synthesis, {world_size} process(es) on {device_kind} "
-            f"({torch.get_num_threads()} CPU threads each), precision={c.precision.mixed_precision}, "
-            f"channels_last={c.precision.channels_last} ({c.precision.reason}), kernels (BN-statistics loss, "
-            f"noisy-layer re-init): {c.kernel_backend}, student {c.engine.name}, memory-bank cache: {c.memory.cache}"
-            + (f", torch.compile ({cfg.run.compile_backend})" if cfg.run.compile else "")
-            + "".join(f"; {line}" for line in launched_with))
+    return (
+        f"nayer-scale: {cfg.synthesis.method} synthesis, {world_size} process(es) on {device_kind} "
+        f"({torch.get_num_threads()} CPU threads each), precision={c.precision.mixed_precision}, "
+        f"channels_last={c.precision.channels_last} ({c.precision.reason}), kernels (BN-statistics loss, "
+        f"noisy-layer re-init): {c.kernel_backend}, student {c.engine.name}, memory-bank cache: {c.memory.cache}"
+        + (f", torch.compile ({cfg.run.compile_backend})" if cfg.run.compile else "")
+        + "".join(f"; {line}" for line in launched_with)
+    )
 
 
 def student_metadata(cfg, class_names: list[str]) -> dict[str, str]:
     """The string metadata stored in ``student.safetensors`` (``models.io.save_model``): architecture,
     number of classes, input channels, image size (pixels), normalisation, class names, the config."""
     t = cfg.teacher
-    return {"arch": cfg.student.arch, "num_classes": str(len(class_names)), "in_channels": str(t.in_channels),
-            "image_size": str(t.image_size), "mean": json.dumps(t.mean), "std": json.dumps(t.std),
-            "class_names": json.dumps(class_names), "config": cfg.to_json()}
+    return {
+        "arch": cfg.student.arch,
+        "num_classes": str(len(class_names)),
+        "in_channels": str(t.in_channels),
+        "image_size": str(t.image_size),
+        "mean": json.dumps(t.mean),
+        "std": json.dumps(t.std),
+        "class_names": json.dumps(class_names),
+        "config": cfg.to_json(),
+    }
 
 
-def build_summary(cfg, *, teacher_top1: float | None, student_top1: float | None, agreement: float,
-                  eval_images: int, precision, times: dict, world_size: int, device: torch.device,
-                  device_kind: str, memory_size: int) -> dict:
+def build_summary(
+    cfg,
+    *,
+    teacher_top1: float | None,
+    student_top1: float | None,
+    agreement: float,
+    eval_images: int,
+    precision,
+    times: dict,
+    world_size: int,
+    device: torch.device,
+    device_kind: str,
+    memory_size: int,
+) -> dict:
     """summary.json of a finished run: top-1 of teacher and student (fractions in [0, 1], None
     without an evaluation set), the held-out agreement, wall and per-phase seconds, device-hours
     (``RunClock.accounting``: ``times``), the precision and where the run ran."""
-    return {"method": cfg.synthesis.method, "teacher_top1": teacher_top1, "student_top1": student_top1,
-            "student_agreement": agreement, "student_agreement_source": AGREEMENT_SOURCE,
-            "eval_images": eval_images, "precision": precision.to_dict(),
-            "wall_s": times["elapsed_s"], **{f"{phase}_s": sec for phase, sec in times["phases_s"].items()},
-            "device_hours": times["device_hours"], "device_hours_unit": times["device_hours_unit"],
-            "synthesis_device_hours": times["synthesis_s"] * world_size / 3600.0,
-            "epochs": cfg.run.epochs, "num_processes": world_size, "device": str(device),
-            "device_kind": device_kind, "memory_size": memory_size}
+    return {
+        "method": cfg.synthesis.method,
+        "teacher_top1": teacher_top1,
+        "student_top1": student_top1,
+        "student_agreement": agreement,
+        "student_agreement_source": AGREEMENT_SOURCE,
+        "eval_images": eval_images,
+        "precision": precision.to_dict(),
+        "wall_s": times["elapsed_s"],
+        **{f"{phase}_s": sec for phase, sec in times["phases_s"].items()},
+        "device_hours": times["device_hours"],
+        "device_hours_unit": times["device_hours_unit"],
+        "synthesis_device_hours": times["synthesis_s"] * world_size / 3600.0,
+        "epochs": cfg.run.epochs,
+        "num_processes": world_size,
+        "device": str(device),
+        "device_kind": device_kind,
+        "memory_size": memory_size,
+    }

@@ -30,8 +30,12 @@ from ..storage import atomic_write_json
 __all__ = ["TRACKERS", "Trackers", "global_step", "tracker_names"]
 
 #: tracker -> (import name, extra of nayer-scale)
-_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
-             "trackio": ("trackio", "trackio"), "mlflow": ("mlflow", "mlflow")}
+_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "trackio": ("trackio", "trackio"),
+    "mlflow": ("mlflow", "mlflow"),
+}
 PROJECT = "nayer-scale"
 
 
@@ -51,8 +55,10 @@ def tracker_names(spec: str, check_installed: bool = True) -> list[str]:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in TRACKERS]
     if unknown:
-        raise ConfigError(f"run.log_with={spec!r}: unknown tracker {', '.join(unknown)}; use none, all, or a comma-"
-                          f"separated list of {', '.join(TRACKERS)}")
+        raise ConfigError(
+            f"run.log_with={spec!r}: unknown tracker {', '.join(unknown)}; use none, all, or a comma-"
+            f"separated list of {', '.join(TRACKERS)}"
+        )
     if check_installed:
         for name in names:
             module, extra = _PACKAGES[name]
@@ -100,8 +106,9 @@ class Trackers:
             "mlflow": {"run_name": name, **({"run_id": ids["mlflow_run_id"]} if "mlflow_run_id" in ids else {})},
         }
         values = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in _flat(config).items()}
-        self.accelerator.init_trackers(PROJECT, config=values,
-                                       init_kwargs={k: v for k, v in init_kwargs.items() if k in self.names})
+        self.accelerator.init_trackers(
+            PROJECT, config=values, init_kwargs={k: v for k, v in init_kwargs.items() if k in self.names}
+        )
         if "mlflow" in self.names and self.active:
             ids["mlflow_run_id"] = self.accelerator.get_tracker("mlflow", unwrap=True).info.run_id
         if self.active:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-
 from bn_global_worker import FIRST_BN_MULTIPLIER, MOMENTUM, batches, run_steps, tiny_teacher
+
 from nayer_scale.synthesis.bn_hooks import BNStatsHooks
+
 # var = S2 / M - (S1 / M)^2 cancels when |mean - running mean| >> std (this teacher's running means
 # are random, up to ~3 std off): fp32 statistics agree to ~1e-5 relative, not 1e-7
 STATS_TOL = {"rtol": 1e-4, "atol": 1e-5}
@@ -24,5 +25,4 @@ def _ema_tol(key: str, oracle: dict) -> dict:
 def _oracle(world_size: int) -> dict[str, torch.Tensor]:
     """One process, scope "process", on the concatenated batches."""
     teacher = tiny_teacher()
-    return run_steps(BNStatsHooks(teacher, MOMENTUM, FIRST_BN_MULTIPLIER, "reference"), teacher,
-                     batches(world_size))
+    return run_steps(BNStatsHooks(teacher, MOMENTUM, FIRST_BN_MULTIPLIER, "reference"), teacher, batches(world_size))

@@ -26,9 +26,13 @@ def _jsonl(path: Path) -> None:
         json.loads(line)
 
 
-CHECKS = {".json": lambda p: json.loads(p.read_text()), ".jsonl": _jsonl,
-          ".yaml": lambda p: yaml.safe_load(p.read_text()), ".png": lambda p: Image.open(p).verify(),
-          ".safetensors": _safetensors}
+CHECKS = {
+    ".json": lambda p: json.loads(p.read_text()),
+    ".jsonl": _jsonl,
+    ".yaml": lambda p: yaml.safe_load(p.read_text()),
+    ".png": lambda p: Image.open(p).verify(),
+    ".safetensors": _safetensors,
+}
 
 
 def assert_complete_or_absent(*folders: Path, temporary_files: bool) -> None:

@@ -32,8 +32,9 @@ def fm_split():
 
 def _fm_dataset(images: torch.Tensor, labels: torch.Tensor, names=FASHION_MNIST_CLASSES):
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(names))})
-    return datasets.Dataset.from_dict({"image": [Image.fromarray(im[0].numpy()) for im in images],
-                                       "label": labels.tolist()}, features=features)
+    return datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(im[0].numpy()) for im in images], "label": labels.tolist()}, features=features
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +55,26 @@ def _save_tiny_resnet(folder: Path, names=FASHION_MNIST_CLASSES, preprocessor: d
     from transformers import ResNetConfig, ResNetForImageClassification
 
     torch.manual_seed(0)
-    config = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                          num_labels=len(names), id2label=dict(enumerate(names)),
-                          label2id={n: i for i, n in enumerate(names)})
+    config = ResNetConfig(
+        num_channels=1,
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        layer_type="basic",
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
     ResNetForImageClassification(config).save_pretrained(str(folder))
-    pre = {"image_processor_type": "ConvNextImageProcessor", "do_resize": True, "size": {"height": 28, "width": 28},
-           "do_normalize": True, "image_mean": [0.2860], "image_std": [0.3530], "rescale_factor": 1 / 255}
+    pre = {
+        "image_processor_type": "ConvNextImageProcessor",
+        "do_resize": True,
+        "size": {"height": 28, "width": 28},
+        "do_normalize": True,
+        "image_mean": [0.2860],
+        "image_std": [0.3530],
+        "rescale_factor": 1 / 255,
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor or pre))
     return folder
 

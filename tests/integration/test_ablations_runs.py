@@ -25,21 +25,31 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
     def make(name="run", *overrides):
         return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
+
     return make
 
 
 # (generator_input, noisy_layer) -> width of the generator's first layer (tiny config: noise_dim 32,
 # MiniLM 384-d LTE, K = 10)
 SWITCHES = [
-    ("lte", "k_to_1", 32), ("lte", "one_to_one", 32), ("lte", "none", 384), ("noise", "none", 32),
-    ("onehot", "none", 10), ("onehot", "k_to_1", 32), ("lte_cat_noise", "none", 768), ("lte_plus_noise", "none", 384),
+    ("lte", "k_to_1", 32),
+    ("lte", "one_to_one", 32),
+    ("lte", "none", 384),
+    ("noise", "none", 32),
+    ("onehot", "none", 10),
+    ("onehot", "k_to_1", 32),
+    ("lte_cat_noise", "none", 768),
+    ("lte_plus_noise", "none", 384),
 ]
 
 
 @pytest.mark.parametrize("generator_input, noisy_layer, width", SWITCHES)
 def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width):
-    trainer = NayerTrainer(make_cfg("run", f"synthesis.nayer.generator_input={generator_input}",
-                                    f"synthesis.nayer.noisy_layer={noisy_layer}"))
+    trainer = NayerTrainer(
+        make_cfg(
+            "run", f"synthesis.nayer.generator_input={generator_input}", f"synthesis.nayer.noisy_layer={noisy_layer}"
+        )
+    )
     synth = trainer.synthesizer
     assert synth.generator.fc.in_features == width
     assert (synth.noisy is None) == (noisy_layer == "none")
@@ -53,12 +63,19 @@ def test_every_switch_synthesises(make_cfg, generator_input, noisy_layer, width)
 
 def test_generator_inputs(make_cfg):
     labels = torch.arange(10).repeat(2)
-    t = NayerTrainer(make_cfg("cat", "synthesis.nayer.generator_input=lte_cat_noise",
-                              "synthesis.nayer.noisy_layer=none"))
+    t = NayerTrainer(
+        make_cfg("cat", "synthesis.nayer.generator_input=lte_cat_noise", "synthesis.nayer.noisy_layer=none")
+    )
     v = t.synthesizer.generator_inputs(labels)
     assert torch.equal(v[:, :384], t.lte[labels]) and v[:, 384:].std() > 0.5  # [e_y, z]
-    t = NayerTrainer(make_cfg("sum", "synthesis.nayer.generator_input=lte_plus_noise",
-                              "synthesis.nayer.noise_beta=0.0", "synthesis.nayer.noisy_layer=none"))
+    t = NayerTrainer(
+        make_cfg(
+            "sum",
+            "synthesis.nayer.generator_input=lte_plus_noise",
+            "synthesis.nayer.noise_beta=0.0",
+            "synthesis.nayer.noisy_layer=none",
+        )
+    )
     assert torch.equal(t.synthesizer.generator_inputs(labels), t.lte[labels])  # beta = 0: e_y alone
     t = NayerTrainer(make_cfg("oh", "synthesis.nayer.generator_input=onehot"))
     assert torch.equal(t.synthesizer.generator_inputs(labels), torch.eye(10)[labels])
@@ -113,11 +130,28 @@ def test_run_writes_metrics_and_lte_neighbours(make_cfg):
 
 def test_ablation_study_writes_its_tables_and_figure(tmp_path, teacher_file, fake_test_split, lte_cache):
     out = tmp_path / "res" / "abl"
-    cmd = [sys.executable, "-m", "benchmarks.ablations", "--variants", "lte", "nl_k_to_1",
-           "encoder_hashed_index", "--epochs", "2", "--launcher", "python", "--work-dir", str(tmp_path / "work"),
-           "--out", str(out), *tiny_set_args(teacher_file, fake_test_split, lte_cache)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.ablations",
+        "--variants",
+        "lte",
+        "nl_k_to_1",
+        "encoder_hashed_index",
+        "--epochs",
+        "2",
+        "--launcher",
+        "python",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+        *tiny_set_args(teacher_file, fake_test_split, lte_cache),
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)  # benchmarks from ROOT
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env
+    )  # benchmarks from ROOT
     assert done.returncode == 0, done.stderr[-3000:]
     md = out.with_suffix(".md").read_text()
     assert "| LTE |" in md and "| NL K-to-1 (NAYER) |" in md and "hashed bag of words" in md

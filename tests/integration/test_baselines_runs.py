@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks import gpu_hours
 from conftest import tiny_config, tiny_set_args
 from nayer_scale.config import ConfigError
 from nayer_scale.synthesis import DeepInversionSynthesizer, FastSynthesizer
 from nayer_scale.trainer import NayerTrainer
-
-from benchmarks import gpu_hours
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
     def make(name="run", *overrides):
         return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
+
     return make
 
 
@@ -91,9 +91,22 @@ def test_baseline_resume_after_crash_is_exact(crash_resume, method):
 
 def test_gpu_hours_benchmark_writes_its_three_files(tmp_path, teacher_file, fake_test_split, lte_cache):
     out = tmp_path / "results" / "cmp"
-    cmd = [sys.executable, "-m", "benchmarks.gpu_hours", "--runs", "nayer:3", "deepinversion:2", "fast:2",
-           "--launcher", "python", "--work-dir", str(tmp_path / "work"), "--out", str(out),
-           *tiny_set_args(teacher_file, fake_test_split, lte_cache)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu_hours",
+        "--runs",
+        "nayer:3",
+        "deepinversion:2",
+        "fast:2",
+        "--launcher",
+        "python",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+        *tiny_set_args(teacher_file, fake_test_split, lte_cache),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from bn_global_worker import BATCH_PER_PROCESS
 from safetensors.torch import load_file
 
-from bn_global_worker import BATCH_PER_PROCESS
 from helpers.bn_global import _ema_tol, _oracle
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -39,19 +39,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("backend", [
-    "reference",
-    pytest.param("triton", marks=pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")),
-])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "reference",
+        pytest.param("triton", marks=pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")),
+    ],
+)
 def test_two_gloo_processes_match_one_process_on_the_concatenated_batch(tmp_path, backend):
     world_size, port = 2, _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "NAYER_KERNELS")}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     if backend == "triton" and not torch.cuda.is_available():
         env["TRITON_INTERPRET"] = "1"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(tmp_path / f"rank{r}.safetensors"), backend,
-                               str(world_size)], env=dict(env, RANK=str(r)), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for r in range(world_size)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(tmp_path / f"rank{r}.safetensors"), backend, str(world_size)],
+            env=dict(env, RANK=str(r)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(world_size)
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out[-3000:]

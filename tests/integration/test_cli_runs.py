@@ -22,20 +22,24 @@ def _launch(tmp_path, *args: str, debug_env: bool = False) -> subprocess.Complet
     env.pop("NAYER_DEBUG", None)
     if debug_env:
         env["NAYER_DEBUG"] = "1"
-    return subprocess.run([sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
 
 
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["synthesis.bn_loss_weight=-5"], "error: synthesis.bn_loss_weight must be >= 0, got -5.0"),
-    (["run.epoch=3"], "error: unknown key 'run.epoch'; run has:"),
-    (["config=missing.yaml"], "error: config file missing.yaml does not exist"),
-    (["preset=nope"], "error: unknown preset 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["synthesis.bn_loss_weight=-5"], "error: synthesis.bn_loss_weight must be >= 0, got -5.0"),
+        (["run.epoch=3"], "error: unknown key 'run.epoch'; run has:"),
+        (["config=missing.yaml"], "error: config file missing.yaml does not exist"),
+        (["preset=nope"], "error: unknown preset 'nope'"),
+    ],
+)
 def test_config_errors_are_one_line_and_exit_code_2(tmp_path, args, expected):
     done = _launch(tmp_path, *args)
     assert done.returncode == 2, done.stderr
@@ -46,8 +50,12 @@ def test_config_errors_are_one_line_and_exit_code_2(tmp_path, args, expected):
 
 def test_trainer_set_up_errors_are_one_line(tmp_path):
     """A teacher file that does not exist fails in the trainer's construction: one line too."""
-    done = _launch(tmp_path, "teacher.weights=/nonexistent/teacher.safetensors", "eval.dataset=none",
-                   f"run.run_dir={tmp_path / 'run'}")
+    done = _launch(
+        tmp_path,
+        "teacher.weights=/nonexistent/teacher.safetensors",
+        "eval.dataset=none",
+        f"run.run_dir={tmp_path / 'run'}",
+    )
     assert done.returncode == 2, done.stderr
     lines = _error_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and "teacher" in lines[0], done.stderr
@@ -68,8 +76,9 @@ def test_debug_shows_the_traceback(tmp_path, how):
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("NAYER_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "nayer_scale", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "nayer_scale", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_the_command_and_its_subcommands():
@@ -96,7 +105,8 @@ def test_resolved_yaml_of_config_runs_the_same_config(tmp_path):
     done = _cli("config", "preset=tiny_imagenet", "synthesis.bn_loss_weight=3")
     (tmp_path / "run.yaml").write_text(done.stdout)
     assert build_config("fashion_mnist", [f"config={tmp_path / 'run.yaml'}"]) == build_config(
-        "fashion_mnist", ["preset=tiny_imagenet", "synthesis.bn_loss_weight=3"])
+        "fashion_mnist", ["preset=tiny_imagenet", "synthesis.bn_loss_weight=3"]
+    )
 
 
 # ------------------------------------------------------------------------------------------------

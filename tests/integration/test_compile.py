@@ -10,8 +10,9 @@ from conftest import tiny_config
 from nayer_scale.trainer import NayerTrainer
 
 
-def test_a_compiled_run_saves_plain_keys_and_resumes_without_compile(tmp_path, teacher_file, fake_test_split,
-                                                                      lte_cache, one_thread):
+def test_a_compiled_run_saves_plain_keys_and_resumes_without_compile(
+    tmp_path, teacher_file, fake_test_split, lte_cache, one_thread
+):
     cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, "run.compile=true", "run.epochs=2")
     trainer = NayerTrainer(cfg)
     assert type(trainer.engine.model).__name__ == "OptimizedModule"  # the student engine compiled the prepared student
@@ -22,6 +23,13 @@ def test_a_compiled_run_saves_plain_keys_and_resumes_without_compile(tmp_path, t
     student = load_file(tmp_path / "run" / "student.safetensors")
     assert not any(k.startswith("_orig_mod.") for k in student) and "fc.weight" in student
     # run.compile may change between sessions: the checkpoint loads into an eager student
-    more = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache, "run.compile=false", "run.epochs=3",
-                       "run.resume=true")
+    more = tiny_config(
+        tmp_path / "run",
+        teacher_file,
+        fake_test_split,
+        lte_cache,
+        "run.compile=false",
+        "run.epochs=3",
+        "run.resume=true",
+    )
     assert NayerTrainer(more).fit()["epochs"] == 3

@@ -9,17 +9,17 @@ import shutil
 from collections import namedtuple
 
 from conftest import tiny_config
-
-from nayer_scale.training.disk_check import estimate_run_bytes
 from nayer_scale.trainer import NayerTrainer
+from nayer_scale.training.disk_check import estimate_run_bytes
 
 
 def _written(folder) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def test_estimate_bounds_a_real_run_and_a_short_disk_is_warned(tmp_path, teacher_file, fake_test_split, lte_cache,
-                                                              monkeypatch, capsys):
+def test_estimate_bounds_a_real_run_and_a_short_disk_is_warned(
+    tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch, capsys
+):
     cfg = tiny_config(tmp_path / "run", teacher_file, fake_test_split, lte_cache)
     trainer = NayerTrainer(cfg)
     assert "may run out of disk space" not in capsys.readouterr().out  # this machine has the space

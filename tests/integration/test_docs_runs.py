@@ -25,14 +25,32 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_site_builds_strictly(tmp_path):
     if importlib.util.find_spec("mkdocs") is None:
         if os.environ.get("NAYER_DOCS_TESTS") == "required":
-            pytest.fail("mkdocs is not importable and NAYER_DOCS_TESTS=required: pip install -e \".[docs]\"")
+            pytest.fail('mkdocs is not importable and NAYER_DOCS_TESTS=required: pip install -e ".[docs]"')
         pytest.skip("mkdocs is not installed (the docs extra); NAYER_DOCS_TESTS=required makes this a failure")
     site = tmp_path / "site"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                           str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    env = {
+        **os.environ,
+        "NO_MKDOCS_2_WARNING": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     for page in _nav_pages(_mkdocs_config()["nav"]):
         html = site / ("index.html" if page == "index.md" else page.removesuffix(".md") + "/index.html")

@@ -22,13 +22,16 @@ from nayer_scale.trainer import NayerTrainer
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
     def make(name="run", *overrides):
         return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
+
     return make
 
 
 def test_tiny_run_writes_everything_and_never_reads_training_data(make_cfg, monkeypatch):
     opened = []
     real_read = fashion_mnist._read_idx
-    monkeypatch.setattr(fashion_mnist, "_read_idx", lambda path, offset: opened.append(str(path)) or real_read(path, offset))
+    monkeypatch.setattr(
+        fashion_mnist, "_read_idx", lambda path, offset: opened.append(str(path)) or real_read(path, offset)
+    )
     cfg = make_cfg()
     summary = NayerTrainer(cfg).fit()
     run_dir = cfg.run.run_dir
@@ -70,8 +73,9 @@ def test_resume_after_crash_mid_epoch_is_exact(crash_resume):
     assert phases <= summary["wall_s"] and summary["synthesis_s"] > 0
     # running the same command on a finished run reports it and changes nothing
     assert NayerTrainer(cfg).fit() == summary
-    torch.testing.assert_close(load_file(f"{cfg.run.run_dir}/student.safetensors")["conv1.weight"],
-                               run.student["conv1.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        load_file(f"{cfg.run.run_dir}/student.safetensors")["conv1.weight"], run.student["conv1.weight"], rtol=0, atol=0
+    )
 
 
 def test_errors_before_any_work(make_cfg, tmp_path):

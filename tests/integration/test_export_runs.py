@@ -98,8 +98,14 @@ def test_export_memory_stays_far_below_the_decoded_bank(tmp_path):
     _blocky_bank(tmp_path / "small", 1, 16, 128)
     decoded = _blocky_bank(tmp_path / "big", 16, 256, 128)  # 4096 images of 128 px: 192 MiB decoded
     env = {**os.environ, "PYTHONPATH": f"{ROOT / '.pathdir'}:{ROOT}", "HF_DATASETS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path), str(tmp_path / "cache")],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     growth = json.loads(done.stdout.strip().splitlines()[-1])["growth_mib"] * 2**20
     assert growth < decoded / 3, f"export grew by {growth / 2**20:.0f} MiB for a {decoded / 2**20:.0f} MiB bank"

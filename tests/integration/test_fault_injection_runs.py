@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fault_worker import inject_fault
 from safetensors.torch import load_file
 
 from conftest import assert_bit_identical, tiny_config, tiny_run_overrides
-from fault_worker import inject_fault
 from helpers.fault_injection import assert_complete_or_absent
 from nayer_scale.cli import main
 from nayer_scale.trainer import NayerTrainer
@@ -27,8 +27,15 @@ from nayer_scale.trainer import NayerTrainer
 WORKER = Path(__file__).parents[1] / "fault_worker.py"
 # the smallest tiny run: 3 epochs (1 warm-up) of one synthesis batch of 8 and one student step, the
 # student evaluated at the end only; the same command twice continues the run (the preset's run.resume=true)
-RUN = ("synthesis.batch_size=8", "synthesis.num_generator_steps=1", "synthesis.noise_dim=16", "distill.batch_size=8",
-       "distill.steps_per_epoch=1", "eval.every_epochs=2", "run.resume=true")
+RUN = (
+    "synthesis.batch_size=8",
+    "synthesis.num_generator_steps=1",
+    "synthesis.noise_dim=16",
+    "distill.batch_size=8",
+    "distill.steps_per_epoch=1",
+    "eval.every_epochs=2",
+    "run.resume=true",
+)
 
 # writer: (path written, fnmatch; which matching write fails; the name the one-line error gives). The
 # faults of the training loop are in its last epoch (2): the resume continues a trained student.
@@ -60,15 +67,18 @@ def reference(tmp_path_factory, teacher_file, fake_test_split, lte_cache):
 @pytest.fixture
 def command(tmp_path, teacher_file, fake_test_split, lte_cache):
     """``writer`` -> (the ``nayer-scale distill`` arguments of the run, its run folder, its LTE cache)."""
+
     def make(writer: str):
         lte = tmp_path / "lte-fresh" if writer == "LTE cache" else lte_cache  # a fresh cache: the pool is written
         return tiny_run_overrides(tmp_path / "run", teacher_file, fake_test_split, lte, *RUN), tmp_path / "run", lte
+
     return make
 
 
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_a_full_disk_in_any_writer_stops_the_run_and_the_same_command_resumes_it_exactly(
-        writer, reference, command, monkeypatch, capsys):
+    writer, reference, command, monkeypatch, capsys
+):
     pattern, nth, named = WRITERS[writer]
     args, run_dir, lte = command(writer)
     seen = inject_fault(monkeypatch, pattern, nth, "enospc")
@@ -89,8 +99,9 @@ def test_a_full_disk_in_any_writer_stops_the_run_and_the_same_command_resumes_it
 def test_a_kill_in_the_middle_of_a_write_leaves_complete_files_and_resumes_exactly(writer, reference, command):
     pattern, nth, _ = WRITERS[writer]
     args, run_dir, lte = command(writer)
-    killed = subprocess.run([sys.executable, str(WORKER), pattern, str(nth), *args], capture_output=True, text=True,
-                            timeout=300)
+    killed = subprocess.run(
+        [sys.executable, str(WORKER), pattern, str(nth), *args], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert list(run_dir.rglob("*.tmp")), "the kill came in the middle of a write: its temporary file is left"
     assert_complete_or_absent(run_dir, lte, temporary_files=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import write_idx_split
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +42,14 @@ def _fake_minilm_cache(folder: Path, class_key: str) -> torch.Tensor:
     canonical = lambda obj: json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))  # noqa: E731
     lte = torch.nn.functional.normalize(torch.randn(len(names), 384, generator=torch.Generator().manual_seed(0)), dim=1)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"encoder": "minilm", "template": "photo_of", "class_names": canonical(names),
-            "prompts": canonical(build_prompts(names, "photo_of")), "dim": "384", "created_by": "nayer-scale"}
+    meta = {
+        "encoder": "minilm",
+        "template": "photo_of",
+        "class_names": canonical(names),
+        "prompts": canonical(build_prompts(names, "photo_of")),
+        "dim": "384",
+        "created_by": "nayer-scale",
+    }
     path = folder / f"lte-{lte_cache_key('minilm', 'photo_of', names)}.safetensors"
     save_file({"lte": lte}, str(path), metadata=meta)
     return lte
@@ -50,8 +57,14 @@ def _fake_minilm_cache(folder: Path, class_key: str) -> torch.Tensor:
 
 def _run(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("OUT", "NAYER_KERNELS", "TRITON_INTERPRET")}
-    return subprocess.run([sys.executable, "-m", "benchmarks.gpu_suite", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**base, **env}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_suite", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, **env},
+        cwd=ROOT,
+    )
 
 
 STEP_ORDER = ["env_tests", "kernels", "fashion_mnist", "cifar10", "imagenet", "memory_bank", "compile"]
@@ -94,8 +107,12 @@ def _check_tests_and_kernels(records: list[dict], out: Path) -> None:
     assert set(rng) == {"normal", "kaiming_uniform"} and all(v["max_abs_diff"] == 0 for v in rng.values())
     rows = [r for r in kinds("kernel_row") if r["step"] == "kernels"]
     assert {r["provider"] for r in rows} == {"triton", "torch", "torch_loop", "var_mean"}
-    assert [g for g in dict.fromkeys(r["group"] for r in rows)] == ["smoke/channels_last", "smoke/nchw",
-                                                                     "noisy_reinit", "backward_only"]
+    assert [g for g in dict.fromkeys(r["group"] for r in rows)] == [
+        "smoke/channels_last",
+        "smoke/nchw",
+        "noisy_reinit",
+        "backward_only",
+    ]
     assert {s["providers"][0] for s in kinds("kernel_skip")} == {"batch_norm_stats"}  # CUDA only
     for r in rows:  # host-inclusive median / min / max beside the (GPU-only) do_bench times
         assert 0 < r["host_min_ms"] <= r["host_median_ms"] <= r["host_max_ms"] and r["host_reps"] >= 3
@@ -127,8 +144,10 @@ def _check_cifar_imagenet(records: list[dict]) -> None:
     for r in cifar.values():
         _assert_spread(r["batch_s"]), _assert_spread(r["student_step_s"])
         assert r["projected_hours"] == pytest.approx(r["projected_synthesis_hours"] + r["projected_student_hours"])
-        expected = (r["recipe"]["synthesis_batches_warmup"] * (r["s_per_warmup_batch"] or r["s_per_batch"])
-                    + r["recipe"]["synthesis_batches"] * r["s_per_batch"]) / 3600
+        expected = (
+            r["recipe"]["synthesis_batches_warmup"] * (r["s_per_warmup_batch"] or r["s_per_batch"])
+            + r["recipe"]["synthesis_batches"] * r["s_per_batch"]
+        ) / 3600
         assert r["projected_synthesis_hours"] == pytest.approx(expected) and expected > 0
         assert r["projected_hours_min"] <= r["projected_hours"] <= r["projected_hours_max"]
         assert r["student_images_per_s"] > 0 and r["paper_a100_hours"] > 0 and r["recipe_source"]
@@ -177,9 +196,18 @@ def test_dry_run_reports_every_step(tmp_path):
     assert COMMIT + "+dirty" in summary and results["meta"]["device"] in summary and "DRY RUN" in summary
     for i, (name, _, title) in enumerate(spec.STEPS):
         assert f"## {i + 1}. {title} [{name}: ok]" in summary
-    for text in ("host ms", "median (min-max)", "torch.profiler share of one synthesis batch", "CPU share",
-                 "PROJECTIONS on this project's code", "paper A100 h (Table 2)", "proj. h min-max",
-                 "How far a projection can be trusted", "measured fit wall s", "per-test budget"):
+    for text in (
+        "host ms",
+        "median (min-max)",
+        "torch.profiler share of one synthesis batch",
+        "CPU share",
+        "PROJECTIONS on this project's code",
+        "paper A100 h (Table 2)",
+        "proj. h min-max",
+        "How far a projection can be trusted",
+        "measured fit wall s",
+        "per-test budget",
+    ):
         assert text in summary, text
     _check_tests_and_kernels(records, out)
     _check_fashion(records, real_split)
@@ -187,19 +215,52 @@ def test_dry_run_reports_every_step(tmp_path):
 
 
 def test_per_test_budget_fails_a_slow_test_and_goes_on(tmp_path):
-    (tmp_path / "test_slow.py").write_text("import time\n\ndef test_slow():\n    time.sleep(30)\n\n"
-                                           "def test_after():\n    pass\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-p",
-                           "benchmarks.gpu_suite.pytest_budget", "--per-test-budget=0.5", str(tmp_path)],
-                          capture_output=True, text=True, timeout=25, cwd=ROOT, env={**os.environ, "COLUMNS": "300"})
+    (tmp_path / "test_slow.py").write_text(
+        "import time\n\ndef test_slow():\n    time.sleep(30)\n\ndef test_after():\n    pass\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rfE",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "benchmarks.gpu_suite.pytest_budget",
+            "--per-test-budget=0.5",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "300"},
+    )
     assert "1 failed, 1 passed" in proc.stdout and "TestBudgetExceeded" in proc.stdout, proc.stdout[-2000:]
 
 
 @pytest.mark.slow
 def test_a_hanging_step_is_killed_and_later_steps_still_run(tmp_path):
     out = tmp_path / "out"
-    proc = _run(["--dry-run", "--out", str(out), "--commit", COMMIT, "--carry", str(tmp_path / "none"),
-                 "--steps", "kernels", "memory_bank", "--budget", "kernels=6"], NAYER_GPU_SUITE_TEST_HANG="kernels")
+    proc = _run(
+        [
+            "--dry-run",
+            "--out",
+            str(out),
+            "--commit",
+            COMMIT,
+            "--carry",
+            str(tmp_path / "none"),
+            "--steps",
+            "kernels",
+            "memory_bank",
+            "--budget",
+            "kernels=6",
+        ],
+        NAYER_GPU_SUITE_TEST_HANG="kernels",
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # not every step ok
     steps = {s["name"]: s for s in json.loads((out / "results.json").read_text())["steps"]}
     assert steps["kernels"]["status"] == "timeout" and steps["kernels"]["wall_s"] < 15
@@ -211,8 +272,12 @@ def test_recipes_and_collect(tmp_path, monkeypatch):
     orchestrator, records, _, workers = _suite()
     nayer, di, fast = (workers.recipe(p) for p in ("cifar10", "cifar10_deepinversion", "cifar10_fast"))
     # NAYER E=100 after 20 warm-up epochs of 10 batches, 2 batches and 400 student steps per epoch.
-    assert (nayer["synthesis_batches_warmup"], nayer["synthesis_batches"], nayer["steps_per_batch"],
-            nayer["student_steps"]) == (200, 200, 30, 40000)
+    assert (
+        nayer["synthesis_batches_warmup"],
+        nayer["synthesis_batches"],
+        nayer["steps_per_batch"],
+        nayer["student_steps"],
+    ) == (200, 200, 30, 40000)
     assert (di["synthesis_batches_warmup"], di["synthesis_batches"], di["steps_per_batch"]) == (0, 120, 2000)
     assert (fast["synthesis_batches"], fast["steps_per_batch"]) == (200, 5)
     assert records.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"

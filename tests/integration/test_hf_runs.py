@@ -37,8 +37,9 @@ def _hf_config(run_dir: Path, teacher_dir: Path, lte_cache: Path, eval_path: Pat
     return cfg
 
 
-def test_distil_a_few_steps_from_an_hf_teacher_and_evaluate_on_an_hf_set(tmp_path, hf_teacher_dir, fm_saved,
-                                                                         lte_cache, one_thread):
+def test_distil_a_few_steps_from_an_hf_teacher_and_evaluate_on_an_hf_set(
+    tmp_path, hf_teacher_dir, fm_saved, lte_cache, one_thread
+):
     from nayer_scale.trainer import NayerTrainer
 
     cfg = _hf_config(tmp_path / "run", hf_teacher_dir, lte_cache, fm_saved)

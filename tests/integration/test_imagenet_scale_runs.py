@@ -23,7 +23,6 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import assert_bit_identical
-
 from nayer_scale.recipes import get_preset
 from nayer_scale.storage import load_state
 
@@ -34,10 +33,17 @@ ENTRY = ROOT / "launch" / "imagenet_r50.py"
 # tv_resnet18 student: the same distributed code path (DDP / ZeRO-2 buckets, BN buffers, checkpoints)
 # at under half the time of ResNet-50's 25M parameters through gloo every step (53 s vs 92 s a run)
 # a checkpoint of 2 processes: pickle-free state (safetensors + JSON) and its meta.json
-CHECKPOINT_FILES = {"meta.json"} | {f"{part}.{ext}" for part in ("shared", "process-000", "process-001")
-                                    for ext in ("json", "safetensors")}
-LONG = ["run.epochs=4", "distill.steps_per_epoch=12", "run.cpu_threads=1", "eval.every_epochs=100",
-        "eval.num_workers=0", "student.arch=tv_resnet18"]
+CHECKPOINT_FILES = {"meta.json"} | {
+    f"{part}.{ext}" for part in ("shared", "process-000", "process-001") for ext in ("json", "safetensors")
+}
+LONG = [
+    "run.epochs=4",
+    "distill.steps_per_epoch=12",
+    "run.cpu_threads=1",
+    "eval.every_epochs=100",
+    "eval.num_workers=0",
+    "student.arch=tv_resnet18",
+]
 
 
 def _write_images(n: int, size: int, seed: int):
@@ -76,8 +82,9 @@ def _env():
     return dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
 
 
-def _launch(run_dir: Path, processes: int, port: int, extra: list[str] = (), deepspeed: bool = False,
-            slurm_recipe: bool = False) -> subprocess.Popen:
+def _launch(
+    run_dir: Path, processes: int, port: int, extra: list[str] = (), deepspeed: bool = False, slurm_recipe: bool = False
+) -> subprocess.Popen:
     accelerate = shutil.which("accelerate")
     assert accelerate, "the accelerate command is part of the install"
     if processes == 1:
@@ -86,16 +93,32 @@ def _launch(run_dir: Path, processes: int, port: int, extra: list[str] = (), dee
         head = ["--use_deepspeed", "--zero_stage", "2", "--num_processes", str(processes)]
     else:
         head = ["--multi_gpu", "--num_processes", str(processes)]
-    cmd = [accelerate, "launch", *head, "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(port), str(ENTRY), "preset=imagenet_r50_smoke", f"run.run_dir={run_dir}",
-           "run.mixed_precision=no", *extra]
+    cmd = [
+        accelerate,
+        "launch",
+        *head,
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        str(ENTRY),
+        "preset=imagenet_r50_smoke",
+        f"run.run_dir={run_dir}",
+        "run.mixed_precision=no",
+        *extra,
+    ]
     env = _env()
     if deepspeed:  # ACCELERATE_USE_CPU would turn the DeepSpeed launch into plain multi-CPU DDP
         env.pop("ACCELERATE_USE_CPU")
     if slurm_recipe:  # as launch/slurm/imagenet_r50.sbatch starts it on every node
         cmd = ["bash", "-c", "trap '' USR1; exec " + " ".join(cmd)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -116,8 +139,12 @@ def _shard_records(run_dir: Path) -> list[tuple[int, int, int]]:
 
 def _expected_records(cfg, processes: int) -> list[tuple[int, int, int]]:
     s, run = cfg.synthesis, cfg.run
-    return sorted((r, e, b) for r in range(processes) for e in range(run.epochs)
-                  for b in range(s.warmup_batches_per_epoch if e < run.warmup_epochs else s.batches_per_epoch))
+    return sorted(
+        (r, e, b)
+        for r in range(processes)
+        for e in range(run.epochs)
+        for b in range(s.warmup_batches_per_epoch if e < run.warmup_epochs else s.batches_per_epoch)
+    )
 
 
 def _shard_labels(run_dir: Path) -> Counter:
@@ -158,8 +185,20 @@ def test_smoke_preset_evaluates_on_an_imagenet_folder(tmp_path):
         (val / f"n{cls:08d}").mkdir(parents=True)
         (val / f"n{cls:08d}" / "img.png").write_bytes(png)
     run_dir = tmp_path / "smoke"
-    _finish(_launch(run_dir, 1, 29530, ["eval.dataset=imagenet", f"eval.root={val}", "eval.every_epochs=100",
-                                        "eval.num_workers=0", "run.epochs=2"]))
+    _finish(
+        _launch(
+            run_dir,
+            1,
+            29530,
+            [
+                "eval.dataset=imagenet",
+                f"eval.root={val}",
+                "eval.every_epochs=100",
+                "eval.num_workers=0",
+                "run.epochs=2",
+            ],
+        )
+    )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["eval_images"] == 1000 and 0 <= summary["teacher_top1"] <= 1 and 0 <= summary["student_top1"] <= 1
     # a folder whose class count does not fit the teacher is refused before anything runs
@@ -272,8 +311,9 @@ def test_sigusr1_to_every_process_under_the_slurm_recipe(tmp_path):
     proc = _launch(run_dir, 2, 29537, LONG, slurm_recipe=True)
     _wait_for(lambda: any(e >= 1 for _, e, _ in _shard_records(run_dir)), proc)
     # what the job script's USR1 trap runs on every node, narrowed to this test's run
-    subprocess.run(["pkill", "-USR1", "-f", "--", f"-u {ENTRY} preset=imagenet_r50_smoke run.run_dir={run_dir} "],
-                   check=True)
+    subprocess.run(
+        ["pkill", "-USR1", "-f", "--", f"-u {ENTRY} preset=imagenet_r50_smoke run.run_dir={run_dir} "], check=True
+    )
     out = _finish(proc)
     assert "stop requested (signal 10)" in out and not (run_dir / "summary.json").exists()
     ckpt = run_dir / "checkpoints" / _latest(run_dir)
@@ -306,10 +346,28 @@ def test_throughput_benchmark_smoke(tmp_path):
     """python -m benchmarks.imagenet_throughput --smoke: each condition in its own process, CSV + markdown."""
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.imagenet_throughput", "--smoke",
-                           "--conditions", "bf16", "fp32", "--synthesis-batches", "1", "--student-steps", "2",
-                           "--results-dir", str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=600,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.imagenet_throughput",
+            "--smoke",
+            "--conditions",
+            "bf16",
+            "fp32",
+            "--synthesis-batches",
+            "1",
+            "--student-steps",
+            "2",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     import csv
 

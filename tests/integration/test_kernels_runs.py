@@ -24,14 +24,13 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import triton_kernels_run_here
+from helpers.kernels import noisy_triton  # noqa: F401 (a fixture, found by name)
+from nayer_kernels import dispatch, reinit_noisy_linears_reference
 
 ON_GPU = torch.cuda.is_available()
 HAS_TRITON = importlib.util.find_spec("triton") is not None
-
-from helpers.kernels import noisy_triton  # noqa: E402, F401 (fixtures, found by name)
-from nayer_kernels import reinit_noisy_linears_reference  # noqa: E402
-from nayer_kernels import dispatch  # noqa: E402
 
 needs_kernels = pytest.mark.usefixtures("triton_kernels")
 
@@ -84,8 +83,9 @@ def test_kernels_in_interpreter_subprocess():
 
 
 @needs_kernels
-def test_end_to_end_kernels_match_references(tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch, capsys,
-                                              noisy_triton):
+def test_end_to_end_kernels_match_references(
+    tmp_path, teacher_file, fake_test_split, lte_cache, monkeypatch, capsys, noisy_triton
+):
     """The same tiny run with run.kernels=triton (interpreter on CPU) and =reference gives the same
     synthesis and KD losses. The two re-init RNGs (Philox in Triton, torch's generator in the
     reference) draw different numbers by design, so here the Triton re-init is given the

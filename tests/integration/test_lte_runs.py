@@ -25,6 +25,8 @@ def _offline(monkeypatch):
 
 def test_import_is_light():
     """Importing the LTE package pulls in neither sentence-transformers nor transformers."""
-    code = ("import sys, nayer_scale.lte; "
-            "assert 'sentence_transformers' not in sys.modules and 'transformers' not in sys.modules")
+    code = (
+        "import sys, nayer_scale.lte; "
+        "assert 'sentence_transformers' not in sys.modules and 'transformers' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

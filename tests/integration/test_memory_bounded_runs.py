@@ -42,7 +42,10 @@ def test_run_with_a_bounded_memory_resumes_exactly(crash_resume):
     # shard 0 was deleted once the last checkpoint listing it was pruned; shard 1 is still listed by one
     memory = Path(run.config.run.run_dir) / "memory"
     assert sorted(p.name for p in memory.glob("*.tar")) == [
-        "shard-r000-000001.tar", "shard-r000-000002.tar", "shard-r000-000003.tar"]
+        "shard-r000-000001.tar",
+        "shard-r000-000002.tar",
+        "shard-r000-000003.tar",
+    ]
 
 
 def _node_worker(rank: int, root: str, shm: str, port: int, out: str) -> None:
@@ -56,13 +59,16 @@ def _node_worker(rank: int, root: str, shm: str, port: int, out: str) -> None:
     own = MemoryBank(root, rank=rank, world_size=2, cache="cpu")  # the per-process cache
     own.refresh()
     seeds = [batch_seed(0, rank, 0, s) for s in range(5)]
-    same = all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-               for a, b in zip(node.batches(8, seeds), own.batches(8, seeds)))
+    same = all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(node.batches(8, seeds), own.batches(8, seeds))
+    )
     shm_dir = NodeFiles(root).dir  # the node's folder of this bank (NAYER_SHM_DIR=shm)
     files = sorted(p.name for p in shm_dir.glob("*.u8"))
     inodes = [os.stat(shm_dir / f).st_ino for f in files]
-    Path(out, f"rank{rank}.json").write_text(json.dumps({"same": same, "files": files, "inodes": inodes,
-                                                         "len": len(node)}))
+    Path(out, f"rank{rank}.json").write_text(
+        json.dumps({"same": same, "files": files, "inodes": inodes, "len": len(node)})
+    )
     dist.barrier()
     node.close(remove_node_cache=rank == 0)
     dist.destroy_process_group()

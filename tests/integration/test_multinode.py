@@ -31,20 +31,40 @@ from nayer_scale.storage import load_state
 ROOT = Path(__file__).resolve().parents[2]
 NODES = 2
 EPOCHS = 3
-CHECKPOINT_FILES = {"meta.json"} | {f"{part}.{ext}" for part in ("shared", "process-000", "process-001")
-                                    for ext in ("json", "safetensors")}
+CHECKPOINT_FILES = {"meta.json"} | {
+    f"{part}.{ext}" for part in ("shared", "process-000", "process-001") for ext in ("json", "safetensors")
+}
 
 
 def _overrides(run_dir: Path, teacher: Path, eval_root: Path) -> list[str]:
     """The fashion_mnist preset shrunk to seconds (as tests/conftest.py's tiny_config), with global
     BN statistics; every node gets the same list (node-local paths come from HOME)."""
-    return ["preset=fashion_mnist", f"run.run_dir={run_dir}", "teacher.arch=resnet8", f"teacher.weights={teacher}",
-            "student.arch=resnet8", f"eval.root={eval_root}", "eval.every_epochs=100", "synthesis.batch_size=24",
-            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=2", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
-            "distill.steps_per_epoch=4", "run.warmup_epochs=1", "run.mixed_precision=no", "run.cpu_threads=1",
-            f"run.epochs={EPOCHS}", "run.progress=false", "run.resume=true", "run.safe_point_every_steps=1",
-            "lte.encoder=hashed", "synthesis.bn_stats_scope=global"]
+    return [
+        "preset=fashion_mnist",
+        f"run.run_dir={run_dir}",
+        "teacher.arch=resnet8",
+        f"teacher.weights={teacher}",
+        "student.arch=resnet8",
+        f"eval.root={eval_root}",
+        "eval.every_epochs=100",
+        "synthesis.batch_size=24",
+        "synthesis.num_generator_steps=2",
+        "synthesis.batches_per_epoch=2",
+        "synthesis.warmup_batches_per_epoch=1",
+        "synthesis.generator_width=8",
+        "synthesis.noise_dim=32",
+        "distill.batch_size=16",
+        "distill.steps_per_epoch=4",
+        "run.warmup_epochs=1",
+        "run.mixed_precision=no",
+        "run.cpu_threads=1",
+        f"run.epochs={EPOCHS}",
+        "run.progress=false",
+        "run.resume=true",
+        "run.safe_point_every_steps=1",
+        "lte.encoder=hashed",
+        "synthesis.bn_stats_scope=global",
+    ]
 
 
 def _free_port() -> int:
@@ -56,8 +76,9 @@ def _free_port() -> int:
 def _env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "NAYER_KERNELS")}
     home.mkdir(parents=True, exist_ok=True)
-    return dict(env, HOME=str(home), ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-                PYTHONUNBUFFERED="1")
+    return dict(
+        env, HOME=str(home), ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1"
+    )
 
 
 def _launch_nodes(tmp: Path, run_dir: Path, teacher: Path, eval_root: Path) -> list[subprocess.Popen]:
@@ -67,12 +88,40 @@ def _launch_nodes(tmp: Path, run_dir: Path, teacher: Path, eval_root: Path) -> l
     port = _free_port()
     procs = []
     for rank in range(NODES):
-        cmd = [accelerate, "launch", "--multi_gpu", "--num_machines", str(NODES), "--num_processes", str(NODES),
-               "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-               "--rdzv_backend", "static", "--same_network", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(ROOT / "launch" / "distill.py"), *_overrides(run_dir, teacher, eval_root)]
-        procs.append(subprocess.Popen(cmd, env=_env(tmp / f"node{rank}"), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        cmd = [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_machines",
+            str(NODES),
+            "--num_processes",
+            str(NODES),
+            "--machine_rank",
+            str(rank),
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(port),
+            "--rdzv_backend",
+            "static",
+            "--same_network",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(ROOT / "launch" / "distill.py"),
+            *_overrides(run_dir, teacher, eval_root),
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                env=_env(tmp / f"node{rank}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -131,8 +180,7 @@ def straight(tmp_path_factory, teacher_file, fake_test_split) -> Path:
     return run_dir
 
 
-def test_two_nodes_on_localhost_signal_one_node_and_resume_exactly(tmp_path, straight, teacher_file,
-                                                                   fake_test_split):
+def test_two_nodes_on_localhost_signal_one_node_and_resume_exactly(tmp_path, straight, teacher_file, fake_test_split):
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["num_processes"] == NODES
     records = _shard_records(straight)
@@ -214,13 +262,27 @@ def _sbatch(tmp: Path, args: list[str]) -> subprocess.Popen:
         (stubs / name).chmod((stubs / name).stat().st_mode | stat.S_IEXEC)
     (tmp / "cpu.yaml").write_text(CPU_CONFIG)
     env = _env(tmp / "submit")
-    env.update(PATH=f"{stubs}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-               SLURM_NNODES=str(NODES), SLURM_GPUS_ON_NODE="1", SLURM_JOB_NODELIST="node[0-1]", SLURM_JOB_ID="4242",
-               MASTER_PORT=str(_free_port()), ACCELERATE_CONFIG=str(tmp / "cpu.yaml"), STUB_LOG=str(tmp / "stub.log"),
-               STUB_REQUEUED=str(tmp / "requeued"), STUB_NODES=str(tmp / "nodes"))
-    return subprocess.Popen(["bash", str(ROOT / "launch" / "slurm" / "imagenet_r50.sbatch"), *args], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    env.update(
+        PATH=f"{stubs}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        SLURM_NNODES=str(NODES),
+        SLURM_GPUS_ON_NODE="1",
+        SLURM_JOB_NODELIST="node[0-1]",
+        SLURM_JOB_ID="4242",
+        MASTER_PORT=str(_free_port()),
+        ACCELERATE_CONFIG=str(tmp / "cpu.yaml"),
+        STUB_LOG=str(tmp / "stub.log"),
+        STUB_REQUEUED=str(tmp / "requeued"),
+        STUB_NODES=str(tmp / "nodes"),
+    )
+    return subprocess.Popen(
+        ["bash", str(ROOT / "launch" / "slurm" / "imagenet_r50.sbatch"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_slurm_job_script_under_stub_srun_time_limit_forward_requeue(tmp_path, teacher_file, fake_test_split):

@@ -18,10 +18,26 @@ def test_two_process_run(tmp_path, teacher_file, fake_test_split, lte_cache):
     assert accelerate, "the accelerate command is part of the install"
     run_dir = tmp_path / "ddp"
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           str(Path(__file__).parents[1] / "ddp_worker.py"), str(run_dir), str(teacher_file),
-           str(fake_test_split), str(lte_cache)]
+    cmd = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        str(Path(__file__).parents[1] / "ddp_worker.py"),
+        str(run_dir),
+        str(teacher_file),
+        str(fake_test_split),
+        str(lte_cache),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -34,5 +50,11 @@ def test_two_process_run(tmp_path, teacher_file, fake_test_split, lte_cache):
     b = torch.load(run_dir / "student-process-1.pt")
     assert_bit_identical(b, a)
     # the processes synthesised different images (own RNG streams)
-    assert not torch.equal(*[load_state(run_dir / "checkpoints" / "epoch-0002" / f"process-00{r}")
-                             ["synthesizer"]["noisy_layer"]["weight"] for r in (0, 1)])
+    assert not torch.equal(
+        *[
+            load_state(run_dir / "checkpoints" / "epoch-0002" / f"process-00{r}")["synthesizer"]["noisy_layer"][
+                "weight"
+            ]
+            for r in (0, 1)
+        ]
+    )

@@ -15,7 +15,6 @@ from conftest import tiny_config
 from nayer_scale.storage import load_state
 from nayer_scale.trainer import NayerTrainer
 
-
 FP16 = ("run.mixed_precision=fp16", "synthesis.num_generator_steps=3")
 
 
@@ -27,6 +26,7 @@ def fp16_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
             cfg.synthesis.method = method
             cfg.synthesis.noise_dim = 16
         return cfg
+
     return make
 
 

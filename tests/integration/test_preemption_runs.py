@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 from conftest import assert_bit_identical, tiny_config
 from nayer_scale.trainer import NayerTrainer
 
-
 # 2 synthesis batches and 4 student steps per epoch: safe points inside both phases
 SAFE_POINTS = ("synthesis.batches_per_epoch=2", "distill.steps_per_epoch=4", "run.safe_point_every_steps=1")
 
@@ -26,14 +25,16 @@ SAFE_POINTS = ("synthesis.batches_per_epoch=2", "distill.steps_per_epoch=4", "ru
 def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
     def make(name, *overrides):
         return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *SAFE_POINTS, *overrides)
+
     return make
 
 
 @pytest.fixture(scope="module")
 def straight_students(tmp_path_factory, teacher_file, fake_test_split, lte_cache):
     """Uninterrupted runs, keyed by the signal-free config name."""
-    cfg = tiny_config(tmp_path_factory.mktemp("straight") / "run", teacher_file, fake_test_split, lte_cache,
-                      *SAFE_POINTS)
+    cfg = tiny_config(
+        tmp_path_factory.mktemp("straight") / "run", teacher_file, fake_test_split, lte_cache, *SAFE_POINTS
+    )
     summary = NayerTrainer(cfg).fit()
     return summary, load_file(f"{cfg.run.run_dir}/student.safetensors"), cfg
 
@@ -53,16 +54,20 @@ def _signal_on_call(monkeypatch, method: str, call: int, signum: int):
     return lambda: monkeypatch.setattr(NayerTrainer, method, real)
 
 
-@pytest.mark.parametrize("method, call, signum, expected", [
-    # epoch 0 (warm-up) has 1 synthesis batch, epochs 1-2 have 2: the 2nd call is epoch 1, batch 0,
-    # whose safe point follows it; the 3rd is the epoch's last batch: the next safe point is after
-    # the first student step
-    ("synthesize", 2, signal.SIGTERM, "epoch-0001-b0001-s00000000"),
-    ("synthesize", 3, signal.SIGUSR1, "epoch-0001-b0002-s00000001"),
-    ("probe_synthetic", 1, signal.SIGTERM, "epoch-0000"),  # warm-up epoch 0: its end is the next safe point
-])
-def test_signal_checkpoints_at_next_safe_point_and_resume_is_exact(make_cfg, monkeypatch, straight_students,
-                                                                   method, call, signum, expected):
+@pytest.mark.parametrize(
+    "method, call, signum, expected",
+    [
+        # epoch 0 (warm-up) has 1 synthesis batch, epochs 1-2 have 2: the 2nd call is epoch 1, batch 0,
+        # whose safe point follows it; the 3rd is the epoch's last batch: the next safe point is after
+        # the first student step
+        ("synthesize", 2, signal.SIGTERM, "epoch-0001-b0001-s00000000"),
+        ("synthesize", 3, signal.SIGUSR1, "epoch-0001-b0002-s00000001"),
+        ("probe_synthetic", 1, signal.SIGTERM, "epoch-0000"),  # warm-up epoch 0: its end is the next safe point
+    ],
+)
+def test_signal_checkpoints_at_next_safe_point_and_resume_is_exact(
+    make_cfg, monkeypatch, straight_students, method, call, signum, expected
+):
     reference, straight, _ = straight_students
     cfg = make_cfg(f"stopped-{method}-{call}")
     restore = _signal_on_call(monkeypatch, method, call, signum)
@@ -134,14 +139,21 @@ def test_shared_generator_starts_identical_and_averages_its_gradients(make_cfg):
     for shared in (True, False):
         for rank in (0, 1):
             torch.manual_seed(100 + rank)  # each process's own global RNG stream
-            ctx = dataclasses.replace(trainer.synthesizer.ctx, rank=rank,
-                                      all_reduce=(lambda ts: calls.append(len(ts))) if shared else None)
+            ctx = dataclasses.replace(
+                trainer.synthesizer.ctx, rank=rank, all_reduce=(lambda ts: calls.append(len(ts))) if shared else None
+            )
             generators[shared, rank] = NayerSynthesizer(ctx, trainer.lte, trainer.num_classes)
-    same = [torch.equal(a, b) for a, b in zip(generators[True, 0].generator.state_dict().values(),
-                                              generators[True, 1].generator.state_dict().values())]
-    differ = [torch.equal(a, b) for a, b in zip(generators[False, 0].generator.parameters(),
-                                                generators[False, 1].generator.parameters())
-              if a.dim() > 1]  # random weights; BatchNorm starts at 1 / 0 everywhere
+    same = [
+        torch.equal(a, b)
+        for a, b in zip(
+            generators[True, 0].generator.state_dict().values(), generators[True, 1].generator.state_dict().values()
+        )
+    ]
+    differ = [
+        torch.equal(a, b)
+        for a, b in zip(generators[False, 0].generator.parameters(), generators[False, 1].generator.parameters())
+        if a.dim() > 1
+    ]  # random weights; BatchNorm starts at 1 / 0 everywhere
     assert all(same) and not any(differ)
     labels = trainer.synthesis_labels(1, 0)
     generators[True, 0].synthesize(labels, 1, 0, None)

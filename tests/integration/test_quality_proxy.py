@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from nayer_scale.recipes import get_preset
 from nayer_scale.data import find_eval_data
+from nayer_scale.recipes import get_preset
 from nayer_scale.trainer import NayerTrainer
 
 

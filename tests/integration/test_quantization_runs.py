@@ -25,22 +25,51 @@ from nayer_scale.quantization import load_quantized, parse_quantization, quantiz
 ROOT = Path(__file__).resolve().parents[2]
 
 
-QUANT = ("teacher.arch=resnet8", "student.arch=resnet8", "student.quantization.weight_bits=4",
-         "student.quantization.activation_bits=4", "distill.lr=0.01")
+QUANT = (
+    "teacher.arch=resnet8",
+    "student.arch=resnet8",
+    "student.quantization.weight_bits=4",
+    "student.quantization.activation_bits=4",
+    "distill.lr=0.01",
+)
 
 
 def test_tiny_w4a4_run_through_launch_distill(tmp_path, teacher_file, fake_test_split, lte_cache):
     run_dir = tmp_path / "w4a4"
-    args = [f"teacher.weights={teacher_file}", "teacher.arch=resnet8", "student.arch=resnet8",
-            "student.quantization=w4a4", "distill.lr=0.01", f"lte.cache_dir={lte_cache}",
-            f"eval.root={fake_test_split}", "eval.every_epochs=1", "synthesis.batch_size=24",
-            "synthesis.num_generator_steps=2", "synthesis.batches_per_epoch=1", "synthesis.warmup_batches_per_epoch=1",
-            "synthesis.generator_width=8", "synthesis.noise_dim=32", "distill.batch_size=16",
-            "distill.steps_per_epoch=2", "run.epochs=3", "run.warmup_epochs=1", "run.mixed_precision=no",
-            "run.progress=false", "run.resume=false", "run.cpu_threads=1", f"run.run_dir={run_dir}"]
+    args = [
+        f"teacher.weights={teacher_file}",
+        "teacher.arch=resnet8",
+        "student.arch=resnet8",
+        "student.quantization=w4a4",
+        "distill.lr=0.01",
+        f"lte.cache_dir={lte_cache}",
+        f"eval.root={fake_test_split}",
+        "eval.every_epochs=1",
+        "synthesis.batch_size=24",
+        "synthesis.num_generator_steps=2",
+        "synthesis.batches_per_epoch=1",
+        "synthesis.warmup_batches_per_epoch=1",
+        "synthesis.generator_width=8",
+        "synthesis.noise_dim=32",
+        "distill.batch_size=16",
+        "distill.steps_per_epoch=2",
+        "run.epochs=3",
+        "run.warmup_epochs=1",
+        "run.mixed_precision=no",
+        "run.progress=false",
+        "run.resume=false",
+        "run.cpu_threads=1",
+        f"run.run_dir={run_dir}",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "launch" / "distill.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "launch" / "distill.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     loaded, meta = load_quantized(run_dir / "student_quantized.safetensors")

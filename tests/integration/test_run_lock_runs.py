@@ -21,8 +21,10 @@ from nayer_scale.training.run_lock import LOCK_NAME, RunFolderInUse, RunLock
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
-    code = ("import sys, time; from nayer_scale.training.run_lock import RunLock; "
-            f"RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)")
+    code = (
+        "import sys, time; from nayer_scale.training.run_lock import RunLock; "
+        f"RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
@@ -42,11 +44,13 @@ def test_only_one_of_two_jobs_takes_over_a_stale_lock(tmp_path):
     """A stale lock found by two jobs: the breaker file lets one of them remove it; the other sees
     the winner's fresh lock and is refused."""
     _plant(tmp_path, _holder(heartbeat=time.time() - 600))
-    code = ("import sys, time, warnings; warnings.simplefilter('ignore'); "
-            "from nayer_scale.training.run_lock import RunLock, RunFolderInUse\n"
-            "try:\n"
-            f"    RunLock({str(tmp_path)!r}).acquire(); print('won', flush=True); time.sleep(5)\n"
-            "except RunFolderInUse:\n    print('refused', flush=True)\n")
+    code = (
+        "import sys, time, warnings; warnings.simplefilter('ignore'); "
+        "from nayer_scale.training.run_lock import RunLock, RunFolderInUse\n"
+        "try:\n"
+        f"    RunLock({str(tmp_path)!r}).acquire(); print('won', flush=True); time.sleep(5)\n"
+        "except RunFolderInUse:\n    print('refused', flush=True)\n"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["refused", "won"]
@@ -58,9 +62,13 @@ def test_only_one_of_two_jobs_takes_over_a_stale_lock(tmp_path):
 
 def _job(run_dir, teacher_file, fake_test_split, lte_cache, *extra: str) -> subprocess.Popen:
     tiny = [*tiny_cli_args(teacher_file, fake_test_split, lte_cache, run_dir), "run.mixed_precision=no"]
-    return subprocess.Popen([sys.executable, "-m", "nayer_scale", "distill", *tiny, *extra],
-                            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nayer_scale", "distill", *tiny, *extra],
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(path, proc, timeout=120.0):
@@ -71,8 +79,9 @@ def _wait_for(path, proc, timeout=120.0):
         time.sleep(0.05)
 
 
-def test_two_jobs_at_once_one_is_refused_and_a_killed_job_is_resumed(tmp_path, teacher_file, fake_test_split,
-                                                                    lte_cache):
+def test_two_jobs_at_once_one_is_refused_and_a_killed_job_is_resumed(
+    tmp_path, teacher_file, fake_test_split, lte_cache
+):
     run_dir, epochs = tmp_path / "run", "run.epochs=50"  # about 15 s of work: the second job starts inside it
     first = _job(run_dir, teacher_file, fake_test_split, lte_cache, epochs)
     try:

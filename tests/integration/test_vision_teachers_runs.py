@@ -25,9 +25,11 @@ try:
 except Exception as err:  # ModuleNotFoundError, or RuntimeError "operator torchvision::nms does not exist"
     if os.environ.get("NAYER_VISION_TESTS") == "required":
         raise
-    pytest.skip(f"torchvision / timm cannot be imported here ({type(err).__name__}: {err}); these tests run in the "
-                'vision environment: pip install -c constraints-vision.txt -e ".[vision]" pytest',
-                allow_module_level=True)
+    pytest.skip(
+        f"torchvision / timm cannot be imported here ({type(err).__name__}: {err}); these tests run in the "
+        'vision environment: pip install -c constraints-vision.txt -e ".[vision]" pytest',
+        allow_module_level=True,
+    )
 
 from helpers.vision_teachers import randomise_bn
 from nayer_scale.models.io import save_model
@@ -37,21 +39,36 @@ pytestmark = [pytest.mark.vision, pytest.mark.usefixtures("one_thread")]
 
 # ---- a run ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("arch", ["torchvision:resnet18", "timm:resnet18"])
 def test_distil_a_few_steps_from_a_local_weights_file(tmp_path, lte_cache, arch):
     """The trainer end to end (data-free, a hashed text encoder: nothing downloaded) with a torchvision
     or timm ResNet-18 given by name and a local weights file; run.yaml records the teacher as given."""
     from conftest import tiny_config
-
     from nayer_scale.trainer import NayerTrainer
 
-    net = (tvm.resnet18(num_classes=10) if arch.startswith("torchvision") else
-           timm.create_model("resnet18", pretrained=False, num_classes=10))
+    net = (
+        tvm.resnet18(num_classes=10)
+        if arch.startswith("torchvision")
+        else timm.create_model("resnet18", pretrained=False, num_classes=10)
+    )
     weights = tmp_path / "teacher.safetensors"
     save_model(randomise_bn(net), weights)
-    cfg = tiny_config(tmp_path / "run", weights, tmp_path, lte_cache, f"teacher.arch={arch}", "teacher.in_channels=3",
-                      "teacher.mean=0.5,0.5,0.5", "teacher.std=0.25,0.25,0.25", "teacher.image_size=32",
-                      "teacher.class_names=cifar10", "eval.dataset=none", "lte.encoder=hashed", "run.epochs=2")
+    cfg = tiny_config(
+        tmp_path / "run",
+        weights,
+        tmp_path,
+        lte_cache,
+        f"teacher.arch={arch}",
+        "teacher.in_channels=3",
+        "teacher.mean=0.5,0.5,0.5",
+        "teacher.std=0.25,0.25,0.25",
+        "teacher.image_size=32",
+        "teacher.class_names=cifar10",
+        "eval.dataset=none",
+        "lte.encoder=hashed",
+        "run.epochs=2",
+    )
     summary = NayerTrainer(cfg).fit()
     assert summary["epochs"] == 2 and summary["memory_size"] == 2 * cfg.synthesis.batch_size
     assert 0 <= summary["student_agreement"] <= 1

@@ -8,23 +8,33 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nayer_scale.config import ConfigError
-from nayer_scale.recipes import get_preset
-from nayer_scale.losses import image_prior_losses
-
 from benchmarks import gpu_hours
+from nayer_scale.config import ConfigError
+from nayer_scale.losses import image_prior_losses
+from nayer_scale.recipes import get_preset
 
 
 def test_presets_carry_the_published_baseline_settings():
     di = get_preset("cifar10_deepinversion")
     s = di.synthesis
-    assert (s.method, s.num_generator_steps, s.deepinversion.pixel_lr, s.bn_loss_weight, s.ce_loss_weight) == \
-        ("deepinversion", 2000, 0.1, 10.0, 1.0)
+    assert (s.method, s.num_generator_steps, s.deepinversion.pixel_lr, s.bn_loss_weight, s.ce_loss_weight) == (
+        "deepinversion",
+        2000,
+        0.1,
+        10.0,
+        1.0,
+    )
     assert s.deepinversion.pixel_betas == (0.5, 0.99)
     assert s.first_bn_multiplier == 10.0 and s.deepinversion.tv_loss_weight > 0 and di.run.warmup_epochs == 0
     fast = get_preset("cifar100_fast").synthesis
-    assert (fast.method, fast.num_generator_steps, fast.noise_dim, fast.fast.latent_lr, fast.adv_loss_weight,
-            fast.ce_loss_weight) == ("fast", 5, 256, 0.01, 1.1, 0.4)
+    assert (
+        fast.method,
+        fast.num_generator_steps,
+        fast.noise_dim,
+        fast.fast.latent_lr,
+        fast.adv_loss_weight,
+        fast.ce_loss_weight,
+    ) == ("fast", 5, 256, 0.01, 1.1, 0.4)
     # baselines share the NAYER preset's teacher, student and student schedule
     assert get_preset("fashion_mnist_fast").distill == get_preset("fashion_mnist").distill
     with pytest.raises(ConfigError, match="synthesis.method"):
@@ -42,9 +52,21 @@ def test_image_priors():
 
 
 def _rows(method, epochs, points):
-    rows = [{"method": method, "budget_epochs": epochs, "epoch": i, "final": False, "top1": a, "device_hours": h,
-             "synthesis_device_hours": h / 2, "unit": "CPU-hours", "device_kind": "cpu", "num_devices": 1}
-            for i, (h, a) in enumerate(points)]
+    rows = [
+        {
+            "method": method,
+            "budget_epochs": epochs,
+            "epoch": i,
+            "final": False,
+            "top1": a,
+            "device_hours": h,
+            "synthesis_device_hours": h / 2,
+            "unit": "CPU-hours",
+            "device_kind": "cpu",
+            "num_devices": 1,
+        }
+        for i, (h, a) in enumerate(points)
+    ]
     return rows + [{**rows[-1], "final": True}]
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from bn_global_worker import FIRST_BN_MULTIPLIER, MOMENTUM, batches, run_steps, tiny_teacher
+
 from helpers.bn_global import _ema_tol, _oracle
 from nayer_kernels import bn_partial_sums_reference, bn_stats_loss_from_sums, bn_stats_loss_reference
 from nayer_scale.synthesis.bn_hooks import BNStatsHooks
@@ -42,8 +42,9 @@ def test_partial_sums_finalize_to_the_reference_loss_and_gradient():
         rm, rv = x.mean((0, 2, 3)) + torch.randn(3, generator=g) * 0.1, torch.rand(3, generator=g) + 0.5
         ema = (rm + 0.2, rv * 1.1)
         x1, x2 = x.double().requires_grad_(), x.clone().requires_grad_()
-        ref, ref_mean, ref_var = bn_stats_loss_reference(x1, rm.double(), rv.double(), ema[0].double(),
-                                                         ema[1].double(), 0.9)
+        ref, ref_mean, ref_var = bn_stats_loss_reference(
+            x1, rm.double(), rv.double(), ema[0].double(), ema[1].double(), 0.9
+        )
         s1, s2 = bn_partial_sums_reference(x2, rm)
         assert s1.dtype == s2.dtype == torch.float32
         loss, mean, var = bn_stats_loss_from_sums(x.numel() / 3, s1, s2, rm, rm, rv, *ema, 0.9)
@@ -57,8 +58,9 @@ def test_partial_sums_finalize_to_the_reference_loss_and_gradient():
 
 
 @pytest.mark.usefixtures("triton_kernels")  # compiled on CUDA, else the interpreter for this test (tests/conftest.py)
-@pytest.mark.parametrize("dtype, channels_last", [(torch.float32, False), (torch.float32, True),
-                                                  (torch.bfloat16, True)])
+@pytest.mark.parametrize(
+    "dtype, channels_last", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)]
+)
 def test_triton_partial_sums_match_the_reference(monkeypatch, dtype, channels_last):
     """The Triton split (partial-statistics kernel with a given shift, tile combine, sums backward)
     against the reference, with tiny tiles so that several tiles and sample blocks combine."""
@@ -100,8 +102,9 @@ def test_global_scope_on_one_process_is_the_process_scope():
     got = run_steps(hooks, teacher, batches(1))
     oracle = _oracle(1)
     for key, value in oracle.items():
-        torch.testing.assert_close(got[key], value, **_ema_tol(key, oracle) if key.startswith("ema")
-                                   else _tol(key), msg=key)
+        torch.testing.assert_close(
+            got[key], value, **_ema_tol(key, oracle) if key.startswith("ema") else _tol(key), msg=key
+        )
     with pytest.raises(ValueError, match="scope"):
         BNStatsHooks(teacher, scope="node")
 

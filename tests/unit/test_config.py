@@ -10,14 +10,31 @@ from pathlib import Path
 import pytest
 
 from nayer_scale.cli import build_config
+from nayer_scale.config import (
+    CHANNELS_LAST,
+    DEMO_TEACHER,
+    EVAL_DATASETS,
+    GENERATOR_INPUTS,
+    MIXED_PRECISIONS,
+    RENAMED_FIELDS,
+    SYNTHESIS_METHODS,
+    ConfigError,
+    NayerConfig,
+    QuantizationConfig,
+    SynthesisConfig,
+    apply_overrides,
+    check_resume_compatible,
+    config_from_dict,
+)
 from nayer_scale.config.loader import REPLACED_FIELDS
-from nayer_scale.config import CHANNELS_LAST, EVAL_DATASETS, GENERATOR_INPUTS, MIXED_PRECISIONS, RENAMED_FIELDS, SYNTHESIS_METHODS, ConfigError, NayerConfig, SynthesisConfig, QuantizationConfig, DEMO_TEACHER, apply_overrides, check_resume_compatible, config_from_dict
 from nayer_scale.recipes import PRESETS, get_preset, preset
 
 SNAPSHOT = Path(__file__).parents[1] / "data" / "preset_snapshot.json"
 # config v1 used generator_lr / generator_betas for DeepInversion's pixel optimiser
-DI_PIXEL_FIELDS = {"synthesis.generator_lr": "synthesis.deepinversion.pixel_lr",
-                   "synthesis.generator_betas": "synthesis.deepinversion.pixel_betas"}
+DI_PIXEL_FIELDS = {
+    "synthesis.generator_lr": "synthesis.deepinversion.pixel_lr",
+    "synthesis.generator_betas": "synthesis.deepinversion.pixel_betas",
+}
 
 
 def _snapshot(name: str) -> dict:
@@ -41,7 +58,9 @@ def test_presets_validate_and_round_trip(name):
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
-V1_PRESETS = [name for name in PRESETS if name in json.loads(SNAPSHOT.read_text())]  # presets added since v1 are not in it
+V1_PRESETS = [
+    name for name in PRESETS if name in json.loads(SNAPSHOT.read_text())
+]  # presets added since v1 are not in it
 
 
 def test_the_snapshot_covers_every_v1_preset():
@@ -57,13 +76,19 @@ def test_preset_values_match_the_v1_snapshot(name):
     defaults = _flat(json.loads(json.dumps(NayerConfig().to_dict())))
     moved = {**RENAMED_FIELDS, **(DI_PIXEL_FIELDS if name.endswith("_deepinversion") else {})}
     mapped = {moved.get(key, key): value for key, value in old.items() if key not in REPLACED_FIELDS}
-    mapped.update({REPLACED_FIELDS[key][0]: REPLACED_FIELDS[key][1](value) for key, value in old.items()
-                   if key in REPLACED_FIELDS})  # run.tensorboard=false -> run.log_with=none
+    mapped.update(
+        {
+            REPLACED_FIELDS[key][0]: REPLACED_FIELDS[key][1](value)
+            for key, value in old.items()
+            if key in REPLACED_FIELDS
+        }
+    )  # run.tensorboard=false -> run.log_with=none
     assert {k: new[k] for k in mapped} == mapped
     # fields new in v2 that a preset sets on purpose (documented in the preset's docstring)
     chosen = {"memory.max_images"} if name.startswith("imagenet_r50") else set()
     assert {k: new[k] for k in new if k not in set(mapped) | chosen} == {
-        k: defaults[k] for k in new if k not in set(mapped) | chosen}
+        k: defaults[k] for k in new if k not in set(mapped) | chosen
+    }
 
 
 @pytest.mark.parametrize("name", V1_PRESETS)
@@ -106,10 +131,19 @@ def test_every_numeric_field_declares_its_range():
 
 
 def test_overrides_are_typed():
-    cfg = apply_overrides(get_preset("fashion_mnist"), [
-        "synthesis.bn_loss_weight=5", "synthesis.generator_betas=0.4,0.99", "run.channels_last=true",
-        "teacher.arch=pkg.mod:factory", "run.epochs=7", "synthesis.nayer.generator_input=noise",
-        "synthesis.deepinversion.pixel_betas=0.9,0.9", "synthesis.fast.meta_learning=reptile"])
+    cfg = apply_overrides(
+        get_preset("fashion_mnist"),
+        [
+            "synthesis.bn_loss_weight=5",
+            "synthesis.generator_betas=0.4,0.99",
+            "run.channels_last=true",
+            "teacher.arch=pkg.mod:factory",
+            "run.epochs=7",
+            "synthesis.nayer.generator_input=noise",
+            "synthesis.deepinversion.pixel_betas=0.9,0.9",
+            "synthesis.fast.meta_learning=reptile",
+        ],
+    )
     assert cfg.synthesis.bn_loss_weight == 5.0
     assert cfg.synthesis.generator_betas == (0.4, 0.99)
     assert cfg.run.channels_last == "true" and cfg.run.epochs == 7
@@ -119,52 +153,64 @@ def test_overrides_are_typed():
     cfg.validate()
 
 
-@pytest.mark.parametrize("item,message", [
-    ("epochs=3", "section.key=value"),
-    ("nosuch.epochs=3", "unknown config section"),
-    ("run.epoch=3", "unknown key 'run.epoch'; run has: .*epochs"),
-    ("synthesis.nayer.input=lte", "unknown key 'synthesis.nayer.input'; synthesis.nayer has: .*generator_input"),
-    ("synthesis.nayer=lte", "synthesis.nayer is a section, not a value; set its keys: synthesis.nayer.generator_input"),
-    ("run.epochs.x=3", "run.epochs is a value, not a section"),
-    ("run.epochs=three", "takes a int"),
-    ("run.resume=maybe", "true/false"),
-])
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        ("epochs=3", "section.key=value"),
+        ("nosuch.epochs=3", "unknown config section"),
+        ("run.epoch=3", "unknown key 'run.epoch'; run has: .*epochs"),
+        ("synthesis.nayer.input=lte", "unknown key 'synthesis.nayer.input'; synthesis.nayer has: .*generator_input"),
+        (
+            "synthesis.nayer=lte",
+            "synthesis.nayer is a section, not a value; set its keys: synthesis.nayer.generator_input",
+        ),
+        ("run.epochs.x=3", "run.epochs is a value, not a section"),
+        ("run.epochs=three", "takes a int"),
+        ("run.resume=maybe", "true/false"),
+    ],
+)
 def test_bad_overrides(item, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(get_preset("fashion_mnist"), [item])
 
 
-@pytest.mark.parametrize("item,message", [
-    ("run.warmup_epochs=30", "warmup_epochs"),
-    ("synthesis.bn_momentum=1.0", r"synthesis.bn_momentum must be in \[0, 1\), got 1.0"),
-    ("teacher.mean=0.1,0.2,0.3", "one value per input channel"),
-    ("run.mixed_precision=fp8", "run.mixed_precision must be one of auto, no, bf16, fp16, got 'fp8'"),
-    ("synthesis.batch_size=0", "synthesis.batch_size must be > 0, got 0"),
-    ("synthesis.method=x", "synthesis.method must be one of nayer, deepinversion, fast, got 'x'"),
-    ("synthesis.bn_loss_weight=-5", "synthesis.bn_loss_weight must be >= 0, got -5.0: set synthesis.bn_loss_weight"),
-    ("synthesis.ce_loss_weight=-1", "synthesis.ce_loss_weight must be >= 0"),
-    ("synthesis.adv_loss_weight=-1", "synthesis.adv_loss_weight must be >= 0"),
-    ("synthesis.deepinversion.tv_loss_weight=-1", "synthesis.deepinversion.tv_loss_weight must be >= 0"),
-    ("synthesis.deepinversion.l2_loss_weight=-1", "synthesis.deepinversion.l2_loss_weight must be >= 0"),
-    ("synthesis.deepinversion.pixel_lr=0", "synthesis.deepinversion.pixel_lr must be > 0"),
-    ("synthesis.fast.latent_lr=0", "synthesis.fast.latent_lr must be > 0"),
-    ("synthesis.nayer.noise_beta=-1", "synthesis.nayer.noise_beta must be >= 0"),
-    ("synthesis.nayer.noisy_layer=2-to-1", "synthesis.nayer.noisy_layer must be one of k_to_1, one_to_one, none"),
-    ("synthesis.generator_lr=0", "synthesis.generator_lr must be > 0"),
-    ("synthesis.generator_betas=0.5,1.0", r"every value of synthesis.generator_betas must be in \[0, 1\)"),
-    ("synthesis.generator_betas=0.5", "synthesis.generator_betas takes 2 values"),
-    ("distill.momentum=1", r"distill.momentum must be in \[0, 1\)"),
-    ("distill.weight_decay=-1e-4", "distill.weight_decay must be >= 0"),
-    ("distill.lr=0", "distill.lr must be > 0"),
-    ("distill.lr_min=0.5", r"distill.lr_min \(0.5\) must be in \[0, distill.lr=0.1\]"),
-    ("distill.temperature=0", "distill.temperature must be > 0"),
-    ("distill.resized_crop_scale=0.5,0.1", "distill.resized_crop_scale takes two area fractions"),
-    ("teacher.std=0.0", "every value of teacher.std must be > 0"),
-    ("teacher.image_size=4", "teacher.image_size must be >= 8"),
-    ("run.keep_checkpoints=0", "run.keep_checkpoints must be >= 1"),
-    ("memory.cache_gb=-1", "memory.cache_gb must be >= 0"),
-    ("eval.dataset=imagenet", "eval.dataset=imagenet needs eval.root"),
-])
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        ("run.warmup_epochs=30", "warmup_epochs"),
+        ("synthesis.bn_momentum=1.0", r"synthesis.bn_momentum must be in \[0, 1\), got 1.0"),
+        ("teacher.mean=0.1,0.2,0.3", "one value per input channel"),
+        ("run.mixed_precision=fp8", "run.mixed_precision must be one of auto, no, bf16, fp16, got 'fp8'"),
+        ("synthesis.batch_size=0", "synthesis.batch_size must be > 0, got 0"),
+        ("synthesis.method=x", "synthesis.method must be one of nayer, deepinversion, fast, got 'x'"),
+        (
+            "synthesis.bn_loss_weight=-5",
+            "synthesis.bn_loss_weight must be >= 0, got -5.0: set synthesis.bn_loss_weight",
+        ),
+        ("synthesis.ce_loss_weight=-1", "synthesis.ce_loss_weight must be >= 0"),
+        ("synthesis.adv_loss_weight=-1", "synthesis.adv_loss_weight must be >= 0"),
+        ("synthesis.deepinversion.tv_loss_weight=-1", "synthesis.deepinversion.tv_loss_weight must be >= 0"),
+        ("synthesis.deepinversion.l2_loss_weight=-1", "synthesis.deepinversion.l2_loss_weight must be >= 0"),
+        ("synthesis.deepinversion.pixel_lr=0", "synthesis.deepinversion.pixel_lr must be > 0"),
+        ("synthesis.fast.latent_lr=0", "synthesis.fast.latent_lr must be > 0"),
+        ("synthesis.nayer.noise_beta=-1", "synthesis.nayer.noise_beta must be >= 0"),
+        ("synthesis.nayer.noisy_layer=2-to-1", "synthesis.nayer.noisy_layer must be one of k_to_1, one_to_one, none"),
+        ("synthesis.generator_lr=0", "synthesis.generator_lr must be > 0"),
+        ("synthesis.generator_betas=0.5,1.0", r"every value of synthesis.generator_betas must be in \[0, 1\)"),
+        ("synthesis.generator_betas=0.5", "synthesis.generator_betas takes 2 values"),
+        ("distill.momentum=1", r"distill.momentum must be in \[0, 1\)"),
+        ("distill.weight_decay=-1e-4", "distill.weight_decay must be >= 0"),
+        ("distill.lr=0", "distill.lr must be > 0"),
+        ("distill.lr_min=0.5", r"distill.lr_min \(0.5\) must be in \[0, distill.lr=0.1\]"),
+        ("distill.temperature=0", "distill.temperature must be > 0"),
+        ("distill.resized_crop_scale=0.5,0.1", "distill.resized_crop_scale takes two area fractions"),
+        ("teacher.std=0.0", "every value of teacher.std must be > 0"),
+        ("teacher.image_size=4", "teacher.image_size must be >= 8"),
+        ("run.keep_checkpoints=0", "run.keep_checkpoints must be >= 1"),
+        ("memory.cache_gb=-1", "memory.cache_gb must be >= 0"),
+        ("eval.dataset=imagenet", "eval.dataset=imagenet needs eval.root"),
+    ],
+)
 def test_validation_names_the_field(item, message):
     cfg = apply_overrides(get_preset("fashion_mnist"), [item])
     with pytest.raises(ConfigError, match=message):
@@ -189,9 +235,11 @@ def test_deprecated_flat_names_still_work_and_warn():
     with pytest.warns(DeprecationWarning, match="synthesis.generator_input is deprecated.*nayer.generator_input"):
         cfg = apply_overrides(get_preset("fashion_mnist"), ["synthesis.generator_input=noise"])
     assert cfg.synthesis.nayer.generator_input == "noise"
-    for old, value, new in [("synthesis.tv_loss_weight", "0.5", "deepinversion.tv_loss_weight"),
-                            ("synthesis.latent_lr", "0.2", "fast.latent_lr"),
-                            ("synthesis.shared_generator", "true", "nayer.shared_generator")]:
+    for old, value, new in [
+        ("synthesis.tv_loss_weight", "0.5", "deepinversion.tv_loss_weight"),
+        ("synthesis.latent_lr", "0.2", "fast.latent_lr"),
+        ("synthesis.shared_generator", "true", "nayer.shared_generator"),
+    ]:
         with pytest.warns(DeprecationWarning, match=f"use synthesis.{new}"):
             apply_overrides(cfg, [f"{old}={value}"])
     assert cfg.synthesis.deepinversion.tv_loss_weight == 0.5 and cfg.synthesis.fast.latent_lr == 0.2
@@ -200,7 +248,8 @@ def test_deprecated_flat_names_still_work_and_warn():
     with pytest.warns(DeprecationWarning) as record:
         assert config_from_dict(v1).validate() == get_preset("cifar10_fast")
     assert "synthesis.meta_learning is deprecated and will be removed: use synthesis.fast.meta_learning" in {
-        str(w.message) for w in record}
+        str(w.message) for w in record
+    }
     # the memory-cache keys that were under run, the quantization string of the student
     with pytest.warns(DeprecationWarning, match="run.memory_cache is deprecated.*use memory.cache"):
         assert apply_overrides(get_preset("fashion_mnist"), ["run.memory_cache=node"]).memory.cache == "node"
@@ -212,8 +261,12 @@ def test_deprecated_flat_names_still_work_and_warn():
     saved = get_preset("fashion_mnist").to_dict()  # a checkpoint's config of the release before
     saved["run"]["memory_cache"], saved["run"]["memory_cache_gb"] = saved["memory"].pop("cache"), 0.0
     del saved["memory"]["cache_gb"]
-    saved["student"] = {"arch": "resnet8", "quantization": "none", "quantization_keep_ends_8bit": True,
-                        "quantization_fold_bn": False}
+    saved["student"] = {
+        "arch": "resnet8",
+        "quantization": "none",
+        "quantization_keep_ends_8bit": True,
+        "quantization_fold_bn": False,
+    }
     with pytest.warns(DeprecationWarning, match="student.quantization_fold_bn is deprecated"):
         old = config_from_dict(saved)
     assert old.student.quantization == QuantizationConfig(fold_bn=False) and old.memory.cache == "auto"
@@ -252,8 +305,10 @@ def test_yaml_round_trip(tmp_path, name):
 
 def test_yaml_layers_preset_then_file_then_overrides(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("preset: cifar10\nsynthesis:\n  generator_lr: 4e-3\n  bn_loss_weight: 5\n  nayer:\n"
-                    "    generator_input: noise\nrun:\n  epochs: 30\n  channels_last: true\n  seed: 3\neval:\n")
+    path.write_text(
+        "preset: cifar10\nsynthesis:\n  generator_lr: 4e-3\n  bn_loss_weight: 5\n  nayer:\n"
+        "    generator_input: noise\nrun:\n  epochs: 30\n  channels_last: true\n  seed: 3\neval:\n"
+    )
     cfg = build_config("fashion_mnist", [f"config={path}", "run.seed=4"])
     assert cfg.teacher.arch == "wrn40_2"  # the file's preset
     assert cfg.synthesis.bn_loss_weight == 5.0 and isinstance(cfg.synthesis.bn_loss_weight, float)
@@ -262,16 +317,19 @@ def test_yaml_layers_preset_then_file_then_overrides(tmp_path):
     assert build_config("fashion_mnist", [f"config={path}", "preset=tiny_imagenet"]).teacher.arch == "resnet34"
 
 
-@pytest.mark.parametrize("text,message", [
-    ("run:\n  epoch: 3\n", "config file .*run.yaml: unknown key 'run.epoch'; run has: .*epochs"),
-    ("runs:\n  epochs: 3\n", "unknown config section 'runs' in 'runs.epochs'; sections: teacher, student"),
-    ("synthesis:\n  nayer:\n    input: lte\n", "unknown key 'synthesis.nayer.input'; synthesis.nayer has"),
-    ("run:\n  epochs: [1, 2]\n", r"run.epochs takes a int, got \[1, 2\]"),
-    ("synthesis:\n  generator_betas: 0.5\n", "synthesis.generator_betas takes a list of floats"),
-    ("- 1\n- 2\n", "must hold a mapping of sections"),
-    ("run: {epochs: 3\n", "is not valid YAML"),
-    ("synthesis:\n  bn_loss_weight: -5\n", "synthesis.bn_loss_weight must be >= 0, got -5.0"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("run:\n  epoch: 3\n", "config file .*run.yaml: unknown key 'run.epoch'; run has: .*epochs"),
+        ("runs:\n  epochs: 3\n", "unknown config section 'runs' in 'runs.epochs'; sections: teacher, student"),
+        ("synthesis:\n  nayer:\n    input: lte\n", "unknown key 'synthesis.nayer.input'; synthesis.nayer has"),
+        ("run:\n  epochs: [1, 2]\n", r"run.epochs takes a int, got \[1, 2\]"),
+        ("synthesis:\n  generator_betas: 0.5\n", "synthesis.generator_betas takes a list of floats"),
+        ("- 1\n- 2\n", "must hold a mapping of sections"),
+        ("run: {epochs: 3\n", "is not valid YAML"),
+        ("synthesis:\n  bn_loss_weight: -5\n", "synthesis.bn_loss_weight must be >= 0, got -5.0"),
+    ],
+)
 def test_bad_yaml_is_refused(tmp_path, text, message):
     path = tmp_path / "run.yaml"
     path.write_text(text)
@@ -289,13 +347,20 @@ def test_yaml_errors_for_files():
 def test_resume_allows_listed_changes_and_names_the_others():
     saved = get_preset("fashion_mnist").to_dict()
     assert check_resume_compatible(saved, get_preset("fashion_mnist").to_dict()) == []
-    now = apply_overrides(get_preset("fashion_mnist"), [
-        "eval.every_epochs=5", "run.epochs=20", "run.progress=false", "run.run_dir=/elsewhere"]).to_dict()
+    now = apply_overrides(
+        get_preset("fashion_mnist"),
+        ["eval.every_epochs=5", "run.epochs=20", "run.progress=false", "run.run_dir=/elsewhere"],
+    ).to_dict()
     assert check_resume_compatible(saved, now) == [
-        "eval.every_epochs: 2 -> 5", "run.run_dir: 'runs/fashion_mnist' -> '/elsewhere'", "run.epochs: 10 -> 20",
-        "run.progress: True -> False"]
-    now = apply_overrides(get_preset("fashion_mnist"), [
-        "run.seed=1", "run.epochs=5", "synthesis.nayer.generator_input=noise", "eval.batch_size=10"]).to_dict()
+        "eval.every_epochs: 2 -> 5",
+        "run.run_dir: 'runs/fashion_mnist' -> '/elsewhere'",
+        "run.epochs: 10 -> 20",
+        "run.progress: True -> False",
+    ]
+    now = apply_overrides(
+        get_preset("fashion_mnist"),
+        ["run.seed=1", "run.epochs=5", "synthesis.nayer.generator_input=noise", "eval.batch_size=10"],
+    ).to_dict()
     with pytest.raises(ConfigError) as err:
         check_resume_compatible(saved, now)
     message = str(err.value)

@@ -32,14 +32,36 @@ def test_memory_cap_reuses_a_finished_run_and_refuses_other_settings(tmp_path):
     with pytest.raises(ConfigError, match="run of 10 epochs, this study asks for 12"):
         memory_cap.finished(run, [*study, "run.epochs=12"])
 
-    rows = [{"max_images": "400", "retirement": "fifo", "memory_size_end": "400", "student_top1": "68.1",
-             "teacher_top1": "92.79", "overrides": "x=1"},
-            {"max_images": "800", "retirement": "reservoir", "memory_size_end": "800", "student_top1": "70.25",
-             "teacher_top1": "92.79", "overrides": "x=1"},
-            {"max_images": "all", "retirement": "-", "memory_size_end": "2200", "student_top1": "75.49",
-             "teacher_top1": "92.79", "overrides": "x=1"}]
+    rows = [
+        {
+            "max_images": "400",
+            "retirement": "fifo",
+            "memory_size_end": "400",
+            "student_top1": "68.1",
+            "teacher_top1": "92.79",
+            "overrides": "x=1",
+        },
+        {
+            "max_images": "800",
+            "retirement": "reservoir",
+            "memory_size_end": "800",
+            "student_top1": "70.25",
+            "teacher_top1": "92.79",
+            "overrides": "x=1",
+        },
+        {
+            "max_images": "all",
+            "retirement": "-",
+            "memory_size_end": "2200",
+            "student_top1": "75.49",
+            "teacher_top1": "92.79",
+            "overrides": "x=1",
+        },
+    ]
     md = memory_cap.render_table(rows, "memory_cap_test")
-    assert "| 400 | 18% | 68.10 | - |" in md and "| 800 | 36% | - | 70.25 |" in md and "| all | 100% | 75.49 | - |" in md
+    assert (
+        "| 400 | 18% | 68.10 | - |" in md and "| 800 | 36% | - | 70.25 |" in md and "| all | 100% | 75.49 | - |" in md
+    )
     assert "One seed per cell (run.seed=0)" in md
     rows.append({**rows[0], "student_top1": "65.9", "seed": "1"})  # a second seed: the mean, each seed
     md = memory_cap.render_table(rows, "memory_cap_test")
@@ -57,18 +79,31 @@ def test_report_registry_detects_kinds_and_commands_reproduce(tmp_path):
     from benchmarks.lib import report
     from benchmarks.lib.provenance import ROOT, command_line, write_csv
 
-    assert set(cli.load_renderers()) == {"ablations", "gpu_hours", "imagenet_throughput", "kernels", "memory_cap",
-                                         "precision_cpu", "profile_cpu", "quantization", "weak_scaling"}
+    assert set(cli.load_renderers()) == {
+        "ablations",
+        "gpu_hours",
+        "imagenet_throughput",
+        "kernels",
+        "memory_cap",
+        "precision_cpu",
+        "profile_cpu",
+        "quantization",
+        "weak_scaling",
+    }
     assert command_line(["--smoke"], ROOT / "benchmarks" / "gpu_hours.py") == "python -m benchmarks.gpu_hours --smoke"
     assert command_line([], ROOT / "benchmarks" / "gpu_suite" / "__main__.py") == "python -m benchmarks.gpu_suite"
     assert command_line(["a b"], ROOT / "launch" / "distill.py") == "python launch/distill.py 'a b'"
     for command in ("python -m benchmarks.bench_kernels --smoke", "python benchmarks/bench_kernels.py --smoke"):
         assert report.detect_kind(tmp_path / "x.csv", [{"command": command}]) == "kernels"
-    assert report.detect_kind(tmp_path / "memory_cap_x.csv", [{"command": "python -m benchmarks.other"}]) == "memory_cap"
+    assert (
+        report.detect_kind(tmp_path / "memory_cap_x.csv", [{"command": "python -m benchmarks.other"}]) == "memory_cap"
+    )
     with pytest.raises(ValueError, match="registered twice"):
         report.register("kernels")(lambda rows, name: "")
     path = write_csv(tmp_path / "other.csv", [{"a": 1, "b": "x"}], fields={"command": "python -m benchmarks.other"})
-    assert report.render(path) == "# other\n\n| a | b | command |\n|---|---|---|\n| 1 | x | python -m benchmarks.other |\n"
+    assert (
+        report.render(path) == "# other\n\n| a | b | command |\n|---|---|---|\n| 1 | x | python -m benchmarks.other |\n"
+    )
 
 
 def test_timing_helpers_on_cpu():

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from nayer_scale.config import DEMO_TEACHER
-from nayer_scale.recipes import get_preset
 from nayer_scale.data import find_eval_data, load_eval_data
 from nayer_scale.models.io import read_metadata
 from nayer_scale.models.sources import build_teacher
+from nayer_scale.recipes import get_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,8 @@ def test_shipped_teacher_records_the_scripts_default_settings():
     meta = read_metadata(DEMO_TEACHER)
     assert json.loads(meta["train_settings"]) == script.training_settings(script.parse_args([])), (
         "the shipped teacher was trained with other settings than launch/train_teacher.py's defaults: retrain it "
-        "with `python launch/train_teacher.py --out nayer_scale/assets/fashion_mnist_resnet20.safetensors --force`")
+        "with `python launch/train_teacher.py --out nayer_scale/assets/fashion_mnist_resnet20.safetensors --force`"
+    )
     assert meta["commit"] and meta["commit"] != "unknown"
     assert json.loads(meta["precision"])["mixed_precision"] in ("no", "bf16", "fp16")
     record = json.loads(Path(DEMO_TEACHER).with_suffix(".json").read_text())  # the readable copy beside it
@@ -50,8 +51,17 @@ def test_shipped_teacher_reaches_its_recorded_top1_on_the_real_test_split():
     mean, std = json.loads(meta["mean"])[0], json.loads(meta["std"])[0]
     teacher = teacher.to(memory_format=torch.channels_last)  # as the trainer evaluates it on CPU
     with torch.inference_mode():
-        correct = sum(int((teacher(((images[i:i + 250].float() / 255 - mean) / std).contiguous(
-            memory_format=torch.channels_last)).argmax(1) == labels[i:i + 250]).sum()) for i in range(0, len(labels), 250))
+        correct = sum(
+            int(
+                (
+                    teacher(
+                        ((images[i : i + 250].float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+                    ).argmax(1)
+                    == labels[i : i + 250]
+                ).sum()
+            )
+            for i in range(0, len(labels), 250)
+        )
     assert len(labels) == 10_000
     assert correct / len(labels) == pytest.approx(float(meta["test_top1"]), abs=0.002)
     assert correct / len(labels) > 0.9

@@ -8,9 +8,10 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDITED = ("nayer_scale", "kernels", "launch", "benchmarks", "tests", "scripts")
@@ -82,7 +83,8 @@ def test_every_third_party_import_is_declared():
             # the test command installs .[dev]: whatever the code imports must come with it
             problems.append(f"{module} (imported in {where}) is not installed: declare it and add it to the dev extra")
         elif not dists & declared:
-            problems.append(f"{module} (distribution {', '.join(sorted(dists))}, imported in {where}) "
-                            "is not declared in pyproject.toml")
+            problems.append(
+                f"{module} (distribution {', '.join(sorted(dists))}, imported in {where}) "
+                "is not declared in pyproject.toml"
+            )
     assert not problems, "\n".join(problems)
-

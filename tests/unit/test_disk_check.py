@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 
 from conftest import tiny_config
-
 from nayer_scale.models import build_model
 from nayer_scale.training.disk_check import DiskEstimate, check_free_space, estimate_run_bytes, state_nbytes
 

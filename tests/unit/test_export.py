@@ -40,13 +40,29 @@ def _collect(source):
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
 
 
-SUMMARY = {"method": "nayer", "teacher_top1": 0.9279, "student_top1": 0.8887, "student_agreement": 0.88,
-           "eval_images": 10000, "device_hours": 0.3994, "device_hours_unit": "CPU-hours", "num_processes": 2,
-           "device_kind": "cpu"}
+SUMMARY = {
+    "method": "nayer",
+    "teacher_top1": 0.9279,
+    "student_top1": 0.8887,
+    "student_agreement": 0.88,
+    "eval_images": 10000,
+    "device_hours": 0.3994,
+    "device_hours_unit": "CPU-hours",
+    "num_processes": 2,
+    "device_kind": "cpu",
+}
 
 
-def write_run(run: Path, *, student: str = "resnet8", preset: str = "fashion_mnist", names=FASHION_MNIST_CLASSES,
-              summary: dict | None = SUMMARY, teacher: dict | None = None, bank: bool = True) -> Path:
+def write_run(
+    run: Path,
+    *,
+    student: str = "resnet8",
+    preset: str = "fashion_mnist",
+    names=FASHION_MNIST_CLASSES,
+    summary: dict | None = SUMMARY,
+    teacher: dict | None = None,
+    bank: bool = True,
+) -> Path:
     """A run folder as the trainer leaves it, written with the project's own writers: config.json,
     run.yaml, summary.json, student.safetensors (with its metadata: ``student``, the preset teacher's
     channels, size, mean and std) and a memory bank of two processes x two synthesis batches of 5 images.
@@ -70,13 +86,24 @@ def write_run(run: Path, *, student: str = "resnet8", preset: str = "fashion_mni
         for rank in range(2):
             memory = MemoryBank(run / "memory", rank=rank, world_size=2, cache="cpu")
             for batch in range(2):
-                memory.write(torch.randint(0, 256, (5, t.in_channels, t.image_size, t.image_size), generator=gen,
-                                           dtype=torch.uint8), torch.tensor([rank, batch, 2, 3, 4 + rank]),
-                             {"epoch": batch})
+                memory.write(
+                    torch.randint(
+                        0, 256, (5, t.in_channels, t.image_size, t.image_size), generator=gen, dtype=torch.uint8
+                    ),
+                    torch.tensor([rank, batch, 2, 3, 4 + rank]),
+                    {"epoch": batch},
+                )
     torch.manual_seed(1)
-    meta = {"arch": student, "num_classes": str(len(names)), "in_channels": str(t.in_channels),
-            "image_size": str(t.image_size), "mean": json.dumps(t.mean), "std": json.dumps(t.std),
-            "class_names": json.dumps(list(names)), "config": cfg.to_json()}
+    meta = {
+        "arch": student,
+        "num_classes": str(len(names)),
+        "in_channels": str(t.in_channels),
+        "image_size": str(t.image_size),
+        "mean": json.dumps(t.mean),
+        "std": json.dumps(t.std),
+        "class_names": json.dumps(list(names)),
+        "config": cfg.to_json(),
+    }
     save_model(build_model(student, len(names), t.in_channels), run / "student.safetensors", meta)
     if summary is not None:
         atomic_write_json(run / "summary.json", summary)
@@ -111,8 +138,19 @@ def test_export_writes_a_dataset_and_a_student_folder(finished_run, tmp_path, ca
     from nayer_scale.memory import MemoryBank
 
     before = _run_files(finished_run)
-    assert main([str(finished_run), "--format", "hf", str(tmp_path / "out"), "--command",
-                 "accelerate launch launch/fashion_mnist.py"]) == 0
+    assert (
+        main(
+            [
+                str(finished_run),
+                "--format",
+                "hf",
+                str(tmp_path / "out"),
+                "--command",
+                "accelerate launch launch/fashion_mnist.py",
+            ]
+        )
+        == 0
+    )
     assert _run_files(finished_run) == before  # the run folder is read, never changed
     assert "dataset:" in capsys.readouterr().out
 
@@ -149,7 +187,11 @@ def test_exported_student_loads_back_as_a_teacher(finished_run, tmp_path):
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "config.json", "README.md", "run.yaml"}
     config = json.loads((folder / "config.json").read_text())
     assert (config["architecture"], config["num_classes"], config["in_channels"], config["mean"]) == (
-        "resnet8", 10, 1, [0.2860])
+        "resnet8",
+        10,
+        1,
+        [0.2860],
+    )
     card = (folder / "README.md").read_text()
     for text in ("resnet20", "nayer", "88.87%", "0.3994 CPU-hours", "accelerate launch launch/fashion_mnist.py"):
         assert text in card
@@ -182,12 +224,17 @@ def test_push_to_hub_uploads_card_then_dataset_and_student(finished_run, tmp_pat
             calls.append(("folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub",
-                        lambda self, repo: calls.append(("push", repo, len(self["train"]))))
+    monkeypatch.setattr(
+        datasets.DatasetDict, "push_to_hub", lambda self, repo: calls.append(("push", repo, len(self["train"])))
+    )
     export_hf(finished_run, tmp_path / "out", push_to_hub="me/fm-synthetic", push_student_to_hub="me/fm-resnet8")
-    assert calls == [("create", "me/fm-synthetic", "dataset"), ("card", "me/fm-synthetic", True),
-                     ("push", "me/fm-synthetic", 20), ("create", "me/fm-resnet8", "model"),
-                     ("folder", "me/fm-resnet8", ["README.md", "config.json", "model.safetensors", "run.yaml"])]
+    assert calls == [
+        ("create", "me/fm-synthetic", "dataset"),
+        ("card", "me/fm-synthetic", True),
+        ("push", "me/fm-synthetic", 20),
+        ("create", "me/fm-resnet8", "model"),
+        ("folder", "me/fm-resnet8", ["README.md", "config.json", "model.safetensors", "run.yaml"]),
+    ]
     # the student's card names the pushed synthetic set as its training data, and its own repository
     card = ModelCard.load(tmp_path / "out" / "student" / "README.md")
     assert card.data.datasets == ["me/fm-synthetic"] and card.data.model_name == "fm-resnet8"
@@ -230,8 +277,16 @@ def test_model_card_metadata(finished_run, tmp_path):
     assert (result.dataset_type, result.dataset_split) == ("zalando-datasets/fashion_mnist", "test")
     assert card.content.startswith("---\n") and "model-index" in card.content
     # the text sections: what it is, how it was made, how to use it, the numbers and the command
-    for text in ("# resnet8 distilled without data from resnet20", "## How it was made", "## Use", "## Numbers",
-                 "88.87%", "92.79%", "0.3994 CPU-hours", "config=run.yaml"):
+    for text in (
+        "# resnet8 distilled without data from resnet20",
+        "## How it was made",
+        "## Use",
+        "## Numbers",
+        "88.87%",
+        "92.79%",
+        "0.3994 CPU-hours",
+        "config=run.yaml",
+    ):
         assert text in card.text
 
 
@@ -243,18 +298,21 @@ def test_unfinished_run_has_no_model_index(tmp_path):
     assert data.eval_results is None and data.pipeline_tag == "image-classification"
 
 
-@pytest.mark.parametrize("teacher,hub_id", [
-    ({"arch": "hf:microsoft/resnet-50", "weights": ""}, "microsoft/resnet-50"),
-    ({"arch": "hf:/models/resnet-50", "weights": ""}, None),  # a local folder
-    ({"arch": "tv_resnet50", "weights": "hf-hub:timm/resnet50.tv_in1k"}, "timm/resnet50.tv_in1k"),
-    ({"arch": "wrn40_2", "weights": "hf-hub:me/wrn/weights/best.safetensors"}, "me/wrn"),
-    ({"arch": "timm:resnet50.a1_in1k", "weights": "/ckpt/model.safetensors"}, "timm/resnet50.a1_in1k"),
-    ({"arch": "timm:resnet50.a1_in1k", "weights": "hf-hub:timm/resnet50.a1_in1k"}, "timm/resnet50.a1_in1k"),
-    ({"arch": "timm:resnet50", "weights": "/ckpt/model.safetensors"}, None),  # no tag: timm's default, unknown
-    ({"arch": "timm:resnet50.a1_in1k", "weights": ""}, None),  # a random teacher
-    ({"arch": "tv_resnet50", "weights": "torchvision:resnet50.IMAGENET1K_V2"}, None),
-    ({"arch": "resnet20", "weights": "teacher.safetensors"}, None),
-])
+@pytest.mark.parametrize(
+    "teacher,hub_id",
+    [
+        ({"arch": "hf:microsoft/resnet-50", "weights": ""}, "microsoft/resnet-50"),
+        ({"arch": "hf:/models/resnet-50", "weights": ""}, None),  # a local folder
+        ({"arch": "tv_resnet50", "weights": "hf-hub:timm/resnet50.tv_in1k"}, "timm/resnet50.tv_in1k"),
+        ({"arch": "wrn40_2", "weights": "hf-hub:me/wrn/weights/best.safetensors"}, "me/wrn"),
+        ({"arch": "timm:resnet50.a1_in1k", "weights": "/ckpt/model.safetensors"}, "timm/resnet50.a1_in1k"),
+        ({"arch": "timm:resnet50.a1_in1k", "weights": "hf-hub:timm/resnet50.a1_in1k"}, "timm/resnet50.a1_in1k"),
+        ({"arch": "timm:resnet50", "weights": "/ckpt/model.safetensors"}, None),  # no tag: timm's default, unknown
+        ({"arch": "timm:resnet50.a1_in1k", "weights": ""}, None),  # a random teacher
+        ({"arch": "tv_resnet50", "weights": "torchvision:resnet50.IMAGENET1K_V2"}, None),
+        ({"arch": "resnet20", "weights": "teacher.safetensors"}, None),
+    ],
+)
 def test_teacher_hub_id(teacher, hub_id):
     from nayer_scale.export.cards import teacher_hub_id
 
@@ -287,8 +345,16 @@ def test_dataset_card_metadata(finished_run, tmp_path):
     assert [f["name"] for f in info["features"]] == ["image", "label", "process", "batch"]
     assert info["features"][1]["dtype"]["class_label"]["names"]["9"] == "Ankle boot"
     assert info["splits"] == [{"name": "train", "num_bytes": info["splits"][0]["num_bytes"], "num_examples": 20}]
-    for text in ("**synthetic** images", "from the teacher `resnet20`", "Method: nayer", "PNG (grey, 28 x 28 pixels)",
-                 "by 2 process(es)", "## Features", "88.87%", "```yaml\n"):
+    for text in (
+        "**synthetic** images",
+        "from the teacher `resnet20`",
+        "Method: nayer",
+        "PNG (grey, 28 x 28 pixels)",
+        "by 2 process(es)",
+        "## Features",
+        "88.87%",
+        "```yaml\n",
+    ):
         assert text in card.text
 
 
@@ -296,7 +362,12 @@ def test_size_categories():
     from nayer_scale.export.cards import size_category
 
     assert [size_category(n) for n in (0, 999, 1000, 45_000, 1_281_167)] == [
-        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "1M<n<10M",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,12 +388,23 @@ def test_resnet_student_is_written_as_a_timm_repository(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     pre = config["pretrained_cfg"]  # timm's save_for_hf layout
     assert (config["architecture"], config["num_classes"], config["num_features"], config["global_pool"]) == (
-        "resnet18", 10, 512, "avg")
-    assert config["label_names"] == names and config["model_args"] == {"num_classes": 10, "in_chans": 3,
-                                                                               "global_pool": "avg"}
+        "resnet18",
+        10,
+        512,
+        "avg",
+    )
+    assert config["label_names"] == names and config["model_args"] == {
+        "num_classes": 10,
+        "in_chans": 3,
+        "global_pool": "avg",
+    }
     # the preset evaluates on nothing (eval.dataset=none): timm's default crop_pct
-    assert (pre["input_size"], pre["crop_pct"], pre["first_conv"], pre["classifier"]) == ([3, 32, 32], 0.875,
-                                                                                          "conv1", "fc")
+    assert (pre["input_size"], pre["crop_pct"], pre["first_conv"], pre["classifier"]) == (
+        [3, 32, 32],
+        0.875,
+        "conv1",
+        "fc",
+    )
     assert "library_name" not in config and config["nayer_scale_architecture"] == "tv_resnet18"
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "timm" and "timm" in card.data.tags
@@ -332,15 +414,21 @@ def test_resnet_student_is_written_as_a_timm_repository(tmp_path):
     # the project's own hf: route reads it as a timm repository, without timm (the zoo's tv_resnet18)
     spec = read_hf_model_spec(str(folder))
     assert (spec.kind, spec.model_name, spec.num_classes, spec.image_size, spec.eval_resize) == (
-        "timm", "resnet18", 10, 32, 36)
+        "timm",
+        "resnet18",
+        10,
+        32,
+        36,
+    )
     teacher = build_teacher(f"hf:{folder}", None, 10, 3)
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(teacher(x), _reference_student(run, "tv_resnet18", 10, 3)(x))
     cfg = NayerConfig()
     cfg.teacher.arch, cfg.teacher.class_names = f"hf:{folder}", "cifar10"
     resolved = resolve_hf_teacher(cfg)
-    assert resolved.class_names == names and tuple(resolved.teacher.mean) == tuple(json.loads(
-        (run / "config.json").read_text())["teacher"]["mean"])
+    assert resolved.class_names == names and tuple(resolved.teacher.mean) == tuple(
+        json.loads((run / "config.json").read_text())["teacher"]["mean"]
+    )
 
     # asked for, the nayer-scale format instead
     plain = export_student(run, tmp_path / "plain", student_format="nayer-scale")

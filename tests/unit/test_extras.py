@@ -134,11 +134,13 @@ def test_a_missing_package_names_its_extra(monkeypatch, tmp_path, package, needs
 
 
 def test_every_extra_named_exists_in_pyproject():
-    import tomllib
     from pathlib import Path
 
+    import tomllib
+
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]
+        "optional-dependencies"
+    ]
     assert set(EXTRAS.values()) <= set(extras)
 
 

@@ -25,11 +25,13 @@ def test_the_completeness_check_finds_half_written_files(tmp_path):
     entry = {"name": "shard-r000-000000.tar", **shards.describe(b"0123")}
     (memory / "manifest-r000.json").write_text(json.dumps({"shards": [entry], "retired": []}))
     assert_complete_or_absent(tmp_path, temporary_files=False)
-    for damage, expected in [(lambda: (memory / "shard-r000-000000.tar").write_bytes(b"01"), "bytes on disk"),
-                             (lambda: (memory / "shard-r000-000001.tar").write_bytes(b"x"), "not in the manifest"),
-                             (lambda: (tmp_path / "summary.json").write_text('{"a": 1'), "summary.json"),
-                             (lambda: (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\n{"ep'), "metrics.jsonl"),
-                             (lambda: (tmp_path / "x.json.1.abc.tmp").write_text("{"), "partial files left")]:
+    for damage, expected in [
+        (lambda: (memory / "shard-r000-000000.tar").write_bytes(b"01"), "bytes on disk"),
+        (lambda: (memory / "shard-r000-000001.tar").write_bytes(b"x"), "not in the manifest"),
+        (lambda: (tmp_path / "summary.json").write_text('{"a": 1'), "summary.json"),
+        (lambda: (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\n{"ep'), "metrics.jsonl"),
+        (lambda: (tmp_path / "x.json.1.abc.tmp").write_text("{"), "partial files left"),
+    ]:
         before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
         damage()
         with pytest.raises((AssertionError, shards.ShardError), match=expected):

@@ -7,7 +7,6 @@ The runs of this topic (distillations, subprocesses) are in tests/integration/te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ from PIL import Image
 
 datasets = pytest.importorskip("datasets")  # declared in the "hf" extra (part of "dev")
 
-from helpers.hf import _fm_dataset, _save_tiny_resnet  # noqa: E402
-from helpers.hf import fm_saved, fm_split, hf_teacher_dir  # noqa: E402, F401 (fixtures, found by name)
+from helpers.hf import _fm_dataset, _save_tiny_resnet, fm_saved, fm_split, hf_teacher_dir  # noqa: E402  # noqa: E402, F401 (fixtures, found by name)
 from nayer_scale.config import ConfigError, EvalConfig  # noqa: E402
 from nayer_scale.data import FASHION_MNIST_CLASSES, build_eval_source, check_eval_data  # noqa: E402
 from nayer_scale.data.eval_source import tensor_eval_source  # noqa: E402
@@ -65,7 +63,9 @@ def test_shipped_teacher_top1_equals_on_hf_and_builtin_sources(fm_split, fm_save
     teacher = build_teacher("resnet20", DEMO_TEACHER, 10, 1)
     normalize = BatchAugment((0.2860,), (0.3530,), 0, False).normalize
     precision = resolve_precision("no", "false", torch.device("cpu"))
-    hf = Evaluator(build_eval_source(_eval_cfg(fm_saved), 1, 28, 10), normalize, precision, torch.device("cpu"))(teacher)
+    hf = Evaluator(build_eval_source(_eval_cfg(fm_saved), 1, 28, 10), normalize, precision, torch.device("cpu"))(
+        teacher
+    )
     ref = Evaluator(tensor_eval_source(*fm_split, 64), normalize, precision, torch.device("cpu"))(teacher)
     assert hf == ref and hf.images == N_IMAGES
 
@@ -81,8 +81,11 @@ def test_parquet_file_glob_and_streaming(fm_split, tmp_path):
     ds = _fm_dataset(*fm_split)
     ds.select(range(100)).to_parquet(str(tmp_path / "val-0.parquet"))
     ds.select(range(100, N_IMAGES)).to_parquet(str(tmp_path / "val-1.parquet"))
-    for path, streaming in ((tmp_path / "val-0.parquet", False), (str(tmp_path / "val-*.parquet"), False),
-                            (str(tmp_path / "val-*.parquet"), True)):
+    for path, streaming in (
+        (tmp_path / "val-0.parquet", False),
+        (str(tmp_path / "val-*.parquet"), False),
+        (str(tmp_path / "val-*.parquet"), True),
+    ):
         e = _eval_cfg(path, hf_split="validation", hf_streaming=streaming)
         info = check_hf_eval(e, 10, 1, list(FASHION_MNIST_CLASSES))
         assert info.split == "validation" and (info.num_rows is None) == streaming
@@ -140,8 +143,11 @@ def test_missing_split_names_the_splits(rgb_folder):
 
 
 def test_missing_column_names_the_columns(fm_saved):
-    with pytest.raises(ValueError, match=r"no column 'img'; its columns are \['image', 'label'\]: set "
-                                         r"eval.hf_image_column"):
+    with pytest.raises(
+        ValueError,
+        match=r"no column 'img'; its columns are \['image', 'label'\]: set "
+        r"eval.hf_image_column",
+    ):
         check_hf_eval(_eval_cfg(fm_saved, hf_image_column="img"), 10)
     with pytest.raises(ValueError, match="no column 'fine_label'.*set eval.hf_label_column"):
         check_hf_eval(_eval_cfg(fm_saved, hf_label_column="fine_label"), 10)
@@ -162,9 +168,10 @@ def test_labels_outside_the_teachers_classes(fm_split, tmp_path):
     _fm_dataset(*fm_split, names=names).save_to_disk(str(tmp_path / "twelve"))
     with pytest.raises(ValueError, match="has 12 classes in 'label' but the teacher has 10.*set eval.hf_label_column"):
         check_hf_eval(_eval_cfg(tmp_path / "twelve"), 10)
-    ints = datasets.Dataset.from_dict({"image": [Image.new("L", (28, 28))] * 2, "cls": [3, 11]},
-                                      features=datasets.Features({"image": datasets.Image(),
-                                                                  "cls": datasets.Value("int64")}))
+    ints = datasets.Dataset.from_dict(
+        {"image": [Image.new("L", (28, 28))] * 2, "cls": [3, 11]},
+        features=datasets.Features({"image": datasets.Image(), "cls": datasets.Value("int64")}),
+    )
     ints.save_to_disk(str(tmp_path / "ints"))
     with pytest.raises(ValueError, match=r"labels in \[3, 11\] in 'cls', the teacher has classes 0..9: evaluate"):
         check_hf_eval(_eval_cfg(tmp_path / "ints", hf_label_column="cls"), 10)
@@ -185,11 +192,17 @@ def test_class_names_that_disagree_name_both_lists(fm_split, tmp_path):
 
 
 def test_grey_vs_colour_mismatch(fm_saved, rgb_folder):
-    with pytest.raises(ValueError, match=r"grey images \(PIL mode L\) but the teacher takes colour input "
-                                         r"\(teacher.in_channels=3\): evaluate on the colour set"):
+    with pytest.raises(
+        ValueError,
+        match=r"grey images \(PIL mode L\) but the teacher takes colour input "
+        r"\(teacher.in_channels=3\): evaluate on the colour set",
+    ):
         check_eval_data(_eval_cfg(fm_saved), 10, in_channels=3)
-    with pytest.raises(ValueError, match=r"colour images \(PIL mode RGB\) but the teacher takes grey input "
-                                         r"\(teacher.in_channels=1\): evaluate on the grey set"):
+    with pytest.raises(
+        ValueError,
+        match=r"colour images \(PIL mode RGB\) but the teacher takes grey input "
+        r"\(teacher.in_channels=1\): evaluate on the grey set",
+    ):
         check_eval_data(_eval_cfg(rgb_folder), 3, in_channels=1)
 
 
@@ -215,23 +228,36 @@ def test_spec_of_a_transformers_folder(hf_teacher_dir, tmp_path):
 
     spec = read_hf_model_spec(f"hf:{hf_teacher_dir}")
     assert (spec.kind, spec.model_name, spec.num_classes, spec.in_channels) == (
-        "transformers", "ResNetForImageClassification", 10, 1)
+        "transformers",
+        "ResNetForImageClassification",
+        10,
+        1,
+    )
     assert spec.class_names == FASHION_MNIST_CLASSES and spec.mean == (0.2860,) and spec.std == (0.3530,)
     assert (spec.image_size, spec.eval_resize) == (28, 28)
     # the published image-processor conventions: MobileNetV2 (resize 256, crop 224), ConvNeXt/ResNet (crop_pct)
-    mbv2 = _save_tiny_resnet(tmp_path / "a", preprocessor={"crop_size": {"height": 224, "width": 224},
-                                                            "do_center_crop": True, "size": {"shortest_edge": 256},
-                                                            "image_mean": [0.5], "image_std": [0.5]})
+    mbv2 = _save_tiny_resnet(
+        tmp_path / "a",
+        preprocessor={
+            "crop_size": {"height": 224, "width": 224},
+            "do_center_crop": True,
+            "size": {"shortest_edge": 256},
+            "image_mean": [0.5],
+            "image_std": [0.5],
+        },
+    )
     assert (read_hf_model_spec(str(mbv2)).image_size, read_hf_model_spec(str(mbv2)).eval_resize) == (224, 256)
-    r50 = _save_tiny_resnet(tmp_path / "b", preprocessor={"crop_pct": 0.875, "size": {"shortest_edge": 224},
-                                                           "image_mean": [0.485], "image_std": [0.229]})
+    r50 = _save_tiny_resnet(
+        tmp_path / "b",
+        preprocessor={"crop_pct": 0.875, "size": {"shortest_edge": 224}, "image_mean": [0.485], "image_std": [0.229]},
+    )
     assert (read_hf_model_spec(str(r50)).image_size, read_hf_model_spec(str(r50)).eval_resize) == (224, 256)
 
 
 def test_load_hf_teacher_returns_logits_and_is_hooked(hf_teacher_dir):
-    from nayer_scale.synthesis.bn_hooks import BNStatsHooks
     from nayer_scale.models import get_classifier
     from nayer_scale.models.sources import build_teacher
+    from nayer_scale.synthesis.bn_hooks import BNStatsHooks
 
     teacher = build_teacher(f"hf:{hf_teacher_dir}", None, 10, 1)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -254,10 +280,20 @@ def test_teacher_without_batchnorm_is_refused_with_why(tmp_path):
     from nayer_scale.models.io import TeacherLoadError
     from nayer_scale.models.sources import build_teacher
 
-    ConvNextForImageClassification(ConvNextConfig(num_labels=3, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1])
-                                   ).save_pretrained(str(tmp_path / "convnext"))
-    ViTForImageClassification(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
-                                        image_size=16, patch_size=8, num_labels=3)).save_pretrained(str(tmp_path / "vit"))
+    ConvNextForImageClassification(
+        ConvNextConfig(num_labels=3, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1])
+    ).save_pretrained(str(tmp_path / "convnext"))
+    ViTForImageClassification(
+        ViTConfig(
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+            image_size=16,
+            patch_size=8,
+            num_labels=3,
+        )
+    ).save_pretrained(str(tmp_path / "vit"))
     for name in ("convnext", "vit"):
         with pytest.raises(TeacherLoadError) as err:
             build_teacher(f"hf:{tmp_path / name}", None, 3, 3)
@@ -293,7 +329,13 @@ def test_config_fields_are_filled_from_the_folder_or_refused(tmp_path, hf_teache
     assert resolved.class_names == list(FASHION_MNIST_CLASSES)
     t = resolved.teacher
     assert (t.weights, t.class_names, t.mean, t.std, t.in_channels, t.image_size) == (
-        "", "id2label", (0.2860,), (0.3530,), 1, 28)
+        "",
+        "id2label",
+        (0.2860,),
+        (0.3530,),
+        1,
+        28,
+    )
     assert resolved.eval_resize == 28
     assert cfg.teacher.weights == DEMO_TEACHER and cfg.eval.resize == 0  # the caller's config is not changed
     cfg.teacher, cfg.eval.resize = resolved.teacher, resolved.eval_resize  # as the run applies it
@@ -306,17 +348,25 @@ def test_config_fields_are_filled_from_the_folder_or_refused(tmp_path, hf_teache
             setattr(c.teacher, key, value)
         return c
 
-    with pytest.raises(ConfigError, match=r"teacher.image_size=32 .*gives 28: remove the override or set "
-                                          r"teacher.image_size=28"):
+    with pytest.raises(
+        ConfigError,
+        match=r"teacher.image_size=32 .*gives 28: remove the override or set "
+        r"teacher.image_size=28",
+    ):
         resolve_hf_teacher(conflict(image_size=32))
-    with pytest.raises(ConfigError, match=r"teacher.mean=0.5 .*gives 0.286: remove the override or set teacher.mean=0.286"):
+    with pytest.raises(
+        ConfigError, match=r"teacher.mean=0.5 .*gives 0.286: remove the override or set teacher.mean=0.286"
+    ):
         resolve_hf_teacher(conflict(mean=(0.5,), std=(0.5,)))
     with pytest.raises(ConfigError, match="teacher.weights=w.pth with teacher.arch=hf:.*set teacher.weights= "):
         resolve_hf_teacher(conflict(weights="w.pth"))
     names = tmp_path / "names.txt"
     names.write_text("\n".join(reversed(FASHION_MNIST_CLASSES)))
-    with pytest.raises(ConfigError, match=r"gives 10 names \['Ankle boot'.*trained on 10 classes \['T-shirt/top'.*"
-                                          r"set teacher.class_names=id2label"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gives 10 names \['Ankle boot'.*trained on 10 classes \['T-shirt/top'.*"
+        r"set teacher.class_names=id2label",
+    ):
         resolve_hf_teacher(conflict(class_names=str(names)))
     with pytest.raises(ConfigError, match="teacher.class_names=id2label .*needs teacher.arch=hf:"):
         NayerConfig().teacher.__class__(class_names="id2label").validate()
@@ -329,8 +379,11 @@ def test_generic_id2label_needs_class_names(tmp_path):
     folder = _save_tiny_resnet(tmp_path / "generic", names=[f"LABEL_{i}" for i in range(10)])
     cfg = NayerConfig()
     cfg.teacher.arch = f"hf:{folder}"
-    with pytest.raises(ConfigError, match=r"only generic id2label names \(LABEL_0.*set teacher.class_names to a "
-                                          r"dataset key or a .txt file with its 10 class names"):
+    with pytest.raises(
+        ConfigError,
+        match=r"only generic id2label names \(LABEL_0.*set teacher.class_names to a "
+        r"dataset key or a .txt file with its 10 class names",
+    ):
         resolve_hf_teacher(cfg)
     cfg.teacher.class_names = "cifar10"
     assert resolve_hf_teacher(cfg).class_names[0] == "airplane"
@@ -344,14 +397,23 @@ def test_hub_id_downloads_json_first_then_weights(monkeypatch, hf_teacher_dir):
     from nayer_scale.models.hf import load_model_folder
 
     calls = []
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
-                        lambda repo, name: calls.append(("json", repo, name)) or str(hf_teacher_dir / name))
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo, allow_patterns: calls.append(("snapshot", repo)) or str(hf_teacher_dir))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "hf_hub_download",
+        lambda repo, name: calls.append(("json", repo, name)) or str(hf_teacher_dir / name),
+    )
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda repo, allow_patterns: calls.append(("snapshot", repo)) or str(hf_teacher_dir),
+    )
     model, spec = load_model_folder("hf:someone/tiny-resnet")
     assert spec.source == "someone/tiny-resnet" and model(torch.rand(1, 1, 28, 28)).shape == (1, 10)
-    assert calls == [("json", "someone/tiny-resnet", "config.json"),
-                     ("json", "someone/tiny-resnet", "preprocessor_config.json"), ("snapshot", "someone/tiny-resnet")]
+    assert calls == [
+        ("json", "someone/tiny-resnet", "config.json"),
+        ("json", "someone/tiny-resnet", "preprocessor_config.json"),
+        ("snapshot", "someone/tiny-resnet"),
+    ]
 
 
 def test_single_saved_split_names_the_recorded_split(tmp_path):

@@ -13,8 +13,13 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from nayer_scale.data import (ImageNetEvalInfo, check_imagenet_eval, imagenet_eval_loader, imagenet_eval_transform,
-                              resized_size)
+from nayer_scale.data import (
+    ImageNetEvalInfo,
+    check_imagenet_eval,
+    imagenet_eval_loader,
+    imagenet_eval_transform,
+    resized_size,
+)
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 SIZES = [(300, 200), (180, 260), (240, 240)]  # (width, height)
@@ -138,8 +143,10 @@ def test_ranks_cover_every_image_once(imagenet, source):
     reference = multiset(*collect(imagenet_eval_loader(folder, 0, 1, batch_size=16, num_workers=0)))
     assert sum(reference.values()) == 9 and len(reference) == 9
     for world_size in (2, 3):
-        parts = [collect(imagenet_eval_loader(root, rank, world_size, batch_size=2, num_workers=0))
-                 for rank in range(world_size)]
+        parts = [
+            collect(imagenet_eval_loader(root, rank, world_size, batch_size=2, num_workers=0))
+            for rank in range(world_size)
+        ]
         counts = [len(p[1]) for p in parts]
         union = sum((multiset(*p) for p in parts), Counter())
         assert union == reference, (source, world_size)

@@ -21,8 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TV = ["tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_mobilenet_v2"]
 # torchvision's documented num_params (1000 classes, 3 channels) and state_dict sizes (num_batches_tracked included)
-PARAMS = {"tv_resnet18": 11_689_512, "tv_resnet34": 21_797_672, "tv_resnet50": 25_557_032,
-          "tv_mobilenet_v2": 3_504_872}
+PARAMS = {"tv_resnet18": 11_689_512, "tv_resnet34": 21_797_672, "tv_resnet50": 25_557_032, "tv_mobilenet_v2": 3_504_872}
 ENTRIES = {"tv_resnet18": 122, "tv_resnet34": 218, "tv_resnet50": 320, "tv_mobilenet_v2": 314}
 FEATURES = {"tv_resnet18": 512, "tv_resnet34": 512, "tv_resnet50": 2048, "tv_mobilenet_v2": 1280}
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -51,14 +50,20 @@ def torchvision_mobilenet_v2_keys() -> list[str]:
             keys += [f"{p}.{j}.0.weight"] + [f"{p}.{j}.1.{b}" for b in BN]
         j = len(subs) + 1
         keys += [f"{p}.{j}.weight"] + [f"{p}.{j + 1}.{b}" for b in BN]
-    return keys + ["features.18.0.weight"] + [f"features.18.1.{b}" for b in BN] + \
-        ["classifier.1.weight", "classifier.1.bias"]
+    return (
+        keys
+        + ["features.18.0.weight"]
+        + [f"features.18.1.{b}" for b in BN]
+        + ["classifier.1.weight", "classifier.1.bias"]
+    )
 
 
-EXPECTED_KEYS = {"tv_resnet18": lambda: torchvision_resnet_keys((2, 2, 2, 2), False),
-                 "tv_resnet34": lambda: torchvision_resnet_keys((3, 4, 6, 3), False),
-                 "tv_resnet50": lambda: torchvision_resnet_keys((3, 4, 6, 3), True),
-                 "tv_mobilenet_v2": torchvision_mobilenet_v2_keys}
+EXPECTED_KEYS = {
+    "tv_resnet18": lambda: torchvision_resnet_keys((2, 2, 2, 2), False),
+    "tv_resnet34": lambda: torchvision_resnet_keys((3, 4, 6, 3), False),
+    "tv_resnet50": lambda: torchvision_resnet_keys((3, 4, 6, 3), True),
+    "tv_mobilenet_v2": torchvision_mobilenet_v2_keys,
+}
 
 
 def randomised(name: str, num_classes: int = 1000, in_channels: int = 3) -> nn.Module:
@@ -89,14 +94,22 @@ def test_params_and_torchvision_keys(name):
     assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
     assert len(state) == ENTRIES[name]
     assert list(state) == EXPECTED_KEYS[name]()
-    assert model.training and all(v.dtype == (torch.long if k.endswith("num_batches_tracked") else torch.float32)
-                                  for k, v in state.items())
+    assert model.training and all(
+        v.dtype == (torch.long if k.endswith("num_batches_tracked") else torch.float32) for k, v in state.items()
+    )
 
 
 def test_key_names_and_shapes():
     r50 = build_model("tv_resnet50", 1000).state_dict()
-    assert {"conv1.weight", "bn1.running_mean", "bn1.num_batches_tracked", "layer1.0.downsample.0.weight",
-            "layer4.2.bn3.running_var", "fc.weight", "fc.bias"} <= set(r50)
+    assert {
+        "conv1.weight",
+        "bn1.running_mean",
+        "bn1.num_batches_tracked",
+        "layer1.0.downsample.0.weight",
+        "layer4.2.bn3.running_var",
+        "fc.weight",
+        "fc.bias",
+    } <= set(r50)
     assert r50["conv1.weight"].shape == (64, 3, 7, 7)
     assert r50["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
     assert r50["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
@@ -168,7 +181,7 @@ def test_torchvision_init():
     assert r18.conv1.weight.std().item() == pytest.approx((2 / (64 * 49)) ** 0.5, rel=0.1)
     head = mb.classifier[1]
     assert head.weight.std().item() == pytest.approx(0.01, rel=0.05) and torch.all(head.bias == 0)
-    bound = 1 / 512 ** 0.5  # ResNet fc keeps nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    bound = 1 / 512**0.5  # ResNet fc keeps nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert r18.fc.weight.abs().max().item() <= bound and r18.fc.weight.std().item() > 0.5 * bound
 
 
@@ -202,6 +215,7 @@ def test_class_count_mismatch(tmp_path):
 
 # ---- hub-backed weights (monkeypatched: nothing is downloaded) ----
 
+
 @pytest.fixture
 def fake_torch_hub(monkeypatch, tmp_path):
     """Replace torch.hub.load_state_dict_from_url; returns (calls, set_state)."""
@@ -209,10 +223,10 @@ def fake_torch_hub(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     calls, box = [], {}
 
-    def fake(url, model_dir=None, map_location=None, progress=True, check_hash=False, file_name=None,
-             weights_only=False):
-        calls.append({"url": url, "check_hash": check_hash, "weights_only": weights_only,
-                      "map_location": map_location})
+    def fake(
+        url, model_dir=None, map_location=None, progress=True, check_hash=False, file_name=None, weights_only=False
+    ):
+        calls.append({"url": url, "check_hash": check_hash, "weights_only": weights_only, "map_location": map_location})
         return box["state"]
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake)
@@ -249,8 +263,11 @@ def test_torchvision_hub_teacher(fake_torch_hub):
     torch.testing.assert_close(outputs(teacher), outputs(model), rtol=0, atol=0)
     # downloaded weights go through the same key checks as a file
     set_state({k: v for k, v in model.state_dict().items() if not k.startswith("layer4.1.")})
-    with pytest.raises(TeacherLoadError, match=r"torchvision:resnet18.IMAGENET1K_V1 does not fit tv_resnet18: "
-                                               r"missing keys \[layer4\.1\."):
+    with pytest.raises(
+        TeacherLoadError,
+        match=r"torchvision:resnet18.IMAGENET1K_V1 does not fit tv_resnet18: "
+        r"missing keys \[layer4\.1\.",
+    ):
         build_teacher("tv_resnet18", "torchvision:resnet18.IMAGENET1K_V1", 1000, 3)
 
 
@@ -271,8 +288,9 @@ def test_hf_hub_teacher(monkeypatch, tmp_path):
     """timm's resnet50.tv_in1k: torchvision keys in model.safetensors, without num_batches_tracked."""
     model = randomised("tv_resnet50")
     path = tmp_path / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")},
-              str(path))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}, str(path)
+    )
     calls = []
 
     def fake(repo_id, filename, **kwargs):
@@ -300,8 +318,11 @@ def test_offline_torchvision(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with pytest.raises(TeacherLoadError, match=r"URLError.*download https://download.pytorch.org/models/"
-                                               r"resnet50-11ad3fa6.pth " + OFFLINE_ADVICE):
+    with pytest.raises(
+        TeacherLoadError,
+        match=r"URLError.*download https://download.pytorch.org/models/"
+        r"resnet50-11ad3fa6.pth " + OFFLINE_ADVICE,
+    ):
         build_teacher("tv_resnet50", "torchvision:resnet50.IMAGENET1K_V2", 1000)
     # HF_HUB_OFFLINE with nothing cached: a clear error without trying the network at all
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -322,10 +343,14 @@ def test_offline_torchvision(monkeypatch, tmp_path):
 
 def test_offline_hf_hub(monkeypatch):
     def offline(repo_id, filename, **kwargs):
-        raise huggingface_hub.errors.LocalEntryNotFoundError("Cannot find the requested files in the disk cache "
-                                                             "and outgoing traffic has been disabled.")
+        raise huggingface_hub.errors.LocalEntryNotFoundError(
+            "Cannot find the requested files in the disk cache and outgoing traffic has been disabled."
+        )
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    with pytest.raises(TeacherLoadError, match=r"LocalEntryNotFoundError.*download model.safetensors of "
-                                               r"https://huggingface.co/timm/resnet50.tv_in1k " + OFFLINE_ADVICE):
+    with pytest.raises(
+        TeacherLoadError,
+        match=r"LocalEntryNotFoundError.*download model.safetensors of "
+        r"https://huggingface.co/timm/resnet50.tv_in1k " + OFFLINE_ADVICE,
+    ):
         build_teacher("tv_resnet50", "hf-hub:timm/resnet50.tv_in1k", 1000)

@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from nayer_scale.augment import BatchAugment, random_resized_crop, random_roll
-from nayer_scale.recipes import get_preset
 from nayer_scale.memory import MemoryBank
+from nayer_scale.recipes import get_preset
 from nayer_scale.synthesis import Generator, batches_before_epoch, rotating_class_slice
-
 
 # ------------------------------------------------------------------------------------------------
 # Rotating class slices
@@ -65,8 +64,14 @@ def test_imagenet_generator_architecture():
     gen = Generator(1000, 224, 3, 64)
     assert gen.fc.out_features == 128 * 14 * 14
     convs = [m for m in gen.body if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels) for c in convs] == [(128, 128), (128, 128), (128, 64), (64, 64),
-                                                                 (64, 64), (64, 3)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (128, 128),
+        (128, 128),
+        (128, 64),
+        (64, 64),
+        (64, 64),
+        (64, 3),
+    ]
     with torch.no_grad():
         out = gen(torch.randn(1, 1000))
     assert out.shape == (1, 3, 224, 224) and 0 <= out.min() and out.max() <= 1
@@ -77,8 +82,9 @@ def test_roll_and_resized_crop():
     g = torch.Generator().manual_seed(0)
     rolled = random_roll(x, 3, g)
     for i in range(2):  # each sample is a cyclic shift of itself
-        assert any(torch.equal(rolled[i], torch.roll(x[i], (dy, dx), (1, 2)))
-                   for dy in range(-3, 4) for dx in range(-3, 4))
+        assert any(
+            torch.equal(rolled[i], torch.roll(x[i], (dy, dx), (1, 2))) for dy in range(-3, 4) for dx in range(-3, 4)
+        )
     # area 1 and ratio 1: the identity (up to bilinear rounding); flip mirrors it
     same = random_resized_crop(x, (1.0, 1.0), (1.0, 1.0))
     torch.testing.assert_close(same, x, atol=1e-4, rtol=0)

@@ -28,12 +28,12 @@ from helpers.kernels import noisy_triton  # noqa: E402, F401 (fixtures, found by
 from nayer_kernels import (  # noqa: E402
     bn_stats_loss,
     bn_stats_loss_reference,
+    dispatch,  # noqa: E402
     noisy_seed,
     reinit_noisy_linears,
     reinit_noisy_linears_reference,
     select_backend,
 )
-from nayer_kernels import dispatch  # noqa: E402
 
 needs_kernels = pytest.mark.usefixtures("triton_kernels")
 
@@ -125,9 +125,14 @@ def test_bn_stats_matches_reference(shape, channels_last, dtype, momentum_on):
 def test_bn_stats_multi_block_paths(monkeypatch, bn_triton, bn_tiles, channels_last):
     """Tiny tiles: several channel and spatial blocks, loops over n with a ragged last chunk, and
     several finalize blocks, so every combine path of the two-level reduction runs."""
-    for module, name, value in [(bn_tiles, "TARGET_PROGRAMS", 2), (bn_tiles, "MAX_BLOCK_S", 8),
-                                (bn_tiles, "MAX_BLOCK_C", 2), (bn_tiles, "TILE_ELEMENTS", 16),
-                                (bn_triton, "FINALIZE_BLOCK_C", 2), (bn_triton, "FINALIZE_BLOCK_P", 2)]:
+    for module, name, value in [
+        (bn_tiles, "TARGET_PROGRAMS", 2),
+        (bn_tiles, "MAX_BLOCK_S", 8),
+        (bn_tiles, "MAX_BLOCK_C", 2),
+        (bn_tiles, "TILE_ELEMENTS", 16),
+        (bn_triton, "FINALIZE_BLOCK_C", 2),
+        (bn_triton, "FINALIZE_BLOCK_P", 2),
+    ]:
         monkeypatch.setattr(module, name, value)
     x, args = _bn_case((5, 3, 4, 5), torch.float32, channels_last, True)
     cfg = bn_tiles.launch_config(bn_tiles.as_ncs(x))
@@ -147,15 +152,23 @@ FINALIZE_LAYOUTS = [(s, cl) for s in FINALIZE_SHAPES for cl in ([False, True] if
 @needs_kernels
 @pytest.mark.parametrize("momentum_on", [False, True], ids=["no_ema", "ema"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("shape,channels_last", FINALIZE_LAYOUTS,
-                         ids=["x".join(map(str, s)) + ("-nhwc" if cl else "") for s, cl in FINALIZE_LAYOUTS])
-def test_bn_stats_two_stage_finalize_matches_reference(monkeypatch, bn_triton, bn_tiles, shape, channels_last, dtype,
-                                                       momentum_on):
+@pytest.mark.parametrize(
+    "shape,channels_last",
+    FINALIZE_LAYOUTS,
+    ids=["x".join(map(str, s)) + ("-nhwc" if cl else "") for s, cl in FINALIZE_LAYOUTS],
+)
+def test_bn_stats_two_stage_finalize_matches_reference(
+    monkeypatch, bn_triton, bn_tiles, shape, channels_last, dtype, momentum_on
+):
     """The finalize parallel over the partial rows (stage 1: a 2-D grid of channel blocks x row
     groups; stage 2: the groups) against the reference, forward and backward."""
-    for module, name, value in [(bn_tiles, "MAX_BLOCK_S", 4), (bn_tiles, "MAX_BLOCK_C", 2),
-                                (bn_tiles, "TILE_ELEMENTS", 8), (bn_triton, "FINALIZE_BLOCK_C", 4),
-                                (bn_triton, "FINALIZE_BLOCK_P", 4)]:
+    for module, name, value in [
+        (bn_tiles, "MAX_BLOCK_S", 4),
+        (bn_tiles, "MAX_BLOCK_C", 2),
+        (bn_tiles, "TILE_ELEMENTS", 8),
+        (bn_triton, "FINALIZE_BLOCK_C", 4),
+        (bn_triton, "FINALIZE_BLOCK_P", 4),
+    ]:
         monkeypatch.setattr(module, name, value)
     x, args = _bn_case(shape, dtype, channels_last, momentum_on)
     rows = bn_tiles.launch_config(bn_tiles.as_ncs(x))["num_rows"]
@@ -283,8 +296,9 @@ def test_reinit_interface(noisy_triton):
     with pytest.raises(ValueError, match="contiguous"):
         noisy_triton.reinit_noisy_linears_triton(torch.zeros(2, 4, 3, device=DEVICE).transpose(1, 2), None, "normal", 5)
     with pytest.raises(ValueError, match="bias"):
-        noisy_triton.reinit_noisy_linears_triton(torch.zeros(2, 3, 4, device=DEVICE), torch.zeros(3, device=DEVICE),
-                                                 "normal", 5)
+        noisy_triton.reinit_noisy_linears_triton(
+            torch.zeros(2, 3, 4, device=DEVICE), torch.zeros(3, device=DEVICE), "normal", 5
+        )
     with pytest.raises(ValueError, match="seed"):
         noisy_triton.reinit_noisy_linears_triton(torch.zeros(2, 3, 4, device=DEVICE), None, "normal", -1)
 
@@ -332,8 +346,9 @@ def test_resolve_backend_passes_resolved_names_and_caches_auto(monkeypatch):
     dispatch._resolve_cached.cache_clear()
     calls = []
     real_select = dispatch.select_backend
-    monkeypatch.setattr(dispatch, "select_backend", lambda preference="auto": calls.append(preference)
-                        or real_select(preference))
+    monkeypatch.setattr(
+        dispatch, "select_backend", lambda preference="auto": calls.append(preference) or real_select(preference)
+    )
     assert dispatch.resolve_backend("triton") == "triton" and dispatch.resolve_backend("reference") == "reference"
     first = dispatch.resolve_backend("auto")
     assert all(dispatch.resolve_backend("auto") == first for _ in range(3)) and calls == ["auto"]

@@ -16,17 +16,32 @@ from nayer_scale.training import LauncherSettings, apply_launcher_settings, laun
 def test_the_launcher_environment_is_read_and_its_defaults_mean_unset():
     assert launcher_settings({}) == LauncherSettings()
     # accelerate launch writes "no" / "NO" when nothing was asked for
-    assert launcher_settings({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_DYNAMO_BACKEND": "NO",
-                              "ACCELERATE_DYNAMO_MODE": "default"}) == LauncherSettings()
-    assert launcher_settings({"ACCELERATE_MIXED_PRECISION": "BF16", "ACCELERATE_DYNAMO_BACKEND": "INDUCTOR",
-                              "ACCELERATE_DYNAMO_MODE": "max-autotune"}) == LauncherSettings("bf16", "inductor",
-                                                                                              "max-autotune")
+    assert (
+        launcher_settings(
+            {"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_DYNAMO_MODE": "default"}
+        )
+        == LauncherSettings()
+    )
+    assert launcher_settings(
+        {
+            "ACCELERATE_MIXED_PRECISION": "BF16",
+            "ACCELERATE_DYNAMO_BACKEND": "INDUCTOR",
+            "ACCELERATE_DYNAMO_MODE": "max-autotune",
+        }
+    ) == LauncherSettings("bf16", "inductor", "max-autotune")
 
 
-@pytest.mark.parametrize("run_value, launcher, expected", [
-    ("auto", "fp16", "fp16"), ("auto", "bf16", "bf16"), ("bf16", "bf16", "bf16"), ("no", None, "no"),
-    ("auto", None, "auto"), ("fp16", None, "fp16"),
-])
+@pytest.mark.parametrize(
+    "run_value, launcher, expected",
+    [
+        ("auto", "fp16", "fp16"),
+        ("auto", "bf16", "bf16"),
+        ("bf16", "bf16", "bf16"),
+        ("no", None, "no"),
+        ("auto", None, "auto"),
+        ("fp16", None, "fp16"),
+    ],
+)
 def test_launcher_precision_decides_under_auto(run_value, launcher, expected):
     run = RunConfig(mixed_precision=run_value)
     taken = apply_launcher_settings(run, LauncherSettings(mixed_precision=launcher))
@@ -48,5 +63,6 @@ def test_launcher_dynamo_backend_turns_compile_on_and_a_different_run_backend_is
     assert apply_launcher_settings(run, LauncherSettings(dynamo_backend="aot_eager", dynamo_mode="max-autotune"))
     assert (run.compile, run.compile_backend, run.compile_mode) == (True, "aot_eager", "max-autotune")
     with pytest.raises(ConfigError, match="run.compile_backend=eager but accelerate launch --dynamo_backend inductor"):
-        apply_launcher_settings(RunConfig(compile=True, compile_backend="eager"),
-                                LauncherSettings(dynamo_backend="inductor"))
+        apply_launcher_settings(
+            RunConfig(compile=True, compile_backend="eager"), LauncherSettings(dynamo_backend="inductor")
+        )

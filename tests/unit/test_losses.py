@@ -24,8 +24,16 @@ def _direct_bn_loss(x, bn, ema=None, m=0.0):
 
 def _teacher():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 5, 3),
+        nn.BatchNorm2d(5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 3),
+    )
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_()
@@ -42,8 +50,9 @@ def test_reference_matches_published_hook_without_and_with_momentum():
     loss_m, _, _ = bn_stats_loss_reference(x, bn.running_mean, bn.running_var, ema[0], ema[1], 0.9)
     torch.testing.assert_close(loss_m, _direct_bn_loss(x, bn, ema, 0.9))
     # channels_last and bf16 inputs give the same statistics (fp32 accumulation)
-    loss_cl, _, _ = bn_stats_loss_reference(x.contiguous(memory_format=torch.channels_last), bn.running_mean,
-                                            bn.running_var)
+    loss_cl, _, _ = bn_stats_loss_reference(
+        x.contiguous(memory_format=torch.channels_last), bn.running_mean, bn.running_var
+    )
     torch.testing.assert_close(loss_cl, loss)
     loss_bf, _, _ = bn_stats_loss_reference(x.bfloat16(), bn.running_mean, bn.running_var)
     assert loss_bf.dtype == torch.float32

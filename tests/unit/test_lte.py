@@ -39,8 +39,11 @@ def _offline(monkeypatch):
 
 # ----------------------------------------------------------------------------- class names
 
-@pytest.mark.parametrize("dataset,count", [("fashion_mnist", 10), ("cifar10", 10), ("cifar100", 100),
-                                           ("tiny_imagenet", 200), ("imagenet", 1000)])
+
+@pytest.mark.parametrize(
+    "dataset,count",
+    [("fashion_mnist", 10), ("cifar10", 10), ("cifar100", 100), ("tiny_imagenet", 200), ("imagenet", 1000)],
+)
 def test_class_name_counts(dataset, count):
     names = get_class_names(dataset)
     assert len(names) == count
@@ -49,16 +52,41 @@ def test_class_name_counts(dataset, count):
 
 
 def test_class_name_contents():
-    assert get_class_names("fashion_mnist") == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    assert get_class_names("cifar10") == ["airplane", "automobile", "bird", "cat", "deer",
-                                          "dog", "frog", "horse", "ship", "truck"]
+    assert get_class_names("fashion_mnist") == [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
+    assert get_class_names("cifar10") == [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     c100 = get_class_names("cifar100")
     assert c100[:3] == ["apple", "aquarium fish", "baby"] and c100[-1] == "worm"
     assert c100 == sorted(c100)  # CIFAR-100 fine labels are alphabetical
     inet = get_class_names("imagenet")
     assert (inet[0], inet[1], inet[151], inet[207], inet[999]) == (
-        "tench", "goldfish", "Chihuahua", "Golden Retriever", "toilet paper")
+        "tench",
+        "goldfish",
+        "Chihuahua",
+        "Golden Retriever",
+        "toilet paper",
+    )
     assert (inet[744], inet[836], inet[837]) == ("projectile", "sunglass", "sunglasses")
     # returns a fresh list each time
     get_class_names("cifar10").append("x")
@@ -86,6 +114,7 @@ def test_class_names_bad_dataset():
 
 # ----------------------------------------------------------------------------- prompts
 
+
 def test_prompts_templates():
     names = ["cat", "dog"]
     assert build_prompts(names, "class_of") == ["a class of a cat", "a class of a dog"]
@@ -102,6 +131,7 @@ def test_prompts_bad_template(bad):
 
 
 # ----------------------------------------------------------------------------- encoders
+
 
 @pytest.fixture(scope="module")
 def minilm():
@@ -140,10 +170,18 @@ def _write_tiny_clip(folder) -> None:
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     torch.manual_seed(0)
-    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=2, projection_dim=16, max_position_embeddings=77,
-                            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                            pad_token_id=vocab["<|endoftext|>"])
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        projection_dim=16,
+        max_position_embeddings=77,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
     CLIPTextModelWithProjection(config).save_pretrained(folder)
 
 
@@ -171,13 +209,18 @@ def test_clip_encoder_tiny(tiny_clip_dir):
 
 # ----------------------------------------------------------------------------- cache
 
+
 def test_cache_key():
     names = ["cat", "dog"]
     key = lte_cache_key("minilm", "photo_of", names)
     assert len(key) == 16 and int(key, 16) >= 0
     assert key == lte_cache_key("minilm", "photo_of", list(names))
-    others = {lte_cache_key("minilm", "class_of", names), lte_cache_key("minilm", "photo_of", ["dog", "cat"]),
-              lte_cache_key("minilm", "photo_of", names + ["car"]), lte_cache_key("clip:x", "photo_of", names)}
+    others = {
+        lte_cache_key("minilm", "class_of", names),
+        lte_cache_key("minilm", "photo_of", ["dog", "cat"]),
+        lte_cache_key("minilm", "photo_of", names + ["car"]),
+        lte_cache_key("clip:x", "photo_of", names),
+    }
     assert key not in others and len(others) == 4
 
 

@@ -33,14 +33,20 @@ def test_round_trip_rounding_labels_metadata_and_manifest(tmp_path):
     manifest = json.loads((tmp_path / "manifest-r000.json").read_text())
     assert manifest["format"] == 2 and manifest["rank"] == 0 and manifest["next_index"] == 2
     assert [(e["name"], e["num_samples"], e["epoch"]) for e in manifest["shards"]] == [
-        ("shard-r000-000000.tar", len(values), 3), ("shard-r000-000001.tar", 5, 4)]
+        ("shard-r000-000000.tar", len(values), 3),
+        ("shard-r000-000001.tar", 5, 4),
+    ]
 
     with tarfile.open(tmp_path / name) as tar:
         names = tar.getnames()
         assert sorted(names[:3]) == ["000-000000-000000.cls", "000-000000-000000.img.npy", "000-000000-000000.json"]
         assert len(names) == 3 * len(values)
-        assert json.loads(tar.extractfile("000-000000-000007.json").read()) == {"epoch": 3, "batch": 1, "rank": 0,
-                                                                               "image_shape": [3, 2, 2]}
+        assert json.loads(tar.extractfile("000-000000-000007.json").read()) == {
+            "epoch": 3,
+            "batch": 1,
+            "rank": 0,
+            "image_shape": [3, 2, 2],
+        }
 
     # a fresh bank (another process) reads the shards back from disk
     reader = MemoryBank(tmp_path, rank=1, world_size=2)
@@ -86,13 +92,17 @@ def test_crash_leftovers_are_never_read_and_cleaned_at_start(tmp_path, monkeypat
 
     # leftovers of a hard crash: a half-written shard, a half-written manifest, an unlisted shard
     (tmp_path / "shard-r000-000001.tar.tmp").write_bytes(b"partial tar")
-    (tmp_path / "manifest-r000.json.tmp").write_text("{\"form")
+    (tmp_path / "manifest-r000.json.tmp").write_text('{"form')
     (tmp_path / "shard-r000-000005.tar").write_bytes(b"complete but never listed")
     (tmp_path / "shard-r001-000000.tar.tmp").write_bytes(b"another rank's, still being written")
     reader = MemoryBank(tmp_path, rank=1, world_size=2)  # cleans only its own leftovers
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "manifest-r000.json", "manifest-r000.json.tmp", "shard-r000-000000.tar", "shard-r000-000001.tar.tmp",
-        "shard-r000-000005.tar"]
+        "manifest-r000.json",
+        "manifest-r000.json.tmp",
+        "shard-r000-000000.tar",
+        "shard-r000-000001.tar.tmp",
+        "shard-r000-000005.tar",
+    ]
     assert reader.refresh() == 6 and reader.num_shards == 1  # nothing unlisted is opened
 
     restarted = MemoryBank(tmp_path, rank=0)
@@ -112,8 +122,14 @@ def test_two_ranks_see_the_union_once(tmp_path):
         assert r0.refresh() == 3 and r1.refresh() == 5  # only the other rank's new shard
         assert r0.refresh() == 0 and r1.refresh() == 0
     assert len(r0) == len(r1) == 16 and r0.num_shards == r1.num_shards == 4
-    assert sorted(os.listdir(tmp_path)) == ["manifest-r000.json", "manifest-r001.json", "shard-r000-000000.tar",
-                                            "shard-r000-000001.tar", "shard-r001-000000.tar", "shard-r001-000001.tar"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "manifest-r000.json",
+        "manifest-r001.json",
+        "shard-r000-000000.tar",
+        "shard-r000-000001.tar",
+        "shard-r001-000000.tar",
+        "shard-r001-000001.tar",
+    ]
     # same content, same logical order although the shards were loaded in different orders
     for seed in range(3):
         x0, y0 = r0.sample(32, gen(seed))
@@ -175,7 +191,8 @@ def test_missing_shard_in_state_is_named_dropped_and_the_rest_kept(tmp_path):
     assert (tmp_path / "shard-r000-000001.tar").exists() and len(resumed) == 3
     assert [e["event"] for e in resumed.pop_events()] == ["damaged_shard"]
     assert [e["name"] for e in json.loads((tmp_path / "manifest-r000.json").read_text())["shards"]] == [
-        "shard-r000-000001.tar"]
+        "shard-r000-000001.tar"
+    ]
 
 
 def test_empty_bank_and_bad_inputs(tmp_path):

@@ -135,8 +135,11 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-DAMAGE = {"truncated": (_truncate, "bytes on disk, the manifest lists"), "bit-flipped": (_flip, "SHA-256"),
-          "deleted": (os.remove, "the file is missing")}
+DAMAGE = {
+    "truncated": (_truncate, "bytes on disk, the manifest lists"),
+    "bit-flipped": (_flip, "SHA-256"),
+    "deleted": (os.remove, "the file is missing"),
+}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))

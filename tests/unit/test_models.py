@@ -9,8 +9,19 @@ from torch import nn
 
 from nayer_scale.models import build_model, get_classifier, list_models, register_model
 
-ZOO = ["resnet8", "resnet20", "resnet32", "resnet56", "resnet18", "resnet34",
-       "wrn16_1", "wrn16_2", "wrn40_1", "wrn40_2", "vgg11_bn"]
+ZOO = [
+    "resnet8",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "resnet18",
+    "resnet34",
+    "wrn16_1",
+    "wrn16_2",
+    "wrn40_1",
+    "wrn40_2",
+    "vgg11_bn",
+]
 TV_ZOO = ["tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_mobilenet_v2"]  # tested in test_imagenet_models.py
 FEATURES = {"resnet18": 512, "resnet34": 512, "vgg11_bn": 512, "wrn16_2": 128, "wrn40_2": 128}  # else 64
 
@@ -65,13 +76,15 @@ def test_param_counts():
 
 def test_published_key_names():
     """Module names follow Fast-Datafree / NAYER, so their checkpoints load without renaming."""
+
     def keys(name):
         return set(build_model(name, 10).state_dict())
 
     assert {"conv1.weight", "layer2.0.downsample.0.weight", "fc.weight"} <= keys("resnet20")
     assert {"layer2.0.shortcut.0.weight", "linear.weight"} <= keys("resnet18")
-    assert {"block1.layer.0.convShortcut.weight", "block3.layer.5.bn2.running_var", "bn1.weight", "fc.weight"} \
-        <= keys("wrn40_2")
+    assert {"block1.layer.0.convShortcut.weight", "block3.layer.5.bn2.running_var", "bn1.weight", "fc.weight"} <= keys(
+        "wrn40_2"
+    )
     assert {"block0.0.weight", "block2.4.running_mean", "classifier.weight"} <= keys("vgg11_bn")
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from nayer_scale.config import ConfigError
-from nayer_scale.recipes import get_preset
 from nayer_scale.precision import CpuCapability, cpu_capability, resolve_precision
+from nayer_scale.recipes import get_preset
 
 AVX2 = CpuCapability(isa="AVX2", amx_bf16=False, avx512_bf16=False)
 AVX512 = CpuCapability(isa="AVX512", amx_bf16=False, avx512_bf16=False)
@@ -19,15 +19,19 @@ ZEN4 = CpuCapability(isa="AVX512", amx_bf16=False, avx512_bf16=True, vendor="Aut
 AMX = CpuCapability(isa="AVX512", amx_bf16=True, avx512_bf16=True)
 
 
-@pytest.mark.parametrize("device,cpu,cuda_bf16,expected,channels_last", [
-    ("cuda", None, True, "bf16", True),          # A100 / H100
-    ("cuda", None, False, "fp16", True),         # V100 / T4: no bf16
-    ("cpu", AMX, None, "bf16", True),            # Sapphire Rapids
-    ("cpu", AVX512_BF16, None, "no", True),      # Intel without AMX: measured no faster than fp32
-    ("cpu", ZEN4, None, "bf16", True),           # AMD Zen 4 EPYC: measured 1.4-1.5x faster
-    ("cpu", AVX512, None, "no", True),           # Skylake / Ice Lake: bf16 emulated
-    ("cpu", AVX2, None, "no", True),             # AVX2-only EPYC: bf16 emulated, ~8x slower
-], ids=["cuda-bf16", "cuda-no-bf16", "cpu-amx", "cpu-avx512bf16-intel", "cpu-zen4", "cpu-avx512", "cpu-avx2"])
+@pytest.mark.parametrize(
+    "device,cpu,cuda_bf16,expected,channels_last",
+    [
+        ("cuda", None, True, "bf16", True),  # A100 / H100
+        ("cuda", None, False, "fp16", True),  # V100 / T4: no bf16
+        ("cpu", AMX, None, "bf16", True),  # Sapphire Rapids
+        ("cpu", AVX512_BF16, None, "no", True),  # Intel without AMX: measured no faster than fp32
+        ("cpu", ZEN4, None, "bf16", True),  # AMD Zen 4 EPYC: measured 1.4-1.5x faster
+        ("cpu", AVX512, None, "no", True),  # Skylake / Ice Lake: bf16 emulated
+        ("cpu", AVX2, None, "no", True),  # AVX2-only EPYC: bf16 emulated, ~8x slower
+    ],
+    ids=["cuda-bf16", "cuda-no-bf16", "cpu-amx", "cpu-avx512bf16-intel", "cpu-zen4", "cpu-avx512", "cpu-avx2"],
+)
 def test_auto_follows_the_capability(device, cpu, cuda_bf16, expected, channels_last):
     p = resolve_precision("auto", "auto", device, cpu=cpu, cuda_bf16=cuda_bf16)
     assert (p.mixed_precision, p.channels_last, p.device_type) == (expected, channels_last, device)

@@ -16,11 +16,21 @@ from safetensors import safe_open
 from torch import nn
 
 from nayer_scale.config import ConfigError, apply_overrides
-from nayer_scale.recipes import get_preset
 from nayer_scale.models import build_model
-from nayer_scale.quantization import (ActivationFakeQuantize, PercentileObserver, QuantConv2d, WeightFakeQuantize,
-                                      calibrate, export_quantized, fold_batchnorm, load_quantized, parse_quantization,
-                                      quantized_copy, quantized_layers)
+from nayer_scale.quantization import (
+    ActivationFakeQuantize,
+    PercentileObserver,
+    QuantConv2d,
+    WeightFakeQuantize,
+    calibrate,
+    export_quantized,
+    fold_batchnorm,
+    load_quantized,
+    parse_quantization,
+    quantized_copy,
+    quantized_layers,
+)
+from nayer_scale.recipes import get_preset
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -115,15 +125,18 @@ def test_straight_through_gradients():
 def _with_qconfig(layer: nn.Module) -> nn.Module:
     from torch.ao.quantization.qconfig import QConfig
 
-    layer.qconfig = QConfig(activation=ActivationFakeQuantize.with_args(bits=8),
-                            weight=WeightFakeQuantize.with_args(bits=4))
+    layer.qconfig = QConfig(
+        activation=ActivationFakeQuantize.with_args(bits=8), weight=WeightFakeQuantize.with_args(bits=4)
+    )
     return layer
 
 
 def test_first_and_last_layer_bit_override():
     model = _model()
-    bits = {n: (m.weight_fake_quant.bits, m.input_fake_quant.bits)
-            for n, m in quantized_layers(quantized_copy(model, parse_quantization("w4a4"))).items()}
+    bits = {
+        n: (m.weight_fake_quant.bits, m.input_fake_quant.bits)
+        for n, m in quantized_layers(quantized_copy(model, parse_quantization("w4a4"))).items()
+    }
     assert bits["conv1"] == (8, 8) and bits["fc"] == (8, 8)
     assert {v for k, v in bits.items() if k not in ("conv1", "fc")} == {(4, 4)} and len(bits) == 10  # 9 convs + fc
     plain = quantized_copy(model, parse_quantization("w4a8", keep_ends_8bit=False))
@@ -166,8 +179,9 @@ def test_ptq_calibration_statistics():
     assert all(bool(q.calibrated[0]) for q in (m.input_fake_quant for m in quantized_layers(model).values()))
 
     ranges = calibrate(model, batches, "percentile", percentile=99.0)
-    lo = torch.stack([torch.kthvalue(b.reshape(-1), 1 + b.numel() - (round(0.99 * (b.numel() - 1)) + 1)).values
-                      for b in batches]).mean()
+    lo = torch.stack(
+        [torch.kthvalue(b.reshape(-1), 1 + b.numel() - (round(0.99 * (b.numel() - 1)) + 1)).values for b in batches]
+    ).mean()
     hi = torch.stack([torch.kthvalue(b.reshape(-1), round(0.99 * (b.numel() - 1)) + 1).values for b in batches]).mean()
     torch.testing.assert_close(torch.tensor(ranges["conv1.input_fake_quant"]), torch.stack([lo, hi]))
     # the observer on its own: 0..100 -> the 90th percentile is 90 and the 10th is 10
@@ -189,13 +203,22 @@ def test_export_round_trip_reproduces_outputs_and_top1(tmp_path):
             p.add_(0.01 * torch.randn_like(p))
     model.eval()
     path = tmp_path / "q.safetensors"
-    meta = export_quantized(model, path, arch="resnet8", num_classes=10, in_channels=1,
-                            spec=parse_quantization("w4a4"), metadata={"mean": "[0.286]"})
+    meta = export_quantized(
+        model,
+        path,
+        arch="resnet8",
+        num_classes=10,
+        in_channels=1,
+        spec=parse_quantization("w4a4"),
+        metadata={"mean": "[0.286]"},
+    )
     with safe_open(str(path), framework="pt") as f:
         assert f.metadata()["quantization"] == "w4a4" and f.metadata()["mean"] == "[0.286]"
         q4, q8 = f.get_tensor("layer1.0.conv1.weight_int"), f.get_tensor("conv1.weight_int")
         assert q4.dtype == torch.int8 and q4.abs().max() <= 7 and q8.abs().max() <= 127 and q8.abs().max() > 7
-        assert f.get_tensor("fc.weight_scale").shape == (10,) and f.get_tensor("fc.input_zero_point").dtype == torch.int32
+        assert (
+            f.get_tensor("fc.weight_scale").shape == (10,) and f.get_tensor("fc.input_zero_point").dtype == torch.int32
+        )
     assert json.loads(meta["layer_bits"])["fc"] == [8, 8]
     loaded, loaded_meta = load_quantized(path)
     x = torch.randn(64, 1, 28, 28)
@@ -205,8 +228,15 @@ def test_export_round_trip_reproduces_outputs_and_top1(tmp_path):
     assert torch.equal(got.argmax(1), expected.argmax(1))  # hence the same top-1 on any labelled set
     with pytest.raises(ValueError, match="format"):
         from safetensors.torch import save_file
+
         save_file({"a": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
         load_quantized(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="never observed"):
-        export_quantized(quantized_copy(_model(), parse_quantization("w4a4")), tmp_path / "x.safetensors",
-                         arch="resnet8", num_classes=10, in_channels=1, spec=parse_quantization("w4a4"))
+        export_quantized(
+            quantized_copy(_model(), parse_quantization("w4a4")),
+            tmp_path / "x.safetensors",
+            arch="resnet8",
+            num_classes=10,
+            in_channels=1,
+            spec=parse_quantization("w4a4"),
+        )

@@ -21,8 +21,11 @@ def test_a_second_job_is_refused_with_the_holder_named(tmp_path):
     try:
         held = json.loads((tmp_path / "run" / LOCK_NAME).read_text())
         assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
-        with pytest.raises(RunFolderInUse, match=rf"in use by .*\(host {socket.gethostname()}, process "
-                                                 rf"{os.getpid()}.*command: .*choose another run.run_dir"):
+        with pytest.raises(
+            RunFolderInUse,
+            match=rf"in use by .*\(host {socket.gethostname()}, process "
+            rf"{os.getpid()}.*command: .*choose another run.run_dir",
+        ):
             RunLock(tmp_path / "run").acquire()
     finally:
         first.release()

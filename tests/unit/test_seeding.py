@@ -19,20 +19,40 @@ from nayer_scale.memory import batch_seed
 from nayer_scale.memory.retention import reservoir_draw
 from nayer_scale.seeding import derive_seed, splitmix64
 
-SPLITMIX64 = [(0, 16294208416658607535), (1, 10451216379200822465), (2, 10905525725756348110),
-              (42, 13679457532755275413), (2**32, 14135772400868000056), (2**63, 5196802822362493915),
-              (2**64 - 1, 16490336266968443936), (0x9E3779B97F4A7C15, 7960286522194355700)]
-BATCH_SEED = [((0, 0, 0, 0), 1195769770526638388), ((0, 0, 1, 0), 7851880781397474849),
-              ((3, 0, 1, 5), 2997200057511782211), ((3, 1, 1, 5), 6009658808172246425),
-              ((7, 3, 2, 11), 1387091415266631011), ((123456789, 7, 99, 1000), 3164792722475923794),
-              ((2**63, 15, 400, 50000), 7589073936246157886)]
+SPLITMIX64 = [
+    (0, 16294208416658607535),
+    (1, 10451216379200822465),
+    (2, 10905525725756348110),
+    (42, 13679457532755275413),
+    (2**32, 14135772400868000056),
+    (2**63, 5196802822362493915),
+    (2**64 - 1, 16490336266968443936),
+    (0x9E3779B97F4A7C15, 7960286522194355700),
+]
+BATCH_SEED = [
+    ((0, 0, 0, 0), 1195769770526638388),
+    ((0, 0, 1, 0), 7851880781397474849),
+    ((3, 0, 1, 5), 2997200057511782211),
+    ((3, 1, 1, 5), 6009658808172246425),
+    ((7, 3, 2, 11), 1387091415266631011),
+    ((123456789, 7, 99, 1000), 3164792722475923794),
+    ((2**63, 15, 400, 50000), 7589073936246157886),
+]
 # (seed, rank, t): the full 64-bit hash before the modulo, and reservoir_draw's value
-RESERVOIR = [((0, 0, 0), 2558736989570252433, 0), ((0, 0, 5), 8176773786598856692, 4),
-             ((3, 1, 17), 12271828824676335192, 6), ((11, 2, 1000), 12145074560255095020, 562),
-             ((2**40, 7, 2**20), 4976824644802597668, 593390)]
-NOISY_SEED = [((0, 0, 0, 0), 1195769770526638388), ((0, 1, 2, 3), 735100177291612810),
-              ((1, 3, 5, 0), 5365842546504167058), ((42, 7, 300, 15), 6769658194035046141),
-              ((2**63, 2**32, 1, 2), 1896459220170020494)]
+RESERVOIR = [
+    ((0, 0, 0), 2558736989570252433, 0),
+    ((0, 0, 5), 8176773786598856692, 4),
+    ((3, 1, 17), 12271828824676335192, 6),
+    ((11, 2, 1000), 12145074560255095020, 562),
+    ((2**40, 7, 2**20), 4976824644802597668, 593390),
+]
+NOISY_SEED = [
+    ((0, 0, 0, 0), 1195769770526638388),
+    ((0, 1, 2, 3), 735100177291612810),
+    ((1, 3, 5, 0), 5365842546504167058),
+    ((42, 7, 300, 15), 6769658194035046141),
+    ((2**63, 2**32, 1, 2), 1896459220170020494),
+]
 # sha256 of the comma-joined values over a grid (see _digest)
 GRID_DIGESTS = {
     "batch_seed": "89dec7516ce34be569f957c2d1ae747ad5355673e9ebc2ac13df478d5a7dba7a",
@@ -70,19 +90,30 @@ def test_noisy_seed_golden(args, expected):
 
 
 def test_grids_golden():
-    assert _digest(batch_seed(s, r, e, k) for s in range(3) for r in range(4) for e in range(5)
-                   for k in range(20)) == GRID_DIGESTS["batch_seed"]
-    assert _digest(reservoir_draw(s, r, t) for s in range(3) for r in range(4)
-                   for t in range(200)) == GRID_DIGESTS["reservoir_draw"]
-    assert _digest(noisy_seed(s, e, b, r) for s in range(3) for e in range(5) for b in range(20)
-                   for r in range(4)) == GRID_DIGESTS["noisy_seed"]
+    assert (
+        _digest(batch_seed(s, r, e, k) for s in range(3) for r in range(4) for e in range(5) for k in range(20))
+        == GRID_DIGESTS["batch_seed"]
+    )
+    assert (
+        _digest(reservoir_draw(s, r, t) for s in range(3) for r in range(4) for t in range(200))
+        == GRID_DIGESTS["reservoir_draw"]
+    )
+    assert (
+        _digest(noisy_seed(s, e, b, r) for s in range(3) for e in range(5) for b in range(20) for r in range(4))
+        == GRID_DIGESTS["noisy_seed"]
+    )
 
 
 def test_kernel_copy_equals_library_copy():
     values = [0, 1, 2**31 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1] + [splitmix64(i) for i in range(2000)]
     assert all(kernel_dispatch._splitmix64(z) == splitmix64(z) for z in values)
-    assert all(noisy_seed(a, b, c, d) == derive_seed(a, b, c, d) >> 1
-               for a in (0, 5, 2**63) for b in range(4) for c in range(6) for d in range(3))
+    assert all(
+        noisy_seed(a, b, c, d) == derive_seed(a, b, c, d) >> 1
+        for a in (0, 5, 2**63)
+        for b in range(4)
+        for c in range(6)
+        for d in range(3)
+    )
 
 
 def test_derive_seed_order_and_chain():

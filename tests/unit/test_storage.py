@@ -63,10 +63,13 @@ def _step(net: nn.Module, opt: torch.optim.Optimizer, seed: int) -> None:
     opt.step()
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
-    lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.8, 0.99)),
-])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
+        lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.8, 0.99)),
+    ],
+)
 def test_optimizer_state_round_trip_and_next_step(tmp_path, make_opt):
     net = _net()
     opt = make_opt(net.parameters())
@@ -93,8 +96,14 @@ def test_scheduler_and_grad_scaler_states(tmp_path):
         opt.step()
         sched.step()
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-             "empty": {}, "empty_list": [], "empty_tuple": ()}
+    state = {
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "empty": {},
+        "empty_list": [],
+        "empty_tuple": (),
+    }
     assert state["scaler"] == {}
     restored = _round_trip(tmp_path, state)
     _assert_same(state, restored)
@@ -112,8 +121,12 @@ def test_rng_states_restore_the_same_draws(tmp_path):
     torch.manual_seed(1)
     np.random.seed(2)
     random.seed(3)
-    state = {"torch": torch.get_rng_state(), "generator": gen.get_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": gen.get_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     expected = (torch.rand(5), torch.rand(5, generator=gen), np.random.rand(5), [random.random() for _ in range(5)])
     restored = _round_trip(tmp_path, state)
     _assert_same(state, restored)
@@ -130,18 +143,29 @@ def test_rng_states_restore_the_same_draws(tmp_path):
 def test_plain_values_keys_containers_and_tensors(tmp_path):
     base = torch.arange(12, dtype=torch.float64).reshape(3, 4)
     state = {
-        "int_keys": {0: "a", 5: [1, 2]}, "mixed_keys": {1: 1, "1": 2, (2, 3): 3, None: 4},
-        "tuple": (1, (2.5, None), [3, (4,)]), "list": [1, [2, 3]],
+        "int_keys": {0: "a", 5: [1, 2]},
+        "mixed_keys": {1: 1, "1": 2, (2, 3): 3, None: 4},
+        "tuple": (1, (2.5, None), [3, (4,)]),
+        "list": [1, [2, 3]],
         "floats": [float("inf"), float("-inf"), float("nan"), -0.0, 1e-310, 0.1],
         "scalars": [True, False, None, 2**70, -3, "text/with/slashes"],
         "numpy_scalars": [np.int64(7), np.float64(0.25), np.float32(0.5), np.bool_(True)],
         "enum": Stage.gradients,
-        "tensors": {"zero_dim": torch.tensor(3.5), "uint8": torch.arange(7, dtype=torch.uint8),
-                    "bf16": torch.randn(3, dtype=torch.bfloat16), "bool": torch.tensor([True, False]),
-                    "empty": torch.empty(0, 3), "view": base[:, 1], "same_storage": base, "again": base,
-                    "strided": base.t()},
+        "tensors": {
+            "zero_dim": torch.tensor(3.5),
+            "uint8": torch.arange(7, dtype=torch.uint8),
+            "bf16": torch.randn(3, dtype=torch.bfloat16),
+            "bool": torch.tensor([True, False]),
+            "empty": torch.empty(0, 3),
+            "view": base[:, 1],
+            "same_storage": base,
+            "again": base,
+            "strided": base.t(),
+        },
         "arrays": [np.arange(5, dtype=np.int16), np.zeros((2, 0)), np.float32(1.0) * np.ones((2, 2))],
-        "tag_like_keys": {"__tuple__": 1}, "a/b": torch.ones(1), "a": {"b": torch.zeros(1)},
+        "tag_like_keys": {"__tuple__": 1},
+        "a/b": torch.ones(1),
+        "a": {"b": torch.zeros(1)},
         "ordered": OrderedDict(w=torch.ones(2)),
     }
     restored = _round_trip(tmp_path, state)
@@ -162,13 +186,16 @@ def test_load_state_maps_tensors_to_device(tmp_path):
     assert load_state(tmp_path / "s", device="meta")["t"].device.type == "meta"
 
 
-@pytest.mark.parametrize("value, where", [
-    ({"optimizer": {"loss_scaler": object()}}, "optimizer/loss_scaler: type object"),
-    ({"fn": lambda: 0}, "fn: type function"),
-    ([1, {2: {1, 2}}], "1/2: type set"),
-    ({"size": torch.Size([2])}, "size: type Size"),
-    ({"a": np.array(["x"])}, "a: numpy array"),
-])
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        ({"optimizer": {"loss_scaler": object()}}, "optimizer/loss_scaler: type object"),
+        ({"fn": lambda: 0}, "fn: type function"),
+        ([1, {2: {1, 2}}], "1/2: type set"),
+        ({"size": torch.Size([2])}, "size: type Size"),
+        ({"a": np.array(["x"])}, "a: numpy array"),
+    ],
+)
 def test_unsupported_types_raise_naming_the_path(tmp_path, value, where):
     with pytest.raises(TypeError, match=f"cannot store {where}"):
         save_state(tmp_path / "s", value)

@@ -15,12 +15,11 @@ from nayer_scale.models import build_model
 from nayer_scale.models.io import TeacherLoadError, load_state_dict_file, read_metadata, save_model
 from nayer_scale.models.sources import build_teacher, resolve_architecture
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Written to a temporary folder put on sys.path, so that import paths work however pytest imports tests.
-FACTORIES = textwrap.dedent('''
+FACTORIES = textwrap.dedent("""
     import torch.nn as nn
     from nayer_scale.models import build_model
 
@@ -56,7 +55,7 @@ FACTORIES = textwrap.dedent('''
         return build_model("resnet8", num_classes, in_channels)
 
     not_callable = 3
-''')
+""")
 
 
 @pytest.fixture
@@ -100,8 +99,15 @@ def test_safetensors_round_trip_with_metadata(tmp_path):
 def test_pth_with_wrapper_and_ddp_prefix(tmp_path):
     model = randomised("wrn16_1")
     path = tmp_path / "ckpt.pth"
-    torch.save({"epoch": 200, "arch": "wrn16_1", "best_acc": 0.9,
-                "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}, path)
+    torch.save(
+        {
+            "epoch": 200,
+            "arch": "wrn16_1",
+            "best_acc": 0.9,
+            "state_dict": {"module." + k: v for k, v in model.state_dict().items()},
+        },
+        path,
+    )
     assert read_metadata(path) == {}
     state = load_state_dict_file(path)
     assert set(state) == set(model.state_dict())

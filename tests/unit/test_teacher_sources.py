@@ -37,18 +37,43 @@ def no_vision(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
 
 
-def timm_config(architecture: str, num_classes: int, *, input_size=(3, 224, 224), crop_pct=0.95,
-                model_args: dict | None = None, **extra) -> dict:
+def timm_config(
+    architecture: str,
+    num_classes: int,
+    *,
+    input_size=(3, 224, 224),
+    crop_pct=0.95,
+    model_args: dict | None = None,
+    **extra,
+) -> dict:
     """config.json as timm's push_to_hub / save_for_hf write it (timm 1.0, e.g. timm/resnet50.a1_in1k)."""
     args = {"num_classes": num_classes, "in_chans": input_size[0], "global_pool": "avg"}
-    return {"architecture": architecture, "num_classes": num_classes, "num_features": 512, "global_pool": "avg",
-            "model_args": args if model_args is None else model_args,
-            "pretrained_cfg": {"tag": "a1_in1k", "custom_load": False, "input_size": list(input_size),
-                               "test_input_size": [input_size[0], 288, 288], "fixed_input_size": False,
-                               "interpolation": "bicubic", "crop_pct": crop_pct, "test_crop_pct": 1.0,
-                               "crop_mode": "center", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                               "num_classes": num_classes, "pool_size": [7, 7], "first_conv": "conv1",
-                               "classifier": "fc", "license": "apache-2.0"}, **extra}
+    return {
+        "architecture": architecture,
+        "num_classes": num_classes,
+        "num_features": 512,
+        "global_pool": "avg",
+        "model_args": args if model_args is None else model_args,
+        "pretrained_cfg": {
+            "tag": "a1_in1k",
+            "custom_load": False,
+            "input_size": list(input_size),
+            "test_input_size": [input_size[0], 288, 288],
+            "fixed_input_size": False,
+            "interpolation": "bicubic",
+            "crop_pct": crop_pct,
+            "test_crop_pct": 1.0,
+            "crop_mode": "center",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "num_classes": num_classes,
+            "pool_size": [7, 7],
+            "first_conv": "conv1",
+            "classifier": "fc",
+            "license": "apache-2.0",
+        },
+        **extra,
+    }
 
 
 def randomised(name: str, num_classes: int) -> nn.Module:
@@ -142,12 +167,17 @@ def test_timm_hub_id_is_routed_to_the_timm_loader(monkeypatch, tmp_path, no_visi
         return str(folder / name)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", one_file)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo, allow_patterns: calls.append(("snapshot", repo)) or str(folder))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda repo, allow_patterns: calls.append(("snapshot", repo)) or str(folder),
+    )
     teacher = build_teacher("hf:timm/resnet18.a1_in1k", None, 1000, 3)
     torch.testing.assert_close(outputs(teacher), outputs(model), rtol=0, atol=0)
-    assert calls[0] == ("file", "timm/resnet18.a1_in1k", "config.json") and calls[-1] == ("snapshot",
-                                                                                          "timm/resnet18.a1_in1k")
+    assert calls[0] == ("file", "timm/resnet18.a1_in1k", "config.json") and calls[-1] == (
+        "snapshot",
+        "timm/resnet18.a1_in1k",
+    )
 
 
 def test_timm_repository_errors(tmp_path, no_vision):
@@ -160,8 +190,9 @@ def test_timm_repository_errors(tmp_path, no_vision):
         build_teacher(f"hf:{deep}", None, 1000, 3)
     # neither transformers' nor timm's config.json
     other = timm_folder(tmp_path / "other", {"architectures": ["Something"]})
-    with pytest.raises(TeacherLoadError, match="no model_type \\(transformers\\) nor architecture \\+ pretrained_cfg "
-                                               "\\(timm\\)"):
+    with pytest.raises(
+        TeacherLoadError, match="no model_type \\(transformers\\) nor architecture \\+ pretrained_cfg \\(timm\\)"
+    ):
         read_hf_model_spec(str(other))
     wide = timm_folder(tmp_path / "wide", timm_config("resnet18", 10, input_size=(3, 224, 320)))
     with pytest.raises(TeacherLoadError, match="input_size \\[3, 224, 320\\] is not square"):
@@ -199,6 +230,7 @@ def test_torchvision_and_timm_sources_name_the_vision_extra(tmp_path, no_vision)
 def test_id2label_is_the_own_names_of_the_sources_that_have_them():
     for arch in ("hf:some/model", "torchvision:resnet50", "timm:resnet50.a1_in1k"):
         TeacherConfig(arch=arch, class_names="id2label", mean=(0.5,) * 3, std=(0.5,) * 3, in_channels=3).validate()
-    with pytest.raises(ConfigError, match="teacher.class_names=id2label .*needs teacher.arch=hf:.*torchvision:<name> "
-                                          "or timm:<name>"):
+    with pytest.raises(
+        ConfigError, match="teacher.class_names=id2label .*needs teacher.arch=hf:.*torchvision:<name> or timm:<name>"
+    ):
         TeacherConfig(arch="tv_resnet50", class_names="id2label").validate()

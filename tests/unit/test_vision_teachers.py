@@ -30,9 +30,11 @@ try:
 except Exception as err:  # ModuleNotFoundError, or RuntimeError "operator torchvision::nms does not exist"
     if os.environ.get("NAYER_VISION_TESTS") == "required":
         raise
-    pytest.skip(f"torchvision / timm cannot be imported here ({type(err).__name__}: {err}); these tests run in the "
-                'vision environment: pip install -c constraints-vision.txt -e ".[vision]" pytest',
-                allow_module_level=True)
+    pytest.skip(
+        f"torchvision / timm cannot be imported here ({type(err).__name__}: {err}); these tests run in the "
+        'vision environment: pip install -c constraints-vision.txt -e ".[vision]" pytest',
+        allow_module_level=True,
+    )
 
 from helpers.vision_teachers import randomise_bn
 from nayer_scale.config import DEMO_TEACHER, ConfigError, NayerConfig
@@ -82,6 +84,7 @@ def tv_config(arch: str, weights: str, **teacher) -> NayerConfig:
 
 # ---- torchvision -------------------------------------------------------------------------------
 
+
 def test_frozen_url_table_is_torchvision_s():
     """The six torchvision:<arch>.<WEIGHTS> URLs kept for environments without torchvision are the
     URLs of torchvision's own enums (and DEFAULT means what torchvision says)."""
@@ -102,8 +105,15 @@ def test_named_weights_give_normalisation_size_and_class_names():
     assert resolved.eval_resize == 232 and resolved.class_names == weights.meta["categories"]
     assert t.class_names == "id2label" and t.weights == "ResNet50_Weights.IMAGENET1K_V2"
     # the preset's ImageNet settings agree; its class names (CLIP's readable ones) are 1000 names too
-    cfg = tv_config("torchvision:resnet50", "torchvision:resnet50.DEFAULT", mean=(0.485, 0.456, 0.406),
-                    std=(0.229, 0.224, 0.225), in_channels=3, image_size=224, class_names="imagenet")
+    cfg = tv_config(
+        "torchvision:resnet50",
+        "torchvision:resnet50.DEFAULT",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        in_channels=3,
+        image_size=224,
+        class_names="imagenet",
+    )
     assert resolve_teacher(cfg).class_names == get_class_names("imagenet")
     cfg.teacher.image_size = 192
     with pytest.raises(ConfigError, match="teacher.image_size=192 .*ResNet50_Weights.IMAGENET1K_V2.*gives 224"):
@@ -126,8 +136,10 @@ def test_named_weights_load_through_torchvision_s_builder(torch_hub, monkeypatch
         torch.testing.assert_close(outputs(teacher), outputs(model), rtol=0, atol=0)
     zoo = build_teacher("tv_resnet18", "ResNet18_Weights.IMAGENET1K_V1", 1000, 3)
     torch.testing.assert_close(outputs(zoo), outputs(model), rtol=0, atol=0)
-    with pytest.raises(TeacherLoadError, match="HF_HUB_OFFLINE is set.*resnet34-b627a593.pth is not cached.*pass "
-                                               "its local path as teacher.weights"):
+    with pytest.raises(
+        TeacherLoadError,
+        match="HF_HUB_OFFLINE is set.*resnet34-b627a593.pth is not cached.*pass its local path as teacher.weights",
+    ):
         build_teacher("torchvision:resnet34", "ResNet34_Weights.IMAGENET1K_V1", 1000, 3)
 
 
@@ -139,8 +151,15 @@ def test_local_weights_file(torch_hub, tmp_path):
     save_model(model, mine)
     teacher = build_teacher("torchvision:resnet18", mine, 10, 3)
     torch.testing.assert_close(outputs(teacher), outputs(model), rtol=0, atol=0)
-    cfg = tv_config("torchvision:resnet18", str(mine), class_names="cifar10", mean=(0.5,) * 3, std=(0.25,) * 3,
-                    in_channels=3, image_size=32)
+    cfg = tv_config(
+        "torchvision:resnet18",
+        str(mine),
+        class_names="cifar10",
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        in_channels=3,
+        image_size=32,
+    )
     assert resolve_teacher(cfg).teacher == cfg.teacher  # the config's own settings
     named = tmp_path / tvm.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
     torch.save(randomise_bn(tvm.resnet18()).state_dict(), named)
@@ -153,8 +172,9 @@ def test_local_weights_file(torch_hub, tmp_path):
 def test_torchvision_errors_come_before_any_download(torch_hub):
     with pytest.raises(TeacherLoadError, match="torchvision has no classification model 'resnet51'"):
         build_teacher("torchvision:resnet51", None, 10, 3, require_weights=False)
-    with pytest.raises(TeacherLoadError, match="are weights of torchvision's resnet50: set "
-                                               "teacher.arch=torchvision:resnet50"):
+    with pytest.raises(
+        TeacherLoadError, match="are weights of torchvision's resnet50: set teacher.arch=torchvision:resnet50"
+    ):
         build_teacher("torchvision:resnet18", "ResNet50_Weights.IMAGENET1K_V2", 1000, 3)
     with pytest.raises(TeacherLoadError, match="ResNet18_Weights has ResNet18_Weights.IMAGENET1K_V1"):
         build_teacher("torchvision:resnet18", "ResNet18_Weights.IMAGENET1K_V9", 1000, 3)
@@ -171,8 +191,11 @@ def test_torchvision_errors_come_before_any_download(torch_hub):
     with pytest.raises(ConfigError, match="Fashion-MNIST ResNet-20.*ResNet18_Weights.DEFAULT"):
         resolve_teacher(tv_config("torchvision:resnet18", DEMO_TEACHER))
     with pytest.raises(ConfigError, match="id2label with teacher.arch=torchvision:resnet18 needs weights"):
-        resolve_teacher(tv_config("torchvision:resnet18", "", class_names="id2label", mean=(0.5,) * 3,
-                                  std=(0.5,) * 3, in_channels=3))
+        resolve_teacher(
+            tv_config(
+                "torchvision:resnet18", "", class_names="id2label", mean=(0.5,) * 3, std=(0.5,) * 3, in_channels=3
+            )
+        )
 
 
 def test_import_path_to_a_kwargs_factory():
@@ -184,6 +207,7 @@ def test_import_path_to_a_kwargs_factory():
 
 
 # ---- timm --------------------------------------------------------------------------------------
+
 
 def test_timm_name_settings_from_pretrained_cfg():
     resolved = resolve_teacher(tv_config("timm:resnet50.a1_in1k", ""))
@@ -240,8 +264,9 @@ def test_timm_repository_of_other_architectures(tmp_path):
     timm.models.save_for_hf(model, str(folder), safe_serialization=True)
     torch.testing.assert_close(outputs(build_teacher(f"hf:{folder}", None, 10, 3)), outputs(model), rtol=0, atol=0)
     convnext = tmp_path / "convnext"
-    timm.models.save_for_hf(timm.create_model("convnext_atto", pretrained=False, num_classes=10), str(convnext),
-                            safe_serialization=True)
+    timm.models.save_for_hf(
+        timm.create_model("convnext_atto", pretrained=False, num_classes=10), str(convnext), safe_serialization=True
+    )
     with pytest.raises(TeacherLoadError, match="has no BatchNorm layer.*LayerNorm"):
         read_hf_model_spec(str(convnext))
 
@@ -268,22 +293,35 @@ def test_exported_resnet_student_loads_with_timm_and_torchvision(tmp_path, arch,
     atomic_write_json(run / "config.json", {**cfg.to_dict(), "resolved": {}, "sessions": []})
     student = randomise_bn(build_model(arch, 10, in_channels))
     names = get_class_names("cifar10")
-    save_model(student, run / "student.safetensors", {
-        "arch": arch, "num_classes": "10", "in_channels": str(in_channels), "image_size": str(side),
-        "mean": json.dumps(cfg.teacher.mean), "std": json.dumps(cfg.teacher.std), "class_names": json.dumps(names)})
+    save_model(
+        student,
+        run / "student.safetensors",
+        {
+            "arch": arch,
+            "num_classes": "10",
+            "in_channels": str(in_channels),
+            "image_size": str(side),
+            "mean": json.dumps(cfg.teacher.mean),
+            "std": json.dumps(cfg.teacher.std),
+            "class_names": json.dumps(names),
+        },
+    )
     folder = export_student(run, tmp_path / "student")
     x = torch.randn(2, in_channels, side, side)
     with torch.no_grad():
         expected = student(x)
         model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
-    assert model.pretrained_cfg["label_names"] == names and model.pretrained_cfg["input_size"] == (in_channels, side,
-                                                                                                   side)
+    assert model.pretrained_cfg["label_names"] == names and model.pretrained_cfg["input_size"] == (
+        in_channels,
+        side,
+        side,
+    )
     data_config = timm.data.resolve_data_config({}, model=model)
     assert data_config["crop_pct"] * (side + side // 8) == pytest.approx(side, abs=1e-2)
     assert tuple(data_config["mean"]) == tuple(cfg.teacher.mean)
     if in_channels == 3:
-        tv = getattr(tvm, arch[len("tv_"):])(num_classes=10)
+        tv = getattr(tvm, arch[len("tv_") :])(num_classes=10)
         tv.load_state_dict(load_file(str(folder / "model.safetensors")))
         with torch.no_grad():
             torch.testing.assert_close(tv.eval()(x), expected, rtol=1e-5, atol=1e-5)

@@ -21,17 +21,23 @@ def test_sound_files_are_not_described(tmp_path):
     assert describe_weights_file(pth) is None and describe_weights_file(st) is None
 
 
-@pytest.mark.parametrize("make,expected", [
-    (lambda p, pth, st: p.write_bytes(b""), "is empty"),
-    (lambda p, pth, st: p.write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>"), "is an HTML page"),
-    (lambda p, pth, st: p.write_text("  <html><head><title>Sign in</title>"), "is an HTML page"),
-    (lambda p, pth, st: p.write_text('{"error": "quota"}'), "is a text file"),
-    (lambda p, pth, st: p.write_bytes(bytes(range(7, 200)) * 3), "match no known format"),
-    (lambda p, pth, st: p.write_bytes(pth.read_bytes()[:900]), "damaged or truncated torch.save archive"),
-    (lambda p, pth, st: p.write_bytes(st.read_bytes()[:200]), "truncated safetensors file"),
-    (lambda p, pth, st: p.write_bytes(st.read_bytes()[:6]), "fewer than a safetensors header"),
-], ids=["empty", "html-404", "html-login", "json-text", "random", "truncated-zip", "truncated-safetensors",
-        "tiny"])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda p, pth, st: p.write_bytes(b""), "is empty"),
+        (
+            lambda p, pth, st: p.write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>"),
+            "is an HTML page",
+        ),
+        (lambda p, pth, st: p.write_text("  <html><head><title>Sign in</title>"), "is an HTML page"),
+        (lambda p, pth, st: p.write_text('{"error": "quota"}'), "is a text file"),
+        (lambda p, pth, st: p.write_bytes(bytes(range(7, 200)) * 3), "match no known format"),
+        (lambda p, pth, st: p.write_bytes(pth.read_bytes()[:900]), "damaged or truncated torch.save archive"),
+        (lambda p, pth, st: p.write_bytes(st.read_bytes()[:200]), "truncated safetensors file"),
+        (lambda p, pth, st: p.write_bytes(st.read_bytes()[:6]), "fewer than a safetensors header"),
+    ],
+    ids=["empty", "html-404", "html-login", "json-text", "random", "truncated-zip", "truncated-safetensors", "tiny"],
+)
 def test_broken_files_say_what_they_are(tmp_path, make, expected):
     pth, st = _good(tmp_path)
     bad = tmp_path / ("x.safetensors" if "safetensors" in expected else "x.pth")
@@ -40,10 +46,13 @@ def test_broken_files_say_what_they_are(tmp_path, make, expected):
     assert described is not None and expected in described and "\n" not in described
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"<!DOCTYPE html><html><body>Access denied</body></html>", "it is an HTML page"),
-    (bytes(range(256)) * 4, "match no known format"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"<!DOCTYPE html><html><body>Access denied</body></html>", "it is an HTML page"),
+        (bytes(range(256)) * 4, "match no known format"),
+    ],
+)
 def test_a_teacher_file_that_is_not_a_state_dict_is_named_without_the_loaders_text(tmp_path, content, expected):
     from nayer_scale.models.io import TeacherLoadError, load_state_dict_file
 
