@@ -164,63 +164,56 @@ def _build_synthesizer(
     return lte, build_synthesizer(context, lte, len(class_names), t.mean, t.std, backend)
 
 
-def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float | None = None) -> Components:
-    """All components of a run of ``cfg`` (validated) on ``acc``'s device.
+def _check_inputs(cfg: NayerConfig, acc: Accelerator) -> list[str]:
+    """Resolve the teacher into ``cfg`` and check class names, evaluation data and memory settings.
 
-    Args:
-        average: in-place mean over processes of a list of tensors (shared generator, ZeRO BN buffers).
-        start: ``time.perf_counter()`` at the start of the session (the clock's zero).
-    Raises:
-        ConfigError, FileNotFoundError, nayer_scale.models.io.TeacherLoadError, ValueError.
+    Returns:
+        The class names (one per teacher output).
     """
     resolved = resolve_teacher(cfg)  # hf:<hub id or folder>: teacher.* (and eval.resize) from the model folder
     cfg.teacher, cfg.eval.resize = resolved.teacher, resolved.eval_resize  # what config.json / run.yaml record
-    run, t, device, class_names = cfg.run, cfg.teacher, acc.device, resolved.class_names
+    t, class_names = cfg.teacher, resolved.class_names
     check_class_names(t.weights, class_names, t.class_names)
-    num_classes = len(class_names)
-    check_eval_data(cfg.eval, num_classes, t.in_channels, class_names)  # fail now, not after a teacher download
+    check_eval_data(cfg.eval, len(class_names), t.in_channels, class_names)  # fail now, not after a teacher download
     check_memory_config(cfg, acc.num_processes)
-    precision = resolve_precision(run.mixed_precision, run.channels_last, device)  # by capability, once per run
-    set_cpu_threads(device, run.cpu_threads, acc.num_processes)
-    rngs = RNGStreams(run.seed, acc.process_index, device)
+    return class_names
+
+
+def _select_kernel_backend(kernels: str) -> str:
+    """``"triton"`` on CUDA, else the PyTorch ``"reference"`` (or as forced); MissingExtraError without triton."""
     try:
-        backend = select_backend(run.kernels)  # Triton on CUDA, else the PyTorch reference (or as forced)
+        return select_backend(kernels)
     except ModuleNotFoundError as err:  # run.kernels=triton (or NAYER_KERNELS=triton) without triton
         raise MissingExtraError(str(err)) from err
-    # The order below fixes which random draws initialise which model: keep it.
-    teacher, hooks = _build_teacher(cfg, acc, num_classes, backend)
+
+
+def _build_student(cfg: NayerConfig, teacher: nn.Module, num_classes: int, device) -> nn.Module:
     # student.quantization bit widths: a fake-quantized copy of the teacher (no random draw), else a fresh model
-    student = (
+    return (
         quantized_student(cfg.student, teacher)
         if cfg.student.quantization.enabled
-        else build_model(cfg.student.arch, num_classes, t.in_channels)
+        else build_model(cfg.student.arch, num_classes, cfg.teacher.in_channels)
     ).to(device)
-    if precision.channels_last:
-        teacher.to(memory_format=torch.channels_last)
-    lte, synthesizer = _build_synthesizer(
-        cfg, acc, teacher, hooks, class_names, precision, rngs.generator, backend, average
-    )
-    engine = StudentEngine(student, teacher, cfg, acc, precision)
-    eval_source = build_eval_source(
-        cfg.eval, t.in_channels, t.image_size, num_classes, acc.process_index, acc.num_processes, device, class_names
-    )  # checks the data fits before anything is written
+
+
+def _build_labels(cfg: NayerConfig, acc: Accelerator, num_classes: int, generator) -> LabelSampler:
     s = cfg.synthesis
-    labels = LabelSampler(
+    return LabelSampler(
         s.batch_size,
         num_classes,
-        run.warmup_epochs,
+        cfg.run.warmup_epochs,
         s.warmup_batches_per_epoch,
         s.batches_per_epoch,
         acc.process_index,
         acc.num_processes,
-        rngs.generator,
-        device,
+        generator,
+        acc.device,
     )
-    show = run.progress and acc.is_local_main_process
-    reduce_sum = lambda x: acc.reduce(x, reduction="sum")  # noqa: E731
-    run_dir = Path(run.run_dir)
-    m = cfg.memory
-    memory = MemoryBank(
+
+
+def _build_memory(cfg: NayerConfig, acc: Accelerator, run_dir: Path, show: bool) -> MemoryBank:
+    m, device = cfg.memory, acc.device
+    return MemoryBank(
         run_dir / "memory",
         rank=acc.process_index,
         world_size=acc.num_processes,
@@ -231,8 +224,42 @@ def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float |
         retirement=m.retirement,
         encoding=m.encoding,
         quality=m.webp_quality if m.encoding == "webp_lossy" else None,
-        seed=run.seed,
+        seed=cfg.run.seed,
     )
+
+
+def build_components(cfg: NayerConfig, acc: Accelerator, average, start: float | None = None) -> Components:
+    """All components of a run of ``cfg`` (validated) on ``acc``'s device.
+
+    Args:
+        average: in-place mean over processes of a list of tensors (shared generator, ZeRO BN buffers).
+        start: ``time.perf_counter()`` at the start of the session (the clock's zero).
+    Raises:
+        ConfigError, FileNotFoundError, nayer_scale.models.io.TeacherLoadError, ValueError.
+    """
+    class_names = _check_inputs(cfg, acc)
+    run, t, device, num_classes = cfg.run, cfg.teacher, acc.device, len(class_names)
+    precision = resolve_precision(run.mixed_precision, run.channels_last, device)  # by capability, once per run
+    set_cpu_threads(device, run.cpu_threads, acc.num_processes)
+    rngs = RNGStreams(run.seed, acc.process_index, device)
+    backend = _select_kernel_backend(run.kernels)
+    # The order below fixes which random draws initialise which model: keep it.
+    teacher, hooks = _build_teacher(cfg, acc, num_classes, backend)
+    student = _build_student(cfg, teacher, num_classes, device)
+    if precision.channels_last:
+        teacher.to(memory_format=torch.channels_last)
+    lte, synthesizer = _build_synthesizer(
+        cfg, acc, teacher, hooks, class_names, precision, rngs.generator, backend, average
+    )
+    engine = StudentEngine(student, teacher, cfg, acc, precision)
+    eval_source = build_eval_source(
+        cfg.eval, t.in_channels, t.image_size, num_classes, acc.process_index, acc.num_processes, device, class_names
+    )  # checks the data fits before anything is written
+    labels = _build_labels(cfg, acc, num_classes, rngs.generator)
+    show = run.progress and acc.is_local_main_process
+    reduce_sum = lambda x: acc.reduce(x, reduction="sum")  # noqa: E731
+    run_dir = Path(run.run_dir)
+    memory = _build_memory(cfg, acc, run_dir, show)
     trackers = Trackers(acc, tracker_names(run.log_with), run_dir)
     return Components(
         accelerator=acc,
