@@ -168,6 +168,28 @@ def _eval_result(run: RunFolder, model_name: str) -> list[EvalResult] | None:
     ]
 
 
+def _model_card_data(
+    run: RunFolder,
+    library_name: str,
+    model_name: str,
+    license: str,
+    dataset_repo: str | None,
+    extra_tags: tuple[str, ...],
+) -> ModelCardData:
+    """The model card's metadata (the YAML header the hub reads)."""
+    base_model = teacher_hub_id(run.teacher)
+    return ModelCardData(
+        base_model=base_model,
+        datasets=[dataset_repo] if dataset_repo else None,
+        license=license,
+        library_name=library_name,
+        model_name=model_name,
+        pipeline_tag="image-classification",
+        tags=_tags(run.method, *extra_tags),
+        eval_results=_eval_result(run, model_name),
+    )
+
+
 def model_card(
     run: RunFolder,
     *,
@@ -197,17 +219,7 @@ def model_card(
         dataset_repo: the hub dataset repository of the synthetic set, if published (-> ``datasets``).
     """
     summary = run.summary or {}
-    base_model = teacher_hub_id(run.teacher)
-    data = ModelCardData(
-        base_model=base_model,
-        datasets=[dataset_repo] if dataset_repo else None,
-        license=license,
-        library_name=library_name,
-        model_name=model_name,
-        pipeline_tag="image-classification",
-        tags=_tags(run.method, *extra_tags),
-        eval_results=_eval_result(run, model_name),
-    )
+    data = _model_card_data(run, library_name, model_name, license, dataset_repo, extra_tags)
     where = evaluation_set(run.config)
     return ModelCard.from_template(
         data,

@@ -196,38 +196,19 @@ def _read_student(run: RunFolder) -> tuple[nn.Module, dict]:
     }
 
 
-def export_student(
-    run_dir: str | Path,
-    out: str | Path,
-    command: str | None = None,
-    *,
-    student_format: str = "auto",
-    license: str = "other",
-    dataset_repo: str | None = None,
-    repo_id: str | None = None,
-) -> Path:
-    """Write the run's distilled student as a hub model folder (``model.safetensors``, ``config.json``,
-    ``README.md`` model card, ``run.yaml``) that ``teacher.arch=hf:<out>`` loads, in timm's format where
-    the student has timm's keys (module docstring).
-
-    Args:
-        command: the command that made the run, for the model card (default: the ``config=run.yaml``
-            command that reproduces it).
-        student_format: ``auto`` (timm where the keys match, else nayer-scale), ``timm`` or ``nayer-scale``.
-        license: the card's hub license id; dataset_repo: the hub repository of the synthetic set (the
-            card's ``datasets``); repo_id: the hub repository the student goes to (the card's name, usage).
-
-    Raises:
-        FileNotFoundError: no ``student.safetensors`` (the run has not finished: resume it).
-        ValueError: ``student_format=timm`` for a student without timm's keys.
-    """
-    run, out = load_run(run_dir), Path(out)
-    model, s = _read_student(run)
-    fmt = student_format_of(s["arch"], student_format)
-    summary = run.summary or {}
+def _student_card(
+    run: RunFolder,
+    s: dict,
+    fmt: str,
+    command: str | None,
+    license: str,
+    dataset_repo: str | None,
+    repo_id: str | None,
+) -> str:
+    """The model card (README.md) of the student ``s`` (from :func:`_read_student`) written in format ``fmt``."""
     teacher = re.sub(r"[^A-Za-z0-9._-]+", "-", str(run.teacher["arch"]).split(":")[-1].rstrip("/").split("/")[-1])
     model_name = repo_id.split("/")[-1] if repo_id else f"{s['arch']}-{run.method}-from-{teacher}"
-    card = str(
+    return str(
         model_card(
             run,
             arch=s["arch"],
@@ -245,7 +226,12 @@ def export_student(
             extra_tags=("timm",) if fmt == "timm" else (),
         )
     )
-    extra = {
+
+
+def _run_facts(run: RunFolder, command: str | None) -> dict:
+    """The run's facts written at the top level of ``config.json`` (timm ignores them)."""
+    summary = run.summary or {}
+    return {
         "teacher": run.teacher["arch"],
         "method": run.method,
         "student_top1": summary.get("student_top1"),
@@ -254,6 +240,10 @@ def export_student(
         "device_hours_unit": summary.get("device_hours_unit"),
         "command": _command_line(command),
     }
+
+
+def _write_folder(model: nn.Module, out: Path, fmt: str, s: dict, run: RunFolder, card: str, extra: dict) -> None:
+    """``model.safetensors``, ``config.json`` and ``README.md`` in format ``fmt`` (``timm`` or ``nayer-scale``)."""
     if fmt == "timm":
         save_timm_folder(
             model,
@@ -283,6 +273,38 @@ def export_student(
             card=card,
             extra=extra,
         )
+
+
+def export_student(
+    run_dir: str | Path,
+    out: str | Path,
+    command: str | None = None,
+    *,
+    student_format: str = "auto",
+    license: str = "other",
+    dataset_repo: str | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Write the run's distilled student as a hub model folder (``model.safetensors``, ``config.json``,
+    ``README.md`` model card, ``run.yaml``) that ``teacher.arch=hf:<out>`` loads, in timm's format where
+    the student has timm's keys (module docstring).
+
+    Args:
+        command: the command that made the run, for the model card (default: the ``config=run.yaml``
+            command that reproduces it).
+        student_format: ``auto`` (timm where the keys match, else nayer-scale), ``timm`` or ``nayer-scale``.
+        license: the card's hub license id; dataset_repo: the hub repository of the synthetic set (the
+            card's ``datasets``); repo_id: the hub repository the student goes to (the card's name, usage).
+
+    Raises:
+        FileNotFoundError: no ``student.safetensors`` (the run has not finished: resume it).
+        ValueError: ``student_format=timm`` for a student without timm's keys.
+    """
+    run, out = load_run(run_dir), Path(out)
+    model, s = _read_student(run)
+    fmt = student_format_of(s["arch"], student_format)
+    card = _student_card(run, s, fmt, command, license, dataset_repo, repo_id)
+    _write_folder(model, out, fmt, s, run, card, _run_facts(run, command))
     if run.run_yaml:
         from ..storage import atomic_write_text
 
