@@ -38,16 +38,20 @@ from nayer_scale.config import ConfigError, check_resume_compatible
 from nayer_scale.recipes import compose_config
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run (or reuse) every (cap, retirement, seed) run, then write the CSV, markdown and plot."""
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: caps, retirement policies, seeds, parallel jobs and the common arguments."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--caps", nargs="+", type=int, default=[400, 800, 1200, 1600, 0])
     p.add_argument("--policies", nargs="+", default=["fifo", "reservoir"], choices=["fifo", "reservoir"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="run.seed of each repetition (default: 0)")
     p.add_argument("--jobs", type=int, default=1, help="runs at the same time (each gets cores / jobs threads)")
     add_common_args(p, "set", "work_dir", "results_dir", "smoke", work_dir="runs/memory_cap")
-    args = p.parse_args(argv)
-    command = command_line(argv, __file__)
+    return p.parse_args(argv)
+
+
+def _study_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides of every run; with ``--smoke``, the toy sizes appended (and ``args.caps``
+    set to 48 images and the whole history)."""
     overrides = list(args.set)
     if args.smoke:
         args.caps, overrides = (
@@ -63,53 +67,50 @@ def main(argv: list[str] | None = None) -> int:
                 "synthesis.generator_width=8",
             ],
         )
-    threads = [f"run.cpu_threads={max(1, (os.cpu_count() or 1) // args.jobs)}"]
-    runs = [
-        (cap, policy, seed)
-        for seed in args.seeds
-        for cap in args.caps
-        for policy in (args.policies if cap else ["fifo"])
+    return overrides
+
+
+def _run_dir(work: Path, cap: int, policy: str, seed: int) -> Path:
+    """The run folder of one (cap, retirement, seed) run under ``work`` (cap 0: the unbounded run)."""
+    return work / ((f"cap{cap}-{policy}" if cap else "unbounded") + (f"-seed{seed}" if seed else ""))
+
+
+def _settings(work: Path, run: tuple[int, str, int], threads: list[str], overrides: list[str]) -> list[str]:
+    """The ``launch/distill.py`` overrides of one (cap, retirement, seed) run."""
+    cap, policy, seed = run
+    return [
+        f"run.run_dir={_run_dir(work, *run)}",
+        "run.resume=true",
+        "run.progress=false",
+        f"run.seed={seed}",
+        f"memory.max_images={cap}",
+        f"memory.retirement={policy}",
+        *threads,
+        *overrides,
     ]
-    work = Path(args.work_dir) / ("smoke" if args.smoke else "")
 
-    def run_dir(cap: int, policy: str, seed: int) -> Path:
-        return work / ((f"cap{cap}-{policy}" if cap else "unbounded") + (f"-seed{seed}" if seed else ""))
 
-    def settings(run: tuple[int, str, int]) -> list[str]:
-        cap, policy, seed = run
-        return [
-            f"run.run_dir={run_dir(*run)}",
-            "run.resume=true",
-            "run.progress=false",
-            f"run.seed={seed}",
-            f"memory.max_images={cap}",
-            f"memory.retirement={policy}",
-            *threads,
-            *overrides,
-        ]
+def _launch(settings: list[str], jobs: int) -> None:
+    """Run ``launch/distill.py preset=fashion_mnist`` with ``settings`` (its output hidden when ``jobs > 1``).
 
-    runs_to_do = []
-    for run in runs:  # before any work: a finished run is reused, a run with other settings refused
-        if finished(run_dir(*run), settings(run)):
-            print(f"reusing the finished run {run_dir(*run)}", flush=True)
-        else:
-            runs_to_do.append(run)
+    Raises:
+        subprocess.CalledProcessError: the run failed.
+    """
+    cmd = [sys.executable, str(ROOT / "launch" / "distill.py"), "preset=fashion_mnist", *settings]
+    print("+", shlex.join(cmd), flush=True)
+    subprocess.run(
+        cmd,
+        check=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL if jobs > 1 else None,
+    )
 
-    def launch(run: tuple[int, str, int]) -> None:
-        cmd = [sys.executable, str(ROOT / "launch" / "distill.py"), "preset=fashion_mnist", *settings(run)]
-        print("+", shlex.join(cmd), flush=True)
-        subprocess.run(
-            cmd,
-            check=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.DEVNULL if args.jobs > 1 else None,
-        )
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(launch, runs_to_do))
+def _summary_rows(work: Path, runs: list[tuple[int, str, int]], overrides: list[str]) -> list[dict]:
+    """One CSV row per run, read from its ``summary.json`` (top-1 in %, wall seconds rounded)."""
     rows = []
     for cap, policy, seed in runs:
-        summary = json.loads((run_dir(cap, policy, seed) / "summary.json").read_text())
+        summary = json.loads((_run_dir(work, cap, policy, seed) / "summary.json").read_text())
         rows.append(
             {
                 "max_images": cap or "all",
@@ -122,6 +123,31 @@ def main(argv: list[str] | None = None) -> int:
                 "overrides": " ".join(overrides),
             }
         )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or reuse) every (cap, retirement, seed) run, then write the CSV, markdown and plot."""
+    args = _parse_args(argv)
+    command = command_line(argv, __file__)
+    overrides = _study_overrides(args)
+    threads = [f"run.cpu_threads={max(1, (os.cpu_count() or 1) // args.jobs)}"]
+    runs = [
+        (cap, policy, seed)
+        for seed in args.seeds
+        for cap in args.caps
+        for policy in (args.policies if cap else ["fifo"])
+    ]
+    work = Path(args.work_dir) / ("smoke" if args.smoke else "")
+    runs_to_do = []
+    for run in runs:  # before any work: a finished run is reused, a run with other settings refused
+        if finished(_run_dir(work, *run), _settings(work, run, threads, overrides)):
+            print(f"reusing the finished run {_run_dir(work, *run)}", flush=True)
+        else:
+            runs_to_do.append(run)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(lambda run: _launch(_settings(work, run, threads, overrides), args.jobs), runs_to_do))
+    rows = _summary_rows(work, runs, overrides)
     out = results_dir(args, "memory_cap") / ("memory_cap_smoke.csv" if args.smoke else "memory_cap_fashion_mnist.csv")
     if out.exists():
         out.unlink()
