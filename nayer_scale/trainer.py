@@ -30,28 +30,27 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
+from .collectives import Collectives
 from .config import ConfigError, NayerConfig
-from .memory import SHARD_PATTERN, batch_seed
-from .models.io import save_model
-from .quantization.student import export_student
-from .storage import atomic_write_json
+from .memory import batch_seed
 from .training import (
     Components,
     EpochProgress,
     Preempted,
     PreemptionGuard,
     apply_launcher_settings,
+    bar_postfix,
     build_accelerator,
     build_components,
-    checkpoint_name,
+    epoch_bar,
     write_run_record,
 )
-from .training.collectives import Collectives
 from .training.disk_check import check_free_space, estimate_run_bytes
+from .training.finish import finish_run
 from .training.run_lock import hold_run_folder
-from .training.summary import build_summary, run_banner, student_metadata
+from .training.run_state import RunState
+from .training.summary import run_banner
 from .training.trackers import global_step
 from .visualize import save_sample_grid
 
@@ -109,26 +108,16 @@ class NayerTrainer:
             )
         acc.wait_for_everyone()  # every process has looked at run_dir before any of them writes there
         c = components or build_components(self.cfg, acc, self.collectives.average, start)
-        self.trackers = c.trackers
-        self.precision, self.kernel_backend, self.class_names, self.rngs = (
-            c.precision,
-            c.kernel_backend,
-            c.class_names,
-            c.rngs,
-        )
-        self.teacher, self.hooks, self.lte, self.synthesizer, self.labels = (
-            c.teacher,
-            c.hooks,
-            c.lte,
-            c.synthesizer,
-            c.labels,
-        )
+        self.trackers, self.precision, self.kernel_backend = c.trackers, c.precision, c.kernel_backend
+        self.class_names, self.rngs, self.teacher, self.hooks = c.class_names, c.rngs, c.teacher, c.hooks
+        self.lte, self.synthesizer, self.labels = c.lte, c.synthesizer, c.labels
         self.engine, self.memory, self.evaluator, self.probe = c.engine, c.memory, c.evaluator, c.probe
         self.checkpoints, self.logger, self.clock = c.checkpoints, c.logger, c.clock
         self.num_classes, self.rng = len(self.class_names), self.rngs.generator
         self.start_epoch, self.progress = 0, None  # progress: an EpochProgress inside an epoch
         self.eval_images = 0  # real images in the last evaluation, over all processes
         self.guard = PreemptionGuard(self.device, self.collectives.sum if self.world_size > 1 else None)
+        self.state = RunState(self.cfg, c)  # what a checkpoint holds (training/run_state.py)
         changes = self._resume() if self.cfg.run.resume else []
         disk = check_free_space(
             self.run_dir,
@@ -299,8 +288,7 @@ class NayerTrainer:
             record["memory_events"] = events
         if not warmup:
             if n_batches:  # on the epoch's own synthesis batches, which the adversarial term made hard
-                counts = self.collectives.sum(torch.stack([p.sums["agree"], p.sums["agree_count"]]))
-                record["adversarial_agreement"] = counts[0].double() / counts[1].clamp(min=1).double()
+                record["adversarial_agreement"] = self.collectives.fraction(p.sums["agree"], p.sums["agree_count"])
             with self.clock.phase("distillation"):
                 record.update(self.distill(p))
             record["lr"] = self.engine.lr
@@ -344,13 +332,7 @@ class NayerTrainer:
                 with self.clock.phase("evaluation"):
                     teacher_top1 = self.evaluate(self.teacher)
                 acc.print(f"teacher top-1 on the real test split: {teacher_top1}")
-                bar = tqdm(
-                    range(self.start_epoch, run.epochs),
-                    initial=self.start_epoch,
-                    total=run.epochs,
-                    desc="NAYER",
-                    disable=not (run.progress and acc.is_local_main_process),
-                )
+                bar = epoch_bar(self.start_epoch, run.epochs, run.progress and acc.is_local_main_process)
                 for epoch in bar:
                     record = self.run_epoch(epoch)
                     with self.clock.phase("io"):
@@ -358,16 +340,10 @@ class NayerTrainer:
                     self.progress = None
                     with self.clock.phase("checkpoint"):
                         path = self.save_checkpoint(epoch)
-                    bar.set_postfix(
-                        {
-                            k: f"{record[k]:.3g}"
-                            for k in ("synth_loss", "kd", "student_top1")
-                            if record.get(k) is not None
-                        }
-                    )
+                    bar.set_postfix(bar_postfix(record))
                     if epoch < run.epochs - 1 and self.guard.requested():
                         raise Preempted(str(path))
-                return self._finish(teacher_top1)
+                return finish_run(self, teacher_top1)  # training/finish.py
         except Preempted as stop:
             acc.print(
                 f"stop requested (signal {self.guard.signal}): checkpoint {stop} written; continue with run.resume=true"
@@ -387,93 +363,18 @@ class NayerTrainer:
         over processes."""
         images, labels, _ = self.synthesize(self.cfg.run.epochs, 0, adversarial=False)
         _, agree, count = self.probe_synthetic(images, labels, student=True)
-        counts = self.collectives.sum(torch.stack([agree, torch.tensor(count, device=self.device)]))
-        return (counts[0].double() / counts[1].clamp(min=1).double()).item()
+        return self.collectives.fraction(agree, torch.tensor(count, device=self.device)).item()
 
-    def _finish(self, teacher_top1: float | None) -> dict:
-        acc = self.accelerator
-        final = [r for r in self.logger.history if r.get("student_top1") is not None]
-        with self.clock.phase("evaluation"):
-            student_top1 = final[-1]["student_top1"] if final else self.evaluate(self.student)
-            agreement = self.heldout_agreement()
-        with self.clock.phase("checkpoint"):
-            if acc.is_main_process:
-                meta = student_metadata(self.cfg, self.class_names)
-                save_model(self.engine.unwrapped, self.run_dir / "student.safetensors", meta)
-                if self.cfg.student.quantization.enabled:  # integer weights, scales, activation ranges
-                    export_student(
-                        self.cfg, self.engine.unwrapped, self.run_dir / "student_quantized.safetensors", meta
-                    )
-            acc.wait_for_everyone()
-        summary = build_summary(
-            self.cfg,
-            teacher_top1=teacher_top1,
-            student_top1=student_top1,
-            agreement=agreement,
-            eval_images=self.eval_images,
-            precision=self.precision,
-            times=self.time_accounting(),
-            world_size=self.world_size,
-            device=self.device,
-            device_kind=self.device_kind,
-            memory_size=len(self.memory),
-        )
-        if acc.is_main_process:
-            atomic_write_json(self.run_dir / "summary.json", summary)
-        acc.wait_for_everyone()
-        self.memory.close(remove_node_cache=acc.is_local_main_process)  # nobody samples any more
-        return summary
-
-    # -- checkpoints --------------------------------------------------------------------------
-
-    def _stateful(self) -> tuple[dict, dict]:
-        """(shared, per-process) components of a checkpoint, in loading order."""
-        shared = {"student": self.engine, "history": self.logger, "clock": self.clock}
-        process = {
-            "optimizer_partition": self.engine.process_part,
-            "synthesizer": self.synthesizer,
-            "bn_momentum": self.hooks,
-            "memory": self.memory,
-            "rng": self.rngs,
-        }
-        return shared, process
+    # -- checkpoints (training/run_state.py) ---------------------------------------------------
 
     def save_checkpoint(self, epoch: int, position: EpochProgress | None = None) -> Path:
         """Checkpoint the end of ``epoch`` or, with ``position``, a mid-epoch safe point
-        (``CheckpointManager.save``: atomic, every process writes its part)."""
-        state = position.state_dict() if position is not None else None
-        meta = {"epoch": epoch, "position": state, "config": self.cfg.to_dict()}
-        path = self.checkpoints.save(checkpoint_name(epoch, state), meta, *self._stateful())
-        # retired shards go once no kept checkpoint lists them (after the pruning of old checkpoints)
-        self.memory.release(self.checkpoints.referenced(SHARD_PATTERN))
-        return path
+        (``RunState.save``: atomic, every process writes its part)."""
+        return self.state.save(epoch, position)
 
     def _resume(self) -> list[str]:
-        """Continue from the latest checkpoint (or start over when the run stopped before its first:
-        its shards are dropped). Returns the allowed config changes since the checkpoint.
-
-        Raises:
-            ConfigError: a changed config field that may not change between sessions (named with
-                both values), another number of processes or strategy, an unreadable checkpoint.
-        """
-        found = self.checkpoints.resume(self.cfg.to_dict(), *self._stateful())
-        if found is None:  # stopped before its first checkpoint: its shards are dropped
-            self.memory.load_state_dict({"manifests": {}})
-            return []
-        path, meta, changes = found
-        post_warmup = max(1, self.cfg.run.epochs - self.cfg.run.warmup_epochs)
-        if post_warmup != self.engine.scheduler.T_max:  # run.epochs extended: the schedule spans the new length
-            self.engine.extend_schedule(post_warmup)
-        position = meta["position"]
-        self.progress = EpochProgress.from_state(position, self.device) if position else None
-        self.start_epoch = meta["epoch"] + (0 if position else 1)
-        where = (
-            f" at synthesis batch {position['synthesis_batches']}, student step {position['distill_steps']}"
-            if position
-            else ""
-        )
-        self.accelerator.print(
-            f"resumed from {path} (next epoch {self.start_epoch}{where})"
-            + (f"; changed since: {', '.join(changes)}" if changes else "")
-        )
-        return changes
+        """Continue from the latest checkpoint (``RunState.resume``); returns the allowed config
+        changes since it."""
+        point = self.state.resume(self.device)
+        self.start_epoch, self.progress = point.start_epoch, point.progress
+        return point.changes

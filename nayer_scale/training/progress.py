@@ -1,4 +1,4 @@
-"""Where a run stands inside an epoch: the typed state a mid-epoch checkpoint carries.
+"""Where a run stands: the typed in-epoch state a mid-epoch checkpoint carries, and the epoch bar.
 
 The sums stay on the training device while the epoch runs (no host read per synthesis batch or
 student step); they are read once, together, when a record is written or a checkpoint is taken.
@@ -10,8 +10,9 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
-__all__ = ["EpochProgress"]
+__all__ = ["EpochProgress", "epoch_bar", "bar_postfix"]
 
 # Device accumulators: name -> dtype. float64 where the published record summed Python floats.
 _SUMS = {
@@ -103,3 +104,15 @@ class EpochProgress:
             k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in state["last_losses"].items()
         }
         return progress
+
+
+def epoch_bar(start_epoch: int, epochs: int, enabled: bool) -> tqdm:
+    """The run's progress bar over epochs ``start_epoch .. epochs - 1`` (drawn when ``enabled``:
+    ``run.progress`` on the node's main process)."""
+    return tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, desc="NAYER", disable=not enabled)
+
+
+def bar_postfix(record: dict) -> dict[str, str]:
+    """The bar's postfix after an epoch: synthesis loss, KD loss and student top-1 of ``record``
+    (the logged record: plain numbers), where present."""
+    return {k: f"{record[k]:.3g}" for k in ("synth_loss", "kd", "student_top1") if record.get(k) is not None}

@@ -1,12 +1,17 @@
-"""What a finished run reports: the start-up line, the exported student's metadata, summary.json."""
+"""What a run reports and leaves: the start-up line, the student files and their metadata, summary.json."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
+from torch import nn
 
-__all__ = ["AGREEMENT_SOURCE", "run_banner", "student_metadata", "build_summary"]
+from ..models.io import save_model
+from ..quantization.student import export_student
+
+__all__ = ["AGREEMENT_SOURCE", "run_banner", "student_metadata", "save_student_files", "build_summary"]
 
 AGREEMENT_SOURCE = (
     "top-1 agreement of student and teacher on one extra synthesis batch per process, made "
@@ -42,6 +47,20 @@ def student_metadata(cfg, class_names: list[str]) -> dict[str, str]:
         "class_names": json.dumps(class_names),
         "config": cfg.to_json(),
     }
+
+
+def save_student_files(cfg, student: nn.Module, run_dir: Path, class_names: list[str]) -> None:
+    """Write ``run_dir/student.safetensors`` (``models.io.save_model``, with ``student_metadata``)
+    and, when ``student.quantization`` is enabled, ``student_quantized.safetensors`` (integer
+    weights, scales and activation ranges: ``quantization.student.export_student``). Process 0 only.
+
+    Raises:
+        DiskFullError: the disk filled while writing (no partial file is left).
+    """
+    meta = student_metadata(cfg, class_names)
+    save_model(student, run_dir / "student.safetensors", meta)
+    if cfg.student.quantization.enabled:
+        export_student(cfg, student, run_dir / "student_quantized.safetensors", meta)
 
 
 def build_summary(
