@@ -246,21 +246,7 @@ def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec
         )
     config = json.loads(config_path.read_text())
     if config.get("library_name") == NAYER_LIBRARY:
-        names = tuple(config["class_names"])
-        return HFModelSpec(
-            source,
-            folder,
-            "nayer-scale",
-            config["architecture"],
-            len(names),
-            names,
-            int(config["in_channels"]),
-            tuple(config["mean"]),
-            tuple(config["std"]),
-            int(config["image_size"]),
-            config.get("eval_resize"),
-            config,
-        )
+        return _nayer_spec(source, folder, config)
     if is_timm_config(config):
         return _timm_spec(source, folder, config, check_batchnorm)
     if "model_type" not in config:
@@ -270,6 +256,30 @@ def read_hf_model_spec(source: str, check_batchnorm: bool = True) -> HFModelSpec
             "(save_pretrained), a timm repository (e.g. timm/resnet50.a1_in1k) or a nayer-scale "
             "export (python -m nayer_scale.export)"
         )
+    return _transformers_spec(source, folder, config, check_batchnorm)
+
+
+def _nayer_spec(source: str, folder: Path, config: dict) -> HFModelSpec:
+    """The spec of a nayer-scale export, read from its ``config.json`` alone."""
+    names = tuple(config["class_names"])
+    return HFModelSpec(
+        source,
+        folder,
+        "nayer-scale",
+        config["architecture"],
+        len(names),
+        names,
+        int(config["in_channels"]),
+        tuple(config["mean"]),
+        tuple(config["std"]),
+        int(config["image_size"]),
+        config.get("eval_resize"),
+        config,
+    )
+
+
+def _transformers_spec(source: str, folder: Path, config: dict, check_batchnorm: bool) -> HFModelSpec:
+    """The spec of a transformers folder; its BatchNorm check builds the model on the meta device."""
     model = _meta_model(folder, source)
     if check_batchnorm:
         _check_batchnorm(model, source)
