@@ -164,16 +164,27 @@ def load_or_build_lte(
         cached = _cached_pool(path, encoder, template, names_json, len(class_names))
         if cached is not None:
             return cached
+    return _build_pool(path, encoder, template, prompts, names_json, len(class_names), log)
+
+
+def _build_pool(
+    path: Path | None,
+    encoder: str,
+    template: str,
+    prompts: list[str],
+    names_json: str,
+    k: int,
+    log: Callable[[str], None] | None,
+) -> torch.Tensor:
+    """Build the encoder, embed the prompts into a ``(k, D)`` float32 CPU pool, save it at ``path`` if set."""
     if log is not None:
         log(
             f"label-text embeddings: loading text encoder {encoder!r} and encoding {len(prompts)} prompts "
             f"(once; cached{' in ' + str(path.parent) if path is not None else ': no, cache_dir is None'})"
         )
     lte = build_text_encoder(encoder).encode(prompts).detach().to("cpu", torch.float32).contiguous()
-    if lte.dim() != 2 or lte.shape[0] != len(class_names):
-        raise RuntimeError(
-            f"text encoder {encoder!r} returned shape {tuple(lte.shape)}, expected ({len(class_names)}, D)"
-        )
+    if lte.dim() != 2 or lte.shape[0] != k:
+        raise RuntimeError(f"text encoder {encoder!r} returned shape {tuple(lte.shape)}, expected ({k}, D)")
     if path is not None:
         _save_atomic(
             path,
