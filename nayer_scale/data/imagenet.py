@@ -385,18 +385,50 @@ def imagenet_eval_loader(
         rank/world_size/batch_size/sizes. While iterating: RuntimeError naming an image that cannot be
         decoded; ValueError for a webdataset sample without an image or an integer ``cls``.
     """
+    _check_loader_args(rank, world_size, batch_size, resize, crop)
+    workers = _default_workers() if num_workers is None else max(0, int(num_workers))
+    kind, classes, shards = _resolve(root)
+    if kind == "folder":
+        return _folder_loader(root, classes, rank, world_size, batch_size, resize, crop, workers)
+    return _wds_loader(shards, rank, world_size, batch_size, resize, crop, workers, num_classes)
+
+
+def _check_loader_args(rank: int, world_size: int, batch_size: int, resize: int, crop: int) -> None:
+    """Raise ValueError for a bad rank/world_size, batch_size or resize/crop, in that order."""
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_sizes(resize, crop)
-    workers = _default_workers() if num_workers is None else max(0, int(num_workers))
-    kind, classes, shards = _resolve(root)
-    if kind == "folder":
-        samples = _folder_samples(Path(os.fspath(root)).expanduser(), classes)
-        dataset = ImageFolderEval(samples[rank::world_size], resize, crop)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False)
 
+
+def _folder_loader(
+    root: str | os.PathLike,
+    classes: list[str],
+    rank: int,
+    world_size: int,
+    batch_size: int,
+    resize: int,
+    crop: int,
+    workers: int,
+) -> DataLoader:
+    """The DataLoader over this rank's ``files[rank::world_size]`` of an ImageFolder tree."""
+    samples = _folder_samples(Path(os.fspath(root)).expanduser(), classes)
+    dataset = ImageFolderEval(samples[rank::world_size], resize, crop)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False)
+
+
+def _wds_loader(
+    shards: list[str],
+    rank: int,
+    world_size: int,
+    batch_size: int,
+    resize: int,
+    crop: int,
+    workers: int,
+    num_classes: int | None,
+) -> DataLoader:
+    """The DataLoader over this rank's ``shards[rank::world_size]`` of a webdataset (empty if none)."""
     import webdataset as wds
 
     mine = shards[rank::world_size]
