@@ -81,30 +81,53 @@ def export_quantized(
     tensors: dict[str, torch.Tensor] = {}
     covered: set[str] = set()
     for name, layer in layers.items():
-        wq, aq = layer.weight_fake_quant, layer.input_fake_quant
-        if not bool(aq.calibrated[0]):
-            raise ValueError(
-                f"{name}: its activation range was never observed; calibrate or train the model before exporting"
-            )
-        w = layer.weight.detach().float()
-        if bool(wq.observer_enabled[0]):
-            wq(w)  # scales of the current weights
-        scale = wq.scale.detach().float()
-        shape = (-1,) + (1,) * (w.dim() - 1)
-        faked = torch.fake_quantize_per_channel_affine(w, scale, wq.zero_point, 0, wq.quant_min, wq.quant_max)
-        tensors[f"{name}.weight_int"] = torch.round(faked / scale.view(shape)).to(torch.int8).contiguous()
-        tensors[f"{name}.weight_scale"] = scale.contiguous()
-        tensors[f"{name}.weight_zero_point"] = wq.zero_point.detach().to(torch.int32).contiguous()
-        if layer.bias is not None:
-            tensors[f"{name}.bias"] = layer.bias.detach().float().contiguous()
-        tensors[f"{name}.input_scale"] = aq.scale.detach().float().contiguous()
-        tensors[f"{name}.input_zero_point"] = aq.zero_point.detach().to(torch.int32).contiguous()
-        tensors[f"{name}.input_min"] = aq.range[0].detach().float().reshape(()).contiguous()
-        tensors[f"{name}.input_max"] = aq.range[1].detach().float().reshape(()).contiguous()
+        tensors.update(_layer_tensors(name, layer))
         covered.update(k for k in model.state_dict() if k.startswith(name + "."))
     for key, value in model.state_dict().items():
         if key not in covered:
             tensors[key] = value.detach().contiguous()
+    meta = _export_metadata(model, arch, num_classes, in_channels, spec, fold_bn, metadata)
+    with atomic_path(path) as tmp:
+        save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    return meta
+
+
+def _layer_tensors(name: str, layer: nn.Module) -> dict[str, torch.Tensor]:
+    """One quantized layer's integer weights, scales, zero points, bias and input range (ValueError if uncalibrated)."""
+    tensors: dict[str, torch.Tensor] = {}
+    wq, aq = layer.weight_fake_quant, layer.input_fake_quant
+    if not bool(aq.calibrated[0]):
+        raise ValueError(
+            f"{name}: its activation range was never observed; calibrate or train the model before exporting"
+        )
+    w = layer.weight.detach().float()
+    if bool(wq.observer_enabled[0]):
+        wq(w)  # scales of the current weights
+    scale = wq.scale.detach().float()
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    faked = torch.fake_quantize_per_channel_affine(w, scale, wq.zero_point, 0, wq.quant_min, wq.quant_max)
+    tensors[f"{name}.weight_int"] = torch.round(faked / scale.view(shape)).to(torch.int8).contiguous()
+    tensors[f"{name}.weight_scale"] = scale.contiguous()
+    tensors[f"{name}.weight_zero_point"] = wq.zero_point.detach().to(torch.int32).contiguous()
+    if layer.bias is not None:
+        tensors[f"{name}.bias"] = layer.bias.detach().float().contiguous()
+    tensors[f"{name}.input_scale"] = aq.scale.detach().float().contiguous()
+    tensors[f"{name}.input_zero_point"] = aq.zero_point.detach().to(torch.int32).contiguous()
+    tensors[f"{name}.input_min"] = aq.range[0].detach().float().reshape(()).contiguous()
+    tensors[f"{name}.input_max"] = aq.range[1].detach().float().reshape(()).contiguous()
+    return tensors
+
+
+def _export_metadata(
+    model: nn.Module,
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    spec: QuantSpec,
+    fold_bn: bool,
+    metadata: dict[str, str] | None,
+) -> dict[str, str]:
+    """The export's metadata: the reserved entries, then ``metadata`` (ValueError on a reserved key)."""
     meta = {
         "format": FORMAT,
         "arch": arch,
@@ -119,8 +142,6 @@ def export_quantized(
     if clash:
         raise ValueError(f"metadata keys {sorted(clash)} are reserved by the export format")
     meta.update(metadata or {})
-    with atomic_path(path) as tmp:
-        save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
     return meta
 
 
