@@ -102,14 +102,36 @@ def _record(args, precision, top1: float, wall: float, device: torch.device) -> 
     }
 
 
+def _cached_top1(args) -> float | None:
+    """The test top-1 stored in ``args.out`` when that file was trained with these settings (and
+    --force is not given); None when the teacher must be trained."""
+    if args.force or not os.path.isfile(args.out):
+        return None
+    meta = read_metadata(args.out)
+    if json.loads(meta.get("train_settings", "{}")) != training_settings(args):
+        return None
+    print(f"teacher cached: {args.out} (test top-1 {meta.get('test_top1')})")
+    return float(meta.get("test_top1", "nan"))
+
+
+def _save(out: str, model: torch.nn.Module, record: dict[str, str]) -> None:
+    """The teacher as safetensors with ``record`` as metadata (fsync'ed temporary file renamed into
+    place), and the same record as JSON beside it."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with atomic_path(out) as tmp:
+        save_model(model, tmp, record)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:  # the same record, readable
+        json.dump(
+            {k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()}, f, indent=2
+        )
+        f.write("\n")
+
+
 def train(args) -> float:
     """Train (or reuse) the teacher; returns its test top-1 (fraction)."""
-    settings = training_settings(args)
-    if not args.force and os.path.isfile(args.out):
-        meta = read_metadata(args.out)
-        if json.loads(meta.get("train_settings", "{}")) == settings:
-            print(f"teacher cached: {args.out} (test top-1 {meta.get('test_top1')})")
-            return float(meta.get("test_top1", "nan"))
+    cached = _cached_top1(args)
+    if cached is not None:
+        return cached
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(args.mixed_precision, "auto", device)
     print(
@@ -157,15 +179,7 @@ def train(args) -> float:
         )
     bar.close()
     wall = time.perf_counter() - start
-    record = _record(args, precision, top1, wall, device)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with atomic_path(args.out) as tmp:  # fsync'ed temporary file renamed into place
-        save_model(model.to(memory_format=torch.contiguous_format), tmp, record)
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:  # the same record, readable
-        json.dump(
-            {k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()}, f, indent=2
-        )
-        f.write("\n")
+    _save(args.out, model.to(memory_format=torch.contiguous_format), _record(args, precision, top1, wall, device))
     print(f"teacher saved: {args.out} (test top-1 {top1:.4f}, {wall:.0f} s)")
     return top1
 

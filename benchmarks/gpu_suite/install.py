@@ -31,40 +31,7 @@ def prepare_environment(carry: Path, dry_run: bool, scratch: Path, log) -> tuple
     paths = [str(shim), str(ROOT)]
     setup: dict = {"kind": "setup", "nayer_kernels": f"{link} -> {ROOT / 'kernels'}"}
     missing = [m for m in ("webdataset", "braceexpand") if importlib.util.find_spec(m) is None]
-    if not missing:
-        setup["wheels"] = "webdataset and braceexpand already importable: nothing installed"
-    else:
-        wheels = sorted((carry / "wheels").glob("*.whl"))
-        if not wheels:
-            setup["wheels"] = (
-                f"MISSING {', '.join(missing)} and no wheels in {carry / 'wheels'}: run "
-                "scripts/prepare_gpu_suite.sh on the build machine and carry .gpu_carry"
-            )
-        else:
-            site = scratch / "site"
-            cmd = [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-index",
-                "--no-deps",
-                "--no-compile",
-                "--no-cache-dir",
-                "--upgrade",
-                "--target",
-                str(site),
-                *map(str, wheels),
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            log.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
-            paths.append(str(site))
-            setup["wheels"] = (
-                f"installed {', '.join(w.name for w in wheels)} into {site}"
-                if proc.returncode == 0
-                else f"pip install of the carried wheels FAILED (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"
-            )
+    setup["wheels"] = _install_wheels(missing, carry, scratch, paths, log)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -78,6 +45,43 @@ def prepare_environment(carry: Path, dry_run: bool, scratch: Path, log) -> tuple
         else f"no carried LTE cache ({lte} missing)"
     )
     return env, setup
+
+
+def _install_wheels(missing: list[str], carry: Path, scratch: Path, paths: list[str], log) -> str:
+    """Install the carried wheels into ``scratch/site`` (appended to ``paths``) when ``missing``
+    names modules this Python lacks; returns what was done, for the setup record."""
+    if not missing:
+        return "webdataset and braceexpand already importable: nothing installed"
+    wheels = sorted((carry / "wheels").glob("*.whl"))
+    if not wheels:
+        return (
+            f"MISSING {', '.join(missing)} and no wheels in {carry / 'wheels'}: run "
+            "scripts/prepare_gpu_suite.sh on the build machine and carry .gpu_carry"
+        )
+    site = scratch / "site"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--no-cache-dir",
+        "--upgrade",
+        "--target",
+        str(site),
+        *map(str, wheels),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    log.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    paths.append(str(site))
+    return (
+        f"installed {', '.join(w.name for w in wheels)} into {site}"
+        if proc.returncode == 0
+        else f"pip install of the carried wheels FAILED (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    )
 
 
 def lte_overrides(class_key: str, carry: Path, scratch: Path, dry_run: bool) -> tuple[list[str], dict]:

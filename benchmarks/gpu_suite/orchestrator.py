@@ -150,18 +150,9 @@ def parse_budgets(items: list[str]) -> dict[str, float]:
     return budgets
 
 
-def orchestrate(args: argparse.Namespace) -> int:
-    """Run the selected steps in priority order, each in its own process with its own budget
-    (plus the time earlier steps left unused, within --total-budget, except for the hard-capped
-    steps of ``HARD_CAP_STEPS``); rewrite results.json and summary.md after each."""
-    start = time.monotonic()
-    out = (Path(args.out) if args.out else default_out(args.dry_run)).resolve()
-    args.carry = str(Path(args.carry).resolve())  # the steps run in the repository root
-    out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:  # a fresh run: nothing of an earlier one mixes in
-        (out / name).unlink(missing_ok=True)
-    budgets = parse_budgets(args.budget)
-    selected = [n for n in STEP_NAMES if n in (args.steps or STEP_NAMES)]
+def _run_meta(args: argparse.Namespace) -> dict:
+    """The run's facts for results.json: commit (``+dirty`` with --dirty), date, device, command,
+    budget, Python, carry folder."""
     commit = args.commit or git_commit()
     if args.dirty and not commit.endswith("+dirty"):
         commit += "+dirty"
@@ -176,6 +167,33 @@ def orchestrate(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "carry": str(args.carry),
     }
+    return meta
+
+
+def _print_done(out: Path, elapsed_s: float, dry_run: bool) -> None:
+    """The step table of summary.md and the files written, on stdout."""
+    summary = (out / "summary.md").read_text()
+    print(summary.split("\n## 1.")[0])  # the step table; the whole summary is in the file
+    files = ", ".join(sorted(p.name for p in out.iterdir()))
+    print(f"gpu_suite: done in {elapsed_s} s; files in {out}: {files}")
+    if not dry_run:
+        print("gpu_suite: copy them into the repository with: python -m benchmarks.gpu_suite --collect <that folder>")
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    """Run the selected steps in priority order, each in its own process with its own budget
+    (plus the time earlier steps left unused, within --total-budget, except for the hard-capped
+    steps of ``HARD_CAP_STEPS``); rewrite results.json and summary.md after each."""
+    start = time.monotonic()
+    out = (Path(args.out) if args.out else default_out(args.dry_run)).resolve()
+    args.carry = str(Path(args.carry).resolve())  # the steps run in the repository root
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:  # a fresh run: nothing of an earlier one mixes in
+        (out / name).unlink(missing_ok=True)
+    budgets = parse_budgets(args.budget)
+    selected = [n for n in STEP_NAMES if n in (args.steps or STEP_NAMES)]
+    meta = _run_meta(args)
+    commit = meta["commit"]
     steps = [
         {"name": n, "title": t, "budget_s": budgets[n], "status": "pending" if n in selected else "not selected"}
         for n, _, t in STEPS
@@ -213,12 +231,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     meta.update(finished=utc_now(), elapsed_s=round(time.monotonic() - start, 1))
     write_report(out, meta, steps)
-    summary = (out / "summary.md").read_text()
-    print(summary.split("\n## 1.")[0])  # the step table; the whole summary is in the file
-    files = ", ".join(sorted(p.name for p in out.iterdir()))
-    print(f"gpu_suite: done in {meta['elapsed_s']} s; files in {out}: {files}")
-    if not args.dry_run:
-        print("gpu_suite: copy them into the repository with: python -m benchmarks.gpu_suite --collect <that folder>")
+    _print_done(out, meta["elapsed_s"], args.dry_run)
     return 0 if all(s["status"] in ("ok", "not selected") for s in steps) else 1
 
 

@@ -237,16 +237,15 @@ def _projection_rows(rows: list[dict]) -> list[list]:
     return body
 
 
-def _render_cifar(recs: list[dict]) -> list[str]:
-    rows = [r for r in recs if r.get("kind") == "cifar_condition"]
-    device = rows[0]["device"] if rows else "this device"
+def _timing_table(rows: list[dict]) -> list[str]:
+    """The CIFAR-10 conditions' measured per-batch and per-step times, throughput and peak memory."""
     lines = [
         "Per batch and per step on this device, after an untimed first batch and an untimed second one (the "
         "BN-statistics EMA set); host-inclusive seconds per call, median (min-max) of the timed repetitions; "
         "s/batch scaled from the timed steps to the recipe's.",
         "",
     ]
-    lines += _md_table(
+    return lines + _md_table(
         [
             "method",
             "kernels",
@@ -277,13 +276,17 @@ def _render_cifar(recs: list[dict]) -> list[str]:
             for r in rows
         ],
     )
-    lines += [
+
+
+def _projection_table(rows: list[dict], device: str) -> list[str]:
+    """The CIFAR-10 conditions' projected whole-run hours beside the paper's Table 2."""
+    lines = [
         f"PROJECTIONS on this project's code, in hours of {device} (measured per batch / per step above x "
         "each method's own published recipe; set-up, evaluation, memory-bank reads and checkpoints left "
         "out), beside the paper's single-A100 whole-run hours (Table 2), which are not measured here.",
         "",
     ]
-    lines += _md_table(
+    return lines + _md_table(
         [
             "method",
             "kernels",
@@ -302,6 +305,11 @@ def _render_cifar(recs: list[dict]) -> list[str]:
         ],
         _projection_rows(rows),
     )
+
+
+def _cifar_notes(rows: list[dict]) -> list[str]:
+    """The profiler share tables, the Triton vs reference speed-ups and the LTE used."""
+    lines = []
     for r in rows:
         if r.get("profile"):
             lines += _share_lines(f"{METHOD_LABEL[r['method']]} {r['kernels']} {r['precision']}", r["profile"])
@@ -316,18 +324,26 @@ def _render_cifar(recs: list[dict]) -> list[str]:
             )
     if rows:
         lines.append(f"- LTE: {rows[0]['lte']}.")
-    return lines + [""]
+    return lines
 
 
-def _render_fashion(recs: list[dict]) -> list[str]:
-    rows = [r for r in recs if r.get("kind") == "fashion_condition"]
-    phases = ("setup_s", "synthesis_s", "distillation_s", "evaluation_s", "io_s", "checkpoint_s")
+def _render_cifar(recs: list[dict]) -> list[str]:
+    rows = [r for r in recs if r.get("kind") == "cifar_condition"]
+    device = rows[0]["device"] if rows else "this device"
+    return _timing_table(rows) + _projection_table(rows, device) + _cifar_notes(rows) + [""]
+
+
+FASHION_PHASES = ("setup_s", "synthesis_s", "distillation_s", "evaluation_s", "io_s", "checkpoint_s")
+
+
+def _fashion_fit_table(rows: list[dict]) -> list[str]:
+    """The fashion_mnist fit()s: top-1, wall clock and summary.json's phases."""
     lines = [
         "The fashion_mnist preset's real fit() with the shipped teacher, evaluated on the real test split; "
         "phases from its summary.json (seconds).",
         "",
     ]
-    lines += _md_table(
+    return lines + _md_table(
         [
             "condition",
             "kernels",
@@ -335,7 +351,7 @@ def _render_fashion(recs: list[dict]) -> list[str]:
             "teacher top-1",
             "student top-1",
             "fit wall s",
-            *phases,
+            *FASHION_PHASES,
             "device-h",
             "data",
         ],
@@ -347,13 +363,18 @@ def _render_fashion(recs: list[dict]) -> list[str]:
                 _f(r["summary"].get("teacher_top1"), 4),
                 _f(r["summary"].get("student_top1"), 4),
                 r["fit_wall_s"],
-                *[r["summary"].get(k) for k in phases],
+                *[r["summary"].get(k) for k in FASHION_PHASES],
                 _f(r["summary"].get("device_hours"), 4),
                 r["data"],
             ]
             for r in rows
         ],
     )
+
+
+def _fashion_projection_table(rows: list[dict]) -> list[str]:
+    """The projection of the fashion_mnist preset beside its measured fit() (empty when no condition
+    was projected)."""
     body = []
     for r in (r for r in rows if "projected_hours" in r):
         s = r["summary"]
@@ -371,28 +392,33 @@ def _render_fashion(recs: list[dict]) -> list[str]:
                 ((s.get("synthesis_s") or 0) + (s.get("distillation_s") or 0)) / (3600 * r["projected_hours"]),
             ]
         )
-    if body:
-        lines += [
-            "How far a projection can be trusted: the same per-batch / per-step timing and projection as "
-            "the CIFAR-10 step, applied to this preset, beside the measured fit() (seconds).",
-            "",
-        ]
-        lines += _md_table(
-            [
-                "kernels",
-                "proj. synthesis s",
-                "measured synthesis s",
-                "proj. student s",
-                "measured distillation s",
-                "proj. total s",
-                "proj. min-max s",
-                "measured fit wall s",
-                "measured wall / projected",
-                "measured synthesis + distillation / projected",
-            ],
-            body,
-        )
-    return lines
+    if not body:
+        return []
+    lines = [
+        "How far a projection can be trusted: the same per-batch / per-step timing and projection as "
+        "the CIFAR-10 step, applied to this preset, beside the measured fit() (seconds).",
+        "",
+    ]
+    return lines + _md_table(
+        [
+            "kernels",
+            "proj. synthesis s",
+            "measured synthesis s",
+            "proj. student s",
+            "measured distillation s",
+            "proj. total s",
+            "proj. min-max s",
+            "measured fit wall s",
+            "measured wall / projected",
+            "measured synthesis + distillation / projected",
+        ],
+        body,
+    )
+
+
+def _render_fashion(recs: list[dict]) -> list[str]:
+    rows = [r for r in recs if r.get("kind") == "fashion_condition"]
+    return _fashion_fit_table(rows) + _fashion_projection_table(rows)
 
 
 def _render_memory(recs: list[dict]) -> list[str]:

@@ -98,39 +98,44 @@ def _precision(name: str) -> str:
     return f"run.mixed_precision={'bf16' if name == 'bf16' else 'no'}"
 
 
-def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
-    """One CIFAR-10 condition: a NayerTrainer on the method's preset (random-weight teacher: the
-    time does not depend on the weights), ``time_phases``, the profiler share table of one batch
-    (``spec["profile"]``), and the projection of the method's published recipe."""
+def _cifar_overrides(spec: dict, timed_steps: int, lte: list[str], dry_run: bool) -> list[str]:
+    """A CIFAR-10 condition's overrides of its method's preset: random-weight teacher, no
+    evaluation, the condition's precision / kernels / compile, ``timed_steps`` per batch."""
+    return [
+        "teacher.weights=",
+        "eval.dataset=none",
+        _precision(spec["precision"]),
+        f"run.kernels={spec['kernels']}",
+        f"run.compile={spec.get('compile', False)}",
+        "memory.cache=device",
+        f"synthesis.num_generator_steps={timed_steps}",
+        *lte,
+        *(CIFAR_DRY if dry_run else []),
+    ]
+
+
+def _lte_from_cache(trainer, lte_file: str | None) -> bool | None:
+    """Whether the trainer's label-text embeddings equal the carried pool file (None: no file or
+    no LTE)."""
     import torch
 
     from nayer_scale.lte import load_lte_file
 
+    if not lte_file or trainer.lte is None:
+        return None
+    return bool(torch.equal(trainer.lte.cpu(), load_lte_file(lte_file)[0]))
+
+
+def worker_cifar(spec: dict, args: argparse.Namespace) -> dict:
+    """One CIFAR-10 condition: a NayerTrainer on the method's preset (random-weight teacher: the
+    time does not depend on the weights), ``time_phases``, the profiler share table of one batch
+    (``spec["profile"]``), and the projection of the method's published recipe."""
     method, preset = spec["method"], CIFAR_PRESET[spec["method"]]
     full = recipe(preset)
     timed_steps = spec["timed_steps"] or full["steps_per_batch"]
     lte, lte_info = lte_overrides("cifar10", Path(args.carry), Path(args.scratch), args.dry_run)
-    trainer, cfg = _trainer(
-        preset,
-        [
-            "teacher.weights=",
-            "eval.dataset=none",
-            _precision(spec["precision"]),
-            f"run.kernels={spec['kernels']}",
-            f"run.compile={spec.get('compile', False)}",
-            "memory.cache=device",
-            f"synthesis.num_generator_steps={timed_steps}",
-            *lte,
-            *(CIFAR_DRY if args.dry_run else []),
-        ],
-        Path(args.scratch),
-        "cifar",
-    )
-    lte_from_cache = (
-        bool(torch.equal(trainer.lte.cpu(), load_lte_file(lte_info["lte_file"])[0]))
-        if lte_info["lte_file"] and trainer.lte is not None
-        else None
-    )
+    trainer, cfg = _trainer(preset, _cifar_overrides(spec, timed_steps, lte, args.dry_run), Path(args.scratch), "cifar")
+    lte_from_cache = _lte_from_cache(trainer, lte_info["lte_file"])
     times = time_phases(trainer, spec["batches"], spec["student_steps"], 1 if args.dry_run else 5)
     share = profile_share(trainer, cfg.run.warmup_epochs, times["next_batch"]) if spec.get("profile") else None
     s, d = cfg.synthesis, cfg.distill
