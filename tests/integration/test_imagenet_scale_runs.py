@@ -330,7 +330,8 @@ def test_deepspeed_zero2_run_resumes_exactly(tmp_path):
     out = _finish(_launch(straight, 2, 29538, DEEPSPEED, deepspeed=True))
     assert "student DeepSpeed ZeRO-2" in out
     summary = json.loads((straight / "summary.json").read_text())
-    assert summary["num_processes"] == 2 and summary["memory_size"] == 160  # (1 warm-up + 2 x 2 batches) x 16 x 2 processes
+    # (1 warm-up + 2 x 2 synthesis batches) x 16 images x 2 processes
+    assert summary["num_processes"] == 2 and summary["memory_size"] == 160
     ckpt = straight / "checkpoints" / _latest(straight)
     states = [load_state(ckpt / f"process-00{r}")["optimizer_partition"] for r in (0, 1)]
     assert all(s for s in states)  # each process holds its own ZeRO partition
