@@ -388,9 +388,10 @@ def imagenet_eval_loader(
     _check_loader_args(rank, world_size, batch_size, resize, crop)
     workers = _default_workers() if num_workers is None else max(0, int(num_workers))
     kind, classes, shards = _resolve(root)
-    if kind == "folder":
-        return _folder_loader(root, classes, rank, world_size, batch_size, resize, crop, workers)
-    return _wds_loader(shards, rank, world_size, batch_size, resize, crop, workers, num_classes)
+    if kind == "folder":  # this rank's files[rank::world_size]
+        samples = _folder_samples(Path(os.fspath(root)).expanduser(), classes)
+        return _folder_loader(samples[rank::world_size], batch_size, resize, crop, workers)
+    return _wds_loader(shards[rank::world_size], batch_size, resize, crop, workers, num_classes)
 
 
 def _check_loader_args(rank: int, world_size: int, batch_size: int, resize: int, crop: int) -> None:
@@ -402,36 +403,18 @@ def _check_loader_args(rank: int, world_size: int, batch_size: int, resize: int,
     _check_sizes(resize, crop)
 
 
-def _folder_loader(
-    root: str | os.PathLike,
-    classes: list[str],
-    rank: int,
-    world_size: int,
-    batch_size: int,
-    resize: int,
-    crop: int,
-    workers: int,
-) -> DataLoader:
-    """The DataLoader over this rank's ``files[rank::world_size]`` of an ImageFolder tree."""
-    samples = _folder_samples(Path(os.fspath(root)).expanduser(), classes)
-    dataset = ImageFolderEval(samples[rank::world_size], resize, crop)
+def _folder_loader(samples: list, batch_size: int, resize: int, crop: int, workers: int) -> DataLoader:
+    """The DataLoader over one rank's (path, label) ``samples`` of an ImageFolder tree."""
+    dataset = ImageFolderEval(samples, resize, crop)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False)
 
 
 def _wds_loader(
-    shards: list[str],
-    rank: int,
-    world_size: int,
-    batch_size: int,
-    resize: int,
-    crop: int,
-    workers: int,
-    num_classes: int | None,
+    mine: list[str], batch_size: int, resize: int, crop: int, workers: int, num_classes: int | None
 ) -> DataLoader:
-    """The DataLoader over this rank's ``shards[rank::world_size]`` of a webdataset (empty if none)."""
+    """The DataLoader over one rank's webdataset shards ``mine`` (empty if none)."""
     import webdataset as wds
 
-    mine = shards[rank::world_size]
     if not mine:  # webdataset's shard list cannot be empty
         return DataLoader(_Empty(), batch_size=None)
     # nodesplitter=None: the default (single_node_only) raises under RANK/WORLD_SIZE or an initialised
