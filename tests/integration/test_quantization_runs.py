@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import tiny_run_overrides
 from nayer_scale.config import ConfigError
 from nayer_scale.models import build_model
 from nayer_scale.quantization import load_quantized, parse_quantization, quantized_copy
@@ -36,31 +37,16 @@ QUANT = (
 
 def test_tiny_w4a4_run_through_launch_distill(tmp_path, teacher_file, fake_test_split, lte_cache):
     run_dir = tmp_path / "w4a4"
-    args = [
-        f"teacher.weights={teacher_file}",
-        "teacher.arch=resnet8",
-        "student.arch=resnet8",
+    args = tiny_run_overrides(
+        run_dir,
+        teacher_file,
+        fake_test_split,
+        lte_cache,
         "student.quantization=w4a4",
         "distill.lr=0.01",
-        f"lte.cache_dir={lte_cache}",
-        f"eval.root={fake_test_split}",
-        "eval.every_epochs=1",
-        "synthesis.batch_size=24",
-        "synthesis.num_generator_steps=2",
-        "synthesis.batches_per_epoch=1",
-        "synthesis.warmup_batches_per_epoch=1",
-        "synthesis.generator_width=8",
-        "synthesis.noise_dim=32",
-        "distill.batch_size=16",
-        "distill.steps_per_epoch=2",
-        "run.epochs=3",
-        "run.warmup_epochs=1",
-        "run.mixed_precision=no",
-        "run.progress=false",
-        "run.resume=false",
+        "synthesis.generator_life_epochs=10",  # the preset's: no generator reset in this run
         "run.cpu_threads=1",
-        f"run.run_dir={run_dir}",
-    ]
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, str(ROOT / "launch" / "distill.py"), *args],
