@@ -208,6 +208,17 @@ def tiny_config(run_dir: Path, teacher: Path, eval_root: Path, lte_cache: Path, 
     )
 
 
+@pytest.fixture
+def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
+    """``make_cfg(name="run", *overrides)``: ``tiny_config`` in ``tmp_path/name`` on the session's
+    random teacher, fake test split and LTE cache."""
+
+    def make(name="run", *overrides):
+        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
+
+    return make
+
+
 def tiny_set_args(teacher: Path, eval_root: Path, lte_cache: Path) -> list[str]:
     """``--set section.key=value`` arguments of the benchmark scripts that shrink a run the way
     ``tiny_config`` does (``tiny_overrides`` on one CPU thread), for scripts that launch the

@@ -21,14 +21,6 @@ from nayer_scale.trainer import NayerTrainer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name="run", *overrides):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
-
-    return make
-
-
 # (generator_input, noisy_layer) -> width of the generator's first layer (tiny config: noise_dim 32,
 # MiniLM 384-d LTE, K = 10)
 SWITCHES = [

@@ -23,14 +23,6 @@ from nayer_scale.trainer import NayerTrainer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name="run", *overrides):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
-
-    return make
-
-
 @pytest.mark.parametrize("method, cls", [("deepinversion", DeepInversionSynthesizer), ("fast", FastSynthesizer)])
 def test_baseline_runs_end_to_end_and_accounts_its_time(make_cfg, method, cls):
     cfg = make_cfg(method, f"synthesis.method={method}", "lte.encoder=minilm:/nonexistent")  # no text encoder needed

@@ -18,14 +18,6 @@ from nayer_scale.models.sources import build_teacher
 from nayer_scale.trainer import NayerTrainer
 
 
-@pytest.fixture
-def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name="run", *overrides):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *overrides)
-
-    return make
-
-
 def test_tiny_run_writes_everything_and_never_reads_training_data(make_cfg, monkeypatch):
     opened = []
     real_read = fashion_mnist._read_idx

@@ -22,11 +22,9 @@ SAFE_POINTS = ("synthesis.batches_per_epoch=2", "distill.steps_per_epoch=4", "ru
 
 
 @pytest.fixture
-def make_cfg(tmp_path, teacher_file, fake_test_split, lte_cache):
-    def make(name, *overrides):
-        return tiny_config(tmp_path / name, teacher_file, fake_test_split, lte_cache, *SAFE_POINTS, *overrides)
-
-    return make
+def make_cfg(make_cfg):
+    """conftest's ``make_cfg`` with the safe points of this file."""
+    return lambda name, *overrides: make_cfg(name, *SAFE_POINTS, *overrides)
 
 
 @pytest.fixture(scope="module")

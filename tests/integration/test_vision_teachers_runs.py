@@ -18,22 +18,10 @@ import os
 
 import pytest
 
-try:
-    import timm
-    import torchvision
-    from torchvision import models as tvm
-except Exception as err:  # ModuleNotFoundError, or RuntimeError "operator torchvision::nms does not exist"
-    if os.environ.get("NAYER_VISION_TESTS") == "required":
-        raise
-    pytest.skip(
-        f"torchvision / timm cannot be imported here ({type(err).__name__}: {err}); these tests run in the "
-        'vision environment: pip install -c constraints-vision.txt -e ".[vision]" pytest',
-        allow_module_level=True,
-    )
-
-from helpers.vision_teachers import randomise_bn
+from helpers.vision_teachers import randomise_bn, require_vision
 from nayer_scale.models.io import save_model
 
+timm, torchvision, tvm = require_vision()
 pytestmark = [pytest.mark.vision, pytest.mark.usefixtures("one_thread")]
 
 

@@ -23,20 +23,7 @@ import pytest
 import torch
 from torch import nn
 
-try:
-    import timm
-    import torchvision
-    from torchvision import models as tvm
-except Exception as err:  # ModuleNotFoundError, or RuntimeError "operator torchvision::nms does not exist"
-    if os.environ.get("NAYER_VISION_TESTS") == "required":
-        raise
-    pytest.skip(
-        f"torchvision / timm cannot be imported here ({type(err).__name__}: {err}); these tests run in the "
-        'vision environment: pip install -c constraints-vision.txt -e ".[vision]" pytest',
-        allow_module_level=True,
-    )
-
-from helpers.vision_teachers import randomise_bn
+from helpers.vision_teachers import randomise_bn, require_vision
 from nayer_scale.config import DEMO_TEACHER, ConfigError, NayerConfig
 from nayer_scale.lte.classnames import get_class_names
 from nayer_scale.models import build_model
@@ -45,6 +32,7 @@ from nayer_scale.models.hub import _TORCHVISION_DEFAULT, TORCHVISION_WEIGHTS
 from nayer_scale.models.io import TeacherLoadError, save_model
 from nayer_scale.models.sources import build_teacher, resolve_architecture, resolve_teacher
 
+timm, torchvision, tvm = require_vision()
 pytestmark = [pytest.mark.vision, pytest.mark.usefixtures("one_thread")]
 
 
