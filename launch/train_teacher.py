@@ -38,7 +38,7 @@ from nayer_scale.evaluation import Evaluator
 from nayer_scale.models import build_model
 from nayer_scale.models.io import read_metadata, save_model
 from nayer_scale.precision import describe_device, resolve_precision
-from nayer_scale.storage import atomic_path
+from nayer_scale.storage import atomic_path, atomic_write_text
 
 # Arguments that only say where things are, not what is trained: left out of the recorded settings.
 NOT_SETTINGS = ("out", "force", "data_root")
@@ -116,15 +116,12 @@ def _cached_top1(args) -> float | None:
 
 def _save(out: str, model: torch.nn.Module, record: dict[str, str]) -> None:
     """The teacher as safetensors with ``record`` as metadata (fsync'ed temporary file renamed into
-    place), and the same record as JSON beside it."""
+    place), and the same record as JSON beside it, written the same way."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with atomic_path(out) as tmp:
         save_model(model, tmp, record)
-    with open(os.path.splitext(out)[0] + ".json", "w") as f:  # the same record, readable
-        json.dump(
-            {k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()}, f, indent=2
-        )
-        f.write("\n")
+    readable = {k: (json.loads(v) if k in ("train_settings", "precision") else v) for k, v in record.items()}
+    atomic_write_text(os.path.splitext(out)[0] + ".json", json.dumps(readable, indent=2) + "\n")
 
 
 def train(args) -> float:
