@@ -44,15 +44,13 @@ from .training import (
     build_accelerator,
     build_components,
     epoch_bar,
-    write_run_record,
 )
-from .training.disk_check import check_free_space, estimate_run_bytes
 from .training.finish import finish_run
 from .training.run_lock import hold_run_folder
 from .training.run_state import RunState
-from .training.summary import run_banner
+from .training.start import announce_run
+from .training.summary import save_epoch_samples
 from .training.trackers import global_step
-from .visualize import save_sample_grid
 
 __all__ = ["NayerTrainer", "Preempted", "build_accelerator"]
 
@@ -119,23 +117,7 @@ class NayerTrainer:
         self.guard = PreemptionGuard(self.device, self.collectives.sum if self.world_size > 1 else None)
         self.state = RunState(self.cfg, c)  # what a checkpoint holds (training/run_state.py)
         changes = self._resume() if self.cfg.run.resume else []
-        disk = check_free_space(
-            self.run_dir,
-            estimate_run_bytes(self.cfg, self.world_size, self.engine.unwrapped, self.synthesizer.state_dict()),
-        )
-        if disk:  # a warning: the estimate is an upper bound, and a full disk is survived anyway
-            acc.print(disk)
-        self.trackers.start(self.cfg.to_dict(), resumed=self.start_epoch > 0)
-        write_run_record(
-            self.run_dir,
-            self.cfg,
-            {"precision": self.precision.to_dict()},
-            {"start_epoch": self.start_epoch, "world_size": self.world_size, "changed_since_checkpoint": changes},
-            acc,
-            self.lte,
-            self.class_names,
-        )
-        acc.print(run_banner(self.cfg, c, self.world_size, self.device_kind, self.launched_with))
+        announce_run(self, c, changes)  # training/start.py
         self.clock.add("setup", time.perf_counter() - start)  # models, LTE, data, checkpoint loading
 
     def close(self) -> None:
@@ -248,14 +230,7 @@ class NayerTrainer:
             images, labels, losses = self.synthesize_batch(epoch, b)
             if b == n_batches - 1 and self.accelerator.is_main_process:
                 with self.clock.phase("io"):
-                    grid = save_sample_grid(
-                        images,
-                        labels,
-                        self.num_classes,
-                        self.run_dir / "samples" / f"epoch-{epoch:04d}.png",
-                        self.cfg.run.grid_per_class,
-                    )
-                    self.trackers.log_image("samples", grid, global_step(epoch, 0, self.cfg.distill.steps_per_epoch))
+                    save_epoch_samples(self, images, labels, epoch)  # training/summary.py
             with self.clock.phase("evaluation"):
                 progress.add_synthesis(losses, *self.probe_synthetic(images, labels, student=not warmup))
             if b + 1 < n_batches:

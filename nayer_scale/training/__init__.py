@@ -12,8 +12,10 @@
   (mixed precision, dynamo backend), merged into the run's config.
 - ``run_lock``: the run folder belongs to one job (a lease file with a heartbeat).
 - ``trackers``: TensorBoard / W&B / trackio / MLflow through accelerate.
-- ``summary``: the start-up line, the student files, summary.json. ``disk_check``: what a run will
-  write against the free space.
+- ``start``: the start of a set-up run (free-space check, trackers, run record, start-up line);
+  ``finish``: the end of a finished run (final top-1, held-out agreement, student files, summary.json).
+- ``summary``: the start-up line, each epoch's sample grid, the student files, summary.json.
+  ``disk_check``: what a run will write against the free space.
 """
 
 from .checkpoint import CheckpointManager, Stateful, checkpoint_name

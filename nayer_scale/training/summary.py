@@ -1,4 +1,5 @@
-"""What a run reports and leaves: the start-up line, the student files and their metadata, summary.json."""
+"""What a run reports and leaves: the start-up line, each epoch's sample grid, the student files and
+their metadata, summary.json."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from torch import nn
 
 from ..models.io import save_model
 from ..quantization.student import export_student
+from ..visualize import save_sample_grid
+from .trackers import global_step
 
-__all__ = ["AGREEMENT_SOURCE", "run_banner", "student_metadata", "save_student_files", "build_summary"]
+__all__ = [
+    "AGREEMENT_SOURCE",
+    "run_banner",
+    "save_epoch_samples",
+    "student_metadata",
+    "save_student_files",
+    "build_summary",
+]
 
 AGREEMENT_SOURCE = (
     "top-1 agreement of student and teacher on one extra synthesis batch per process, made "
@@ -31,6 +41,25 @@ def run_banner(cfg, components, world_size: int, device_kind: str, launched_with
         + (f", torch.compile ({cfg.run.compile_backend})" if cfg.run.compile else "")
         + "".join(f"; {line}" for line in launched_with)
     )
+
+
+def save_epoch_samples(trainer, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> None:
+    """The epoch's last synthesis batch as a grid: ``samples/epoch-EEEE.png`` in the run folder
+    (``visualize.save_sample_grid``, ``run.grid_per_class`` images per class) and the trackers'
+    "samples" image at the epoch's first step. Called by process 0 only.
+
+    Args:
+        trainer: the run (``NayerTrainer``).
+        images: (B, C, H, W) float32 in [0, 1]. labels: (B,) int64 class indices.
+        epoch: the epoch the batch belongs to.
+
+    Raises:
+        OSError: the image could not be written (``nayer_scale.storage.DiskFullError`` on a full disk).
+    """
+    t = trainer
+    path = t.run_dir / "samples" / f"epoch-{epoch:04d}.png"
+    grid = save_sample_grid(images, labels, t.num_classes, path, t.cfg.run.grid_per_class)
+    t.trackers.log_image("samples", grid, global_step(epoch, 0, t.cfg.distill.steps_per_epoch))
 
 
 def student_metadata(cfg, class_names: list[str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ def test_ruff(command):
 # The size limits of the code base (docs/development.md): a function fits on a screen, a class is
 # read in one sitting. Counted from the ``def`` / ``class`` line to the last line, docstrings
 # included, decorators not.
-MAX_FUNCTION_LINES, MAX_CLASS_LINES = 60, 330
+MAX_FUNCTION_LINES, MAX_CLASS_LINES = 60, 300
 SIZED = ("nayer_scale", "kernels", "benchmarks", "launch")
 
 
